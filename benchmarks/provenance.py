@@ -1,0 +1,92 @@
+"""Where a number came from: the fields every result row and the environment report carry.
+
+`provenance()` returns a flat dict of strings (date, commit, gpu, versions, kernel mode). It never raises:
+a field that cannot be read is recorded as "unknown", so a missing git binary cannot lose a measurement.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def git_commit(short: bool = True) -> str:
+    """The checked-out commit, with '+dirty' when tracked files differ from it; 'unknown' outside git."""
+    try:
+        args = ["git", "-C", str(REPO_ROOT), "rev-parse", "--short=12" if short else "--verify", "HEAD"]
+        sha = subprocess.run(args, capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, check=True, timeout=10,
+        ).stdout.strip()
+        return sha + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return os.environ.get("SPARSE_REPRO_COMMIT", "unknown")
+
+
+def gpu_name() -> str:
+    """The first CUDA device's name, or 'cpu'."""
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return "cpu"
+
+
+def kernel_mode() -> str:
+    """How Triton kernels will run here: compiled for a GPU, or under the CPU interpreter."""
+    import torch
+
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        return "interpreter (TRITON_INTERPRET=1)"
+    if torch.cuda.is_available():
+        return "compiled (CUDA)"
+    return "unavailable: no CUDA device; set TRITON_INTERPRET=1 to run kernels on the CPU (slow)"
+
+
+def provenance() -> dict[str, str]:
+    """The provenance fields of DESIGN.md section 5, as strings."""
+    import torch
+
+    try:
+        import triton
+
+        triton_version = triton.__version__
+    except ImportError:  # pragma: no cover - triton ships with torch on Linux
+        triton_version = "absent"
+    try:
+        import lightning
+
+        lightning_version = lightning.__version__
+    except ImportError:  # pragma: no cover
+        lightning_version = "absent"
+    return {
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "commit": git_commit(),
+        "gpu": gpu_name(),
+        "gpu_count": str(torch.cuda.device_count()),
+        "cuda": torch.version.cuda or "none",
+        "torch": torch.__version__,
+        "triton": triton_version,
+        "lightning": lightning_version,
+        "python": platform.python_version(),
+        "host": platform.machine(),
+    }
+
+
+def environment_report() -> str:
+    """A human-readable report of the environment, one field per line."""
+    import numpy
+    import torchmetrics
+
+    fields = provenance()
+    fields["numpy"] = numpy.__version__
+    fields["torchmetrics"] = torchmetrics.__version__
+    fields["kernels"] = kernel_mode()
+    width = max(len(k) for k in fields)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in fields.items())

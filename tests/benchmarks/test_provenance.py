@@ -1,0 +1,19 @@
+from benchmarks.cli import main
+from benchmarks.provenance import environment_report, provenance
+
+
+def test_provenance_has_the_recorded_fields():
+    fields = provenance()
+    for key in ("date", "commit", "gpu", "torch", "triton", "lightning", "python"):
+        assert fields[key], key
+
+
+def test_environment_report_names_kernel_mode(capsys):
+    assert "kernels" in environment_report()
+    assert main(["env"]) == 0
+    assert "torch" in capsys.readouterr().out
+
+
+def test_unknown_command_is_an_error(capsys):
+    assert main(["no-such-command"]) == 2
+    assert "valid" in capsys.readouterr().err
