@@ -141,6 +141,15 @@ class Pattern:
         heads = range(num_heads) if self.distinct_heads else range(1)
         return torch.stack([self._mask_2d(i, j, h) & (j <= i) for h in heads])
 
+    def allowed_keys(self, i: int, head: int = 0, device: torch.device | str | None = None) -> torch.Tensor:
+        """Positions j <= i that query i attends (int64, ascending): what a sampler's key-value cache must
+        read at step i, O(i) to compute and O(allowed) long."""
+        if i < 0:
+            raise ValueError(f"i must be >= 0, got {i}")
+        j = torch.arange(i + 1, device=device)
+        row = self._mask_2d(torch.tensor(i, device=device), j, head)
+        return j[row]
+
     def allowed_count(self, n: int, num_heads: int = 1) -> int:
         """Exact number of allowed (query, key) pairs at length n, summed over heads."""
         _check_length(n)
