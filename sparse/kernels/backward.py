@@ -1,0 +1,199 @@
+"""Backward kernels: dq, and dk with dv, for one segment; deterministic (no atomics).
+
+Why a segment's backward can run on its own: with P = exp(S - L) where L is the log-sum-exp of the whole
+merged row, and D = rowsum(dO * O) of the whole merged output, the gradient of the scores is
+dS = P * (dP - D) element by element. So each disjoint segment computes its share of dq, dk, dv from the
+global L and D, and the shares add up. Each output element is owned by exactly one program per launch,
+and segments run one after another, each adding to the previous segment's result (HAS_PREV), in a fixed
+order: two runs give bitwise-equal gradients.
+
+Two kernels, as in Triton's fused-attention tutorial: `_sparse_dkdv_kernel` owns a key tile and streams the
+query tiles that attend it; `_sparse_dq_kernel` owns a query tile and streams its key tiles. Scores use the
+base-2 scale (the forward's lse2), so P = exp2(q k^T * scale * log2 e - lse2).
+"""
+
+import triton
+import triton.language as tl
+
+from sparse.kernels.geometry import (
+    band_allowed,
+    band_positions,
+    summary_allowed,
+    summary_key_end,
+    summary_offset,
+    summary_positions,
+)
+
+
+@triton.jit
+def _dot(a, b, FP32_DOT: tl.constexpr):
+    if FP32_DOT:
+        return tl.dot(a, b, input_precision="ieee")
+    else:
+        return tl.dot(a, b)
+
+
+@triton.jit
+def _sparse_dq_kernel(
+    Q, K, V, DO, LSE, DELTA, DQ, DQ_PREV,
+    stride_qz, stride_qh, stride_qn,
+    stride_kz, stride_kh, stride_kn,
+    stride_vz, stride_vh, stride_vn,
+    stride_dz, stride_dh, stride_dn,
+    n, H, group_len, tiles_per_group, scale_log2, scale,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    IS_SUMMARY: tl.constexpr, STEP: tl.constexpr, GROUP_STRIDE: tl.constexpr, WINDOW: tl.constexpr,
+    EXCLUDE_SELF: tl.constexpr, L_BLOCK: tl.constexpr, C_SUM: tl.constexpr, DISTINCT: tl.constexpr,
+    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, FP32_DOT: tl.constexpr,
+):  # fmt: skip
+    tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
+    pid = tl.program_id(0)
+    bh = tl.program_id(1)
+    batch = (bh // H).to(tl.int64)
+    head = bh % H
+    dims = tl.arange(0, HEAD_DIM)
+    rows = tl.arange(0, BLOCK_M)
+    cols = tl.arange(0, BLOCK_N)
+
+    if IS_SUMMARY:
+        q_index = pid * BLOCK_M + rows
+        q_pos = q_index
+        q_valid = q_pos < n
+        last_query = tl.minimum((pid + 1) * BLOCK_M, n) - 1
+        lo = 0
+        hi = summary_key_end(last_query, L_BLOCK, C_SUM, SAME_BLOCK)
+        offset = summary_offset(head, L_BLOCK, C_SUM, DISTINCT)
+        group = 0
+    else:
+        group = pid // tiles_per_group
+        tile = pid % tiles_per_group
+        q_index = tile * BLOCK_M + rows
+        q_pos, q_valid = band_positions(group, q_index, n, group_len, STEP, GROUP_STRIDE)
+        hi = tl.minimum((tile + 1) * BLOCK_M, group_len)
+        if WINDOW > 0:
+            lo = tl.maximum(0, tile * BLOCK_M - WINDOW + 1) // BLOCK_N * BLOCK_N
+        else:
+            lo = 0
+        offset = 0
+
+    q_off = q_pos.to(tl.int64)[:, None]
+    q = tl.load(Q + batch * stride_qz + head * stride_qh + q_off * stride_qn + dims[None, :], mask=q_valid[:, None])
+    do = tl.load(DO + batch * stride_dz + head * stride_dh + q_off * stride_dn + dims[None, :], mask=q_valid[:, None])
+    row_base = bh.to(tl.int64) * n
+    lse2 = tl.load(LSE + row_base + q_pos, mask=q_valid, other=0.0)
+    delta = tl.load(DELTA + row_base + q_pos, mask=q_valid, other=0.0)
+    k_base = K + batch * stride_kz + head * stride_kh
+    v_base = V + batch * stride_vz + head * stride_vh
+    dq = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+
+    for start in range(lo, hi, BLOCK_N):
+        k_index = start + cols
+        if IS_SUMMARY:
+            k_pos, k_block, k_valid = summary_positions(k_index, offset, n, L_BLOCK, C_SUM)
+            allowed = summary_allowed(q_pos, k_pos, k_block, L_BLOCK, SAME_BLOCK)
+            k_valid &= k_index < hi
+        else:
+            k_pos, k_valid = band_positions(group, k_index, n, group_len, STEP, GROUP_STRIDE)
+            allowed = band_allowed(q_index, k_index, WINDOW, EXCLUDE_SELF)
+        allowed &= k_valid[None, :] & q_valid[:, None]
+        k_off = k_pos.to(tl.int64)[:, None]
+        k = tl.load(k_base + k_off * stride_kn + dims[None, :], mask=k_valid[:, None], other=0.0)
+        v = tl.load(v_base + k_off * stride_vn + dims[None, :], mask=k_valid[:, None], other=0.0)
+        qk = _dot(q, tl.trans(k), FP32_DOT) * scale_log2
+        p = tl.where(allowed, tl.math.exp2(qk - lse2[:, None]), 0.0)
+        dp = _dot(do, tl.trans(v), FP32_DOT)
+        ds = p * (dp - delta[:, None])
+        dq += _dot(ds.to(k.dtype), k, FP32_DOT)
+
+    dq *= scale
+    dq_off = row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
+    if HAS_PREV:
+        dq += tl.load(DQ_PREV + dq_off, mask=q_valid[:, None], other=0.0)
+    tl.store(DQ + dq_off, dq.to(DQ.dtype.element_ty), mask=q_valid[:, None])
+
+
+@triton.jit
+def _sparse_dkdv_kernel(
+    Q, K, V, DO, LSE, DELTA, DK, DV, DK_PREV, DV_PREV,
+    stride_qz, stride_qh, stride_qn,
+    stride_kz, stride_kh, stride_kn,
+    stride_vz, stride_vh, stride_vn,
+    stride_dz, stride_dh, stride_dn,
+    n, H, group_len, tiles_per_group, scale_log2, scale,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    IS_SUMMARY: tl.constexpr, STEP: tl.constexpr, GROUP_STRIDE: tl.constexpr, WINDOW: tl.constexpr,
+    EXCLUDE_SELF: tl.constexpr, L_BLOCK: tl.constexpr, C_SUM: tl.constexpr, DISTINCT: tl.constexpr,
+    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, FP32_DOT: tl.constexpr,
+):  # fmt: skip
+    tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
+    pid = tl.program_id(0)
+    bh = tl.program_id(1)
+    batch = (bh // H).to(tl.int64)
+    head = bh % H
+    dims = tl.arange(0, HEAD_DIM)
+    rows = tl.arange(0, BLOCK_M)
+    cols = tl.arange(0, BLOCK_N)
+
+    # Which keys this program owns, and the range of queries (in-segment indices) that can reach them.
+    if IS_SUMMARY:
+        k_index = pid * BLOCK_N + cols
+        offset = summary_offset(head, L_BLOCK, C_SUM, DISTINCT)
+        k_pos, k_block, k_valid = summary_positions(k_index, offset, n, L_BLOCK, C_SUM)
+        k_valid &= k_index < group_len
+        first_block = (pid * BLOCK_N) // C_SUM
+        if SAME_BLOCK:
+            lo = (first_block * L_BLOCK + offset) // BLOCK_M * BLOCK_M
+        else:
+            lo = (first_block + 1) * L_BLOCK // BLOCK_M * BLOCK_M
+        hi = n
+        group = 0
+    else:
+        group = pid // tiles_per_group
+        tile = pid % tiles_per_group
+        k_index = tile * BLOCK_N + cols
+        k_pos, k_valid = band_positions(group, k_index, n, group_len, STEP, GROUP_STRIDE)
+        lo = (tile * BLOCK_N) // BLOCK_M * BLOCK_M
+        if WINDOW > 0:
+            hi = tl.minimum(group_len, (tile + 1) * BLOCK_N - 1 + WINDOW)
+        else:
+            hi = group_len
+
+    k_off = k_pos.to(tl.int64)[:, None]
+    k = tl.load(K + batch * stride_kz + head * stride_kh + k_off * stride_kn + dims[None, :], mask=k_valid[:, None])
+    v = tl.load(V + batch * stride_vz + head * stride_vh + k_off * stride_vn + dims[None, :], mask=k_valid[:, None])
+    q_base = Q + batch * stride_qz + head * stride_qh
+    do_base = DO + batch * stride_dz + head * stride_dh
+    row_base = bh.to(tl.int64) * n
+    dk = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
+    dv = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
+
+    for start in range(lo, hi, BLOCK_M):
+        q_index = start + rows
+        if IS_SUMMARY:
+            q_pos = q_index
+            q_valid = q_pos < n
+            allowed = summary_allowed(q_pos, k_pos, k_block, L_BLOCK, SAME_BLOCK)
+        else:
+            q_pos, q_valid = band_positions(group, q_index, n, group_len, STEP, GROUP_STRIDE)
+            allowed = band_allowed(q_index, k_index, WINDOW, EXCLUDE_SELF)
+        allowed &= k_valid[None, :] & q_valid[:, None]
+        q_off = q_pos.to(tl.int64)[:, None]
+        q = tl.load(q_base + q_off * stride_qn + dims[None, :], mask=q_valid[:, None], other=0.0)
+        do = tl.load(do_base + q_off * stride_dn + dims[None, :], mask=q_valid[:, None], other=0.0)
+        lse2 = tl.load(LSE + row_base + q_pos, mask=q_valid, other=0.0)
+        delta = tl.load(DELTA + row_base + q_pos, mask=q_valid, other=0.0)
+        # Transposed scores [keys, queries], so that dv += p^T do and dk += ds^T q are plain dots.
+        qk_t = _dot(k, tl.trans(q), FP32_DOT) * scale_log2
+        p_t = tl.where(tl.trans(allowed), tl.math.exp2(qk_t - lse2[None, :]), 0.0)
+        dv += _dot(p_t.to(do.dtype), do, FP32_DOT)
+        dp_t = _dot(v, tl.trans(do), FP32_DOT)
+        ds_t = p_t * (dp_t - delta[None, :])
+        dk += _dot(ds_t.to(q.dtype), q, FP32_DOT)
+
+    dk *= scale
+    kv_off = row_base * HEAD_DIM + k_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
+    if HAS_PREV:
+        dk += tl.load(DK_PREV + kv_off, mask=k_valid[:, None], other=0.0)
+        dv += tl.load(DV_PREV + kv_off, mask=k_valid[:, None], other=0.0)
+    tl.store(DK + kv_off, dk.to(DK.dtype.element_ty), mask=k_valid[:, None])
+    tl.store(DV + kv_off, dv.to(DV.dtype.element_ty), mask=k_valid[:, None])

@@ -1,0 +1,126 @@
+"""Forward kernel: one segment of a pattern, flash-attention style, optionally continuing another segment.
+
+One program owns BLOCK_M queries of one (batch, head) and streams the key tiles its segment allows,
+keeping the running max `m`, the running sum `l` and the unnormalised output in registers (nothing of
+size n^2 ever exists). Scores are kept in base 2: q k^T * scale * log2(e), so each exponential is one
+exp2 instruction; the log-sum-exp written out is in base 2 too (`lse2`) and is what the backward reads.
+
+Merging segments: the first segment writes its normalised output (fp32) and lse2; the next segment's
+program starts from them (m = lse2, l = 1, acc = o) instead of from (-inf, 0, 0) and keeps going. The result
+is exactly one softmax over the union of the segments, i.e. the paper's merged head, computed with no extra
+pass. Segments are disjoint (DESIGN.md: the overlap j = i is kept in one of them only).
+
+Rows with no allowed key (possible in a segment, e.g. the first row of a stride group, and in some parts
+alone) carry m = -inf, l = 0; they are guarded so they never produce NaN, and the final output is 0.
+"""
+
+import triton
+import triton.language as tl
+
+from sparse.kernels.geometry import (
+    band_allowed,
+    band_positions,
+    summary_allowed,
+    summary_key_end,
+    summary_offset,
+    summary_positions,
+)
+
+
+@triton.jit
+def _sparse_fwd_kernel(
+    Q, K, V, O, LSE, O_PREV, LSE_PREV,
+    stride_qz, stride_qh, stride_qn,
+    stride_kz, stride_kh, stride_kn,
+    stride_vz, stride_vh, stride_vn,
+    n, H, group_len, tiles_per_group, scale_log2,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    IS_SUMMARY: tl.constexpr, STEP: tl.constexpr, GROUP_STRIDE: tl.constexpr, WINDOW: tl.constexpr,
+    EXCLUDE_SELF: tl.constexpr, L_BLOCK: tl.constexpr, C_SUM: tl.constexpr, DISTINCT: tl.constexpr,
+    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, FP32_DOT: tl.constexpr,
+):  # fmt: skip
+    tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
+    tl.static_assert(HEAD_DIM == 32 or HEAD_DIM == 64 or HEAD_DIM == 128, "head dim must be 32, 64 or 128")
+    pid = tl.program_id(0)
+    bh = tl.program_id(1)
+    batch = (bh // H).to(tl.int64)
+    head = bh % H
+    dims = tl.arange(0, HEAD_DIM)
+    rows = tl.arange(0, BLOCK_M)
+    cols = tl.arange(0, BLOCK_N)
+
+    # Which queries this program owns, and the range of keys (in-segment indices) they can reach.
+    if IS_SUMMARY:
+        q_index = pid * BLOCK_M + rows
+        q_pos = q_index
+        q_valid = q_pos < n
+        last_query = tl.minimum((pid + 1) * BLOCK_M, n) - 1
+        lo = 0
+        hi = summary_key_end(last_query, L_BLOCK, C_SUM, SAME_BLOCK)
+        offset = summary_offset(head, L_BLOCK, C_SUM, DISTINCT)
+        group = 0
+    else:
+        group = pid // tiles_per_group
+        tile = pid % tiles_per_group
+        q_index = tile * BLOCK_M + rows
+        q_pos, q_valid = band_positions(group, q_index, n, group_len, STEP, GROUP_STRIDE)
+        hi = tl.minimum((tile + 1) * BLOCK_M, group_len)
+        if WINDOW > 0:
+            lo = tl.maximum(0, tile * BLOCK_M - WINDOW + 1) // BLOCK_N * BLOCK_N
+        else:
+            lo = 0
+        offset = 0
+
+    q_ptrs = Q + batch * stride_qz + head * stride_qh + q_pos.to(tl.int64)[:, None] * stride_qn + dims[None, :]
+    q = tl.load(q_ptrs, mask=q_valid[:, None], other=0.0)
+    k_base = K + batch * stride_kz + head * stride_kh
+    v_base = V + batch * stride_vz + head * stride_vh
+    row_base = bh.to(tl.int64) * n
+
+    if HAS_PREV:
+        # Continue the previous segment's softmax: a normalised output is (m = lse, l = 1, acc = o).
+        m_i = tl.load(LSE_PREV + row_base + q_pos, mask=q_valid, other=float("-inf"))
+        l_i = tl.where(m_i == float("-inf"), 0.0, 1.0)
+        prev_ptrs = O_PREV + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
+        acc = tl.load(prev_ptrs, mask=q_valid[:, None], other=0.0)
+    else:
+        m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
+        l_i = tl.zeros([BLOCK_M], tl.float32)
+        acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+
+    for start in range(lo, hi, BLOCK_N):
+        k_index = start + cols
+        if IS_SUMMARY:
+            k_pos, k_block, k_valid = summary_positions(k_index, offset, n, L_BLOCK, C_SUM)
+            allowed = summary_allowed(q_pos, k_pos, k_block, L_BLOCK, SAME_BLOCK)
+            k_valid &= k_index < hi
+        else:
+            k_pos, k_valid = band_positions(group, k_index, n, group_len, STEP, GROUP_STRIDE)
+            allowed = band_allowed(q_index, k_index, WINDOW, EXCLUDE_SELF)
+        allowed &= k_valid[None, :] & q_valid[:, None]
+        k_off = k_pos.to(tl.int64)[:, None]
+        k = tl.load(k_base + k_off * stride_kn + dims[None, :], mask=k_valid[:, None], other=0.0)
+        v = tl.load(v_base + k_off * stride_vn + dims[None, :], mask=k_valid[:, None], other=0.0)
+        if FP32_DOT:
+            qk = tl.dot(q, tl.trans(k), input_precision="ieee")
+        else:
+            qk = tl.dot(q, tl.trans(k))
+        qk = tl.where(allowed, qk * scale_log2, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        # A row with nothing allowed so far keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.math.exp2(m_i - m_safe)
+        p = tl.math.exp2(qk - m_safe[:, None])
+        l_i = l_i * alpha + tl.sum(p, 1)
+        if FP32_DOT:
+            acc = acc * alpha[:, None] + tl.dot(p, v, input_precision="ieee")
+        else:
+            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        m_i = m_new
+
+    empty = l_i == 0.0
+    out = acc / tl.where(empty, 1.0, l_i)[:, None]
+    lse2 = tl.where(empty, float("-inf"), m_i + tl.math.log2(tl.where(empty, 1.0, l_i)))
+    tl.store(LSE + row_base + q_pos, lse2, mask=q_valid)
+    o_ptrs = O + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
+    tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=q_valid[:, None])

@@ -1,0 +1,65 @@
+"""Address arithmetic shared by the forward and backward kernels: which positions a tile holds, and which
+(query, key) pairs of a tile a segment allows. See sparse/patterns/base.py for the two segment shapes.
+
+Why address arithmetic instead of copies: the strided pattern's transpose (position t * l + r is index t of
+group r) and fixed's gather of summary columns are just row addresses; computing them per tile costs a few
+integer ops per row and saves a permuted copy of q, k, v, o and every gradient (DESIGN.md section 2).
+All functions are @triton.jit and inline into the kernels; geometry constants are constexpr so that each
+segment compiles to straight-line masks.
+"""
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def band_positions(group, index, n, group_len, STEP: tl.constexpr, GROUP_STRIDE: tl.constexpr):
+    """Sequence positions of in-group indices `index` of group `group`, and whether they exist."""
+    pos = group * GROUP_STRIDE + index * STEP
+    return pos, (index < group_len) & (pos < n)
+
+
+@triton.jit
+def band_allowed(q_index, k_index, WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr):
+    """[len(q), len(k)] mask of a band segment: t - WINDOW < u <= t - EXCLUDE_SELF (WINDOW 0: unbounded)."""
+    allowed = k_index[None, :] <= (q_index[:, None] - EXCLUDE_SELF)
+    if WINDOW > 0:
+        allowed &= k_index[None, :] > (q_index[:, None] - WINDOW)
+    return allowed
+
+
+@triton.jit
+def summary_offset(head, L_BLOCK: tl.constexpr, C_SUM: tl.constexpr, DISTINCT: tl.constexpr):
+    """First column of this head's summary sub-block in each window (paper 4.3's distinct sub-blocks)."""
+    if DISTINCT:
+        num_verts: tl.constexpr = L_BLOCK // C_SUM
+        return ((num_verts - 1 - head % num_verts) % num_verts) * C_SUM
+    else:
+        return L_BLOCK - C_SUM
+
+
+@triton.jit
+def summary_positions(compact, offset, n, L_BLOCK: tl.constexpr, C_SUM: tl.constexpr):
+    """Sequence positions of compact summary keys (block b, column u) -> b * l + offset + u."""
+    block = compact // C_SUM
+    pos = block * L_BLOCK + offset + compact % C_SUM
+    return pos, block, pos < n
+
+
+@triton.jit
+def summary_allowed(q_pos, k_pos, k_block, L_BLOCK: tl.constexpr, SAME_BLOCK: tl.constexpr):
+    """Merged head: summary keys of strictly earlier windows (the own window is the local part's);
+    summary part alone: every summary key at a position <= the query's."""
+    if SAME_BLOCK:
+        return k_pos[None, :] <= q_pos[:, None]
+    else:
+        return k_block[None, :] < (q_pos // L_BLOCK)[:, None]
+
+
+@triton.jit
+def summary_key_end(last_query, L_BLOCK: tl.constexpr, C_SUM: tl.constexpr, SAME_BLOCK: tl.constexpr):
+    """One past the last compact key that any query up to `last_query` can attend."""
+    if SAME_BLOCK:
+        return (last_query // L_BLOCK + 1) * C_SUM
+    else:
+        return (last_query // L_BLOCK) * C_SUM

@@ -1,0 +1,116 @@
+"""Thin launchers: run a pattern's segments through the forward or backward kernels, in order.
+
+Shapes: q, k, v, do [B, H, n, D] with any strides whose last one is 1 (others are copied to contiguous);
+o and the gradients are returned contiguous [B, H, n, D] in q's dtype; lse2 is float32 [B * H, n], the
+base-2 log-sum-exp of each row (-inf for a row with no allowed key).
+
+Intermediate results between segments stay in float32 (so that merging two segments rounds once), and
+the last segment writes the caller's dtype directly.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from sparse.kernels.backward import _sparse_dkdv_kernel, _sparse_dq_kernel
+from sparse.kernels.forward import _sparse_fwd_kernel
+from sparse.kernels.plan import Plan, SegmentLaunch, build_plan
+from sparse.patterns import Pattern, SummarySegment
+
+LOG2_E = 1.4426950408889634
+
+# Allocation goes through these two names so that tests can poison every buffer (fill it with NaN) and
+# catch any element a kernel forgot to write.
+_empty = torch.empty
+_zeros = torch.zeros
+
+
+def _last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
+    return t if t.stride(-1) == 1 else t.contiguous()
+
+
+def _geometry(launch: SegmentLaunch) -> dict:
+    """Constexpr geometry of a segment; the unused family gets fixed dummies so it adds no variants."""
+    seg = launch.segment
+    if isinstance(seg, SummarySegment):
+        return dict(
+            IS_SUMMARY=True, STEP=1, GROUP_STRIDE=0, WINDOW=0, EXCLUDE_SELF=0,
+            L_BLOCK=seg.block, C_SUM=seg.summary, DISTINCT=seg.distinct_heads, SAME_BLOCK=seg.same_block,
+        )  # fmt: skip
+    return dict(
+        IS_SUMMARY=False, STEP=seg.step, GROUP_STRIDE=seg.group_stride, WINDOW=seg.window,
+        EXCLUDE_SELF=int(seg.exclude_self), L_BLOCK=1, C_SUM=1, DISTINCT=False, SAME_BLOCK=False,
+    )  # fmt: skip
+
+
+def _strides(t: torch.Tensor) -> tuple[int, int, int]:
+    return t.stride(0), t.stride(1), t.stride(2)
+
+
+def plan_for(q: torch.Tensor, pattern: Pattern) -> Plan:
+    return build_plan(pattern, q.shape[2], q.shape[3])
+
+
+def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
+    batch, heads, n, head_dim = q.shape
+    plan = plan_for(q, pattern)
+    out = _empty((batch, heads, n, head_dim), dtype=q.dtype, device=q.device)
+    lse2 = _empty((batch * heads, n), dtype=torch.float32, device=q.device)
+    prev = None
+    for index, launch in enumerate(plan.launches):
+        last = index == len(plan.launches) - 1
+        target = out if last else _empty(out.shape, dtype=torch.float32, device=q.device)
+        t = launch.fwd
+        _sparse_fwd_kernel[(launch.fwd_programs, batch * heads)](
+            q, k, v, target, lse2, prev if prev is not None else target, lse2,
+            *_strides(q), *_strides(k), *_strides(v),
+            n, heads, launch.group_len, math.ceil(launch.group_len / t.block_m), scale * LOG2_E,
+            HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=prev is not None,
+            FP32_DOT=q.dtype == torch.float32, num_warps=t.num_warps, num_stages=t.num_stages,
+            **_geometry(launch),
+        )  # fmt: skip
+        prev = target
+    return out, lse2
+
+
+def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
+    q, k, v, do = (_last_dim_contiguous(t) for t in (q, k, v, do))
+    batch, heads, n, head_dim = q.shape
+    plan = plan_for(q, pattern)
+    # D_i = rowsum(dO_i * O_i) of the merged output: the softmax-normalisation term every segment shares.
+    delta = (do.float() * out.float()).sum(-1).reshape(batch * heads, n)
+    shape, device = (batch, heads, n, head_dim), q.device
+    dq_prev = dk_prev = dv_prev = None
+    for index, launch in enumerate(plan.launches):
+        last = index == len(plan.launches) - 1
+        dtype = q.dtype if last else torch.float32
+        # A summary segment writes only its summary keys: every other key's dk, dv must start at zero.
+        partial_keys = isinstance(launch.segment, SummarySegment) and dk_prev is None
+        alloc = _zeros if partial_keys else _empty
+        dq = _empty(shape, dtype=dtype, device=device)
+        dk, dv = alloc(shape, dtype=dtype, device=device), alloc(shape, dtype=dtype, device=device)
+        common = dict(
+            HEAD_DIM=head_dim, FP32_DOT=q.dtype == torch.float32, **_geometry(launch),
+        )  # fmt: skip
+        t = launch.dq
+        _sparse_dq_kernel[(launch.dq_programs, batch * heads)](
+            q, k, v, do, lse2, delta, dq, dq_prev if dq_prev is not None else dq,
+            *_strides(q), *_strides(k), *_strides(v), *_strides(do),
+            n, heads, launch.group_len, math.ceil(launch.group_len / t.block_m), scale * LOG2_E, scale,
+            BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=dq_prev is not None,
+            num_warps=t.num_warps, num_stages=t.num_stages, **common,
+        )  # fmt: skip
+        t = launch.dkdv
+        _sparse_dkdv_kernel[(launch.dkdv_programs, batch * heads)](
+            q, k, v, do, lse2, delta, dk, dv,
+            dk_prev if dk_prev is not None else dk, dv_prev if dv_prev is not None else dv,
+            *_strides(q), *_strides(k), *_strides(v), *_strides(do),
+            n, heads, launch.group_len, math.ceil(launch.group_len / t.block_n), scale * LOG2_E, scale,
+            BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=dk_prev is not None,
+            num_warps=t.num_warps, num_stages=t.num_stages, **common,
+        )  # fmt: skip
+        dq_prev, dk_prev, dv_prev = dq, dk, dv
+    return dq_prev, dk_prev, dv_prev

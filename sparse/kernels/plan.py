@@ -1,0 +1,191 @@
+"""Launch plans: how each segment of a pattern maps onto kernel programs and tiles, and what that costs.
+
+A plan is built once per (pattern, n, head_dim, dtype, device kind) and cached (`build_plan` is
+lru-cached; patterns are hashable). It holds, for each segment, the tile sizes of the three kernels
+(forward, dq, dk/dv), their grids, and the statistics the benchmarks print: tiles computed, tile density
+and element density, the exact FLOPs of the pattern at n.
+
+Tile sizes are data (TILE_TABLE), chosen per head dim and pass; a group shorter than a tile shrinks the tile
+(to a power of two >= 16, the smallest tl.dot shape) so that the stride part of short sequences does not
+compute mostly padding. Under the Triton interpreter (TRITON_INTERPRET=1) tiles are 16 so that small
+tests still cross tile boundaries.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from dataclasses import dataclass
+
+from sparse.patterns import BandSegment, Pattern, Segment, SummarySegment
+
+# (pass, head_dim) -> (BLOCK_M queries, BLOCK_N keys, num_warps, num_stages). Measured on H100 (notes in
+# benchmarks/KERNEL_NOTES.md); the backward tiles follow Triton's fused-attention tutorial: dk/dv programs
+# own a wide key tile and stream narrow query tiles, dq programs the reverse.
+TILE_TABLE: dict[tuple[str, int], tuple[int, int, int, int]] = {
+    ("fwd", 32): (128, 64, 4, 3),
+    ("fwd", 64): (128, 64, 4, 3),
+    ("fwd", 128): (128, 64, 8, 3),
+    ("dq", 32): (128, 32, 4, 3),
+    ("dq", 64): (128, 32, 4, 3),
+    ("dq", 128): (128, 32, 8, 2),
+    ("dkdv", 32): (32, 128, 4, 3),
+    ("dkdv", 64): (32, 128, 4, 3),
+    ("dkdv", 128): (32, 128, 8, 2),
+}
+INTERPRETER_TILE = (16, 16, 1, 1)
+MIN_TILE = 16
+
+
+def interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET") == "1"
+
+
+@dataclass(frozen=True)
+class Tiles:
+    block_m: int
+    block_n: int
+    num_warps: int
+    num_stages: int
+
+
+@dataclass(frozen=True)
+class SegmentLaunch:
+    """One segment's kernels: tiles and grid sizes (programs per batch x head) for each pass."""
+
+    segment: Segment
+    fwd: Tiles
+    dq: Tiles
+    dkdv: Tiles
+    fwd_programs: int
+    dq_programs: int
+    dkdv_programs: int
+    group_len: int  # band: the group length; summary: the number of compact summary keys
+    fwd_tiles: int  # query-tile x key-tile products the forward computes, per batch x head
+
+
+@dataclass(frozen=True)
+class Plan:
+    pattern: Pattern
+    n: int
+    head_dim: int
+    launches: tuple[SegmentLaunch, ...]
+    allowed: int  # allowed (query, key) pairs per head, averaged over heads for distinct heads
+
+    @property
+    def tiles(self) -> int:
+        """Forward tile products computed per batch x head."""
+        return sum(s.fwd_tiles for s in self.launches)
+
+    @property
+    def tile_elements(self) -> int:
+        return sum(s.fwd_tiles * s.fwd.block_m * s.fwd.block_n for s in self.launches)
+
+    @property
+    def element_density(self) -> float:
+        """Allowed elements / n^2 (dense causal: about 0.5)."""
+        return self.allowed / (self.n * self.n)
+
+    @property
+    def tile_density(self) -> float:
+        """Elements inside computed tiles / n^2: what the kernels pay for; >= element_density."""
+        return self.tile_elements / (self.n * self.n)
+
+    def stats(self) -> dict[str, float | int]:
+        return {
+            "tiles": self.tiles,
+            "tile_density": self.tile_density,
+            "element_density": self.element_density,
+            "allowed_per_head": self.allowed,
+        }
+
+
+def _pow2_at_least(x: int) -> int:
+    return 1 << max(0, math.ceil(math.log2(max(1, x))))
+
+
+def _tiles(kind: str, head_dim: int, group_len: int, interpret: bool) -> Tiles:
+    if interpret:
+        return Tiles(*INTERPRETER_TILE)
+    bm, bn, warps, stages = TILE_TABLE[(kind, head_dim)]
+    fit = max(MIN_TILE, _pow2_at_least(group_len))
+    return Tiles(min(bm, fit), min(bn, fit), warps, stages)
+
+
+def _band_fwd_tiles(seg: BandSegment, n: int, group_len: int, t: Tiles) -> int:
+    """Count the (query tile, key tile) products the band forward kernel visits, mirroring its loops."""
+    total = 0
+    for g in range(seg.num_groups):
+        first = g * seg.group_stride
+        if first >= n:
+            break
+        length = min(group_len, (n - 1 - first) // seg.step + 1)
+        for qt in range(math.ceil(length / t.block_m)):
+            hi = min((qt + 1) * t.block_m, length)
+            lo = 0 if seg.window == 0 else max(0, qt * t.block_m - seg.window + 1) // t.block_n * t.block_n
+            total += math.ceil((hi - lo) / t.block_n)
+    return total
+
+
+def _summary_key_hi(seg: SummarySegment, last_query: int) -> int:
+    blocks = last_query // seg.block + (1 if seg.same_block else 0)
+    return blocks * seg.summary
+
+
+def _summary_fwd_tiles(seg: SummarySegment, n: int, t: Tiles) -> int:
+    total = 0
+    for qt in range(math.ceil(n / t.block_m)):
+        last = min((qt + 1) * t.block_m, n) - 1
+        total += math.ceil(_summary_key_hi(seg, last) / t.block_n)
+    return total
+
+
+@functools.lru_cache(maxsize=256)
+def build_plan(pattern: Pattern, n: int, head_dim: int, interpret: bool | None = None) -> Plan:
+    interpret = interpreting() if interpret is None else interpret
+    launches = []
+    segments = pattern.segments(n)
+    # The dk/dv launcher zero-fills only for a leading summary segment (it writes summary keys alone).
+    assert all(not isinstance(s, SummarySegment) for s in segments[1:]), "a summary segment must come first"
+    for seg in segments:
+        if isinstance(seg, BandSegment):
+            group_len = min(seg.group_len, n)
+            fwd, dq, dkdv = (_tiles(k, head_dim, group_len, interpret) for k in ("fwd", "dq", "dkdv"))
+            launches.append(
+                SegmentLaunch(
+                    segment=seg,
+                    fwd=fwd,
+                    dq=dq,
+                    dkdv=dkdv,
+                    fwd_programs=seg.num_groups * math.ceil(group_len / fwd.block_m),
+                    dq_programs=seg.num_groups * math.ceil(group_len / dq.block_m),
+                    dkdv_programs=seg.num_groups * math.ceil(group_len / dkdv.block_n),
+                    group_len=group_len,
+                    fwd_tiles=_band_fwd_tiles(seg, n, group_len, fwd),
+                )
+            )
+        else:
+            num_keys = math.ceil(n / seg.block) * seg.summary
+            fwd, dq = (_tiles(k, head_dim, n, interpret) for k in ("fwd", "dq"))
+            dkdv = _tiles("dkdv", head_dim, num_keys, interpret)
+            launches.append(
+                SegmentLaunch(
+                    segment=seg,
+                    fwd=fwd,
+                    dq=dq,
+                    dkdv=dkdv,
+                    fwd_programs=math.ceil(n / fwd.block_m),
+                    dq_programs=math.ceil(n / dq.block_m),
+                    dkdv_programs=math.ceil(num_keys / dkdv.block_n),
+                    group_len=num_keys,
+                    fwd_tiles=_summary_fwd_tiles(seg, n, fwd),
+                )
+            )
+    return Plan(
+        pattern=pattern,
+        n=n,
+        head_dim=head_dim,
+        launches=tuple(launches),
+        allowed=pattern.allowed_count(n, 1),
+    )
