@@ -18,19 +18,12 @@ import triton.language as tl
 from sparse.kernels.geometry import (
     band_allowed,
     band_positions,
+    mma,
     summary_allowed,
     summary_key_end,
     summary_offset,
     summary_positions,
 )
-
-
-@triton.jit
-def _dot(a, b, FP32_DOT: tl.constexpr):
-    if FP32_DOT:
-        return tl.dot(a, b, input_precision="ieee")
-    else:
-        return tl.dot(a, b)
 
 
 @triton.jit
@@ -44,7 +37,7 @@ def _sparse_dq_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_SUMMARY: tl.constexpr, STEP: tl.constexpr, GROUP_STRIDE: tl.constexpr, WINDOW: tl.constexpr,
     EXCLUDE_SELF: tl.constexpr, L_BLOCK: tl.constexpr, C_SUM: tl.constexpr, DISTINCT: tl.constexpr,
-    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, FP32_DOT: tl.constexpr,
+    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     pid = tl.program_id(0)
@@ -99,11 +92,11 @@ def _sparse_dq_kernel(
         k_off = k_pos.to(tl.int64)[:, None]
         k = tl.load(k_base + k_off * stride_kn + dims[None, :], mask=k_valid[:, None], other=0.0)
         v = tl.load(v_base + k_off * stride_vn + dims[None, :], mask=k_valid[:, None], other=0.0)
-        qk = _dot(q, tl.trans(k), FP32_DOT) * scale_log2
+        qk = mma(q, tl.trans(k), DOT_MODE) * scale_log2
         p = tl.where(allowed, tl.math.exp2(qk - lse2[:, None]), 0.0)
-        dp = _dot(do, tl.trans(v), FP32_DOT)
+        dp = mma(do, tl.trans(v), DOT_MODE)
         ds = p * (dp - delta[:, None])
-        dq += _dot(ds.to(k.dtype), k, FP32_DOT)
+        dq += mma(ds.to(k.dtype), k, DOT_MODE)
 
     dq *= scale
     dq_off = row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
@@ -123,7 +116,7 @@ def _sparse_dkdv_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_SUMMARY: tl.constexpr, STEP: tl.constexpr, GROUP_STRIDE: tl.constexpr, WINDOW: tl.constexpr,
     EXCLUDE_SELF: tl.constexpr, L_BLOCK: tl.constexpr, C_SUM: tl.constexpr, DISTINCT: tl.constexpr,
-    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, FP32_DOT: tl.constexpr,
+    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     pid = tl.program_id(0)
@@ -183,12 +176,12 @@ def _sparse_dkdv_kernel(
         lse2 = tl.load(LSE + row_base + q_pos, mask=q_valid, other=0.0)
         delta = tl.load(DELTA + row_base + q_pos, mask=q_valid, other=0.0)
         # Transposed scores [keys, queries], so that dv += p^T do and dk += ds^T q are plain dots.
-        qk_t = _dot(k, tl.trans(q), FP32_DOT) * scale_log2
+        qk_t = mma(k, tl.trans(q), DOT_MODE) * scale_log2
         p_t = tl.where(tl.trans(allowed), tl.math.exp2(qk_t - lse2[None, :]), 0.0)
-        dv += _dot(p_t.to(do.dtype), do, FP32_DOT)
-        dp_t = _dot(v, tl.trans(do), FP32_DOT)
+        dv += mma(p_t.to(do.dtype), do, DOT_MODE)
+        dp_t = mma(v, tl.trans(do), DOT_MODE)
         ds_t = p_t * (dp_t - delta[None, :])
-        dk += _dot(ds_t.to(q.dtype), q, FP32_DOT)
+        dk += mma(ds_t.to(q.dtype), q, DOT_MODE)
 
     dk *= scale
     kv_off = row_base * HEAD_DIM + k_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]

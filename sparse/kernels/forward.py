@@ -20,6 +20,7 @@ import triton.language as tl
 from sparse.kernels.geometry import (
     band_allowed,
     band_positions,
+    mma,
     summary_allowed,
     summary_key_end,
     summary_offset,
@@ -37,7 +38,7 @@ def _sparse_fwd_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_SUMMARY: tl.constexpr, STEP: tl.constexpr, GROUP_STRIDE: tl.constexpr, WINDOW: tl.constexpr,
     EXCLUDE_SELF: tl.constexpr, L_BLOCK: tl.constexpr, C_SUM: tl.constexpr, DISTINCT: tl.constexpr,
-    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, FP32_DOT: tl.constexpr,
+    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert(HEAD_DIM == 32 or HEAD_DIM == 64 or HEAD_DIM == 128, "head dim must be 32, 64 or 128")
@@ -101,10 +102,7 @@ def _sparse_fwd_kernel(
         k_off = k_pos.to(tl.int64)[:, None]
         k = tl.load(k_base + k_off * stride_kn + dims[None, :], mask=k_valid[:, None], other=0.0)
         v = tl.load(v_base + k_off * stride_vn + dims[None, :], mask=k_valid[:, None], other=0.0)
-        if FP32_DOT:
-            qk = tl.dot(q, tl.trans(k), input_precision="ieee")
-        else:
-            qk = tl.dot(q, tl.trans(k))
+        qk = mma(q, tl.trans(k), DOT_MODE)
         qk = tl.where(allowed, qk * scale_log2, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(qk, 1))
         # A row with nothing allowed so far keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
@@ -112,10 +110,7 @@ def _sparse_fwd_kernel(
         alpha = tl.math.exp2(m_i - m_safe)
         p = tl.math.exp2(qk - m_safe[:, None])
         l_i = l_i * alpha + tl.sum(p, 1)
-        if FP32_DOT:
-            acc = acc * alpha[:, None] + tl.dot(p, v, input_precision="ieee")
-        else:
-            acc = acc * alpha[:, None] + tl.dot(p.to(v.dtype), v)
+        acc = acc * alpha[:, None] + mma(p.to(v.dtype), v, DOT_MODE)
         m_i = m_new
 
     empty = l_i == 0.0

@@ -11,6 +11,22 @@ segment compiles to straight-line masks.
 import triton
 import triton.language as tl
 
+# How tl.dot is issued (a constexpr of every kernel): natively (bf16/fp16 tensor cores, fp32 accumulation),
+# in IEEE fp32 for fp32 inputs (Triton's default tf32 would miss the 1e-5 tolerance), or upcast to fp32 first:
+# Triton 3.6's CPU interpreter computes bf16 dots wrongly, and since bf16 x bf16 products are exact in fp32,
+# upcasting gives the GPU's result.
+DOT_NATIVE, DOT_IEEE_FP32, DOT_UPCAST = 0, 1, 2
+
+
+@triton.jit
+def mma(a, b, DOT_MODE: tl.constexpr):
+    if DOT_MODE == 1:
+        return tl.dot(a, b, input_precision="ieee")
+    elif DOT_MODE == 2:
+        return tl.dot(a.to(tl.float32), b.to(tl.float32), input_precision="ieee")
+    else:
+        return tl.dot(a, b)
+
 
 @triton.jit
 def band_positions(group, index, n, group_len, STEP: tl.constexpr, GROUP_STRIDE: tl.constexpr):

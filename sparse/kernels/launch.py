@@ -16,7 +16,8 @@ import torch
 
 from sparse.kernels.backward import _sparse_dkdv_kernel, _sparse_dq_kernel
 from sparse.kernels.forward import _sparse_fwd_kernel
-from sparse.kernels.plan import Plan, SegmentLaunch, build_plan
+from sparse.kernels.geometry import DOT_IEEE_FP32, DOT_NATIVE, DOT_UPCAST
+from sparse.kernels.plan import Plan, SegmentLaunch, build_plan, interpreting
 from sparse.patterns import Pattern, SummarySegment
 
 LOG2_E = 1.4426950408889634
@@ -45,6 +46,12 @@ def _geometry(launch: SegmentLaunch) -> dict:
     )  # fmt: skip
 
 
+def _dot_mode(dtype: torch.dtype) -> int:
+    if dtype == torch.float32:
+        return DOT_IEEE_FP32
+    return DOT_UPCAST if dtype == torch.bfloat16 and interpreting() else DOT_NATIVE
+
+
 def _strides(t: torch.Tensor) -> tuple[int, int, int]:
     return t.stride(0), t.stride(1), t.stride(2)
 
@@ -69,7 +76,7 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
             *_strides(q), *_strides(k), *_strides(v),
             n, heads, launch.group_len, math.ceil(launch.group_len / t.block_m), scale * LOG2_E,
             HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=prev is not None,
-            FP32_DOT=q.dtype == torch.float32, num_warps=t.num_warps, num_stages=t.num_stages,
+            DOT_MODE=_dot_mode(q.dtype), num_warps=t.num_warps, num_stages=t.num_stages,
             **_geometry(launch),
         )  # fmt: skip
         prev = target
@@ -93,7 +100,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
         dq = _empty(shape, dtype=dtype, device=device)
         dk, dv = alloc(shape, dtype=dtype, device=device), alloc(shape, dtype=dtype, device=device)
         common = dict(
-            HEAD_DIM=head_dim, FP32_DOT=q.dtype == torch.float32, **_geometry(launch),
+            HEAD_DIM=head_dim, DOT_MODE=_dot_mode(q.dtype), **_geometry(launch),
         )  # fmt: skip
         t = launch.dq
         _sparse_dq_kernel[(launch.dq_programs, batch * heads)](

@@ -1,0 +1,253 @@
+"""The Triton kernels against a float64 dense masked softmax: outputs and dq, dk, dv, for every pattern and
+part, odd lengths, several B, H, D and dtypes. On the CPU they run under TRITON_INTERPRET=1 (tests/conftest.py)
+with 16 x 16 tiles; the `cuda` tests repeat them compiled at lengths up to 16,384."""
+
+import math
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sparse
+from sparse.kernels import build_plan, launch
+from sparse.reference import reference_attention
+
+# Relative-norm tolerances: fp32 runs IEEE dots (about 1e-6 seen); bf16/fp16 round inputs and probabilities.
+TOLERANCE = {torch.float32: 2e-5, torch.float16: 5e-3, torch.bfloat16: 3e-2}
+
+PATTERNS = {
+    "all": dict(attn_mode="all"),
+    "local": dict(attn_mode="local", local_attn_ctx=7),
+    "strided": dict(attn_mode="strided", local_attn_ctx=5),
+    "strided-l1": dict(attn_mode="strided", local_attn_ctx=1),
+    "strided-local": dict(attn_mode="strided", local_attn_ctx=9, part="local"),
+    "strided-stride": dict(attn_mode="strided", local_attn_ctx=4, part="stride"),
+    "fixed": dict(attn_mode="fixed", local_attn_ctx=8, summary_ctx=2),
+    "fixed-c=l": dict(attn_mode="fixed", local_attn_ctx=6, summary_ctx=6),
+    "fixed-local": dict(attn_mode="fixed", local_attn_ctx=8, summary_ctx=2, part="local"),
+    "fixed-summary": dict(attn_mode="fixed", local_attn_ctx=8, summary_ctx=3, part="summary"),
+    "fixed-distinct": dict(attn_mode="fixed", local_attn_ctx=8, summary_ctx=2, distinct_heads=True),
+    "fixed-distinct-summary": dict(
+        attn_mode="fixed", local_attn_ctx=8, summary_ctx=4, part="summary", distinct_heads=True
+    ),
+}
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """||a - b|| / ||b||, with a floor on ||b|| for gradients that are exactly zero (e.g. dq when n = 1)."""
+    a, b = a.detach().double(), b.detach().double()
+    return float((a - b).norm() / b.norm().clamp_min(0.05 * b.numel() ** 0.5))
+
+
+def make_inputs(shape, dtype, device, seed=0):
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    return [torch.randn(shape, generator=g).to(device=device, dtype=dtype) for _ in range(4)]
+
+
+def check_against_reference(p, shape, dtype, device, seed=0, contiguous=True):
+    q, k, v, do = make_inputs(shape, dtype, device, seed)
+    if not contiguous:  # the same values laid out [B, n, H, D] and viewed as [B, H, n, D]
+        q, k, v = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in (q, k, v))
+        assert not q.is_contiguous()
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+    out = sparse.attention(q, k, v, p, backend="triton")
+    dq, dk, dv = torch.autograd.grad(out, (q, k, v), do)
+    ref_in = [t.detach().to(torch.float64).requires_grad_() for t in (q, k, v)]
+    ref = reference_attention(*ref_in, p, scale=shape[-1] ** -0.5)
+    rdq, rdk, rdv = torch.autograd.grad(ref, ref_in, do.to(torch.float64))
+    tol = TOLERANCE[dtype]
+    for name, got, want in (("out", out, ref), ("dq", dq, rdq), ("dk", dk, rdk), ("dv", dv, rdv)):
+        assert got.dtype == dtype and got.shape == want.shape
+        assert torch.isfinite(got).all(), f"{name} has non-finite values"
+        assert rel_err(got, want) < tol, f"{name}: relative error {rel_err(got, want):.2e} >= {tol}"
+
+
+@pytest.fixture(autouse=True)
+def poisoned_buffers(monkeypatch):
+    """Every buffer the launchers allocate starts as NaN, so an unwritten element cannot pass."""
+
+    def nan_empty(*args, **kwargs):
+        return torch.empty(*args, **kwargs).fill_(float("nan"))
+
+    monkeypatch.setattr(launch, "_empty", nan_empty)
+
+
+@pytest.mark.parametrize("name", list(PATTERNS))
+@pytest.mark.parametrize("n", [1, 7, 37])
+def test_every_pattern_fp32_matches_reference(name, n, device):
+    check_against_reference(sparse.pattern(**PATTERNS[name]), (2, 3, n, 32), torch.float32, device, seed=n)
+
+
+@pytest.mark.parametrize("name", ["strided", "fixed", "fixed-distinct", "all"])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_matches_reference(name, dtype, device):
+    check_against_reference(sparse.pattern(**PATTERNS[name]), (1, 2, 45, 32), dtype, device)
+
+
+@pytest.mark.parametrize("head_dim", [64, 128])
+def test_head_dims(head_dim, device):
+    check_against_reference(sparse.pattern(**PATTERNS["strided"]), (1, 1, 33, head_dim), torch.float32, device)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n", [100, 257])
+@pytest.mark.parametrize("name", ["strided", "fixed", "fixed-distinct"])
+def test_longer_odd_lengths_not_multiple_of_l(name, n, device):
+    p = sparse.pattern(**{**PATTERNS[name], "local_attn_ctx": 24} if name == "strided" else PATTERNS[name])
+    check_against_reference(p, (1, 2, n, 32), torch.float32, device, seed=n)
+
+
+def test_non_contiguous_inputs(device):
+    check_against_reference(
+        sparse.pattern(**PATTERNS["fixed"]), (2, 3, 29, 32), torch.float32, device, contiguous=False
+    )
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    mode=st.sampled_from(["strided", "fixed", "local"]),
+    n=st.integers(1, 70),
+    l=st.integers(1, 20),
+    c_frac=st.floats(0.05, 1.0),
+    batch=st.integers(1, 2),
+    heads=st.integers(1, 3),
+    part_index=st.integers(0, 2),
+)
+def test_random_shapes_and_parameters(mode, n, l, c_frac, batch, heads, part_index):
+    c = max(1, min(l, round(l * c_frac)))
+    parts = {"strided": sparse.patterns.STRIDED_PARTS, "fixed": sparse.patterns.FIXED_PARTS, "local": ("merged",)}
+    part = parts[mode][part_index % len(parts[mode])]
+    p = sparse.pattern(mode, local_attn_ctx=l, summary_ctx=c if mode == "fixed" else None, part=part)
+    check_against_reference(p, (batch, heads, n, 32), torch.float32, "cuda" if torch.cuda.is_available() else "cpu")
+
+
+def test_backward_is_bitwise_deterministic(device):
+    p = sparse.pattern(**PATTERNS["fixed-distinct"])
+    q, k, v, do = make_inputs((2, 4, 50, 32), torch.float32, device)
+    grads = []
+    for _ in range(2):
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        out = sparse.attention(*leaves, p, backend="triton")
+        grads.append(torch.autograd.grad(out, leaves, do))
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
+
+
+def test_checkpointing_gives_equal_results(device):
+    p = sparse.pattern(**PATTERNS["strided"])
+    q, k, v, do = make_inputs((1, 2, 40, 32), torch.float32, device)
+
+    def run(use_checkpoint):
+        leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+        fn = lambda a, b, c: sparse.attention(a, b, c, p, backend="triton") * 2.0
+        out = torch.utils.checkpoint.checkpoint(fn, *leaves, use_reentrant=False) if use_checkpoint else fn(*leaves)
+        return (out, *torch.autograd.grad(out, leaves, do))
+
+    for a, b in zip(run(False), run(True)):
+        assert torch.equal(a, b)
+
+
+def test_compiles_without_graph_break(device):
+    p = sparse.pattern(**PATTERNS["fixed"])
+    q, k, v, do = make_inputs((1, 2, 24, 32), torch.float32, device)
+
+    def f(q, k, v):
+        return sparse.attention(q * 1.0, k, v, p, backend="triton").sum(-1)
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    out = compiled(*leaves)
+    grads = torch.autograd.grad(out.sum(), leaves)
+    eager_leaves = [t.clone().requires_grad_() for t in (q, k, v)]
+    eager = f(*eager_leaves)
+    for a, b in zip((out, *grads), (eager, *torch.autograd.grad(eager.sum(), eager_leaves))):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_plan_is_cached_and_reports_statistics():
+    p = sparse.pattern("strided", local_attn_ctx=128)
+    plan = build_plan(p, 12288, 64, interpret=False)
+    assert build_plan(p, 12288, 64, interpret=False) is plan
+    stats = plan.stats()
+    assert stats["element_density"] == pytest.approx(p.element_density(12288))
+    assert stats["element_density"] <= stats["tile_density"] < 0.05, "the plan must not compute dense tiles"
+    fixed = build_plan(sparse.pattern("fixed", local_attn_ctx=128, summary_ctx=32), 12288, 64, interpret=False)
+    assert fixed.tile_density < 0.2
+    dense = build_plan(sparse.pattern("all"), 12288, 64, interpret=False)
+    assert dense.tile_density == pytest.approx(0.5, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    "make, error, text",
+    [
+        (lambda q: (q, q, q[..., :16], "triton"), ValueError, "same shape"),
+        (lambda q: (q, q, q.double(), "triton"), TypeError, "one dtype"),
+        (lambda q: (q.double(), q.double(), q.double(), "triton"), TypeError, "dtypes"),
+        (lambda q: (q[0], q[0], q[0], "triton"), ValueError, "4-D"),
+        (lambda q: (q[..., :20], q[..., :20], q[..., :20], "triton"), ValueError, "head dims"),
+        (lambda q: (q, q, q, "cuda-magic"), ValueError, "backend"),
+        (lambda q: (q, q, q.numpy(), "triton"), TypeError, "v must be a torch.Tensor"),
+        (lambda q: (q, q, q, "sdpa"), ValueError, "sdpa"),
+    ],
+)
+def test_bad_input_raises_before_any_launch(make, error, text, monkeypatch):
+    def no_launch(*args, **kwargs):  # pragma: no cover - reaching it is the failure
+        raise AssertionError("a kernel was launched despite bad input")
+
+    monkeypatch.setattr(launch, "sparse_forward", no_launch)
+    q = torch.randn(1, 2, 8, 32)
+    args = make(q)
+    with pytest.raises(error, match=text):
+        sparse.attention(*args[:3], sparse.pattern("strided", local_attn_ctx=4), backend=args[3])
+
+
+def test_bad_pattern_and_scale():
+    q = torch.randn(1, 1, 4, 32)
+    with pytest.raises(TypeError, match="pattern"):
+        sparse.attention(q, q, q, "strided")
+    with pytest.raises(ValueError, match="scale"):
+        sparse.attention(q, q, q, sparse.pattern("all"), scale=-1.0)
+
+
+def test_mismatched_devices():
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA device to make a device mismatch")
+    q = torch.randn(1, 1, 4, 32)
+    with pytest.raises(ValueError, match="device"):
+        sparse.attention(q, q.cuda(), q, sparse.pattern("all"))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# On the GPU: the same comparisons at lengths up to 16,384, every pattern and dtype.
+
+GPU_PATTERNS = {
+    "all": dict(attn_mode="all"),
+    "strided": dict(attn_mode="strided", local_attn_ctx=128),
+    "strided-96": dict(attn_mode="strided", local_attn_ctx=96),
+    "strided-stride": dict(attn_mode="strided", local_attn_ctx=128, part="stride"),
+    "local": dict(attn_mode="local", local_attn_ctx=128),
+    "fixed": dict(attn_mode="fixed", local_attn_ctx=128, summary_ctx=32),
+    "fixed-summary": dict(attn_mode="fixed", local_attn_ctx=128, summary_ctx=32, part="summary"),
+    "fixed-distinct": dict(attn_mode="fixed", local_attn_ctx=128, summary_ctx=32, distinct_heads=True),
+}
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+@pytest.mark.parametrize("n", [1000, 4097, 16384])
+@pytest.mark.parametrize("name", list(GPU_PATTERNS))
+def test_gpu_long_sequences(name, n, dtype):
+    head_dim = 64 if n > 4097 else 128
+    heads = 4 if "distinct" in name else 1
+    check_against_reference(sparse.pattern(**GPU_PATTERNS[name]), (1, heads, n, head_dim), dtype, "cuda", seed=n)
+
+
+def test_tile_table_covers_supported_head_dims():
+    from sparse.attention import KERNEL_HEAD_DIMS
+    from sparse.kernels.plan import TILE_TABLE
+
+    for kind in ("fwd", "dq", "dkdv"):
+        for d in KERNEL_HEAD_DIMS:
+            bm, bn, *_ = TILE_TABLE[(kind, d)]
+            assert math.log2(bm).is_integer() and math.log2(bn).is_integer() and min(bm, bn) >= 16
