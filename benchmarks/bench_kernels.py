@@ -1,0 +1,310 @@
+"""Kernel micro-benchmark: pattern x backend x n x head dim, forward and forward+backward, one process, one GPU.
+
+    sparse-repro bench-kernels                      the full sweep of issue 7 (about 5 minutes on an H100)
+    sparse-repro bench-kernels --cases targets      only the rows of issue 7's target table
+    sparse-repro bench-kernels --n 1024 --backends triton,sdpa --head-dims 64 --passes fwd
+
+Every cell: random bf16 inputs (never zeros), warm-up, then the median of triton.testing.do_bench (or, for a
+cell whose single run takes over a second, one warm-up and one timed run); peak memory as
+max_memory_allocated over one run after a reset (inputs included, the same for every backend); useful TFLOP/s
+from the pattern's allowed elements (forward = 4 * B * H * D * nnz, backward = 2.5 x forward); tiles computed
+(the plan's for triton, the block mask's for flex). A cell predicted to exceed the time budget or the card's
+memory, or that fails with out-of-memory, is recorded as skipped with the reason. Rows are appended to
+results/kernels.csv through the recorder, with provenance. The device's measured ceilings (copy bandwidth,
+bf16 matmul rate) go to results/device_ceilings.csv, so the report can name each case's floor.
+
+On a CPU (tests) the same code runs with a wall-clock timer and the Triton interpreter at tiny sizes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+
+import torch
+
+import sparse
+from benchmarks.provenance import provenance
+from benchmarks.recorder import KERNEL_COLUMNS, append_rows
+from sparse.kernels import build_plan
+
+# The paper's choice of stride near sqrt(n): CIFAR's 96 at 3,072 ([DA]), Enwik8's and ImageNet's 128 at 12,288.
+STRIDE_FOR_N = {1024: 32, 3072: 96, 12288: 128, 65536: 256, 262144: 512, 1048576: 1024}
+FIXED_L, FIXED_C = 128, 32  # Enwik8's fixed pattern (paper section 7.2)
+FULL_SWEEP_N = (1024, 3072, 12288, 65536, 262144, 1048576)
+CEILING_COLUMNS = ["gpu", "copy_gbps", "matmul_tflops", "torch", "commit", "date"]
+
+# Assumed rates used only to predict whether a cell fits the time budget (deliberately pessimistic).
+PREDICT_TFLOPS = {"triton": 60.0, "flex": 60.0, "sdpa": 250.0, "reference": 1.0}
+
+
+@dataclass(frozen=True)
+class Case:
+    attn_mode: str
+    n: int
+    batch: int
+    heads: int
+    head_dim: int
+    local_attn_ctx: int | None = None
+    summary_ctx: int | None = None
+
+    def pattern(self) -> sparse.Pattern:
+        return sparse.pattern(self.attn_mode, local_attn_ctx=self.local_attn_ctx, summary_ctx=self.summary_ctx)
+
+
+def stride_for(n: int) -> int:
+    if n in STRIDE_FOR_N:
+        return STRIDE_FOR_N[n]
+    return max(1, 2 ** round(math.log2(math.sqrt(n))))
+
+
+def sweep_cases(ns, attn_modes, head_dims, batch: int, heads: int) -> list[Case]:
+    cases = []
+    for n in ns:
+        for d in head_dims:
+            for mode in attn_modes:
+                if mode == "all":
+                    cases.append(Case("all", n, batch, heads, d))
+                elif mode == "strided":
+                    cases.append(Case("strided", n, batch, heads, d, local_attn_ctx=stride_for(n)))
+                elif mode == "fixed":
+                    cases.append(Case("fixed", n, batch, heads, d, FIXED_L, FIXED_C))
+                else:
+                    raise ValueError(f"unknown pattern {mode!r}; valid: all, strided, fixed")
+    return cases
+
+
+def target_cases() -> list[Case]:
+    """Issue 7's target table: each sparse case beside dense at the same n and batch."""
+    rows = [
+        Case("strided", 12288, 1, 16, 64, 128),
+        Case("fixed", 12288, 1, 16, 64, FIXED_L, FIXED_C),
+        Case("all", 12288, 1, 16, 64),
+        Case("strided", 3072, 8, 16, 64, 96),
+        Case("all", 3072, 8, 16, 64),
+        Case("strided", 65536, 1, 16, 64, 256),
+        Case("all", 65536, 1, 16, 64),
+        Case("strided", 1048576, 1, 16, 64, 1024),
+        Case("all", 1048576, 1, 16, 64),
+    ]
+    return rows
+
+
+def backends_for(case: Case, backends) -> list[str]:
+    # SDPA computes dense causal attention only: it is the baseline at attn_mode "all".
+    return [b for b in backends if b != "sdpa" or case.attn_mode == "all"]
+
+
+def skip_reason(case: Case, backend: str, pass_: str, budget_s: float) -> str | None:
+    p = case.pattern()
+    flops = p.flops(case.n, case.batch, case.heads, case.head_dim, backward=pass_ == "fwd+bwd")
+    flops = flops + (p.flops(case.n, case.batch, case.heads, case.head_dim) if pass_ == "fwd+bwd" else 0)
+    predicted = flops / (PREDICT_TFLOPS[backend] * 1e12)
+    if torch.cuda.is_available() and predicted * 2 > budget_s:
+        return f"predicted {predicted:.0f} s per run at {PREDICT_TFLOPS[backend]:.0f} TFLOP/s exceeds the budget"
+    if backend == "flex" and pass_ == "fwd+bwd" and not torch.cuda.is_available():
+        return "FlexAttention's backward needs a GPU"
+    if backend == "flex" and case.n > 131072:
+        return "create_block_mask evaluates the mask over n^2 elements (minutes and >100 GB at this n)"
+    if backend == "reference" and case.n > 4096:
+        return "the reference materialises n^2 scores"
+    if torch.cuda.is_available():
+        elem = case.batch * case.heads * case.n * case.head_dim * 2
+        need = elem * (10 if pass_ == "fwd+bwd" else 5)
+        free, _ = torch.cuda.mem_get_info()
+        if need > 0.9 * free:
+            return f"needs about {need / 2**30:.0f} GiB, {free / 2**30:.0f} GiB free"
+    return None
+
+
+def _timer(fn, slow: bool) -> float:
+    """Median milliseconds of fn()."""
+    if torch.cuda.is_available():
+        if slow:
+            fn()  # one warm-up, one timed run: enough for multi-second cells
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            return start.elapsed_time(end)
+        import triton.testing
+
+        return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+    fn()
+    times = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
+def _tiles(case: Case, backend: str, device: str) -> int | None:
+    p = case.pattern()
+    if backend == "triton":
+        return build_plan(p, case.n, case.head_dim).tiles
+    if backend == "flex":
+        from sparse.flex import block_mask_for
+
+        bm = block_mask_for(p, case.n, case.heads, device)
+        total = bm.kv_num_blocks.sum() + (bm.full_kv_num_blocks.sum() if bm.full_kv_num_blocks is not None else 0)
+        return int(total)
+    return None
+
+
+def measure(case: Case, backend: str, pass_: str, dtype: torch.dtype, budget_s: float, device: str) -> dict:
+    p = case.pattern()
+    row = dict(
+        pattern=case.attn_mode,
+        local_attn_ctx=case.local_attn_ctx or "",
+        summary_ctx=case.summary_ctx or "",
+        backend=backend,
+        n=case.n,
+        batch=case.batch,
+        heads=case.heads,
+        head_dim=case.head_dim,
+        dtype=str(dtype).replace("torch.", ""),
+        **{"pass": pass_},
+        element_density=f"{p.element_density(case.n):.6f}",
+    )
+    if backend == "triton":
+        row["tile_density"] = f"{build_plan(p, case.n, case.head_dim).tile_density:.6f}"
+    reason = skip_reason(case, backend, pass_, budget_s)
+    if reason:
+        return {**row, "status": "skipped", "reason": reason}
+    shape = (case.batch, case.heads, case.n, case.head_dim)
+    try:
+        q, k, v, do = (torch.randn(shape, device=device, dtype=dtype) for _ in range(4))
+        backward = pass_ == "fwd+bwd"
+        if backward:
+            q, k, v = (t.requires_grad_() for t in (q, k, v))
+
+        def run():
+            out = sparse.attention(q, k, v, p, backend=backend)
+            if backward:
+                torch.autograd.backward(out, do)
+                q.grad = k.grad = v.grad = None
+            return out
+
+        t0 = time.perf_counter()
+        run()  # compile / autotune / block-mask creation outside the measurement
+        if device == "cuda":
+            torch.cuda.synchronize()
+        first_s = time.perf_counter() - t0
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            run()
+            torch.cuda.synchronize()
+            row["peak_gib"] = f"{torch.cuda.max_memory_allocated() / 2**30:.4f}"
+        median_ms = _timer(run, slow=first_s > 1.0)
+    except torch.OutOfMemoryError as err:
+        torch.cuda.empty_cache()
+        return {**row, "status": "skipped", "reason": f"out of memory: {str(err).splitlines()[0][:120]}"}
+    flops = p.flops(case.n, case.batch, case.heads, case.head_dim)
+    if backward:
+        flops += p.flops(case.n, case.batch, case.heads, case.head_dim, backward=True)
+    row.update(
+        median_ms=f"{median_ms:.4f}",
+        useful_tflops=f"{flops / (median_ms * 1e-3) / 1e12:.2f}",
+        tiles=_tiles(case, backend, device) or "",
+        status="ok",
+        reason="",
+    )
+    return row
+
+
+def measure_ceilings() -> dict:
+    """The card's copy bandwidth (bytes read + written) and bf16 matmul rate, on random data."""
+    import triton.testing
+
+    src = torch.randn(2**28, device="cuda", dtype=torch.bfloat16)  # 512 MiB
+    dst = torch.empty_like(src)
+    copy_ms = triton.testing.do_bench(lambda: dst.copy_(src), return_mode="median")
+    a, b = (torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16) for _ in range(2))
+    mm_ms = triton.testing.do_bench(lambda: a @ b, return_mode="median")
+    return {
+        "copy_gbps": f"{2 * src.numel() * 2 / (copy_ms * 1e-3) / 1e9:.0f}",
+        "matmul_tflops": f"{2 * 8192**3 / (mm_ms * 1e-3) / 1e12:.0f}",
+    }
+
+
+def parse_list(text: str, kind=str) -> list:
+    return [kind(x) for x in text.split(",") if x]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="sparse-repro bench-kernels", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cases", choices=["sweep", "targets", "both"], default="both")
+    parser.add_argument("--n", default=",".join(map(str, FULL_SWEEP_N)), help="sequence lengths of the sweep")
+    parser.add_argument("--patterns", default="all,strided,fixed")
+    parser.add_argument("--backends", default="triton,flex,sdpa")
+    parser.add_argument("--head-dims", default="64,128")
+    parser.add_argument("--passes", default="fwd,fwd+bwd")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--heads", type=int, default=16)
+    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    parser.add_argument("--budget-s", type=float, default=60.0, help="skip cells predicted to take longer")
+    parser.add_argument("--out", default="results/kernels.csv")
+    parser.add_argument("--ceilings-out", default="results/device_ceilings.csv")
+    args = parser.parse_args(argv)
+
+    backends = parse_list(args.backends)
+    for b in backends:
+        if b not in sparse.BACKENDS:
+            parser.error(f"unknown backend {b!r}; valid: {', '.join(sparse.BACKENDS)}")
+    for d in parse_list(args.head_dims, int):
+        if d not in (32, 64, 128):
+            parser.error(f"head dim {d} unsupported; valid: 32, 64, 128")
+    passes = parse_list(args.passes)
+    if any(p not in ("fwd", "fwd+bwd") for p in passes):
+        parser.error("--passes takes fwd and/or fwd+bwd")
+    attn_modes = parse_list(args.patterns)
+    cases = []
+    if args.cases in ("sweep", "both"):
+        cases += sweep_cases(
+            parse_list(args.n, int), attn_modes, parse_list(args.head_dims, int), args.batch, args.heads
+        )
+    if args.cases in ("targets", "both"):
+        cases += [c for c in target_cases() if c not in cases]
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = getattr(torch, args.dtype)
+    prov = provenance()
+    base = {key: prov[key] for key in ("gpu", "torch", "triton", "commit", "date")}
+
+    if device == "cuda":
+        ceilings = measure_ceilings()
+        append_rows(args.ceilings_out, [{**base, **ceilings}], CEILING_COLUMNS)
+        print(
+            f"ceilings on {prov['gpu']}: copy {ceilings['copy_gbps']} GB/s, matmul {ceilings['matmul_tflops']} TFLOP/s"
+        )
+
+    from tqdm import tqdm
+
+    work = [(c, b, p) for c in cases for p in passes for b in backends_for(c, backends)]
+    rows = []
+    for case, backend, pass_ in tqdm(work, desc="bench-kernels", unit="cell", file=sys.stderr):
+        row = {**base, **measure(case, backend, pass_, dtype, args.budget_s, device)}
+        rows.append(row)
+        append_rows(args.out, [row], KERNEL_COLUMNS)  # one by one, so a crash keeps what was measured
+    _print_summary(rows)
+    return 0
+
+
+def _print_summary(rows: list[dict]) -> None:
+    head = f"{'pattern':8} {'backend':8} {'n':>8} {'B':>2} {'D':>4} {'pass':8} {'ms':>10} {'TFLOP/s':>8} {'GiB':>7}"
+    print(f"\n{head}  status")
+    for r in rows:
+        print(
+            f"{r['pattern']:8} {r['backend']:8} {r['n']:>8} {r['batch']:>2} {r['head_dim']:>4} {r['pass']:8} "
+            f"{r.get('median_ms', ''):>10} {r.get('useful_tflops', ''):>8} {r.get('peak_gib', ''):>7}  "
+            f"{r['status']} {r.get('reason', '')}"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
