@@ -36,7 +36,7 @@ from sparse.kernels import build_plan
 STRIDE_FOR_N = {1024: 32, 3072: 96, 12288: 128, 65536: 256, 262144: 512, 1048576: 1024}
 FIXED_L, FIXED_C = 128, 32  # Enwik8's fixed pattern (paper section 7.2)
 FULL_SWEEP_N = (1024, 3072, 12288, 65536, 262144, 1048576)
-CEILING_COLUMNS = ["gpu", "copy_gbps", "matmul_tflops", "torch", "commit", "date"]
+CEILING_COLUMNS = ["gpu", "copy_gbps", "matmul_tflops", "torch", "triton", "commit", "date"]
 
 # Assumed rates used only to predict whether a cell fits the time budget (deliberately pessimistic).
 PREDICT_TFLOPS = {"triton": 60.0, "flex": 60.0, "sdpa": 250.0, "reference": 1.0}

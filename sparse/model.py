@@ -29,8 +29,8 @@ Architecture (paper section 5.2, Eq. 15; PAPER.md section 6):
   backends take q, k, v of one shape; this costs the kernel some extra work that `flops` does not count.
 - integration of the factorized heads (paper section 4.3):
     merged:      every layer, every head attends the union A1 | A2 (Eq. 7);
-    interleaved: layer r uses part layer_pattern[r % p] (Eq. 6), e.g. "local,local,local,stride" is [DA]'s
-                 'bT,b,b,b' up to the order;
+    interleaved: layer r uses part layer_pattern[r % p] (Eq. 6); [DA]'s CIFAR-10 'bT,b,b,b' (one strided
+                 layer, then three local ones) is "stride,local,local,local";
     multihead:   the heads of every layer are split into p equal contiguous groups, group g using part
                  layer_pattern[g] (Eq. 8).
   Parts are sparse.pattern's: strided has "local", "stride", "merged"; fixed has "local", "summary",
@@ -408,7 +408,7 @@ class SparseTransformer(nn.Module):
             raise ValueError(f"tokens must be non-empty, got shape {tuple(tokens.shape)}")
         if n > self.config.seq_len:
             raise ValueError(f"sequence length {n} exceeds the model's context seq_len={self.config.seq_len}")
-        low, high = int(tokens.min()), int(tokens.max())
+        low, high = torch.stack(torch.aminmax(tokens)).tolist()  # one device sync for both
         if low < 0 or high >= VOCAB_SIZE:
             raise ValueError(f"token values must be in 0..{VOCAB_SIZE - 1}, got values in {low}..{high}")
 
