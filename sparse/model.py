@@ -316,11 +316,10 @@ class Attention(nn.Module):
             q, k = F.pad(q, (0, width - self.qk_head_dim)), F.pad(k, (0, width - self.qk_head_dim))
         if self.head_dim < width:
             v = F.pad(v, (0, width - self.head_dim))
-        outs = [
-            attention(q[:, g.start : g.stop], k[:, g.start : g.stop], v[:, g.start : g.stop], g.pattern,
-                      self.backend, self.scale)
-            for g in self.groups
-        ]  # fmt: skip
+        outs = []
+        for group in self.groups:
+            heads = slice(group.start, group.stop)
+            outs.append(attention(q[:, heads], k[:, heads], v[:, heads], group.pattern, self.backend, self.scale))
         out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
         return out[..., : self.head_dim]
 
@@ -328,6 +327,10 @@ class Attention(nn.Module):
         batch, n, d = h.shape
         out = (attend or self.attend)(*self.project(h))
         return self.proj(out.transpose(1, 2).reshape(batch, n, d))
+
+    def extra_repr(self) -> str:
+        groups = ", ".join(f"heads {g.start}..{g.stop - 1}: {g.pattern!r}" for g in self.groups)
+        return f"backend={self.backend!r}, {groups}"
 
 
 class FeedForward(nn.Module):

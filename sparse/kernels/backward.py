@@ -27,6 +27,21 @@ from sparse.kernels.geometry import (
 
 
 @triton.jit
+def _delta_kernel(O, DO, DELTA, stride_dz, stride_dh, stride_dn, n, H, HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr):
+    """D_i = rowsum(dO_i * O_i) in fp32, one pass over O and dO (instead of four elementwise torch kernels)."""
+    pid = tl.program_id(0)
+    bh = tl.program_id(1)
+    rows = pid * BLOCK + tl.arange(0, BLOCK)
+    valid = rows < n
+    dims = tl.arange(0, HEAD_DIM)
+    o = tl.load(O + bh.to(tl.int64) * n * HEAD_DIM + rows[:, None] * HEAD_DIM + dims[None, :], mask=valid[:, None])
+    do_base = DO + (bh // H).to(tl.int64) * stride_dz + (bh % H) * stride_dh
+    do = tl.load(do_base + rows.to(tl.int64)[:, None] * stride_dn + dims[None, :], mask=valid[:, None])
+    delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+    tl.store(DELTA + bh.to(tl.int64) * n + rows, delta, mask=valid)
+
+
+@triton.jit
 def _sparse_dq_kernel(
     Q, K, V, DO, LSE, DELTA, DQ, DQ_PREV,
     stride_qz, stride_qh, stride_qn,

@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from sparse.kernels.backward import _sparse_dkdv_kernel, _sparse_dq_kernel
+from sparse.kernels.backward import _delta_kernel, _sparse_dkdv_kernel, _sparse_dq_kernel
 from sparse.kernels.forward import _sparse_fwd_kernel
 from sparse.kernels.geometry import DOT_IEEE_FP32, DOT_NATIVE, DOT_UPCAST
 from sparse.kernels.plan import Plan, SegmentLaunch, build_plan, interpreting
@@ -88,7 +88,11 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
     batch, heads, n, head_dim = q.shape
     plan = plan_for(q, pattern)
     # D_i = rowsum(dO_i * O_i) of the merged output: the softmax-normalisation term every segment shares.
-    delta = (do.float() * out.float()).sum(-1).reshape(batch * heads, n)
+    delta = _empty((batch * heads, n), dtype=torch.float32, device=q.device)
+    block = 16 if interpreting() else 64
+    _delta_kernel[(math.ceil(n / block), batch * heads)](
+        out, do, delta, *_strides(do), n, heads, HEAD_DIM=head_dim, BLOCK=block
+    )
     shape, device = (batch, heads, n, head_dim), q.device
     dq_prev = dk_prev = dv_prev = None
     for index, launch in enumerate(plan.launches):

@@ -235,7 +235,7 @@ GPU_PATTERNS = {
 
 @pytest.mark.cuda
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
-@pytest.mark.parametrize("n", [1000, 4097, 16384])
+@pytest.mark.parametrize("n", [1000, 16384])
 @pytest.mark.parametrize("name", list(GPU_PATTERNS))
 def test_gpu_long_sequences(name, n, dtype):
     head_dim = 64 if n > 4097 else 128

@@ -1,0 +1,64 @@
+"""Tile-size search for the Triton kernels: time each candidate of each pass on the issue-7 cases and print
+the best. The winners go into sparse/kernels/plan.py's TILE_TABLE by hand, with the run recorded in
+benchmarks/KERNEL_NOTES.md (the space searched is declared here, as data).
+
+    python -m benchmarks.tune_tiles                    # on a GPU; about 3 minutes
+"""
+
+from __future__ import annotations
+
+import torch
+import triton.testing
+
+import sparse
+from sparse.kernels import plan as plan_module
+
+# (BLOCK_M, BLOCK_N, num_warps, num_stages) candidates per pass.
+SPACE = {
+    "fwd": [(128, 64, 4, 3), (64, 64, 4, 3), (128, 32, 4, 3), (64, 32, 4, 2), (128, 128, 8, 3), (64, 128, 4, 3)],
+    "dq": [(128, 32, 4, 3), (64, 32, 4, 2), (64, 64, 4, 3), (128, 64, 8, 3), (32, 64, 4, 2)],
+    "dkdv": [(32, 128, 4, 3), (64, 64, 4, 3), (32, 64, 4, 2), (64, 128, 8, 3), (16, 64, 4, 2)],
+}
+CASES = [("strided", 12288, 1, 128, None), ("fixed", 12288, 1, 128, 32), ("strided", 3072, 8, 96, None)]
+
+
+def time_case(mode, n, batch, l, c, kind, head_dim=64, heads=16):
+    p = sparse.pattern(mode, local_attn_ctx=l, summary_ctx=c)
+    q, k, v, do = (torch.randn(batch, heads, n, head_dim, device="cuda", dtype=torch.bfloat16) for _ in range(4))
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+
+    def fwd():
+        return sparse.attention(q, k, v, p, backend="triton")
+
+    def fwd_bwd():
+        torch.autograd.backward(fwd(), do)
+        q.grad = k.grad = v.grad = None
+
+    fn = fwd if kind == "fwd" else fwd_bwd
+    fn()
+    return triton.testing.do_bench_cudagraph(fn, rep=50, return_mode="median")
+
+
+def main() -> None:
+    default = dict(plan_module.TILE_TABLE)
+    for mode, n, batch, l, c in CASES:
+        for kind, candidates in SPACE.items():
+            results = []
+            for cand in candidates:
+                plan_module.TILE_TABLE.clear()
+                plan_module.TILE_TABLE.update(default)
+                plan_module.TILE_TABLE[(kind, 64)] = cand
+                plan_module.build_plan.cache_clear()
+                try:
+                    results.append((time_case(mode, n, batch, l, c, kind), cand))
+                except Exception as err:  # a candidate that does not fit in shared memory
+                    print(f"  {cand}: failed ({type(err).__name__}: {str(err)[:80]})")
+            results.sort()
+            line = ", ".join(f"{cand}={ms:.4f}" for ms, cand in results)
+            print(f"{mode} n={n} B={batch} {kind}: {line}", flush=True)
+    plan_module.TILE_TABLE.clear()
+    plan_module.TILE_TABLE.update(default)
+
+
+if __name__ == "__main__":
+    main()
