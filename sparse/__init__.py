@@ -8,6 +8,18 @@ No Lightning here: this package is usable on its own.
 """
 
 from sparse.attention import BACKENDS, SparseAttention, attention
+from sparse.model import SparseTransformer, SparseTransformerConfig
 from sparse.patterns import ATTN_MODES, Pattern, pattern
+from sparse.sampling import generate
 
-__all__ = ["ATTN_MODES", "BACKENDS", "Pattern", "SparseAttention", "attention", "pattern"]
+__all__ = [
+    "ATTN_MODES",
+    "BACKENDS",
+    "Pattern",
+    "SparseAttention",
+    "SparseTransformer",
+    "SparseTransformerConfig",
+    "attention",
+    "generate",
+    "pattern",
+]

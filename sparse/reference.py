@@ -21,6 +21,13 @@ def reference_attention(
     compute_dtype: torch.dtype | None = None,
     return_lse: bool = False,
 ):
+    # Under autocast the matmuls would run in bf16/fp16 and the -inf clamp below would overflow: the
+    # reference always computes in its own dtype.
+    with torch.autocast(q.device.type, enabled=False):
+        return _reference(q, k, v, pattern, scale, compute_dtype, return_lse)
+
+
+def _reference(q, k, v, pattern, scale, compute_dtype, return_lse):
     dtype = compute_dtype or (torch.float64 if q.dtype == torch.float64 else torch.float32)
     n = q.shape[-2]
     mask = pattern.mask(n, q.shape[1], device=q.device)  # [H or 1, n, n]
