@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--heads", type=int, default=16)
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
-    parser.add_argument("--budget-s", type=float, default=60.0, help="skip cells predicted to take longer")
+    parser.add_argument("--budget-s", type=float, default=90.0, help="skip cells predicted to take longer")
     parser.add_argument("--out", default="results/kernels.csv")
     parser.add_argument("--ceilings-out", default="results/device_ceilings.csv")
     args = parser.parse_args(argv)

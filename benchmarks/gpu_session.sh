@@ -10,6 +10,6 @@ for step in "$@"; do
   case "$step" in
     targets) timeout 240 python3 -m benchmarks.bench_kernels --cases targets --out "$OUT/kernels.csv" --ceilings-out "$OUT/device_ceilings.csv" 2>&1 | tail -40 ;;
     sweep)   timeout 400 python3 -m benchmarks.bench_kernels --cases sweep --out "$OUT/kernels.csv" --ceilings-out "$OUT/device_ceilings.csv" 2>&1 | tail -80 ;;
-    tests)   timeout 320 python3 -m pytest tests/sparse/test_kernels.py tests/sparse/test_patterns.py -q --maxfail=5 -p no:cacheprovider 2>&1 | tail -15 | tee "$OUT/gpu_tests.txt" ;;
+    tests)   timeout 320 python3 -m pytest tests/sparse/test_kernels.py tests/sparse/test_patterns.py -q --maxfail=5 -p no:cacheprovider -p no:warnings --durations=5 2>&1 | tail -15 | tee "$OUT/gpu_tests.txt" ;;
   esac
 done

@@ -36,8 +36,8 @@ def _sparse_fwd_kernel(
     stride_vz, stride_vh, stride_vn,
     n, H, group_len, tiles_per_group, scale_log2,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    IS_SUMMARY: tl.constexpr, STEP: tl.constexpr, GROUP_STRIDE: tl.constexpr, WINDOW: tl.constexpr,
-    EXCLUDE_SELF: tl.constexpr, L_BLOCK: tl.constexpr, C_SUM: tl.constexpr, DISTINCT: tl.constexpr,
+    step, group_stride, window, l_block, c_sum,
+    IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
@@ -57,17 +57,17 @@ def _sparse_fwd_kernel(
         q_valid = q_pos < n
         last_query = tl.minimum((pid + 1) * BLOCK_M, n) - 1
         lo = 0
-        hi = summary_key_end(last_query, L_BLOCK, C_SUM, SAME_BLOCK)
-        offset = summary_offset(head, L_BLOCK, C_SUM, DISTINCT)
+        hi = summary_key_end(last_query, l_block, c_sum, SAME_BLOCK)
+        offset = summary_offset(head, l_block, c_sum, DISTINCT)
         group = 0
     else:
         group = pid // tiles_per_group
         tile = pid % tiles_per_group
         q_index = tile * BLOCK_M + rows
-        q_pos, q_valid = band_positions(group, q_index, n, group_len, STEP, GROUP_STRIDE)
+        q_pos, q_valid = band_positions(group, q_index, n, group_len, step, group_stride)
         hi = tl.minimum((tile + 1) * BLOCK_M, group_len)
-        if WINDOW > 0:
-            lo = tl.maximum(0, tile * BLOCK_M - WINDOW + 1) // BLOCK_N * BLOCK_N
+        if HAS_WINDOW:
+            lo = tl.maximum(0, tile * BLOCK_M - window + 1) // BLOCK_N * BLOCK_N
         else:
             lo = 0
         offset = 0
@@ -92,12 +92,12 @@ def _sparse_fwd_kernel(
     for start in range(lo, hi, BLOCK_N):
         k_index = start + cols
         if IS_SUMMARY:
-            k_pos, k_block, k_valid = summary_positions(k_index, offset, n, L_BLOCK, C_SUM)
-            allowed = summary_allowed(q_pos, k_pos, k_block, L_BLOCK, SAME_BLOCK)
+            k_pos, k_block, k_valid = summary_positions(k_index, offset, n, l_block, c_sum)
+            allowed = summary_allowed(q_pos, k_pos, k_block, l_block, SAME_BLOCK)
             k_valid &= k_index < hi
         else:
-            k_pos, k_valid = band_positions(group, k_index, n, group_len, STEP, GROUP_STRIDE)
-            allowed = band_allowed(q_index, k_index, WINDOW, EXCLUDE_SELF)
+            k_pos, k_valid = band_positions(group, k_index, n, group_len, step, group_stride)
+            allowed = band_allowed(q_index, k_index, window, HAS_WINDOW, EXCLUDE_SELF)
         allowed &= k_valid[None, :] & q_valid[:, None]
         k_off = k_pos.to(tl.int64)[:, None]
         k = tl.load(k_base + k_off * stride_kn + dims[None, :], mask=k_valid[:, None], other=0.0)

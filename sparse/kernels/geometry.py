@@ -4,8 +4,9 @@
 Why address arithmetic instead of copies: the strided pattern's transpose (position t * l + r is index t of
 group r) and fixed's gather of summary columns are just row addresses; computing them per tile costs a few
 integer ops per row and saves a permuted copy of q, k, v, o and every gradient (DESIGN.md section 2).
-All functions are @triton.jit and inline into the kernels; geometry constants are constexpr so that each
-segment compiles to straight-line masks.
+All functions are @triton.jit and inline into the kernels. Geometry numbers (l, c, step, window) are runtime
+arguments, so a model with many strides compiles each kernel once; only the shape of the mask (summary or
+band, windowed or not, self excluded or not) is constexpr.
 """
 
 import triton
@@ -29,53 +30,53 @@ def mma(a, b, DOT_MODE: tl.constexpr):
 
 
 @triton.jit
-def band_positions(group, index, n, group_len, STEP: tl.constexpr, GROUP_STRIDE: tl.constexpr):
+def band_positions(group, index, n, group_len, step, group_stride):
     """Sequence positions of in-group indices `index` of group `group`, and whether they exist."""
-    pos = group * GROUP_STRIDE + index * STEP
+    pos = group * group_stride + index * step
     return pos, (index < group_len) & (pos < n)
 
 
 @triton.jit
-def band_allowed(q_index, k_index, WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr):
-    """[len(q), len(k)] mask of a band segment: t - WINDOW < u <= t - EXCLUDE_SELF (WINDOW 0: unbounded)."""
+def band_allowed(q_index, k_index, window, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr):
+    """[len(q), len(k)] mask of a band segment: t - window < u <= t - EXCLUDE_SELF."""
     allowed = k_index[None, :] <= (q_index[:, None] - EXCLUDE_SELF)
-    if WINDOW > 0:
-        allowed &= k_index[None, :] > (q_index[:, None] - WINDOW)
+    if HAS_WINDOW:
+        allowed &= k_index[None, :] > (q_index[:, None] - window)
     return allowed
 
 
 @triton.jit
-def summary_offset(head, L_BLOCK: tl.constexpr, C_SUM: tl.constexpr, DISTINCT: tl.constexpr):
+def summary_offset(head, l_block, c_sum, DISTINCT: tl.constexpr):
     """First column of this head's summary sub-block in each window (paper 4.3's distinct sub-blocks)."""
     if DISTINCT:
-        num_verts: tl.constexpr = L_BLOCK // C_SUM
-        return ((num_verts - 1 - head % num_verts) % num_verts) * C_SUM
+        num_verts = l_block // c_sum
+        return ((num_verts - 1 - head % num_verts) % num_verts) * c_sum
     else:
-        return L_BLOCK - C_SUM
+        return l_block - c_sum
 
 
 @triton.jit
-def summary_positions(compact, offset, n, L_BLOCK: tl.constexpr, C_SUM: tl.constexpr):
+def summary_positions(compact, offset, n, l_block, c_sum):
     """Sequence positions of compact summary keys (block b, column u) -> b * l + offset + u."""
-    block = compact // C_SUM
-    pos = block * L_BLOCK + offset + compact % C_SUM
+    block = compact // c_sum
+    pos = block * l_block + offset + compact % c_sum
     return pos, block, pos < n
 
 
 @triton.jit
-def summary_allowed(q_pos, k_pos, k_block, L_BLOCK: tl.constexpr, SAME_BLOCK: tl.constexpr):
+def summary_allowed(q_pos, k_pos, k_block, l_block, SAME_BLOCK: tl.constexpr):
     """Merged head: summary keys of strictly earlier windows (the own window is the local part's);
     summary part alone: every summary key at a position <= the query's."""
     if SAME_BLOCK:
         return k_pos[None, :] <= q_pos[:, None]
     else:
-        return k_block[None, :] < (q_pos // L_BLOCK)[:, None]
+        return k_block[None, :] < (q_pos // l_block)[:, None]
 
 
 @triton.jit
-def summary_key_end(last_query, L_BLOCK: tl.constexpr, C_SUM: tl.constexpr, SAME_BLOCK: tl.constexpr):
+def summary_key_end(last_query, l_block, c_sum, SAME_BLOCK: tl.constexpr):
     """One past the last compact key that any query up to `last_query` can attend."""
     if SAME_BLOCK:
-        return (last_query // L_BLOCK + 1) * C_SUM
+        return (last_query // l_block + 1) * c_sum
     else:
-        return (last_query // L_BLOCK) * C_SUM
+        return (last_query // l_block) * c_sum

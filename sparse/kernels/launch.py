@@ -33,16 +33,17 @@ def _last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
 
 
 def _geometry(launch: SegmentLaunch) -> dict:
-    """Constexpr geometry of a segment; the unused family gets fixed dummies so it adds no variants."""
+    """Geometry of a segment: runtime numbers and constexpr mask shape (the unused family gets dummies)."""
     seg = launch.segment
     if isinstance(seg, SummarySegment):
         return dict(
-            IS_SUMMARY=True, STEP=1, GROUP_STRIDE=0, WINDOW=0, EXCLUDE_SELF=0,
-            L_BLOCK=seg.block, C_SUM=seg.summary, DISTINCT=seg.distinct_heads, SAME_BLOCK=seg.same_block,
+            step=1, group_stride=0, window=0, l_block=seg.block, c_sum=seg.summary,
+            IS_SUMMARY=True, HAS_WINDOW=False, EXCLUDE_SELF=0, DISTINCT=seg.distinct_heads, SAME_BLOCK=seg.same_block,
         )  # fmt: skip
     return dict(
-        IS_SUMMARY=False, STEP=seg.step, GROUP_STRIDE=seg.group_stride, WINDOW=seg.window,
-        EXCLUDE_SELF=int(seg.exclude_self), L_BLOCK=1, C_SUM=1, DISTINCT=False, SAME_BLOCK=False,
+        step=seg.step, group_stride=seg.group_stride, window=seg.window, l_block=1, c_sum=1,
+        IS_SUMMARY=False, HAS_WINDOW=seg.window > 0, EXCLUDE_SELF=int(seg.exclude_self), DISTINCT=False,
+        SAME_BLOCK=False,
     )  # fmt: skip
 
 

@@ -20,18 +20,19 @@ from dataclasses import dataclass
 
 from sparse.patterns import BandSegment, Pattern, Segment, SummarySegment
 
-# (pass, head_dim) -> (BLOCK_M queries, BLOCK_N keys, num_warps, num_stages). Measured on H100 (notes in
-# benchmarks/KERNEL_NOTES.md); the backward tiles follow Triton's fused-attention tutorial: dk/dv programs
-# own a wide key tile and stream narrow query tiles, dq programs the reverse.
+# (pass, head_dim) -> (BLOCK_M queries, BLOCK_N keys, num_warps, num_stages). Head dim 64 (and 32) are the
+# winners of benchmarks/tune_tiles.py on an H100 for strided/fixed at n = 12,288 and strided at 3,072 x 8
+# (benchmarks/KERNEL_NOTES.md); head dim 128 keeps the starting point of Triton's fused-attention tutorial,
+# not yet searched: dk/dv programs own a key tile and stream query tiles, dq programs the reverse.
 TILE_TABLE: dict[tuple[str, int], tuple[int, int, int, int]] = {
-    ("fwd", 32): (128, 64, 4, 3),
-    ("fwd", 64): (128, 64, 4, 3),
+    ("fwd", 32): (64, 64, 4, 3),
+    ("fwd", 64): (64, 64, 4, 3),
     ("fwd", 128): (128, 64, 8, 3),
-    ("dq", 32): (128, 32, 4, 3),
-    ("dq", 64): (128, 32, 4, 3),
+    ("dq", 32): (64, 32, 4, 2),
+    ("dq", 64): (64, 32, 4, 2),
     ("dq", 128): (128, 32, 8, 2),
-    ("dkdv", 32): (32, 128, 4, 3),
-    ("dkdv", 64): (32, 128, 4, 3),
+    ("dkdv", 32): (32, 64, 4, 2),
+    ("dkdv", 64): (32, 64, 4, 2),
     ("dkdv", 128): (32, 128, 8, 2),
 }
 INTERPRETER_TILE = (16, 16, 1, 1)
