@@ -4,8 +4,8 @@ Why a segment's backward can run on its own: with P = exp(S - L) where L is the 
 merged row, and D = rowsum(dO * O) of the whole merged output, the gradient of the scores is
 dS = P * (dP - D) element by element. So each disjoint segment computes its share of dq, dk, dv from the
 global L and D, and the shares add up. Each output element is owned by exactly one program per launch,
-and segments run one after another, each adding to the previous segment's result (HAS_PREV), in a fixed
-order: two runs give bitwise-equal gradients.
+and segments run one after another, each adding to the previous segment's result in place (HAS_PREV: a
+program reads back exactly the rows it then writes), in a fixed order: two runs give bitwise-equal gradients.
 
 Two kernels, as in Triton's fused-attention tutorial: `_sparse_dkdv_kernel` owns a key tile and streams the
 query tiles that attend it; `_sparse_dq_kernel` owns a query tile and streams its key tiles. Scores use the
@@ -116,7 +116,7 @@ def _sparse_dq_kernel(
     dq *= scale
     dq_off = row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
     if HAS_PREV:
-        dq += tl.load(DQ_PREV + dq_off, mask=q_valid[:, None], other=0.0)
+        dq += tl.load(DQ_PREV + dq_off, mask=q_valid[:, None], other=0.0).to(tl.float32)
     tl.store(DQ + dq_off, dq.to(DQ.dtype.element_ty), mask=q_valid[:, None])
 
 
@@ -201,7 +201,7 @@ def _sparse_dkdv_kernel(
     dk *= scale
     kv_off = row_base * HEAD_DIM + k_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
     if HAS_PREV:
-        dk += tl.load(DK_PREV + kv_off, mask=k_valid[:, None], other=0.0)
-        dv += tl.load(DV_PREV + kv_off, mask=k_valid[:, None], other=0.0)
+        dk += tl.load(DK_PREV + kv_off, mask=k_valid[:, None], other=0.0).to(tl.float32)
+        dv += tl.load(DV_PREV + kv_off, mask=k_valid[:, None], other=0.0).to(tl.float32)
     tl.store(DK + kv_off, dk.to(DK.dtype.element_ty), mask=k_valid[:, None])
     tl.store(DV + kv_off, dv.to(DV.dtype.element_ty), mask=k_valid[:, None])

@@ -5,10 +5,11 @@ keeping the running max `m`, the running sum `l` and the unnormalised output in 
 size n^2 ever exists). Scores are kept in base 2: q k^T * scale * log2(e), so each exponential is one
 exp2 instruction; the log-sum-exp written out is in base 2 too (`lse2`) and is what the backward reads.
 
-Merging segments: the first segment writes its normalised output (fp32) and lse2; the next segment's
-program starts from them (m = lse2, l = 1, acc = o) instead of from (-inf, 0, 0) and keeps going. The result
-is exactly one softmax over the union of the segments, i.e. the paper's merged head, computed with no extra
-pass. Segments are disjoint (DESIGN.md: the overlap j = i is kept in one of them only).
+Merging segments: the first segment writes its normalised output and lse2 into the output buffers; the
+next segment's program reads back its own rows, starts from them (m = lse2, l = 1, acc = o) instead of from
+(-inf, 0, 0), and keeps going. The result is exactly one softmax over the union of the segments, i.e. the
+paper's merged head, with no extra pass and no extra buffer (the partial output is rounded once to the
+output dtype on the way). Segments are disjoint: the overlap j = i is kept in one of them only.
 
 Rows with no allowed key (possible in a segment, e.g. the first row of a stride group, and in some parts
 alone) carry m = -inf, l = 0; they are guarded so they never produce NaN, and the final output is 0.
@@ -83,7 +84,7 @@ def _sparse_fwd_kernel(
         m_i = tl.load(LSE_PREV + row_base + q_pos, mask=q_valid, other=float("-inf"))
         l_i = tl.where(m_i == float("-inf"), 0.0, 1.0)
         prev_ptrs = O_PREV + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
-        acc = tl.load(prev_ptrs, mask=q_valid[:, None], other=0.0)
+        acc = tl.load(prev_ptrs, mask=q_valid[:, None], other=0.0).to(tl.float32)
     else:
         m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
         l_i = tl.zeros([BLOCK_M], tl.float32)

@@ -4,8 +4,9 @@ Shapes: q, k, v, do [B, H, n, D] with any strides whose last one is 1 (others ar
 o and the gradients are returned contiguous [B, H, n, D] in q's dtype; lse2 is float32 [B * H, n], the
 base-2 log-sum-exp of each row (-inf for a row with no allowed key).
 
-Intermediate results between segments stay in float32 (so that merging two segments rounds once), and
-the last segment writes the caller's dtype directly.
+Segments accumulate in place: each later segment's program reads back the rows it owns from the output (or
+gradient) buffer, merges, and writes them again, so the memory is that of dense flash attention (no
+float32 intermediates; in bf16/fp16 a partial result is rounded once more to the output dtype).
 """
 
 from __future__ import annotations
@@ -67,20 +68,16 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
     plan = plan_for(q, pattern)
     out = _empty((batch, heads, n, head_dim), dtype=q.dtype, device=q.device)
     lse2 = _empty((batch * heads, n), dtype=torch.float32, device=q.device)
-    prev = None
     for index, launch in enumerate(plan.launches):
-        last = index == len(plan.launches) - 1
-        target = out if last else _empty(out.shape, dtype=torch.float32, device=q.device)
         t = launch.fwd
         _sparse_fwd_kernel[(launch.fwd_programs, batch * heads)](
-            q, k, v, target, lse2, prev if prev is not None else target, lse2,
+            q, k, v, out, lse2, out, lse2,
             *_strides(q), *_strides(k), *_strides(v),
             n, heads, launch.group_len, math.ceil(launch.group_len / t.block_m), scale * LOG2_E,
-            HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=prev is not None,
+            HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
             DOT_MODE=_dot_mode(q.dtype), num_warps=t.num_warps, num_stages=t.num_stages,
             **_geometry(launch),
         )  # fmt: skip
-        prev = target
     return out, lse2
 
 
@@ -95,34 +92,29 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
         out, do, delta, *_strides(do), n, heads, HEAD_DIM=head_dim, BLOCK=block
     )
     shape, device = (batch, heads, n, head_dim), q.device
-    dq_prev = dk_prev = dv_prev = None
+    # A summary segment comes first and writes only its summary keys: every other key's dk, dv start at zero.
+    alloc = _zeros if isinstance(plan.launches[0].segment, SummarySegment) else _empty
+    dq = _empty(shape, dtype=q.dtype, device=device)
+    dk, dv = alloc(shape, dtype=q.dtype, device=device), alloc(shape, dtype=q.dtype, device=device)
     for index, launch in enumerate(plan.launches):
-        last = index == len(plan.launches) - 1
-        dtype = q.dtype if last else torch.float32
-        # A summary segment writes only its summary keys: every other key's dk, dv must start at zero.
-        partial_keys = isinstance(launch.segment, SummarySegment) and dk_prev is None
-        alloc = _zeros if partial_keys else _empty
-        dq = _empty(shape, dtype=dtype, device=device)
-        dk, dv = alloc(shape, dtype=dtype, device=device), alloc(shape, dtype=dtype, device=device)
         common = dict(
             HEAD_DIM=head_dim, DOT_MODE=_dot_mode(q.dtype), **_geometry(launch),
         )  # fmt: skip
         t = launch.dq
         _sparse_dq_kernel[(launch.dq_programs, batch * heads)](
-            q, k, v, do, lse2, delta, dq, dq_prev if dq_prev is not None else dq,
+            q, k, v, do, lse2, delta, dq, dq,
             *_strides(q), *_strides(k), *_strides(v), *_strides(do),
             n, heads, launch.group_len, math.ceil(launch.group_len / t.block_m), scale * LOG2_E, scale,
-            BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=dq_prev is not None,
+            BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
             num_warps=t.num_warps, num_stages=t.num_stages, **common,
         )  # fmt: skip
         t = launch.dkdv
         _sparse_dkdv_kernel[(launch.dkdv_programs, batch * heads)](
             q, k, v, do, lse2, delta, dk, dv,
-            dk_prev if dk_prev is not None else dk, dv_prev if dv_prev is not None else dv,
+            dk, dv,
             *_strides(q), *_strides(k), *_strides(v), *_strides(do),
             n, heads, launch.group_len, math.ceil(launch.group_len / t.block_n), scale * LOG2_E, scale,
-            BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=dk_prev is not None,
+            BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
             num_warps=t.num_warps, num_stages=t.num_stages, **common,
         )  # fmt: skip
-        dq_prev, dk_prev, dv_prev = dq, dk, dv
-    return dq_prev, dk_prev, dv_prev
+    return dq, dk, dv
