@@ -8,11 +8,11 @@ python3 -c "import pytest, hypothesis, tqdm, jsonargparse, docstring_parser" 2>/
   || pip install -q --no-deps --no-index --find-links .devwheels pytest hypothesis tqdm jsonargparse docstring_parser \
        typeshed_client iniconfig pluggy sortedcontainers
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
-bench() { python3 -m benchmarks.bench_kernels --out "$OUT/kernels.csv" --ceilings-out "$OUT/device_ceilings.csv" "$@"; }
+bench=(python3 -m benchmarks.bench_kernels --out "$OUT/kernels.csv" --ceilings-out "$OUT/device_ceilings.csv")
 for step in "$@"; do
   case "$step" in
-    targets)   timeout 280 bench --cases targets 2>&1 | tail -42 ;;
-    sweep)     timeout 280 bench --cases sweep --n 1024,3072,12288,65536,262144 --head-dims 64,128 2>&1 | tail -5 ;;
+    targets)   timeout 280 "${bench[@]}" --cases targets 2>&1 | tail -42 ;;
+    sweep)     timeout 280 "${bench[@]}" --cases sweep --n 1024,3072,12288,65536,262144 --head-dims 64,128 2>&1 | tail -5 ;;
     tests)     timeout 320 python3 -m pytest tests/sparse/test_kernels.py tests/sparse/test_patterns.py -q \
                  -p no:cacheprovider -p no:warnings --durations=5 2>&1 | tail -15 | tee "$OUT/gpu_tests.txt" ;;
     cudatests) timeout 240 python3 -m pytest tests/sparse/test_kernels.py -m cuda -q -p no:cacheprovider \
