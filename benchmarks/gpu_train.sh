@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# One device call of training runs (issue 4's step times with and without checkpointing; issue 6's Table 2
+# at reduced steps). Runs through the same `sparse-repro fit` as users; rows land in $OUT/runs.csv.
+# Needs the real data copied into ./data (carried). Usage: SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_train.sh
+set -uo pipefail
+export PYTHONPATH=.
+OUT="${OUT:-out}"; mkdir -p "$OUT"
+python3 -c "import jsonargparse, docstring_parser" 2>/dev/null \
+  || pip install -q --no-deps --no-index --find-links .devwheels jsonargparse docstring_parser typeshed_client tqdm
+STEPS="${STEPS:-300}"
+fit() {  # fit <config> <seconds> [overrides...]
+  local cfg=$1 limit=$2; shift 2
+  echo "== $cfg $*"
+  timeout "$limit" python3 -m benchmarks.cli fit --config "benchmarks/configs/$cfg.yaml" \
+    --recorder.runs_path "$OUT/runs.csv" --recorder.curves_path "$OUT/curves.csv" \
+    --trainer.enable_progress_bar false --trainer.max_steps "$STEPS" --model.max_steps "$STEPS" \
+    --model.warmup_steps 50 --trainer.val_check_interval 150 --trainer.limit_val_batches 20 \
+    --trainer.default_root_dir "runs/$cfg" "$@" 2>&1 | grep -E "Error|error|val/bpd|Traceback" | tail -4
+}
+fit cifar10/strided-small 110
+fit enwik8/fixed-small 110
+fit cifar10/strided-small 70 --trainer.max_steps 40 --model.checkpoint true --recorder.note checkpointing
+fit enwik8/fixed-small 70 --trainer.max_steps 40 --model.checkpoint true --recorder.note checkpointing
+fit cifar10/dense-small 110
+fit enwik8/dense-small 110
+fit cifar10/fixed-small 90
+fit enwik8/strided-small 90
+timeout 60 python3 -m benchmarks.cli sample --ckpt_path runs/cifar10/strided-small/checkpoints/last.ckpt \
+  --num_samples 4 --out "$OUT" 2>&1 | tail -2
+ls "$OUT"
