@@ -6,7 +6,7 @@ set -uo pipefail
 export PYTHONPATH=.
 OUT="${OUT:-out}"; mkdir -p "$OUT"
 python3 -c "import jsonargparse, docstring_parser" 2>/dev/null \
-  || pip install -q --no-deps --no-index --find-links .devwheels jsonargparse docstring_parser typeshed_client tqdm
+  || pip install -q --no-deps --no-index --find-links .devwheels jsonargparse docstring_parser typeshed_client tqdm soundfile
 STEPS="${STEPS:-300}"
 fit() {  # fit <config> <seconds> [overrides...]
   local cfg=$1 limit=$2; shift 2
