@@ -5,8 +5,10 @@
 set -uo pipefail
 export PYTHONPATH=.
 OUT="${OUT:-out}"; mkdir -p "$OUT"
-python3 -c "import jsonargparse, docstring_parser" 2>/dev/null \
-  || pip install -q --no-deps --no-index --find-links .devwheels jsonargparse docstring_parser typeshed_client tqdm soundfile
+# The image may hold an older jsonargparse than LightningCLI needs: upgrade from the carried wheels, then check.
+pip install -q -U --no-deps --no-index --find-links .devwheels jsonargparse docstring_parser typeshed_client \
+  typing_extensions tqdm soundfile
+python3 -c "from lightning.pytorch.cli import _JSONARGPARSE_SIGNATURES_AVAILABLE as ok; assert ok, str(ok)" || exit 1
 STEPS="${STEPS:-300}"
 fit() {  # fit <config> <seconds> [overrides...]
   local cfg=$1 limit=$2; shift 2
