@@ -8,21 +8,24 @@ OUT="${OUT:-out}"; mkdir -p "$OUT"
 # The image may hold an older jsonargparse than LightningCLI needs: upgrade from the carried wheels, then check.
 pip install -q -U --no-deps --no-index --find-links .devwheels jsonargparse docstring_parser typeshed_client \
   typing_extensions tqdm soundfile
-python3 -c "from lightning.pytorch.cli import _JSONARGPARSE_SIGNATURES_AVAILABLE as ok; assert ok, str(ok)" || exit 1
+# LightningCLI still refused the image's packages on 2026-11-27, so runs go through benchmarks/fit_config.py (the
+# same classes and callbacks without jsonargparse).
 STEPS="${STEPS:-300}"
 fit() {  # fit <config> <seconds> [overrides...]
   local cfg=$1 limit=$2; shift 2
   echo "== $cfg $*"
-  timeout "$limit" python3 -m benchmarks.cli fit --config "benchmarks/configs/$cfg.yaml" \
-    --recorder.runs_path "$OUT/runs.csv" --recorder.curves_path "$OUT/curves.csv" \
-    --trainer.enable_progress_bar false --trainer.max_steps "$STEPS" --model.max_steps "$STEPS" \
-    --model.warmup_steps 50 --trainer.val_check_interval 150 --trainer.limit_val_batches 20 \
-    --trainer.default_root_dir "runs/$cfg" "$@" 2>&1 | grep -E "Error|error|val/bpd|Traceback" | tail -4
+  timeout "$limit" python3 -m benchmarks.fit_config "benchmarks/configs/$cfg.yaml" \
+    recorder.runs_path="$OUT/runs.csv" recorder.curves_path="$OUT/curves.csv" \
+    trainer.enable_progress_bar=false trainer.max_steps="$STEPS" model.max_steps="$STEPS" \
+    model.warmup_steps=50 trainer.val_check_interval=150 trainer.limit_val_batches=20 \
+    trainer.default_root_dir="runs/$cfg" "$@" 2>&1 | grep -E "Error|error|Traceback|stopped" | tail -3
 }
 fit cifar10/strided-small 110
 fit enwik8/fixed-small 110
-fit cifar10/strided-small 70 --trainer.max_steps 40 --model.checkpoint true --recorder.note checkpointing
-fit enwik8/fixed-small 70 --trainer.max_steps 40 --model.checkpoint true --recorder.note checkpointing
+fit cifar10/strided-small 70 trainer.max_steps=40 model.checkpoint=true recorder.note=checkpointing \
+  trainer.default_root_dir=runs/ckpt-cifar
+fit enwik8/fixed-small 70 trainer.max_steps=40 model.checkpoint=true recorder.note=checkpointing \
+  trainer.default_root_dir=runs/ckpt-enwik8
 fit cifar10/dense-small 110
 fit enwik8/dense-small 110
 fit cifar10/fixed-small 90

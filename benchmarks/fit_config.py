@@ -1,0 +1,60 @@
+"""Run `fit` from a config without LightningCLI: the same classes, callbacks and recorder as `sparse-repro fit`,
+for a machine whose jsonargparse is older than LightningCLI needs (as the lent GPU image was on 2026-11-27).
+
+    python -m benchmarks.fit_config benchmarks/configs/cifar10/strided-small.yaml trainer.max_steps=300
+
+Overrides are dotted keys with YAML values. Sequence length and position axes are taken from the datamodule,
+as the CLI's links do.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import yaml
+
+
+def _set(config: dict, dotted: str, value) -> None:
+    *parents, leaf = dotted.split(".")
+    node = config
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+
+
+def main(argv: list[str]) -> int:
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from benchmarks.faults import FaultGuard
+    from benchmarks.module import SparseTransformerModule
+    from benchmarks.recorder import ResultsRecorder
+
+    path, overrides = argv[0], argv[1:]
+    config = yaml.safe_load(Path(path).read_text())
+    for item in overrides:
+        key, _, value = item.partition("=")
+        _set(config, key, yaml.safe_load(value))
+    pl.seed_everything(config.get("seed_everything", 0))
+    module_name, _, class_name = config["data"]["class_path"].rpartition(".")
+    datamodule = getattr(importlib.import_module(module_name), class_name)(**config["data"].get("init_args", {}))
+    model = SparseTransformerModule(
+        seq_len=datamodule.seq_len, token_axes=tuple(datamodule.token_axes), **config["model"]
+    )
+    recorder = ResultsRecorder(**config.get("recorder", {}))
+    recorder.config_path = path
+    trainer_args = dict(config["trainer"])
+    root = trainer_args.get("default_root_dir", ".")
+    checkpoint = ModelCheckpoint(
+        dirpath=str(Path(root) / "checkpoints"), save_last=True, save_top_k=0, **config.get("checkpoint", {})
+    )
+    callbacks = [recorder, checkpoint, FaultGuard(**config.get("faults", {}))]
+    trainer = pl.Trainer(**trainer_args, callbacks=callbacks)
+    trainer.fit(model, datamodule=datamodule)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
