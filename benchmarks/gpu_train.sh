@@ -20,16 +20,16 @@ fit() {  # fit <config> <seconds> [overrides...]
     model.warmup_steps=50 trainer.val_check_interval=150 trainer.limit_val_batches=20 \
     trainer.default_root_dir="runs/$cfg" "$@" 2>&1 | grep -E "Error|error|Traceback|stopped" | tail -3
 }
-fit cifar10/strided-small 110
-fit enwik8/fixed-small 110
-fit cifar10/strided-small 70 trainer.max_steps=40 model.checkpoint=true recorder.note=checkpointing \
+fit cifar10/strided-small 90
+fit enwik8/fixed-small 90
+fit cifar10/strided-small 55 trainer.max_steps=40 model.checkpoint=true recorder.note=checkpointing \
   trainer.default_root_dir=runs/ckpt-cifar
-fit enwik8/fixed-small 70 trainer.max_steps=40 model.checkpoint=true recorder.note=checkpointing \
+fit enwik8/fixed-small 55 trainer.max_steps=40 model.checkpoint=true recorder.note=checkpointing \
   trainer.default_root_dir=runs/ckpt-enwik8
-fit cifar10/dense-small 110
-fit enwik8/dense-small 110
-fit cifar10/fixed-small 90
-fit enwik8/strided-small 90
-timeout 60 python3 -m benchmarks.cli sample --ckpt_path runs/cifar10/strided-small/checkpoints/last.ckpt \
+fit cifar10/dense-small 80
+fit enwik8/dense-small 80
+fit cifar10/fixed-small 60
+fit enwik8/strided-small 60
+timeout 30 python3 -m benchmarks.cli sample --ckpt_path runs/cifar10/strided-small/checkpoints/last.ckpt \
   --num_samples 4 --out "$OUT" 2>&1 | tail -2
 ls "$OUT"
