@@ -57,8 +57,18 @@ def block_mask_for(pattern: Pattern, n: int, num_heads: int, device: str) -> Blo
     return create_block_mask(mask_mod_for(pattern), B=None, H=heads, Q_LEN=n, KV_LEN=n, device=device)
 
 
+# torch.compile specialises flex_attention per shape and, after `recompile_limit` (8) shapes, silently runs
+# the eager fallback that materialises n^2 scores. A sweep over n, head dim, batch and patterns needs more:
+# the first kernel sweep (2026-11-27) measured that fallback for flex at most lengths (198 ms instead of
+# 4.8 ms at n = 12,288). Raise the limit so every shape gets its fused kernel.
+RECOMPILE_LIMIT = 256
+
+
 @functools.lru_cache(maxsize=1)
 def _compiled_flex():
+    import torch._dynamo.config as dynamo_config
+
+    dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, RECOMPILE_LIMIT)
     return torch.compile(flex_attention, dynamic=False)
 
 

@@ -7,6 +7,8 @@ Memory is O(B * H * n^2): fine for n of a few thousand, not more.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from sparse.patterns import Pattern
@@ -30,7 +32,7 @@ def reference_attention(
 def _reference(q, k, v, pattern, scale, compute_dtype, return_lse):
     dtype = compute_dtype or (torch.float64 if q.dtype == torch.float64 else torch.float32)
     n = q.shape[-2]
-    mask = pattern.mask(n, q.shape[1], device=q.device)  # [H or 1, n, n]
+    mask = _cached_mask(pattern, n, q.shape[1], q.device)  # [H or 1, n, n]
     scores = torch.matmul(q.to(dtype), k.to(dtype).transpose(-1, -2)) * scale
     scores = scores.masked_fill(~mask, float("-inf"))
     lse = torch.logsumexp(scores, dim=-1)
@@ -38,3 +40,9 @@ def _reference(q, k, v, pattern, scale, compute_dtype, return_lse):
     probs = torch.where(mask, probs, torch.zeros((), dtype=dtype, device=q.device))
     out = torch.matmul(probs, v.to(dtype)).to(q.dtype)
     return (out, lse) if return_lse else out
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_mask(pattern: Pattern, n: int, num_heads: int, device: torch.device) -> torch.Tensor:
+    """The mask is rebuilt from int64 n x n arithmetic otherwise: seconds per call at n = 12,288 on a CPU."""
+    return pattern.mask(n, num_heads, device=device)

@@ -1,0 +1,221 @@
+"""The report's PNG plots, drawn from the recorder's CSVs alone (matplotlib, Agg backend).
+
+Each `plot_*` function takes the loaded `Results` and an output folder, writes zero or more PNG files and
+returns their paths; with no data for a plot it writes nothing (the report's index then says "not run yet").
+- learning curves: bits per dim against step and against wall-clock, dense vs sparse, per benchmark;
+- time per iteration and peak memory against sequence length (training runs);
+- kernels: time and peak memory against n on log-log axes per backend with the fitted slope in the legend,
+  and the speed-up over dense SDPA per pattern (one figure per pass and head dim).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from benchmarks.report_data import Results, pick, run_view  # noqa: E402
+from benchmarks.report_tables import BENCHMARK_NAMES, PATTERNS, latest_kernel_rows  # noqa: E402
+
+STYLE = {"dense": ("#444444", "o"), "strided": ("#1f77b4", "s"), "fixed": ("#d62728", "^"), "local": ("#2ca02c", "v")}
+BACKEND_STYLE = {"triton": ("#1f77b4", "o"), "flex": ("#ff7f0e", "s"), "sdpa": ("#444444", "^")}
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def fitted_slope(x, y) -> float:
+    """Slope of log y against log x (least squares), NaN with fewer than two distinct points."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    keep = (x > 0) & (y > 0) & np.isfinite(x) & np.isfinite(y)
+    if len(np.unique(x[keep])) < 2:
+        return float("nan")
+    return float(np.polyfit(np.log(x[keep]), np.log(y[keep]), 1)[0])
+
+
+def plot_learning_curves(results: Results, out: Path) -> list[Path]:
+    """Per benchmark: train (line) and validation (markers) bits per dim against step and wall-clock, for
+    the run each pattern's table cell shows."""
+    curves, view = results.curves, run_view(results.runs)
+    if curves.empty or view.empty:
+        return []
+    paths = []
+    for benchmark in BENCHMARK_NAMES:
+        chosen = {p: pick(view, benchmark=benchmark, pattern=p) for p in PATTERNS}
+        chosen = {p: r for p, r in chosen.items() if r is not None and (curves["run_id"] == r["run_id"]).any()}
+        if not chosen:
+            continue
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
+        for pattern, row in chosen.items():
+            colour, marker = STYLE.get(pattern, ("#888888", "x"))
+            run = curves[curves["run_id"] == row["run_id"]].sort_values("step")
+            label = f"{pattern} ({row['preset']}, {row['variant']})"
+            for ax, x in zip(axes, ("step", "wall_s")):
+                train = run[run["train_bpd"].notna()]
+                val = run[run["val_bpd"].notna()]
+                ax.plot(train[x], train["train_bpd"], color=colour, alpha=0.6, lw=1, label=f"{label} train")
+                if not val.empty:
+                    ax.plot(val[x], val["val_bpd"], color=colour, marker=marker, lw=1.5, label=f"{label} val")
+        axes[0].set_xlabel("step")
+        axes[1].set_xlabel("wall-clock (s)")
+        axes[0].set_ylabel("bits per dim")
+        axes[1].legend(fontsize=7)
+        for ax in axes:
+            ax.grid(alpha=0.3)
+        fig.suptitle(f"{BENCHMARK_NAMES[benchmark]}: learning curves, dense vs sparse")
+        paths.append(_save(fig, out / f"learning_curves_{benchmark}.png"))
+    return paths
+
+
+def plot_time_memory_vs_n(results: Results, out: Path) -> list[Path]:
+    """Training time per iteration and peak memory against sequence length, one series per pattern and
+    preset (each point the chosen run for that benchmark, pattern and n)."""
+    view = run_view(results.runs)
+    if view.empty or view["ms_per_iter"].notna().sum() == 0:
+        return []
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    timed = view[view["ms_per_iter"].notna()]
+    for (pattern, preset, gpu), group in timed.groupby(["pattern", "preset", "gpu"]):
+        points = []
+        for (benchmark, n), _ in group.groupby(["benchmark", "n"]):
+            row = pick(group, benchmark=benchmark, n=n)
+            if row is not None:
+                points.append((n, row["ms_per_iter"], row["peak_gib"], benchmark))
+        points.sort()
+        colour, marker = STYLE.get(pattern, ("#888888", "x"))
+        ls = {"paper": "-", "small": "--", "smoke": ":"}.get(preset, "-.")
+        label = f"{pattern} ({preset}, {gpu})"
+        axes[0].plot([p[0] for p in points], [p[1] for p in points], color=colour, marker=marker, ls=ls, label=label)
+        for n, ms, _, benchmark in points:
+            axes[0].annotate(benchmark, (n, ms), fontsize=6, alpha=0.7, xytext=(3, 3), textcoords="offset points")
+        mem = [(p[0], p[2]) for p in points if p[2] == p[2]]
+        if mem:
+            axes[1].plot(*zip(*mem), color=colour, marker=marker, ls=ls, label=label)
+    if not axes[1].lines:
+        axes[1].text(0.5, 0.5, "no GPU runs yet", ha="center", va="center", transform=axes[1].transAxes)
+    axes[0].set_ylabel("ms per iteration")
+    axes[1].set_ylabel("peak GiB (GPU runs only)")
+    for ax in axes:
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length n")
+        ax.grid(alpha=0.3, which="both")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+    fig.suptitle("Training: time per iteration and peak memory against sequence length")
+    return [_save(fig, out / "time_memory_vs_n.png")]
+
+
+def _kernel_cells(kernels: pd.DataFrame) -> pd.DataFrame:
+    """The newest measured (status ok) row of every case and backend, of the sweep's batch and heads: for each
+    pass and head dim, the (batch, heads) with the most rows (target cases at other batch sizes are in the
+    kernel table)."""
+    latest = latest_kernel_rows(kernels)
+    ok = latest[latest["status"].fillna("ok").astype(str).isin(["ok", "", "nan"]) & latest["median_ms"].notna()]
+    keep = []
+    for _, group in ok.groupby(["pass", "head_dim"]):
+        sweep = group.groupby(["batch", "heads"]).size().idxmax()
+        keep.append(group[(group["batch"] == sweep[0]) & (group["heads"] == sweep[1])])
+    return pd.concat(keep) if keep else ok
+
+
+def plot_kernels(results: Results, out: Path) -> list[Path]:
+    """Time and memory against n (log-log, fitted slope per backend) and speed-up over SDPA, per pattern,
+    one figure per (pass, head dim)."""
+    kernels = results.kernels
+    if kernels.empty or "median_ms" not in kernels:
+        return []
+    cells = _kernel_cells(kernels)
+    paths = []
+    for (pass_, head_dim), group in cells.groupby(["pass", "head_dim"]):
+        patterns = [p for p in ("all", "strided", "fixed") if (group["pattern"] == p).any()]
+        patterns += sorted(set(group["pattern"]) - set(patterns))
+        tag = f"{pass_.replace('+', '_')}_d{int(head_dim)}"
+        for metric, ylabel in (("median_ms", "median ms"), ("peak_gib", "peak GiB")):
+            fig, axes = plt.subplots(1, len(patterns), figsize=(4.2 * len(patterns), 3.8), squeeze=False)
+            for ax, pattern in zip(axes[0], patterns):
+                sub = group[group["pattern"] == pattern]
+                backends = {backend: rows for backend, rows in sub.groupby("backend")}
+                if pattern != "all" and "sdpa" not in backends:  # dense SDPA is every pattern's baseline
+                    dense = group[(group["pattern"] == "all") & (group["backend"] == "sdpa")]
+                    if not dense.empty:
+                        backends["sdpa"] = dense
+                for backend, rows in sorted(backends.items()):
+                    rows = rows.sort_values("n")
+                    if rows[metric].notna().sum() == 0:
+                        continue
+                    colour, marker = BACKEND_STYLE.get(backend, ("#888888", "x"))
+                    slope = fitted_slope(rows["n"], rows[metric])
+                    label = (
+                        f"{backend}{' (dense)' if backend == 'sdpa' and pattern != 'all' else ''}, slope {slope:.2f}"
+                    )
+                    ax.plot(rows["n"], rows[metric], color=colour, marker=marker, label=label)
+                ax.set_xscale("log", base=2)
+                ax.set_yscale("log")
+                ax.set_title(pattern)
+                ax.set_xlabel("n")
+                ax.set_ylabel(ylabel)
+                ax.grid(alpha=0.3, which="both")
+                if ax.get_legend_handles_labels()[0]:
+                    ax.legend(fontsize=7)
+            fig.suptitle(f"Attention kernels, {pass_}, head dim {int(head_dim)}: {ylabel} against n")
+            name = "time" if metric == "median_ms" else "memory"
+            paths.append(_save(fig, out / f"kernels_{name}_{tag}.png"))
+        speedup = _plot_speedup(group, pass_, int(head_dim))
+        if speedup is not None:
+            paths.append(_save(speedup, out / f"kernels_speedup_{tag}.png"))
+    return paths
+
+
+def _plot_speedup(group: pd.DataFrame, pass_: str, head_dim: int):
+    sdpa = group[group["backend"] == "sdpa"].set_index("n")["median_ms"].sort_index()
+    if sdpa.empty:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    drawn = False
+    for pattern in sorted(set(group["pattern"])):
+        for backend in ("triton", "flex"):
+            rows = group[(group["pattern"] == pattern) & (group["backend"] == backend)].set_index("n")["median_ms"]
+            common = rows.index.intersection(sdpa.index).sort_values()
+            if common.empty:
+                continue
+            colour = STYLE.get("dense" if pattern == "all" else pattern, ("#888888", "x"))[0]
+            ls = "-" if backend == "triton" else "--"
+            ratio = sdpa.loc[common] / rows.loc[common]
+            ax.plot(common, ratio, color=colour, ls=ls, marker="o", label=f"{pattern}, {backend}")
+            drawn = True
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.axhline(1.0, color="black", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("n")
+    ax.set_ylabel("speed-up over dense SDPA")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=7)
+    ax.set_title(f"Speed-up over SDPA, {pass_}, head dim {head_dim}")
+    return fig
+
+
+def plot_patterns(out: Path) -> list[Path]:
+    from sparse.patterns.draw import write_pictures
+
+    return write_pictures(out / "patterns")
+
+
+PLOTS = {
+    "learning_curves": plot_learning_curves,
+    "time_memory_vs_n": plot_time_memory_vs_n,
+    "kernels": plot_kernels,
+}

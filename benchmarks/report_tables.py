@@ -1,0 +1,439 @@
+"""The report's Markdown tables: the paper's numbers beside ours, with scale, data variant and hardware.
+
+Each `table_*` function takes the loaded `Results` (benchmarks/report_data.py) and returns Markdown text. No
+number is typed here: the paper's come from results/paper/*.csv, ours from the recorder's CSVs. A cell with
+no row says "not run yet"; which of several rows fills a cell is decided by `report_data.pick`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from benchmarks.recorder import PRESET_SCALE
+from benchmarks.report_data import Results, pick, rank, run_view
+
+NOT_RUN = "not run yet"
+PATTERNS = ("dense", "fixed", "strided")
+PAPER_PATTERN = {"cifar10": "strided", "enwik8": "fixed", "imagenet64": "strided", "audio": "strided"}
+BENCHMARK_NAMES = {
+    "cifar10": "CIFAR-10",
+    "enwik8": "Enwik8",
+    "imagenet64": "ImageNet 64x64",
+    "audio": "Classical music",
+}
+
+
+def fmt(value, digits: int = 3) -> str:
+    """A number with `digits` decimals (or significant digits for large/small), '' for missing."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return ""
+    if isinstance(value, str):
+        return value
+    value = float(value)
+    if value == int(value) and abs(value) >= 1000:
+        return f"{int(value):,}"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}f}"
+
+
+def fmt_params(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    value = float(value)
+    return f"{value / 1e6:.1f}M" if value >= 1e5 else f"{value / 1e3:.1f}k"
+
+
+def markdown(headers: list[str], rows: list[list[str]]) -> str:
+    if not rows:
+        rows = [[NOT_RUN] + [""] * (len(headers) - 1)]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _scale(row: pd.Series | None) -> list[str]:
+    """The provenance columns every 'ours' cell carries: preset, steps, data variant, hardware, commit."""
+    if row is None:
+        return [NOT_RUN, "", "", "", ""]
+    steps = fmt(row.get("steps"), 0)
+    if not row.get("complete", True) and not math.isnan(row.get("max_steps", float("nan"))):
+        steps += f" of {fmt(row['max_steps'], 0)}"
+    devices = row.get("devices")
+    hardware = str(row.get("gpu", ""))
+    if isinstance(devices, float) and not math.isnan(devices) and devices > 1:
+        hardware = f"{int(devices)}x {hardware}"
+    return [str(row.get("preset", "")), steps, str(row.get("variant", "")), hardware, str(row.get("commit", ""))]
+
+
+SCALE_HEADERS = ["preset", "steps", "data variant", "hardware", "commit"]
+
+
+def _bpd(row: pd.Series | None) -> str:
+    if row is None or not row.get("bpd_split"):
+        return NOT_RUN if row is None else "—"
+    return f"{fmt(row['bpd'])} ({row['bpd_split']})"
+
+
+def table1(results: Results) -> str:
+    """Table 1: the headline bits per byte, with the prior results the paper compares to."""
+    paper, view = results.paper["table1"], run_view(results.runs)
+    out = ["## Table 1: headline results (bits per byte / dim)\n"]
+    out.append(
+        "The paper's Sparse Transformer and the prior results it compares to (results/paper/table1.csv), and "
+        "our best run of the paper's pattern on each benchmark. Ours are not comparable to the paper's unless "
+        "the preset is `paper` and the data variant `official`.\n"
+    )
+    headers = ["benchmark", "model", "paper bpd", "params", "pattern", "our bpd", "our params", "n", *SCALE_HEADERS]
+    rows = []
+    for benchmark, name in BENCHMARK_NAMES.items():
+        ours_pattern = PAPER_PATTERN[benchmark]
+        where = {"benchmark": benchmark, "pattern": ours_pattern}
+        if benchmark == "audio":
+            where["n"] = 65536
+        ours = pick(view, need=("bpd",), **where)
+        entries = paper[paper["benchmark"] == benchmark] if not paper.empty else paper
+        for _, entry in entries.iterrows():
+            is_sparse = entry["model"] == "Sparse Transformer"
+            params = "" if pd.isna(entry["params_m"]) else f"{entry['params_m']:g}M"
+            pattern = "" if pd.isna(entry["pattern"]) else entry["pattern"]
+            if is_sparse:
+                row_ours = [
+                    _bpd(ours),
+                    fmt_params(ours["params"]) if ours is not None else "",
+                    fmt(ours["n"], 0) if ours is not None else "",
+                ]
+                rows.append(
+                    [
+                        name,
+                        f"**{entry['model']}**",
+                        f"**{entry['bpd']:.2f}**",
+                        params,
+                        pattern,
+                        *row_ours,
+                        *_scale(ours),
+                    ]
+                )
+            else:
+                rows.append(
+                    [name, entry["model"], f"{entry['bpd']:.2f}", params, pattern, "", "", "", "", "", "", "", ""]
+                )
+    out.append(markdown(headers, rows))
+    return "\n".join(out)
+
+
+def _ratio(value, base) -> str:
+    if value is None or base is None or any(isinstance(v, float) and math.isnan(v) for v in (value, base)) or not base:
+        return ""
+    return f"{value / base:.2f}"
+
+
+def table2(results: Results) -> str:
+    """Table 2: dense vs sparse at the paper's lengths, bits per byte and time per iteration."""
+    paper, view = results.paper["table2"], run_view(results.runs)
+    out = ["## Table 2: dense vs sparse attention\n"]
+    out.append(
+        "The paper's Time/Iter has no unit; compare its ratio to dense (`paper / dense`) with ours (`ours / "
+        "dense`, computed only against our dense run of the same preset and hardware, and not for the CPU "
+        "smoke runs, whose sparse patterns use the untimed `reference` backend). Bits per dim: test when a test "
+        "row exists, else validation.\n"
+    )
+    headers = [
+        "benchmark (n)", "pattern", "paper bpd", "paper time/iter", "paper / dense",
+        "our bpd", "our ms/iter", "ours / dense", "peak GiB", "params", *SCALE_HEADERS,
+    ]  # fmt: skip
+    rows = []
+    # The paper's Table 2 in its order, then every other (benchmark, n) we ran, e.g. short smoke sequences.
+    cells = [("enwik8", 12288), ("cifar10", 3072)]
+    if not view.empty:
+        for benchmark in BENCHMARK_NAMES:
+            lengths = view[(view["benchmark"] == benchmark) & view["n"].notna()]["n"].unique()
+            cells += [(benchmark, int(n)) for n in sorted(lengths) if (benchmark, int(n)) not in cells]
+    for benchmark, n in cells:
+        entries = paper[(paper["benchmark"] == benchmark) & (paper["n"] == n)] if not paper.empty else pd.DataFrame()
+        ours = {p: pick(view, need=("bpd",), benchmark=benchmark, pattern=p, n=n) for p in PATTERNS}
+        paper_dense = entries[entries["pattern"] == "dense"]["time_per_iter"] if not entries.empty else pd.Series()
+        in_paper = not entries.empty
+        label = f"{BENCHMARK_NAMES[benchmark]} ({n:,})" + ("" if in_paper else ", not in the paper's Table 2")
+        for p in PATTERNS:
+            entry = entries[entries["pattern"] == p] if in_paper else pd.DataFrame()
+            has_paper_ratio = not entry.empty and not paper_dense.empty
+            row, dense = ours[p], ours["dense"]
+            # A time ratio only between runs of one preset on one card, and never for the "reference" backend
+            # (a dense masked softmax for tests and CPU smoke runs, not a timed implementation).
+            same_scale = (
+                row is not None
+                and dense is not None
+                and row["preset"] == dense["preset"]
+                and row["gpu"] == dense["gpu"]
+                and "reference" not in (row.get("backend"), dense.get("backend"))
+            )
+            rows.append([
+                label,
+                p,
+                f"{entry['bpd'].iloc[0]:.2f}" if not entry.empty else "",
+                f"{entry['time_per_iter'].iloc[0]:.2f}" if not entry.empty else "",
+                _ratio(entry["time_per_iter"].iloc[0], paper_dense.iloc[0]) if has_paper_ratio else "",
+                _bpd(row),
+                fmt(row["ms_per_iter"], 1) if row is not None else "",
+                _ratio(row["ms_per_iter"], dense["ms_per_iter"]) if same_scale else "",
+                fmt(row["peak_gib"], 2) if row is not None else "",
+                fmt_params(row["params"]) if row is not None else "",
+                *_scale(row),
+            ])  # fmt: skip
+    out.append(markdown(headers, rows))
+    return "\n".join(out)
+
+
+def table3(results: Results) -> str:
+    """Table 3: Enwik8 test bits per byte against the minimum evaluation context."""
+    paper, runs = results.paper["table3"], results.runs
+    out = ["## Table 3: Enwik8 bits per byte against the minimum context\n"]
+    ours_rows = pd.DataFrame()
+    if not runs.empty:
+        tests = runs[(runs["benchmark"] == "enwik8") & (runs["stage"] == "test") & runs["test_bpd"].notna()]
+        tests = tests[tests["eval_min_context"].notna()]
+        if not tests.empty:
+            # The run: the largest preset scale, then the newest, among runs with such test rows.
+            per_run = tests.assign(scale=tests["preset"].map(PRESET_SCALE).fillna(-1)).groupby("run_id")
+            best = per_run.agg(scale=("scale", "max"), date=("date", "max")).sort_values(["scale", "date"]).index[-1]
+            ours_rows = tests[tests["run_id"] == best].sort_values("date").groupby("eval_min_context").tail(1)
+            first = ours_rows.iloc[-1]
+            out.append(
+                f"Ours: run `{best}` ({first['pattern']}, n={fmt(first['n'], 0)}, preset {first['preset']}, "
+                f"variant {first['variant']}, {first['gpu']}, commit {first['commit']}).\n"
+            )
+    headers = ["minimum context", "paper bpd (n = 12,288)", "our test bpd"]
+    contexts = sorted(
+        set(paper["eval_min_context"].tolist() if not paper.empty else [])
+        | set(ours_rows.get("eval_min_context", pd.Series(dtype=float)).dropna().astype(int).tolist())
+    )
+    rows = []
+    for m in contexts:
+        p = paper[paper["eval_min_context"] == m]["bpd"] if not paper.empty else pd.Series(dtype=float)
+        o = ours_rows[ours_rows["eval_min_context"] == m]["test_bpd"] if not ours_rows.empty else pd.Series(dtype=float)
+        rows.append(
+            [f"{int(m):,}", f"{p.iloc[0]:.4f}" if not p.empty else "", f"{o.iloc[0]:.4f}" if not o.empty else NOT_RUN]
+        )
+    out.append(markdown(headers, rows))
+    return "\n".join(out)
+
+
+def table4(results: Results) -> str:
+    """Table 4: audio with the strided pattern at growing sequence lengths."""
+    paper, view = results.paper["table4"], run_view(results.runs)
+    out = ["## Table 4: audio, strided, at growing lengths\n"]
+    out.append(
+        "The paper trained the largest model that fit one 16 GB V100 at each length; ours the largest that fits "
+        "the card named.\n"
+    )
+    headers = [
+        "n",
+        "paper params",
+        "paper bpd",
+        "our params",
+        "our bpd",
+        "peak GiB",
+        "ms/iter",
+        "wall s",
+        *SCALE_HEADERS,
+    ]
+    lengths = sorted(
+        set(paper["n"].tolist() if not paper.empty else [])
+        | set(
+            view[(view["benchmark"] == "audio") & (view["pattern"] == "strided")]["n"].dropna().astype(int).tolist()
+            if not view.empty
+            else []
+        )
+    )
+    rows = []
+    for n in lengths:
+        p = paper[paper["n"] == n] if not paper.empty else pd.DataFrame()
+        row = pick(view, need=("bpd",), benchmark="audio", pattern="strided", n=n)
+        rows.append([
+            f"{int(n):,}",
+            f"{p['params_m'].iloc[0]:g}M" if not p.empty else "",
+            f"{p['bpd'].iloc[0]:.2f}" if not p.empty else "",
+            fmt_params(row["params"]) if row is not None else "",
+            _bpd(row),
+            fmt(row["peak_gib"], 2) if row is not None else "",
+            fmt(row["ms_per_iter"], 1) if row is not None else "",
+            fmt(row["wall_s"], 0) if row is not None else "",
+            *_scale(row),
+        ])  # fmt: skip
+    out.append(markdown(headers, rows))
+    return "\n".join(out)
+
+
+def table_paper_size(results: Results) -> str:
+    """The paper-size models: time per step, peak memory, projected GPU-hours to the paper's epochs."""
+    view, hyper = run_view(results.runs), results.paper["hyperparameters"]
+    out = ["## Paper-size models: time per step and projected cost\n"]
+    out.append(
+        "Runs of the `paper` preset (often a few steps on one GPU). Projected GPU-hours = epochs x training "
+        "tokens / (n x batch x accumulation) steps x time per step, with the paper's epochs and training-set "
+        "size (results/paper/hyperparameters.csv); blank where the paper does not give them.\n"
+    )
+    headers = ["benchmark", "pattern", "layers", "d", "params", "checkpointing", "ms/iter", "peak GiB",
+               "projected GPU-hours", "paper hardware", *SCALE_HEADERS]  # fmt: skip
+    rows = []
+    if not view.empty:
+        paper_runs = view[view["preset"] == "paper"]
+        for (benchmark, pattern), group in paper_runs.groupby(["benchmark", "pattern"], sort=True):
+            row = rank(group, prefer_complete=False).iloc[0]
+            h = hyper[hyper["benchmark"] == benchmark] if not hyper.empty else pd.DataFrame()
+            hours, hardware = "", ""
+            if not h.empty:
+                hardware = str(h["hardware"].iloc[0])
+                epochs, tokens = h["epochs"].iloc[0], h["train_tokens"].iloc[0]
+                per_step = (
+                    row["n"] * row["batch"] * (row["accumulate"] if row["accumulate"] == row["accumulate"] else 1)
+                )
+                if all(v == v for v in (epochs, tokens, per_step, row["ms_per_iter"])) and per_step:
+                    hours = fmt(
+                        epochs * tokens / per_step * row["ms_per_iter"] / 3.6e6 * max(1, row["devices"] or 1), 0
+                    )
+            rows.append([
+                BENCHMARK_NAMES.get(benchmark, benchmark), pattern, fmt(row["layers"], 0), fmt(row["d_model"], 0),
+                fmt_params(row["params"]), str(row.get("checkpointing", "")), fmt(row["ms_per_iter"], 1),
+                fmt(row["peak_gib"], 2), hours, hardware, *_scale(row),
+            ])  # fmt: skip
+    out.append(markdown(headers, rows))
+    return "\n".join(out)
+
+
+def table_scaling(results: Results) -> str:
+    """Multi-GPU: tokens/s against the same configuration on one GPU."""
+    view = run_view(results.runs)
+    out = ["## Multi-GPU scaling\n"]
+    headers = ["benchmark", "pattern", "preset", "devices", "strategy", "tokens/s", "speed-up vs 1 GPU", "val bpd",
+               "1-GPU val bpd", "hardware", "commit"]  # fmt: skip
+    rows = []
+    if not view.empty:
+        multi = view[(view["devices"] * view["num_nodes"].fillna(1)) > 1]
+        for _, row in rank(multi, prefer_complete=False).iterrows():
+            single = pick(view, benchmark=row["benchmark"], pattern=row["pattern"], preset=row["preset"], devices=1,
+                          layers=row["layers"], d_model=row["d_model"], gpu=row["gpu"])  # fmt: skip
+            rows.append([
+                BENCHMARK_NAMES.get(row["benchmark"], row["benchmark"]), row["pattern"], row["preset"],
+                fmt(row["devices"] * (row["num_nodes"] if row["num_nodes"] == row["num_nodes"] else 1), 0),
+                row["strategy"], fmt(row["tokens_per_s"], 0),
+                _ratio(row["tokens_per_s"], single["tokens_per_s"]) if single is not None else "",
+                fmt(row["val_bpd"]), fmt(single["val_bpd"]) if single is not None else "", row["gpu"], row["commit"],
+            ])  # fmt: skip
+    out.append(markdown(headers, rows))
+    return "\n".join(out)
+
+
+def _gb(value: float) -> str:
+    return f"{value * 1000:g} MB" if value < 1 else f"{value:g} GB"
+
+
+def table_blog_memory(results: Results) -> str:
+    paper = results.paper["blog_memory"]
+    out = ["## Attention memory (the paper's blog post)\n"]
+    out.append("The blog's table, for reference; our peak memory against n is in plots/time_memory_vs_n.png.\n")
+    rows = [[r["input"], f"{int(r['n']):,}", _gb(r["stored_gb"]), _gb(r["recomputed_gb"])] for _, r in paper.iterrows()]
+    out.append(markdown(["input", "n", "stored", "recomputed"], rows))
+    return "\n".join(out)
+
+
+KERNEL_CASE = ["pattern", "local_attn_ctx", "summary_ctx", "n", "head_dim", "pass", "batch", "heads", "dtype"]
+
+
+def latest_kernel_rows(kernels: pd.DataFrame) -> pd.DataFrame:
+    """The newest row of every (case, backend), skipped cells included."""
+    keys = [*KERNEL_CASE, "backend"]
+    return kernels.sort_values("date", kind="stable").groupby(keys, dropna=False).tail(1)
+
+
+def _kernel_ms(row: pd.Series | None) -> str:
+    if row is None:
+        return ""
+    if str(row.get("status", "ok")) not in ("ok", "", "nan"):
+        reason = str(row.get("reason", "")).split(":")[0].split(" (")[0]  # the gist; kernels.csv has the rest
+        return f"skipped ({reason[:40]})"
+    return fmt(row["median_ms"], 3)
+
+
+def _ok(row: pd.Series | None) -> pd.Series | None:
+    return row if row is not None and str(row.get("status", "ok")) in ("ok", "", "nan") else None
+
+
+def table_kernels(results: Results) -> str:
+    """Kernel micro-benchmark: time per backend and speed-up over dense SDPA at the same n, batch and heads."""
+    kernels = results.kernels
+    out = ["## Attention kernels (results/kernels.csv)\n"]
+    out.append(
+        "Per case the newest row of each backend. SDPA is dense causal attention, every pattern's baseline at the "
+        "same n, batch, heads, head dim and pass; its TFLOP/s count the dense causal elements, ours the pattern's "
+        "allowed ones (useful FLOPs).\n"
+    )
+    headers = ["pattern", "l", "c", "n", "B", "H", "D", "pass", "triton ms", "flex ms", "sdpa ms (dense)",
+               "triton vs sdpa", "triton TFLOP/s", "sdpa TFLOP/s", "triton GiB", "sdpa GiB", "gpu",
+               "commit"]  # fmt: skip
+    rows = []
+    if not kernels.empty:
+        latest = latest_kernel_rows(kernels)
+        sdpa = latest[latest["backend"] == "sdpa"]
+        same = ["n", "head_dim", "pass", "batch", "heads", "dtype"]
+        for case, group in latest[latest["backend"] != "sdpa"].groupby(KERNEL_CASE, sort=True, dropna=False):
+            key = dict(zip(KERNEL_CASE, case))
+            by_backend = {
+                b: group[group["backend"] == b].iloc[-1] for b in ("triton", "flex") if (group["backend"] == b).any()
+            }
+            base = sdpa
+            for column in same:
+                base = base[base[column] == key[column]]
+            s_row = base.iloc[-1] if not base.empty else None
+            t_row = by_backend.get("triton")
+            t, s = _ok(t_row), _ok(s_row)
+            rows.append([
+                key["pattern"], fmt(key["local_attn_ctx"], 0), fmt(key["summary_ctx"], 0), f"{int(key['n']):,}",
+                fmt(key["batch"], 0), fmt(key["heads"], 0), fmt(key["head_dim"], 0), key["pass"],
+                _kernel_ms(t_row), _kernel_ms(by_backend.get("flex")), _kernel_ms(s_row),
+                _ratio(s["median_ms"], t["median_ms"]) if t is not None and s is not None else "",
+                fmt(t["useful_tflops"], 1) if t is not None else "",
+                fmt(s["useful_tflops"], 1) if s is not None else "",
+                fmt(t["peak_gib"], 2) if t is not None else "", fmt(s["peak_gib"], 2) if s is not None else "",
+                (t_row if t_row is not None else group.iloc[-1])["gpu"],
+                (t_row if t_row is not None else group.iloc[-1])["commit"],
+            ])  # fmt: skip
+    out.append(markdown(headers, rows))
+    return "\n".join(out)
+
+
+def table_runs(results: Results, limit: int = 60) -> str:
+    """Every run, newest first (up to `limit`): the audit trail behind the tables."""
+    view = run_view(results.runs)
+    out = [f"## All runs (newest first, at most {limit})\n"]
+    headers = ["date", "benchmark", "pattern", "preset", "variant", "n", "layers", "d", "params", "steps", "val bpd",
+               "test bpd", "ms/iter", "tokens/s", "peak GiB", "wall s", "status", "hardware", "commit",
+               "run"]  # fmt: skip
+    rows = []
+    if not view.empty:
+        for _, r in view.sort_values("date", ascending=False).head(limit).iterrows():
+            rows.append([
+                r["date"], r["benchmark"], r["pattern"], r["preset"], r["variant"], fmt(r["n"], 0), fmt(r["layers"], 0),
+                fmt(r["d_model"], 0), fmt_params(r["params"]), fmt(r["steps"], 0), fmt(r["val_bpd"]),
+                fmt(r["test_bpd"]),
+                fmt(r["ms_per_iter"], 1), fmt(r["tokens_per_s"], 0), fmt(r["peak_gib"], 2), fmt(r["wall_s"], 0),
+                r.get("status", ""), _scale(r)[3], r["commit"], r["run_id"],
+            ])  # fmt: skip
+    out.append(markdown(headers, rows))
+    return "\n".join(out)
+
+
+TABLES = {
+    "table1": table1,
+    "table2": table2,
+    "table3": table3,
+    "table4": table4,
+    "paper_size": table_paper_size,
+    "scaling": table_scaling,
+    "kernels": table_kernels,
+    "blog_memory": table_blog_memory,
+    "runs": table_runs,
+}

@@ -1,0 +1,134 @@
+"""Every config parses against the real signatures and follows the conventions; every smoke config trains two
+steps on the CPU."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import yaml
+
+from benchmarks.reproduce import BENCHMARKS, CONFIG_DIR, PAPER_PATTERN, PATTERNS, PRESETS, config_path, find_data
+from tests.benchmarks.tiny_runs import HARNESS_IMPORT_ERROR, needs_harness
+
+ALL_CONFIGS = sorted(CONFIG_DIR.rglob("*.yaml"))
+SMOKE = [(b, p) for b in BENCHMARKS for p in PATTERNS]
+PAPER_CSV = Path(__file__).resolve().parents[2] / "results" / "paper" / "hyperparameters.csv"
+
+
+def _load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def test_one_config_per_benchmark_pattern_preset():
+    expected = {config_path(b, p, s) for b in BENCHMARKS for p in PATTERNS for s in PRESETS}
+    assert set(ALL_CONFIGS) == expected
+
+
+@pytest.mark.parametrize("path", ALL_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_config_follows_the_conventions(path):
+    benchmark, (pattern, preset) = path.parent.name, path.stem.split("-")
+    text, config = path.read_text(), _load(path)
+    model, trainer, data = config["model"], config["trainer"], config["data"]["init_args"]
+    assert config["recorder"]["preset"] == preset
+    assert model["attn_mode"] == ("all" if pattern == "dense" else pattern)
+    assert "seq_len" not in model and "token_axes" not in model, "linked from the data section"
+    assert model["d_model"] % model["n_head"] == 0
+    assert config["seed_everything"] == data["seed"] == 0
+    (choice,) = [line for line in text.splitlines() if line.startswith("# The paper's choice")]
+    assert choice.endswith("this file.") == (pattern == PAPER_PATTERN[benchmark]), "the paper's choice is marked"
+    if preset == "smoke":
+        assert trainer["accelerator"] == "cpu"
+        assert model["backend"] == ("sdpa" if pattern == "dense" else "reference")
+        # an int 1 would be parsed as the float 1.0 (every batch)
+        assert all(isinstance(trainer[k], int) and trainer[k] >= 2 for k in ("limit_val_batches", "limit_test_batches"))
+    else:
+        assert model["backend"] == ("sdpa" if pattern == "dense" else "triton")
+    if preset != "paper":
+        assert model["max_steps"] == trainer["max_steps"]
+    if benchmark in ("enwik8", "audio"):
+        assert data["row_width"] == model["local_attn_ctx"], "the paper's row width equals the stride"
+    if preset == "paper":
+        model_lines = text.split("\nmodel:\n")[1].split("\ndata:\n")[0].splitlines()
+        assert all("#" in line for line in model_lines), "every paper value carries its source"
+
+
+@pytest.mark.skipif(not PAPER_CSV.exists(), reason="results/paper/hyperparameters.csv is missing")
+def test_paper_configs_match_the_papers_hyperparameters():
+    with open(PAPER_CSV) as f:
+        paper = {row["benchmark"]: row for row in csv.DictReader(f)}
+    for benchmark in ("cifar10", "enwik8", "imagenet64"):
+        row = paper[benchmark]
+        config = _load(config_path(benchmark, row["pattern"], "paper"))
+        model = config["model"]
+        assert (model["n_layer"], model["d_model"], model["n_head"]) == (
+            int(row["layers"]),
+            int(row["d_model"]),
+            int(row["heads"]),
+        )
+        assert model["ffn_multiple"] == float(row["ffn_multiple"]) and model["qk_ratio"] == float(row["qk_ratio"])
+        assert model["dropout"] == pytest.approx(float(row["dropout"]))
+        assert model["warmup_steps"] == 5000 and model["weight_decay"] == 0.01
+        assert config["trainer"]["gradient_clip_val"] == 1.0
+        if row["local_attn_ctx"]:
+            assert model["local_attn_ctx"] == int(row["local_attn_ctx"])
+        if row["lr"]:
+            assert model["lr"] == pytest.approx(float(row["lr"]))
+
+
+@needs_harness
+@pytest.mark.parametrize("path", ALL_CONFIGS, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_config_parses_against_the_signatures(path):
+    from benchmarks.lightning_cli import SparseReproCLI, build_cli
+
+    class ParseOnly(SparseReproCLI):
+        def instantiate_classes(self) -> None:  # paper-size models are too big to build here
+            pass
+
+    import benchmarks.lightning_cli as lightning_cli
+
+    original = lightning_cli.SparseReproCLI
+    lightning_cli.SparseReproCLI = ParseOnly
+    try:
+        cli = build_cli(["--config", str(path)], run=False)
+    finally:
+        lightning_cli.SparseReproCLI = original
+    assert cli.config["data"]["class_path"].startswith("datamodules.")
+
+
+@pytest.fixture(scope="module")
+def data_cache(tmp_path_factory):
+    """One decoding cache for the module (ImageNet's PNGs and the audio are decoded once, not per test)."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.mark.skipif(bool(HARNESS_IMPORT_ERROR), reason=HARNESS_IMPORT_ERROR or "ok")
+@pytest.mark.parametrize("benchmark, pattern", SMOKE, ids=[f"{b}/{p}" for b, p in SMOKE])
+def test_smoke_config_trains_two_steps_on_the_cpu(tmp_path, monkeypatch, data_cache, benchmark, pattern):
+    from benchmarks.lightning_cli import build_cli
+    from benchmarks.recorder import read_rows
+    from benchmarks.reproduce import SAMPLE_DIR
+
+    root, reason = find_data(benchmark, tmp_path / "no-data-here", "smoke")
+    if root is None:
+        pytest.skip(reason)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(data_cache))  # read-only ../shared/data caches there
+    args = [
+        "fit",
+        "--config", str(config_path(benchmark, pattern, "smoke")),
+        "--data.init_args.data_dir", str(root),
+        "--trainer.max_steps", "2",
+        "--trainer.val_check_interval", "2",
+        "--trainer.limit_val_batches", "2",
+        "--trainer.default_root_dir", str(tmp_path / "run"),
+        "--trainer.enable_progress_bar", "false",
+        "--recorder.runs_path", str(tmp_path / "runs.csv"),
+        "--recorder.curves_path", str(tmp_path / "curves.csv"),
+    ]  # fmt: skip
+    if benchmark in ("imagenet64", "audio") and root == SAMPLE_DIR:
+        args += ["--data.init_args.cache_dir", str(data_cache)]
+    build_cli(args)
+    (row,) = read_rows(tmp_path / "runs.csv")
+    assert row["status"] == "ok" and row["steps"] == "2" and float(row["val_bpd"]) > 0
+    assert row["benchmark"] == benchmark and row["pattern"] == pattern and row["preset"] == "smoke"

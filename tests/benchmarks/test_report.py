@@ -1,0 +1,160 @@
+"""The report: paper numbers beside ours, row choice by scale, 'not run yet', plots and the README block."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from benchmarks.recorder import CURVE_COLUMNS, KERNEL_COLUMNS, RUN_COLUMNS, append_rows
+from benchmarks.report import README_BEGIN, README_END, report, update_readme
+from benchmarks.report_data import load, pick, run_view
+from benchmarks.report_plots import fitted_slope
+
+REPO = Path(__file__).resolve().parents[2]
+PAPER_DIR = REPO / "results" / "paper"
+PAPER_MD = REPO.parent / "shared" / "PAPER.md"
+
+
+@pytest.fixture
+def results(tmp_path):
+    shutil.copytree(PAPER_DIR, tmp_path / "paper")
+    return tmp_path
+
+
+def _run(run_id, benchmark, pattern, preset, date, stage="fit", **values):
+    row = {"run_id": run_id, "stage": stage, "benchmark": benchmark, "pattern": pattern, "preset": preset,
+           "variant": "subset-4000-1000", "n": 3072 if benchmark == "cifar10" else 12288, "layers": 2,
+           "d_model": 64, "heads": 2, "params": 100_000, "steps": 10, "max_steps": 10, "devices": 1, "gpu": "H100",
+           "commit": "abc", "date": date}  # fmt: skip
+    row.update(values)
+    return row
+
+
+def test_paper_tables_hold_the_papers_numbers():
+    t1, t2 = pd.read_csv(PAPER_DIR / "table1.csv"), pd.read_csv(PAPER_DIR / "table2.csv")
+    t3, t4 = pd.read_csv(PAPER_DIR / "table3.csv"), pd.read_csv(PAPER_DIR / "table4.csv")
+    headline = t1[t1["model"] == "Sparse Transformer"].set_index("benchmark")["bpd"].to_dict()
+    assert headline == {"cifar10": 2.80, "enwik8": 0.99, "imagenet64": 3.44, "audio": 1.97}
+    assert len(t1) == 15 and len(t2) == 6 and len(t3) == 6 and len(t4) == 3
+    assert t2.set_index(["benchmark", "pattern"]).loc[("enwik8", "strided"), "bpd"] == 1.13
+    for table in (t1, t2, t3, t4, pd.read_csv(PAPER_DIR / "blog_memory.csv")):
+        assert table["source"].str.contains("PAPER.md").all()
+
+
+@pytest.mark.skipif(not PAPER_MD.exists(), reason="../shared/PAPER.md is not beside the repository")
+def test_every_paper_number_appears_in_paper_md():
+    text = PAPER_MD.read_text()
+    for name in ("table2", "table3", "table4"):
+        for value in pd.read_csv(PAPER_DIR / f"{name}.csv", dtype=str)["bpd"]:
+            assert value in text, (name, value)
+
+
+def test_no_results_yet_says_not_run_yet(results):
+    written = report(results, patterns=False)
+    for name in ("table1", "table2", "table3", "table4", "kernels", "paper_size", "scaling", "runs"):
+        text = (results / "tables" / f"{name}.md").read_text()
+        assert "not run yet" in text, name
+    assert "2.80" in (results / "tables" / "table1.md").read_text()  # the paper's side is always there
+    assert results / "REPORT.md" in written and not (results / "runs.csv").exists()
+
+
+def test_a_smoke_row_never_hides_a_small_row(results):
+    append_rows(results / "runs.csv", [
+        _run("small1", "cifar10", "strided", "small", "2025-01-01T00:00:00Z", val_bpd=3.5, ms_per_iter=40),
+        _run("smoke1", "cifar10", "strided", "smoke", "2025-06-01T00:00:00Z", val_bpd=7.9, ms_per_iter=900, gpu="cpu"),
+        _run("paper1", "cifar10", "strided", "paper", "2025-06-02T00:00:00Z", val_bpd=7.0, steps=5, max_steps=360000),
+    ], RUN_COLUMNS)  # fmt: skip
+    view = run_view(load(results).runs)
+    assert pick(view, benchmark="cifar10", pattern="strided")["run_id"] == "small1"  # paper1 is partial
+    assert pick(view, prefer_complete=False, benchmark="cifar10")["run_id"] == "paper1"
+    report(results, patterns=False)
+    table2 = (results / "tables" / "table2.md").read_text()
+    cifar_strided = next(line for line in table2.splitlines() if "CIFAR" in line and "| strided |" in line)
+    assert "3.500 (val)" in cifar_strided and "| small |" in cifar_strided and "subset-4000-1000" in cifar_strided
+    paper_size = (results / "tables" / "paper_size.md").read_text()
+    assert "5 of 360,000" in paper_size
+
+
+def test_test_rows_join_their_fit_and_table3_uses_contexts(results):
+    rows = [_run(f"e-{p}", "enwik8", p, "small", "2025-01-01T00:00:00Z", val_bpd=1.5, ms_per_iter=m)
+            for p, m in (("dense", 100.0), ("fixed", 40.0), ("strided", 30.0))]  # fmt: skip
+    rows.append(_run("e-fixed", "enwik8", "fixed", "small", "2025-01-02T00:00:00Z", stage="test", test_bpd=1.4))
+    for context, bpd in ((6144, 1.41), (12160, 1.38)):
+        rows.append(_run("e-fixed", "enwik8", "fixed", "small", "2025-01-03T00:00:00Z", stage="test",
+                         test_bpd=bpd, eval_min_context=context))  # fmt: skip
+    append_rows(results / "runs.csv", rows, RUN_COLUMNS)
+    report(results, patterns=False)
+    table2 = (results / "tables" / "table2.md").read_text()
+    fixed = next(line for line in table2.splitlines() if "Enwik8" in line and "| fixed |" in line)
+    assert "1.400 (test)" in fixed and "| 0.40 |" in fixed and "| 0.42 |" in fixed  # ours / dense, paper / dense
+    table3 = (results / "tables" / "table3.md").read_text()
+    assert "| 6,144 | 0.9952 | 1.4100 |" in table3 and "| 12,160 | 0.9908 | 1.3800 |" in table3
+    assert "| 9,216 | 0.9936 | not run yet |" in table3
+
+
+def test_plots_from_curves_runs_and_kernels(results):
+    date = "2025-01-01T00:00:00Z"
+    append_rows(results / "runs.csv", [
+        _run("c-dense", "cifar10", "dense", "small", date, val_bpd=3.4, ms_per_iter=50, peak_gib=2.0),
+        _run("c-strided", "cifar10", "strided", "small", date, val_bpd=3.5, ms_per_iter=30, peak_gib=1.0),
+    ], RUN_COLUMNS)  # fmt: skip
+    curves = [{"run_id": r, "step": s, "wall_s": s * 0.1, "train_bpd": 8 - s / 10} for r in ("c-dense", "c-strided")
+              for s in range(1, 11)]  # fmt: skip
+    curves += [{"run_id": "c-dense", "step": 10, "wall_s": 1.0, "val_bpd": 3.4}]
+    append_rows(results / "curves.csv", curves, CURVE_COLUMNS)
+    kernels = []
+    for backend, power in (("triton", 1.0), ("sdpa", 2.0)):
+        for n in (1024, 4096, 16384):
+            pattern = "strided" if backend == "triton" else "all"
+            kernels.append({"pattern": pattern, "backend": backend, "n": n, "batch": 1, "heads": 16, "head_dim": 64,
+                            "dtype": "bf16", "pass": "fwd+bwd", "median_ms": (n / 1024) ** power, "peak_gib": n / 1e4,
+                            "status": "ok", "gpu": "H100", "date": "2025"})  # fmt: skip
+    kernels.append({**kernels[2], "n": 1048576, "status": "skipped", "reason": "over the time budget", "median_ms": ""})
+    append_rows(results / "kernels.csv", kernels, KERNEL_COLUMNS)
+    written = {p.name for p in report(results, patterns=False)}
+    assert {"learning_curves_cifar10.png", "time_memory_vs_n.png", "kernels_time_fwd_bwd_d64.png",
+            "kernels_memory_fwd_bwd_d64.png", "kernels_speedup_fwd_bwd_d64.png"} <= written  # fmt: skip
+    table = (results / "tables" / "kernels.md").read_text()
+    assert "| strided |  |  | 16,384 | 1 | 16 | 64 | fwd+bwd | 16.000 |" in table and "| 16.00 |" in table  # 256 / 16
+    assert "skipped (over the time budget)" in table
+
+
+def test_fitted_slope_of_a_power_law():
+    assert fitted_slope([1024, 2048, 4096], [1.0, 4.0, 16.0]) == pytest.approx(2.0)
+    assert fitted_slope([1024], [1.0]) != fitted_slope([1024], [1.0])  # NaN with one point
+
+
+def test_readme_block_is_replaced_between_markers_only(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# Title\n\nintro\n{README_BEGIN}\nold\n{README_END}\n\n## After\n")
+    assert update_readme(readme, "new table")
+    assert readme.read_text() == f"# Title\n\nintro\n{README_BEGIN}\nnew table\n{README_END}\n\n## After\n"
+    plain = tmp_path / "PLAIN.md"
+    plain.write_text("no markers\n")
+    assert not update_readme(plain, "x") and plain.read_text() == "no markers\n"
+
+
+def test_report_refreshes_the_readme_block_from_a_relative_results_folder(results, monkeypatch):
+    readme = results.parent / "README.md"
+    readme.write_text(f"# T\n{README_BEGIN}\n{README_END}\n")
+    monkeypatch.chdir(results.parent)
+    written = report(Path(results.name), readme=readme, patterns=False)
+    text = readme.read_text()
+    assert readme in written and "### Table 1" in text
+    assert f"[{results.name}/REPORT.md]({results.name}/REPORT.md)" in text
+
+
+def test_samples_of_the_largest_preset_are_shown(results):
+    from PIL import Image
+
+    folder = results / "samples"
+    folder.mkdir()
+    for preset in ("smoke", "small"):
+        Image.new("RGB", (8, 8)).save(folder / f"cifar10-strided-{preset}.png")
+    report(results, patterns=False)
+    page = (results / "REPORT.md").read_text()
+    assert "![cifar10-strided-small](samples/cifar10-strided-small.png)" in page
+    assert "![cifar10-strided-smoke]" not in page and "samples/cifar10-strided-smoke.png" in page
