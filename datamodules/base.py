@@ -117,7 +117,8 @@ class TokenDataModule(L.LightningDataModule):
     def _loader(self, dataset: Dataset | None, name: str, sampler: Sampler[int] | None) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"{type(self).__name__}.{name}_dataloader() needs setup() first")
-        return DataLoader(
+        loader_class = ResumableDataLoader if isinstance(sampler, EpochSampler) else DataLoader
+        return loader_class(
             dataset,
             batch_size=self.batch_size,
             sampler=sampler,
@@ -140,3 +141,43 @@ class TokenDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, "test", None)
+
+
+class ResumableDataLoader(DataLoader):
+    """A DataLoader whose position inside an epoch goes into Lightning's checkpoints.
+
+    Lightning saves `state_dict()` of a loader that has one and gives it back through `load_state_dict()` on
+    resume. Without it, a run resumed from a mid-epoch checkpoint replays that epoch from its first batch and
+    ends on other data than an uninterrupted run. Here the state is the number of batches handed out in the
+    current pass and that pass's epoch; on resume the sampler skips those indices if, and only if, it is
+    asked for the same epoch again (same seed and epoch: the same order). A checkpoint taken on an epoch's last
+    batch resumes into the next epoch, which then starts from its first batch.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._epoch = 0
+        self._batches_handed_out = 0
+
+    def __iter__(self):
+        sampler = self.sampler
+        self._epoch = getattr(sampler, "epoch", 0)
+        resume = getattr(sampler, "resume_at", None)
+        self._batches_handed_out = resume[1] // self.batch_size if resume and resume[0] == self._epoch else 0
+        for batch in super().__iter__():
+            self._batches_handed_out += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        return {"epoch": self._epoch, "batches_handed_out": self._batches_handed_out}
+
+    def load_state_dict(self, state: dict) -> None:
+        if not isinstance(self.sampler, EpochSampler):
+            # Lightning wraps the sampler for distributed runs; that wrapper cannot skip ahead.
+            log.warning(
+                "resuming mid-epoch with a %s sampler: the epoch restarts from its first batch (exact resumes "
+                "are implemented for the single-process EpochSampler)",
+                type(self.sampler).__name__,
+            )
+            return
+        self.sampler.resume_at = (int(state["epoch"]), int(state["batches_handed_out"]) * self.batch_size)

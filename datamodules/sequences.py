@@ -144,6 +144,8 @@ class EpochSampler(Sampler[int]):
         if not replacement and self.num_samples != size:
             raise ValueError("num_samples differs from size only with replacement=True")
         self.epoch = 0
+        # (epoch, indices already consumed in it) from a mid-epoch checkpoint; see ResumableDataLoader.
+        self.resume_at: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -158,4 +160,8 @@ class EpochSampler(Sampler[int]):
             indices = rng.integers(0, self.size, size=self.num_samples)
         else:
             indices = rng.permutation(self.size)
-        return iter(indices.tolist())
+        skip = 0
+        if self.resume_at is not None and self.resume_at[0] == self.epoch - 1:
+            skip = self.resume_at[1]
+        self.resume_at = None
+        return iter(indices[skip:].tolist())

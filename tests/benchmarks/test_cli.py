@@ -92,23 +92,29 @@ def _fit_in_subprocess(config, *extra) -> subprocess.CompletedProcess:
 
 
 @needs_harness
-def test_a_killed_run_resumes_to_the_same_final_metrics(tmp_path, data_root):
+@pytest.mark.parametrize(
+    "samples_per_epoch",
+    [4, 12],  # 4: 2 steps per epoch, the checkpoint of step 4 is at an epoch end; 12: 6 steps, mid-epoch
+    ids=["epoch-end", "mid-epoch"],
+)
+def test_a_killed_run_resumes_to_the_same_final_metrics(tmp_path, data_root, samples_per_epoch):
+    data = {"train_samples_per_epoch": samples_per_epoch}
     # Uninterrupted, in this process.
     reference_dir = tmp_path / "reference"
     reference_dir.mkdir()
-    main(["fit", "--config", str(tiny_config(reference_dir, data_root))])
+    main(["fit", "--config", str(tiny_config(reference_dir, data_root, data=data))])
     (reference,) = read_rows(reference_dir / "results" / "runs.csv")
 
     # The same run killed (os._exit) at step 5, after the checkpoint of step 4, then resumed from last.
     crashed_dir = tmp_path / "crashed"
     crashed_dir.mkdir()
     kill = [{"class_path": "tests.benchmarks.tiny_runs.ExitAtStep", "init_args": {"step": 5}}]
-    crashing = tiny_config(crashed_dir, data_root, callbacks=kill)
+    crashing = tiny_config(crashed_dir, data_root, callbacks=kill, data=data)
     result = _fit_in_subprocess(crashing)
     assert result.returncode == 17, result.stderr[-2000:]
     assert (crashed_dir / "run" / "checkpoints" / "last.ckpt").exists()
     assert not (crashed_dir / "results" / "runs.csv").exists()  # no row for a run that did not finish
-    resumed_config = tiny_config(crashed_dir, data_root)  # the same config without the killer
+    resumed_config = tiny_config(crashed_dir, data_root, data=data)  # the same config without the killer
     assert main(["fit", "--config", str(resumed_config), "--ckpt_path", "last"]) == 0
     (resumed,) = read_rows(crashed_dir / "results" / "runs.csv")
 
