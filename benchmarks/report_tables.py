@@ -362,6 +362,19 @@ def _ok(row: pd.Series | None) -> pd.Series | None:
     return row if row is not None and str(row.get("status", "ok")) in ("ok", "", "nan") else None
 
 
+def _flex_ms(f_row: pd.Series | None, t_row: pd.Series | None) -> str:
+    """flex's time, marked † when it took over 4x our kernel's memory at the same case: then torch.compile ran
+    its eager fallback (n^2 scores), not FlexAttention's fused kernel (benchmarks/KERNEL_NOTES.md)."""
+    cell = _kernel_ms(f_row)
+    f, t = _ok(f_row), _ok(t_row)
+    try:
+        if f is not None and t is not None and float(f["peak_gib"]) > 4 * float(t["peak_gib"]):
+            cell += " †"
+    except (TypeError, ValueError):
+        pass
+    return cell
+
+
 def table_kernels(results: Results) -> str:
     """Kernel micro-benchmark: time per backend and speed-up over dense SDPA at the same n, batch and heads."""
     kernels = results.kernels
@@ -369,7 +382,9 @@ def table_kernels(results: Results) -> str:
     out.append(
         "Per case the newest row of each backend. SDPA is dense causal attention, every pattern's baseline at the "
         "same n, batch, heads, head dim and pass; its TFLOP/s count the dense causal elements, ours the pattern's "
-        "allowed ones (useful FLOPs).\n"
+        "allowed ones (useful FLOPs). † marks a flex cell that used over 4x our kernel's memory: torch.compile's "
+        "eager fallback, which materialises the n^2 scores, not FlexAttention's fused kernel "
+        "(benchmarks/KERNEL_NOTES.md).\n"
     )
     headers = ["pattern", "l", "c", "n", "B", "H", "D", "pass", "triton ms", "flex ms", "sdpa ms (dense)",
                "triton vs sdpa", "triton TFLOP/s", "sdpa TFLOP/s", "triton GiB", "sdpa GiB", "gpu",
@@ -393,7 +408,7 @@ def table_kernels(results: Results) -> str:
             rows.append([
                 key["pattern"], fmt(key["local_attn_ctx"], 0), fmt(key["summary_ctx"], 0), f"{int(key['n']):,}",
                 fmt(key["batch"], 0), fmt(key["heads"], 0), fmt(key["head_dim"], 0), key["pass"],
-                _kernel_ms(t_row), _kernel_ms(by_backend.get("flex")), _kernel_ms(s_row),
+                _kernel_ms(t_row), _flex_ms(by_backend.get("flex"), t_row), _kernel_ms(s_row),
                 _ratio(s["median_ms"], t["median_ms"]) if t is not None and s is not None else "",
                 fmt(t["useful_tflops"], 1) if t is not None else "",
                 fmt(s["useful_tflops"], 1) if s is not None else "",
