@@ -14,14 +14,8 @@ from sparse.model import SparseTransformer, SparseTransformerConfig
 BACKENDS = ["reference", "flex", "sdpa", "triton"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: one intra-op thread avoids OpenMP spin-waits, which make every op 100x slower on a
-    busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Tiny models: one intra-op thread (tests/conftest.py's one_thread) for every test of this module.
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # (attn_mode, integration, extra config): every pattern and every way of combining factorized heads.
