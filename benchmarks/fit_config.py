@@ -2,9 +2,12 @@
 for a machine whose jsonargparse is older than LightningCLI needs (as the lent GPU image was on 2026-11-27).
 
     python -m benchmarks.fit_config benchmarks/configs/cifar10/strided-small.yaml trainer.max_steps=300
+    python -m benchmarks.fit_config test benchmarks/configs/enwik8/fixed-small.yaml \
+        ckpt_path=runs/enwik8/fixed-small/checkpoints/last.ckpt data.init_args.eval_min_context=6144
 
-Overrides are dotted keys with YAML values. Sequence length and position axes are taken from the datamodule,
-as the CLI's links do.
+The first argument may name the stage (fit, validate or test; default fit). Overrides are dotted keys with
+YAML values; `ckpt_path=` is passed to the stage as the CLI's --ckpt_path is. Sequence length and position
+axes are taken from the datamodule, as the CLI's links do.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import sys
 from pathlib import Path
 
 import yaml
+
+STAGES = ("fit", "validate", "test")
 
 
 def _set(config: dict, dotted: str, value) -> None:
@@ -32,11 +37,17 @@ def main(argv: list[str]) -> int:
     from benchmarks.module import SparseTransformerModule
     from benchmarks.recorder import ResultsRecorder
 
+    stage = argv.pop(0) if argv and argv[0] in STAGES else "fit"
+    if not argv:
+        raise SystemExit(f"usage: python -m benchmarks.fit_config [{'|'.join(STAGES)}] CONFIG [key=value ...]")
     path, overrides = argv[0], argv[1:]
     config = yaml.safe_load(Path(path).read_text())
     for item in overrides:
-        key, _, value = item.partition("=")
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"override {item!r} is not key=value")
         _set(config, key, yaml.safe_load(value))
+    ckpt_path = config.pop("ckpt_path", None)
     pl.seed_everything(config.get("seed_everything", 0))
     module_name, _, class_name = config["data"]["class_path"].rpartition(".")
     datamodule = getattr(importlib.import_module(module_name), class_name)(**config["data"].get("init_args", {}))
@@ -52,7 +63,7 @@ def main(argv: list[str]) -> int:
     )
     callbacks = [recorder, checkpoint, FaultGuard(**config.get("faults", {}))]
     trainer = pl.Trainer(**trainer_args, callbacks=callbacks)
-    trainer.fit(model, datamodule=datamodule)
+    getattr(trainer, stage)(model, datamodule=datamodule, ckpt_path=ckpt_path)
     return 0
 
 

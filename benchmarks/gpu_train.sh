@@ -1,35 +1,74 @@
 #!/usr/bin/env bash
-# One device call of training runs (issue 4's step times with and without checkpointing; issue 6's Table 2
-# at reduced steps). Runs through the same `sparse-repro fit` as users; rows land in $OUT/runs.csv.
-# Needs the real data copied into ./data (carried). Usage: SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_train.sh
+# Device calls of training runs, through the same classes, callbacks and recorder as `sparse-repro fit`; rows land
+# in $OUT/runs.csv and $OUT/curves.csv. Needs the real data copied into ./data (carried) and the wheels of
+# .devwheels (carried). Usage on the GPU machine:
+#   SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_train.sh [table2|memory|table3|paper|samples|cli]...
+# table2: the six small runs at $STEPS steps (issue 6.1); memory: step time and peak memory with and without
+# checkpointing at n = 3,072 and 12,288 (issue 4); table3: an Enwik8 model, then its test bits per byte against the
+# minimum evaluation context (issue 6.2); paper: a few steps of each paper-size model (issue 6.4); samples: from
+# the runs above (issue 6.6); cli: why LightningCLI does or does not accept the image's jsonargparse.
 set -uo pipefail
 export PYTHONPATH=.
 OUT="${OUT:-out}"; mkdir -p "$OUT"
-# The image may hold an older jsonargparse than LightningCLI needs: upgrade from the carried wheels, then check.
+# The image holds no jsonargparse, tqdm or soundfile: install them from the carried wheels.
 pip install -q -U --no-deps --no-index --find-links .devwheels jsonargparse docstring_parser typeshed_client \
-  typing_extensions tqdm soundfile
-# LightningCLI still refused the image's packages on 2026-11-27, so runs go through benchmarks/fit_config.py (the
-# same classes and callbacks without jsonargparse).
+  typing_extensions tqdm soundfile cffi pycparser pytest hypothesis iniconfig pluggy sortedcontainers 2>&1 | tail -2
 STEPS="${STEPS:-300}"
-fit() {  # fit <config> <seconds> [overrides...]
-  local cfg=$1 limit=$2; shift 2
-  echo "== $cfg $*"
-  timeout "$limit" python3 -m benchmarks.fit_config "benchmarks/configs/$cfg.yaml" \
+
+run() {  # run <stage> <config> <seconds> [overrides...]: the recorder's rows go to $OUT
+  local stage=$1 cfg=$2 limit=$3; shift 3
+  echo "== $stage $cfg $*"
+  local start=$SECONDS
+  timeout "$limit" python3 -m benchmarks.fit_config "$stage" "benchmarks/configs/$cfg.yaml" \
     recorder.runs_path="$OUT/runs.csv" recorder.curves_path="$OUT/curves.csv" \
-    trainer.enable_progress_bar=false trainer.max_steps="$STEPS" model.max_steps="$STEPS" \
-    model.warmup_steps=50 trainer.val_check_interval=150 trainer.limit_val_batches=20 \
-    trainer.default_root_dir="runs/$cfg" "$@" 2>&1 | grep -E "Error|error|Traceback|stopped" | tail -3
+    trainer.enable_progress_bar=false trainer.default_root_dir="runs/$cfg" "$@" \
+    > "$OUT/last_run.log" 2>&1
+  echo "   exit $? after $((SECONDS - start)) s"; grep -E "Error|Traceback|stopped" "$OUT/last_run.log" | tail -3
 }
-fit cifar10/strided-small 90
-fit enwik8/fixed-small 90
-fit cifar10/strided-small 55 trainer.max_steps=40 model.checkpoint=true recorder.note=checkpointing \
-  trainer.default_root_dir=runs/ckpt-cifar
-fit enwik8/fixed-small 55 trainer.max_steps=40 model.checkpoint=true recorder.note=checkpointing \
-  trainer.default_root_dir=runs/ckpt-enwik8
-fit cifar10/dense-small 80
-fit enwik8/dense-small 80
-fit cifar10/fixed-small 60
-fit enwik8/strided-small 60
-timeout 30 python3 -m benchmarks.cli sample --ckpt_path runs/cifar10/strided-small/checkpoints/last.ckpt \
-  --num_samples 4 --out "$OUT" 2>&1 | tail -2
+small() {  # small <config> <seconds> [overrides...]: the small preset cut to $STEPS steps
+  local cfg=$1 limit=$2; shift 2
+  run fit "$cfg" "$limit" trainer.max_steps="$STEPS" model.max_steps="$STEPS" model.warmup_steps=50 \
+    trainer.val_check_interval="$STEPS" trainer.limit_val_batches=20 "$@"
+}
+
+for job in "$@"; do
+  case "$job" in
+    cli)
+      python3 - <<'EOF' 2>&1 | tail -5
+from lightning_utilities.core.imports import RequirementCache
+for req in ("jsonargparse[signatures]>=4.27.7", "jsonargparse>=4.27.7", "docstring_parser", "typeshed_client"):
+    r = RequirementCache(req); print(req, bool(r), "" if r else str(r))
+EOF
+      timeout 60 python3 -m benchmarks.cli fit --config benchmarks/configs/cifar10/strided-small.yaml \
+        --print_config 2>&1 | tail -3 ;;
+    table2)
+      for cfg in cifar10/dense-small cifar10/strided-small cifar10/fixed-small \
+                 enwik8/dense-small enwik8/fixed-small enwik8/strided-small; do small "$cfg" 150; done ;;
+    memory)
+      for cfg in cifar10/strided-small enwik8/fixed-small cifar10/dense-small enwik8/dense-small; do
+        for ckpt in false true; do
+          STEPS=60 small "$cfg" 80 model.checkpoint=$ckpt trainer.limit_val_batches=2 \
+            recorder.note="memory: checkpoint=$ckpt" trainer.default_root_dir="runs/memory-$ckpt"
+        done
+      done ;;
+    table3)
+      small enwik8/fixed-small 150
+      for m in 0 6144 9216 10752 11904 12096 12160; do
+        run test enwik8/fixed-small 120 ckpt_path=runs/enwik8/fixed-small/checkpoints/last.ckpt \
+          data.init_args.eval_min_context=$m data.init_args.batch_size=8 recorder.note="table3: min context $m"
+      done ;;
+    paper)
+      for cfg in cifar10/strided-paper cifar10/dense-paper enwik8/fixed-paper enwik8/dense-paper \
+                 imagenet64/strided-paper audio/strided-paper; do
+        run fit "$cfg" 150 trainer.devices=1 trainer.num_nodes=1 trainer.strategy=auto trainer.max_steps=8 \
+          trainer.limit_val_batches=0 data.init_args.allow_partial=true data.init_args.num_workers=4 \
+          checkpoint.every_n_train_steps=1000 recorder.note="paper-size: 8 steps on one GPU"
+      done ;;
+    samples)
+      timeout 90 python3 -m benchmarks.cli sample --ckpt_path runs/cifar10/strided-small/checkpoints/last.ckpt \
+        --num_samples 4 --out "$OUT" 2>&1 | tail -2
+      timeout 60 python3 -m benchmarks.cli sample --ckpt_path runs/enwik8/fixed-small/checkpoints/last.ckpt \
+        --num_samples 1 --length 2000 --out "$OUT" 2>&1 | tail -2 ;;
+  esac
+done
 ls "$OUT"

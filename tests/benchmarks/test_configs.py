@@ -132,3 +132,35 @@ def test_smoke_config_trains_two_steps_on_the_cpu(tmp_path, monkeypatch, data_ca
     (row,) = read_rows(tmp_path / "runs.csv")
     assert row["status"] == "ok" and row["steps"] == "2" and float(row["val_bpd"]) > 0
     assert row["benchmark"] == benchmark and row["pattern"] == pattern and row["preset"] == "smoke"
+
+
+@pytest.mark.skipif(bool(HARNESS_IMPORT_ERROR), reason=HARNESS_IMPORT_ERROR or "ok")
+def test_fit_config_runs_fit_then_test_without_jsonargparse(tmp_path, monkeypatch, data_cache):
+    """benchmarks/fit_config.py is the GPU image's path (its jsonargparse is too old for LightningCLI): the
+    same config, fit and then test from the last checkpoint, one row per stage."""
+    from benchmarks.fit_config import main
+    from benchmarks.recorder import read_rows
+
+    root, reason = find_data("enwik8", tmp_path / "no-data-here", "smoke")
+    if root is None:
+        pytest.skip(reason)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(data_cache))
+    config = str(config_path("enwik8", "strided", "smoke"))
+    common = [
+        f"data.init_args.data_dir={root}",
+        f"trainer.default_root_dir={tmp_path / 'run'}",
+        "trainer.enable_progress_bar=false",
+        "trainer.limit_val_batches=1",
+        "trainer.limit_test_batches=2",
+        f"recorder.runs_path={tmp_path / 'runs.csv'}",
+        f"recorder.curves_path={tmp_path / 'curves.csv'}",
+    ]
+    assert main([config, "trainer.max_steps=2", "trainer.val_check_interval=2", *common]) == 0
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert last.exists()
+    assert main(["test", config, f"ckpt_path={last}", "data.init_args.eval_min_context=64", *common]) == 0
+    fit_row, test_row = read_rows(tmp_path / "runs.csv")
+    assert (fit_row["stage"], test_row["stage"]) == ("fit", "test")
+    assert float(test_row["test_bpd"]) > 0 and test_row["eval_min_context"] == "64"
+    with pytest.raises(SystemExit, match="not key=value"):
+        main([config, "trainer.max_steps"])
