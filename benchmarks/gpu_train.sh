@@ -10,9 +10,10 @@
 set -uo pipefail
 export PYTHONPATH=.
 OUT="${OUT:-out}"; mkdir -p "$OUT"
-# The image holds no jsonargparse, tqdm or soundfile: install them from the carried wheels.
-pip install -q -U --no-deps --no-index --find-links .devwheels jsonargparse docstring_parser typeshed_client \
-  typing_extensions tqdm soundfile cffi pycparser pytest hypothesis iniconfig pluggy sortedcontainers 2>&1 | tail -2
+# The image holds no jsonargparse or soundfile: install them from the carried wheels, with python3's own pip
+# (a bare `pip` there belongs to another Python, which is why LightningCLI kept refusing on 2026-11-27).
+python3 -m pip install -q -U --no-deps --no-index --find-links .devwheels jsonargparse docstring_parser \
+  typeshed_client soundfile cffi pycparser 2>&1 | grep -v "as the 'root' user" | tail -2
 STEPS="${STEPS:-300}"
 
 run() {  # run <stage> <config> <seconds> [overrides...]: the recorder's rows go to $OUT
@@ -48,21 +49,21 @@ EOF
       for cfg in cifar10/strided-small enwik8/fixed-small cifar10/dense-small enwik8/dense-small; do
         for ckpt in false true; do
           STEPS=60 small "$cfg" 80 model.checkpoint=$ckpt trainer.limit_val_batches=2 \
-            recorder.note="memory: checkpoint=$ckpt" trainer.default_root_dir="runs/memory-$ckpt"
+            recorder.note="memory, checkpoint=$ckpt" trainer.default_root_dir="runs/memory-$ckpt"
         done
       done ;;
     table3)
       small enwik8/fixed-small 150
       for m in 0 6144 9216 10752 11904 12096 12160; do
         run test enwik8/fixed-small 120 ckpt_path=runs/enwik8/fixed-small/checkpoints/last.ckpt \
-          data.init_args.eval_min_context=$m data.init_args.batch_size=8 recorder.note="table3: min context $m"
+          data.init_args.eval_min_context=$m data.init_args.batch_size=8 recorder.note="table3, min context $m"
       done ;;
     paper)
       for cfg in cifar10/strided-paper cifar10/dense-paper enwik8/fixed-paper enwik8/dense-paper \
                  imagenet64/strided-paper audio/strided-paper; do
         run fit "$cfg" 150 trainer.devices=1 trainer.num_nodes=1 trainer.strategy=auto trainer.max_steps=8 \
           trainer.limit_val_batches=0 data.init_args.allow_partial=true data.init_args.num_workers=4 \
-          checkpoint.every_n_train_steps=1000 recorder.note="paper-size: 8 steps on one GPU"
+          checkpoint.every_n_train_steps=1000 recorder.note="paper-size, 8 steps on one GPU"
       done ;;
     samples)
       timeout 90 python3 -m benchmarks.cli sample --ckpt_path runs/cifar10/strided-small/checkpoints/last.ckpt \
