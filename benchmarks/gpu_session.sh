@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call: any of the steps below, in order; everything lands under $OUT.
-# Usage on the GPU machine: SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_session.sh [targets|sweep|tests|cudatests]...
+# Usage on the GPU machine: SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_session.sh [targets|sweep|flexsweep|tests|cudatests]...
 set -uo pipefail
 export PYTHONPATH=.
 OUT="${OUT:-out}"; mkdir -p "$OUT"
@@ -16,8 +16,10 @@ for step in "$@"; do
     tests)     timeout 320 python3 -m pytest tests/sparse/test_kernels.py tests/sparse/test_patterns.py -q \
                  -p no:cacheprovider -p no:warnings --durations=5 2>&1 | tail -15 | tee "$OUT/gpu_tests.txt" ;;
     # Compile-bound (each dtype x head dim x mask shape compiles its kernels): spread over processes with xdist.
-    cudatests) timeout 300 python3 -m pytest tests/sparse/test_kernels.py -m cuda -p no:cacheprovider \
-                 -p no:warnings -n 8 -rA --durations=8 2>&1 | grep -E "PASSED|FAILED|ERROR|passed|failed|s call" \
-                 | tee "$OUT/gpu_cuda_tests.txt" | tail -12 ;;
+    cudatests) timeout 240 python3 -m pytest tests/sparse/test_kernels.py -m cuda -p no:cacheprovider \
+                 -p no:warnings -n 6 -rA --tb=short --durations=8 > "$OUT/gpu_cuda_tests.txt" 2>&1
+               grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/gpu_cuda_tests.txt" | tail -12 ;;
+    flexsweep) timeout 240 "${bench[@]}" --cases sweep --backends flex --n 1024,3072,12288,65536 --head-dims 64 \
+                 2>&1 | tail -5 ;;
   esac
 done
