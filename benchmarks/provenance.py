@@ -16,7 +16,13 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def git_commit(short: bool = True) -> str:
-    """The checked-out commit, with '+dirty' when tracked files differ from it; 'unknown' outside git."""
+    """The checked-out commit, with '+dirty' when tracked files differ from it; 'unknown' outside git.
+
+    SPARSE_REPRO_COMMIT, when set, wins: a copied working tree (the GPU machines receive one) can carry a
+    stale .git that would name the wrong commit; the scripts that ship the tree set it to the commit shipped."""
+    declared = os.environ.get("SPARSE_REPRO_COMMIT")
+    if declared:
+        return declared
     try:
         args = ["git", "-C", str(REPO_ROOT), "rev-parse", "--short=12" if short else "--verify", "HEAD"]
         sha = subprocess.run(args, capture_output=True, text=True, check=True, timeout=10).stdout.strip()
@@ -29,7 +35,7 @@ def git_commit(short: bool = True) -> str:
         ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return os.environ.get("SPARSE_REPRO_COMMIT", "unknown")
+        return "unknown"
 
 
 def gpu_name() -> str:

@@ -109,6 +109,7 @@ def run_view(runs: pd.DataFrame) -> pd.DataFrame:
     latest_test = tests.groupby("run_id").tail(1).set_index("run_id")["test_bpd"]
     view = base.drop(columns=["_stage", "test_bpd"]).copy()
     view["test_bpd"] = view["run_id"].map(latest_test)
+    view["devices"] = view["devices"].fillna(1)  # rows written without a device count ran on one device
     view["scale"] = view["preset"].map(PRESET_SCALE).fillna(-1).astype(int)
     view["complete"] = view["max_steps"].isna() | (view["steps"] >= view["max_steps"])
     view["bpd"] = view["test_bpd"].where(view["test_bpd"].notna(), view["val_bpd"])
@@ -118,10 +119,11 @@ def run_view(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def rank(frame: pd.DataFrame, prefer_complete: bool = True) -> pd.DataFrame:
-    """Rows best first: completed runs, then larger preset scale, then newer."""
+    """Rows best first: completed runs, then larger preset scale, then more steps, then newer (so a short
+    side run, e.g. a memory measurement, never hides a longer run of the same preset)."""
     if frame.empty:
         return frame
-    keys = (["complete"] if prefer_complete else []) + ["scale", "date"]
+    keys = (["complete"] if prefer_complete else []) + ["scale", "steps", "date"]
     return frame.sort_values(keys, ascending=False, kind="stable")
 
 

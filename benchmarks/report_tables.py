@@ -149,11 +149,16 @@ def table2(results: Results) -> str:
     cells = [("enwik8", 12288), ("cifar10", 3072)]
     if not view.empty:
         for benchmark in BENCHMARK_NAMES:
-            lengths = view[(view["benchmark"] == benchmark) & view["n"].notna()]["n"].unique()
+            # Only lengths with a one-GPU bits-per-dim result: timing-only runs (paper-size steps) have their own table.
+            ran = view[
+                (view["benchmark"] == benchmark) & view["n"].notna() & view["bpd"].notna() & (view["devices"] == 1)
+            ]
+            lengths = ran["n"].unique()
             cells += [(benchmark, int(n)) for n in sorted(lengths) if (benchmark, int(n)) not in cells]
     for benchmark, n in cells:
         entries = paper[(paper["benchmark"] == benchmark) & (paper["n"] == n)] if not paper.empty else pd.DataFrame()
-        ours = {p: pick(view, need=("bpd",), benchmark=benchmark, pattern=p, n=n) for p in PATTERNS}
+        # One GPU only: Table 2 compares patterns at equal hardware (multi-GPU runs are in the scaling table).
+        ours = {p: pick(view, need=("bpd",), benchmark=benchmark, pattern=p, n=n, devices=1) for p in PATTERNS}
         paper_dense = entries[entries["pattern"] == "dense"]["time_per_iter"] if not entries.empty else pd.Series()
         in_paper = not entries.empty
         label = f"{BENCHMARK_NAMES[benchmark]} ({n:,})" + ("" if in_paper else ", not in the paper's Table 2")
@@ -308,20 +313,68 @@ def table_scaling(results: Results) -> str:
     """Multi-GPU: tokens/s against the same configuration on one GPU."""
     view = run_view(results.runs)
     out = ["## Multi-GPU scaling\n"]
-    headers = ["benchmark", "pattern", "preset", "devices", "strategy", "tokens/s", "speed-up vs 1 GPU", "val bpd",
-               "1-GPU val bpd", "hardware", "commit"]  # fmt: skip
+    out.append(
+        "Each multi-GPU run beside the one-GPU run of the same configuration, steps and commit (so the same "
+        "machine). Batch is per GPU: equal per-GPU batch measures throughput scaling; equal global batch "
+        "(per-GPU batch x devices = the one-GPU batch) is the setting whose metrics should agree.\n"
+    )
+    headers = ["benchmark", "pattern", "preset", "devices", "strategy", "batch per GPU", "global batch", "steps",
+               "tokens/s", "speed-up vs 1 GPU", "val bpd", "1-GPU batch", "1-GPU tokens/s", "1-GPU val bpd",
+               "hardware", "commit"]  # fmt: skip
     rows = []
     if not view.empty:
         multi = view[(view["devices"] * view["num_nodes"].fillna(1)) > 1]
         for _, row in rank(multi, prefer_complete=False).iterrows():
-            single = pick(view, benchmark=row["benchmark"], pattern=row["pattern"], preset=row["preset"], devices=1,
-                          layers=row["layers"], d_model=row["d_model"], gpu=row["gpu"])  # fmt: skip
+            match = dict(benchmark=row["benchmark"], pattern=row["pattern"], preset=row["preset"], devices=1,
+                         layers=row["layers"], d_model=row["d_model"], gpu=row["gpu"], steps=row["steps"])  # fmt: skip
+            single = pick(view, commit=row["commit"], **match)
+            devices = row["devices"] * (row["num_nodes"] if row["num_nodes"] == row["num_nodes"] else 1)
             rows.append([
                 BENCHMARK_NAMES.get(row["benchmark"], row["benchmark"]), row["pattern"], row["preset"],
-                fmt(row["devices"] * (row["num_nodes"] if row["num_nodes"] == row["num_nodes"] else 1), 0),
-                row["strategy"], fmt(row["tokens_per_s"], 0),
+                fmt(devices, 0), row["strategy"], fmt(row["batch"], 0), fmt(row["batch"] * devices, 0),
+                fmt(row["steps"], 0), fmt(row["tokens_per_s"], 0),
                 _ratio(row["tokens_per_s"], single["tokens_per_s"]) if single is not None else "",
-                fmt(row["val_bpd"]), fmt(single["val_bpd"]) if single is not None else "", row["gpu"], row["commit"],
+                fmt(row["val_bpd"]), fmt(single["batch"], 0) if single is not None else "",
+                fmt(single["tokens_per_s"], 0) if single is not None else "",
+                fmt(single["val_bpd"]) if single is not None else "", row["gpu"], row["commit"],
+            ])  # fmt: skip
+    out.append(markdown(headers, rows))
+    return "\n".join(out)
+
+
+def _flag(value) -> str:
+    return str(value).strip().lower()
+
+
+def table_checkpointing(results: Results) -> str:
+    """Activation checkpointing: time per step and peak memory with and without, same run otherwise."""
+    view = run_view(results.runs)
+    out = ["## Activation checkpointing: time and memory\n"]
+    out.append(
+        "Pairs of runs identical but for `model.checkpoint` (same config, steps, card and commit): checkpointing "
+        "recomputes each block's attention and FFN in the backward pass (paper section 5.4), trading time for "
+        "the memory of the activations.\n"
+    )
+    headers = ["benchmark", "pattern", "preset", "n", "layers", "d", "batch", "steps", "ms/iter without",
+               "ms/iter with", "time ratio", "peak GiB without", "peak GiB with", "memory ratio", "hardware",
+               "commit"]  # fmt: skip
+    rows = []
+    if not view.empty and "checkpointing" in view:
+        view = view[view["peak_gib"].notna() & view["ms_per_iter"].notna() & (view["devices"] == 1)]
+        view = view.assign(_ckpt=view["checkpointing"].map(_flag))
+        keys = ["benchmark", "pattern", "preset", "n", "layers", "d_model", "batch", "steps", "gpu", "commit"]
+        for _, group in view.groupby(keys, sort=True, dropna=False):
+            off = rank(group[group["_ckpt"] == "false"], prefer_complete=False)
+            on = rank(group[group["_ckpt"] == "true"], prefer_complete=False)
+            if off.empty or on.empty:
+                continue
+            a, b = off.iloc[0], on.iloc[0]
+            rows.append([
+                BENCHMARK_NAMES.get(a["benchmark"], a["benchmark"]), a["pattern"], a["preset"], fmt(a["n"], 0),
+                fmt(a["layers"], 0), fmt(a["d_model"], 0), fmt(a["batch"], 0), fmt(a["steps"], 0),
+                fmt(a["ms_per_iter"], 1), fmt(b["ms_per_iter"], 1), _ratio(b["ms_per_iter"], a["ms_per_iter"]),
+                fmt(a["peak_gib"], 2), fmt(b["peak_gib"], 2), _ratio(b["peak_gib"], a["peak_gib"]), a["gpu"],
+                a["commit"],
             ])  # fmt: skip
     out.append(markdown(headers, rows))
     return "\n".join(out)
@@ -448,6 +501,7 @@ TABLES = {
     "table4": table4,
     "paper_size": table_paper_size,
     "scaling": table_scaling,
+    "checkpointing": table_checkpointing,
     "kernels": table_kernels,
     "blog_memory": table_blog_memory,
     "runs": table_runs,

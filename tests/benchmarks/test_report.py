@@ -158,3 +158,28 @@ def test_samples_of_the_largest_preset_are_shown(results):
     page = (results / "REPORT.md").read_text()
     assert "![cifar10-strided-small](samples/cifar10-strided-small.png)" in page
     assert "![cifar10-strided-smoke]" not in page and "samples/cifar10-strided-smoke.png" in page
+
+
+def test_side_runs_stay_in_their_own_tables(results):
+    """A short memory run (checkpointing on and off) and multi-GPU runs never stand in for Table 2's one-GPU
+    run; they fill the checkpointing and scaling tables, each beside its own baseline."""
+    early, late = "2025-01-01T00:00:00Z", "2025-02-01T00:00:00Z"
+    append_rows(results / "runs.csv", [
+        _run("main", "cifar10", "strided", "small", early, steps=300, max_steps=300, val_bpd=6.0, ms_per_iter=39.0),
+        _run("off", "cifar10", "strided", "small", late, steps=60, max_steps=60, val_bpd=7.3, ms_per_iter=35.0,
+             peak_gib=2.0, checkpointing="false"),
+        _run("on", "cifar10", "strided", "small", late, steps=60, max_steps=60, val_bpd=7.6, ms_per_iter=70.0,
+             peak_gib=0.5, checkpointing="true"),
+        _run("one", "cifar10", "strided", "small", late, steps=200, max_steps=200, val_bpd=6.4, batch=8,
+             tokens_per_s=500.0, commit="ddp"),
+        _run("four", "cifar10", "strided", "small", late, steps=200, max_steps=200, val_bpd=6.0, batch=8,
+             tokens_per_s=1800.0, devices=4, strategy="ddp", commit="ddp"),
+    ], RUN_COLUMNS)  # fmt: skip
+    report(results, patterns=False)
+    table2 = (results / "tables" / "table2.md").read_text()
+    line = next(row for row in table2.splitlines() if "CIFAR" in row and "| strided |" in row)
+    assert "6.000 (val)" in line and "| 300 |" in line
+    checkpointing = (results / "tables" / "checkpointing.md").read_text()
+    assert "| 35.0 | 70.0 | 2.00 | 2.00 | 0.50 | 0.25 |" in checkpointing
+    scaling = (results / "tables" / "scaling.md").read_text()
+    assert "| 4 | ddp | 8 | 32 | 200 | 1,800 | 3.60 | 6.000 | 8 | 500 | 6.400 |" in scaling
