@@ -136,7 +136,7 @@ def table2(results: Results) -> str:
     out = ["## Table 2: dense vs sparse attention\n"]
     out.append(
         "The paper's Time/Iter has no unit; compare its ratio to dense (`paper / dense`) with ours (`ours / "
-        "dense`, computed only against our dense run of the same preset and hardware, and not for the CPU "
+        "dense`, computed only against our dense run of the same preset, card and commit, and not for the CPU "
         "smoke runs, whose sparse patterns use the untimed `reference` backend). Bits per dim: test when a test "
         "row exists, else validation.\n"
     )
@@ -159,6 +159,12 @@ def table2(results: Results) -> str:
         entries = paper[(paper["benchmark"] == benchmark) & (paper["n"] == n)] if not paper.empty else pd.DataFrame()
         # One GPU only: Table 2 compares patterns at equal hardware (multi-GPU runs are in the scaling table).
         ours = {p: pick(view, need=("bpd",), benchmark=benchmark, pattern=p, n=n, devices=1) for p in PATTERNS}
+        if ours["dense"] is not None:  # prefer sparse runs of the dense run's batch: same commit, card and steps
+            d = ours["dense"]
+            for p in PATTERNS[1:]:
+                same_batch = pick(view, need=("bpd",), benchmark=benchmark, pattern=p, n=n, devices=1,
+                                  commit=d["commit"], gpu=d["gpu"], preset=d["preset"], steps=d["steps"])  # fmt: skip
+                ours[p] = same_batch if same_batch is not None else ours[p]
         paper_dense = entries[entries["pattern"] == "dense"]["time_per_iter"] if not entries.empty else pd.Series()
         in_paper = not entries.empty
         label = f"{BENCHMARK_NAMES[benchmark]} ({n:,})" + ("" if in_paper else ", not in the paper's Table 2")
@@ -173,6 +179,7 @@ def table2(results: Results) -> str:
                 and dense is not None
                 and row["preset"] == dense["preset"]
                 and row["gpu"] == dense["gpu"]
+                and row["commit"] == dense["commit"]
                 and "reference" not in (row.get("backend"), dense.get("backend"))
             )
             rows.append([
@@ -437,7 +444,10 @@ def table_kernels(results: Results) -> str:
         "same n, batch, heads, head dim and pass; its TFLOP/s count the dense causal elements, ours the pattern's "
         "allowed ones (useful FLOPs). † marks a flex cell that used over 4x our kernel's memory: torch.compile's "
         "eager fallback, which materialises the n^2 scores, not FlexAttention's fused kernel "
-        "(benchmarks/KERNEL_NOTES.md).\n"
+        "(benchmarks/KERNEL_NOTES.md). The triton vs sdpa ratio is computed only when both rows come from one "
+        "commit on one card (the benchmark measures every backend of a case in one process); a flex cell may "
+        "come from a later process on another card of the same kind (kernels.csv has each row's commit and "
+        "date), so read it as a magnitude, not a ratio.\n"
     )
     headers = ["pattern", "l", "c", "n", "B", "H", "D", "pass", "triton ms", "flex ms", "sdpa ms (dense)",
                "triton vs sdpa", "triton TFLOP/s", "sdpa TFLOP/s", "triton GiB", "sdpa GiB", "gpu",
@@ -458,6 +468,8 @@ def table_kernels(results: Results) -> str:
             s_row = base.iloc[-1] if not base.empty else None
             t_row = by_backend.get("triton")
             t, s = _ok(t_row), _ok(s_row)
+            if t is not None and s is not None and (t["commit"], t["gpu"]) != (s["commit"], s["gpu"]):
+                s = None  # timings compare only inside one run of the benchmark
             rows.append([
                 key["pattern"], fmt(key["local_attn_ctx"], 0), fmt(key["summary_ctx"], 0), f"{int(key['n']):,}",
                 fmt(key["batch"], 0), fmt(key["heads"], 0), fmt(key["head_dim"], 0), key["pass"],
