@@ -2,10 +2,11 @@
 # Device calls of training runs, through the same classes, callbacks and recorder as `sparse-repro fit`; rows land
 # in $OUT/runs.csv and $OUT/curves.csv. Needs the real data copied into ./data (carried) and the wheels of
 # .devwheels (carried). Usage on the GPU machine:
-#   SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_train.sh [table2|memory|table3|paper|samples|cli]...
+#   SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_train.sh [table2|memory|table3|table4|paper|samples|cli]...
 # table2: the six small runs at $STEPS steps (issue 6.1); memory: step time and peak memory with and without
 # checkpointing at n = 3,072 and 12,288 (issue 4); table3: an Enwik8 model, then its test bits per byte against the
-# minimum evaluation context (issue 6.2); paper: a few steps of each paper-size model (issue 6.4); samples: from
+# minimum evaluation context (issue 6.2); table4: audio at 65,536, 262,144 and 1,048,576 with the paper's model
+# size for each, one wall-clock budget (issue 6.3); paper: a few steps of each paper-size model (issue 6.4); samples: from
 # the runs above (issue 6.6); cli: why LightningCLI does or does not accept the image's jsonargparse.
 set -uo pipefail
 export PYTHONPATH=.
@@ -65,6 +66,22 @@ EOF
           trainer.limit_val_batches=0 data.init_args.allow_partial=true data.init_args.num_workers=4 \
           checkpoint.every_n_train_steps=1000 recorder.note="paper-size, 8 steps on one GPU"
       done ;;
+    table4)  # the paper's model size at each length (Table 4), the same wall-clock budget each ($BUDGET_S seconds)
+      # A mapping, not "00:00:02:30", which YAML 1.1 would read as a base-60 integer. Validation every 50 steps:
+      # the last one before the budget ends is the run's val_bpd.
+      budget="${BUDGET_S:-150}"
+      t4() {  # t4 <n> <row width = l> <layers> <d> <heads> <eval_fraction> [overrides...]
+        local n=$1 l=$2 layers=$3 d=$4 heads=$5 f=$6; shift 6
+        run fit audio/strided-paper 240 trainer.devices=1 trainer.num_nodes=1 trainer.strategy=auto \
+          trainer.max_time="{seconds: $budget}" trainer.max_steps=100000 trainer.val_check_interval=50 \
+          data.init_args.seq_len=$n data.init_args.row_width=$l data.init_args.eval_fraction=$f \
+          data.init_args.num_workers=4 model.local_attn_ctx=$l model.n_layer=$layers model.d_model=$d \
+          model.n_head=$heads model.warmup_steps=20 model.max_steps=2000 checkpoint.every_n_train_steps=100000 \
+          trainer.default_root_dir="runs/table4-$n" recorder.note="table4, paper size for n=$n, budget $budget s" "$@"
+      }
+      t4 65536 256 48 512 8 0.05 trainer.limit_val_batches=20     # paper: 152M
+      t4 262144 512 8 512 8 0.15 trainer.limit_val_batches=4      # paper: 25M (8 x 512: 25.2M)
+      t4 1048576 1024 4 256 4 0 trainer.limit_val_batches=0 ;;    # paper: 3M (4 x 256: 3.2M); train bpd only
     samples)
       timeout 90 python3 -m benchmarks.cli sample --ckpt_path runs/cifar10/strided-small/checkpoints/last.ckpt \
         --num_samples 4 --out "$OUT" 2>&1 | tail -2

@@ -35,7 +35,9 @@ straddle two files:
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
@@ -112,14 +114,13 @@ def encode_audio(path: Path, sample_rate: int) -> np.ndarray:
     return codes.numpy().astype(np.uint8)
 
 
-def split_by_time(lengths: list[int]) -> dict[str, list[Piece]]:
-    """Lay the files end to end and cut at 90% and 95% of all samples."""
+def split_by_time(lengths: list[int], eval_fraction: float = EVAL_FRACTION) -> dict[str, list[Piece]]:
+    """Lay the files end to end and cut at 1 - 2f and 1 - f of all samples (f = eval_fraction: 90% and 95%)."""
     total = sum(lengths)
-    bounds = {
-        "train": (0, total * 90 // 100),
-        "val": (total * 90 // 100, total * 95 // 100),
-        "test": (total * 95 // 100, total),
-    }
+    # Exact rational arithmetic, so that f = 0.05 cuts at floor(0.90 T) and floor(0.95 T) to the sample.
+    f = Fraction(eval_fraction).limit_denominator(10**6)
+    val_start, test_start = math.floor(total * (1 - 2 * f)), math.floor(total * (1 - f))
+    bounds = {"train": (0, val_start), "val": (val_start, test_start), "test": (test_start, total)}
     splits: dict[str, list[Piece]] = {name: [] for name in bounds}
     offset = 0
     for file, length in enumerate(lengths):
@@ -131,12 +132,12 @@ def split_by_time(lengths: list[int]) -> dict[str, list[Piece]]:
     return splits
 
 
-def split_by_files(lengths: list[int], split_seed: int) -> dict[str, list[Piece]]:
-    """Hold out whole files: test, then validation, until each holds EVAL_FRACTION of all samples."""
+def split_by_files(lengths: list[int], split_seed: int, eval_fraction: float = EVAL_FRACTION) -> dict[str, list[Piece]]:
+    """Hold out whole files: test, then validation, until each holds `eval_fraction` of all samples."""
     if len(lengths) < 3:
         raise ValueError(f"split='files' needs at least 3 audio files, found {len(lengths)}")
     order = np.random.default_rng(split_seed).permutation(len(lengths)).tolist()
-    target = EVAL_FRACTION * sum(lengths)
+    target = eval_fraction * sum(lengths)
     splits: dict[str, list[Piece]] = {"train": [], "val": [], "test": []}
     for name, keep in (("test", 2), ("val", 1)):  # keep: files left for the splits still to fill
         while len(order) > keep and (not splits[name] or sum(map(len, splits[name])) < target):
@@ -168,6 +169,7 @@ class AudioDataModule(TokenDataModule):
         split_seed: int = 0,
         train_samples_per_epoch: int | None = None,
         cache_dir: str | None = None,
+        eval_fraction: float = EVAL_FRACTION,
     ) -> None:
         """
         Args:
@@ -186,6 +188,11 @@ class AudioDataModule(TokenDataModule):
             train_samples_per_epoch: random training windows per epoch (None: training samples // seq_len).
             cache_dir: folder of the encoded arrays (None: <data_dir>/cache if writable, else
                 ~/.cache/sparse-repro).
+            eval_fraction: share of all samples held out for validation and again for test (0.05; at most
+                0.45). Longer sequences need longer evaluation splits: on the shared excerpts (about 2.0M
+                samples) 0.15 gives each about 300,000, enough for 262,144. 0 holds nothing out: training only
+                (train bits per byte), the one way to train at 1,048,576 on that little audio; validation and
+                test then raise DataError, so run with --trainer.limit_val_batches 0.
         """
         super().__init__(
             data_dir=data_dir,
@@ -208,6 +215,9 @@ class AudioDataModule(TokenDataModule):
             raise ValueError(f"sample_rate must be positive, got {sample_rate}")
         if train_samples_per_epoch is not None and train_samples_per_epoch < 1:
             raise ValueError(f"train_samples_per_epoch must be >= 1, got {train_samples_per_epoch}")
+        if not 0 <= eval_fraction <= 0.45:
+            raise ValueError(f"eval_fraction must be in [0, 0.45], got {eval_fraction}")
+        self.eval_fraction = eval_fraction
         self.row_width = row_width
         self.sample_rate = sample_rate
         self.split = split
@@ -302,8 +312,15 @@ class AudioDataModule(TokenDataModule):
         lengths = [len(c) for c in codes]
         mode = self.split if self.split != "auto" else ("files" if len(files) >= FILE_SPLIT_MIN_FILES else "time")
         self.split_mode = mode
-        pieces = split_by_files(lengths, self.split_seed) if mode == "files" else split_by_time(lengths)
-        self.split_pieces = {name: self._usable(name, found, files) for name, found in pieces.items()}
+        if mode == "files":
+            pieces = split_by_files(lengths, self.split_seed, self.eval_fraction)
+        else:
+            pieces = split_by_time(lengths, self.eval_fraction)
+        held_out = ("val", "test") if self.eval_fraction > 0 else ()
+        self.split_pieces = {
+            name: self._usable(name, found, files) if name == "train" or name in held_out else []
+            for name, found in pieces.items()
+        }
         how = ", ".join(
             f"{name} {sum(map(len, kept)):,} samples in {len(kept)} piece(s)"
             for name, kept in self.split_pieces.items()
@@ -318,5 +335,21 @@ class AudioDataModule(TokenDataModule):
         self.train_set = RandomWindows(views("train"), self.seq_len)
         samples = self.train_samples_per_epoch or max(1, sum(map(len, self.split_pieces["train"])) // self.seq_len)
         self.train_sampler = EpochSampler(len(self.train_set), self.seed, num_samples=samples, replacement=True)
-        self.val_set = EvalWindows(views("val"), self.seq_len)
-        self.test_set = EvalWindows(views("test"), self.seq_len)
+        if held_out:
+            self.val_set = EvalWindows(views("val"), self.seq_len)
+            self.test_set = EvalWindows(views("test"), self.seq_len)
+
+    def val_dataloader(self):
+        self._require_held_out("validation")
+        return super().val_dataloader()
+
+    def test_dataloader(self):
+        self._require_held_out("test")
+        return super().test_dataloader()
+
+    def _require_held_out(self, what: str) -> None:
+        if self.eval_fraction == 0:
+            raise DataError(
+                f"audio: eval_fraction=0 holds no {what} split (training only); run with "
+                "--trainer.limit_val_batches 0 and no test, or set eval_fraction > 0"
+            )

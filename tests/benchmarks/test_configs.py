@@ -164,3 +164,32 @@ def test_fit_config_runs_fit_then_test_without_jsonargparse(tmp_path, monkeypatc
     assert float(test_row["test_bpd"]) > 0 and test_row["eval_min_context"] == "64"
     with pytest.raises(SystemExit, match="not key=value"):
         main([config, "trainer.max_steps"])
+
+
+@pytest.mark.skipif(bool(HARNESS_IMPORT_ERROR), reason=HARNESS_IMPORT_ERROR or "ok")
+def test_audio_trains_on_a_time_budget_without_held_out_data(tmp_path, monkeypatch, data_cache):
+    """Table 4's 1,048,576 run on the shared excerpts (gpu_train.sh table4): eval_fraction=0 trains on all the
+    audio, trainer.max_time (a mapping) bounds the wall clock, and the row keeps the training bits per byte."""
+    from benchmarks.fit_config import main
+    from benchmarks.recorder import read_rows
+
+    root, reason = find_data("audio", tmp_path / "no-data-here", "smoke")
+    if root is None:
+        pytest.skip(reason)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(data_cache))
+    args = [
+        str(config_path("audio", "dense", "smoke")),
+        f"data.init_args.data_dir={root}",
+        f"data.init_args.cache_dir={data_cache}",
+        "data.init_args.eval_fraction=0",
+        "trainer.limit_val_batches=0",
+        "trainer.max_time={seconds: 60}",
+        "trainer.max_steps=2",
+        "trainer.enable_progress_bar=false",
+        f"trainer.default_root_dir={tmp_path / 'run'}",
+        f"recorder.runs_path={tmp_path / 'runs.csv'}",
+        f"recorder.curves_path={tmp_path / 'curves.csv'}",
+    ]
+    assert main(args) == 0
+    (row,) = read_rows(tmp_path / "runs.csv")
+    assert row["status"] == "ok" and row["steps"] == "2" and float(row["train_bpd"]) > 0 and row["val_bpd"] == ""

@@ -183,3 +183,15 @@ def test_side_runs_stay_in_their_own_tables(results):
     assert "| 35.0 | 70.0 | 2.00 | 2.00 | 0.50 | 0.25 |" in checkpointing
     scaling = (results / "tables" / "scaling.md").read_text()
     assert "| 4 | ddp | 8 | 32 | 200 | 1,800 | 3.60 | 6.000 | 8 | 500 | 6.400 |" in scaling
+
+
+def test_table4_shows_training_bits_where_nothing_was_held_out(results):
+    append_rows(results / "runs.csv", [
+        _run("a1m", "audio", "strided", "paper", "2025-01-01T00:00:00Z", n=1048576, train_bpd=3.21, steps=40,
+             max_steps=2000, peak_gib=30.5),
+        _run("a65", "audio", "strided", "paper", "2025-01-01T00:00:00Z", n=65536, train_bpd=2.5, val_bpd=2.61),
+    ], RUN_COLUMNS)  # fmt: skip
+    report(results, patterns=False)
+    table4 = (results / "tables" / "table4.md").read_text()
+    assert "| 1,048,576 | 3M | 2.99 | 0.1M | 3.210 (train) | 30.50 |" in table4
+    assert "| 65,536 | 152M | 1.97 | 0.1M | 2.610 (val) |" in table4

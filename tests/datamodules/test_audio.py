@@ -147,3 +147,22 @@ def test_refusals_and_short_splits(tmp_path, caplog):
         AudioDataModule(seq_len=65_536, row_width=300)
     with pytest.raises(ValueError, match="not public"):
         AudioDataModule(download=True)
+
+
+def test_eval_fraction_sizes_the_held_out_splits_and_zero_trains_only(tmp_path):
+    """Longer sequences need longer evaluation splits (Table 4 at 262,144); 0 trains only (1,048,576)."""
+    three_files(tmp_path)
+    dm = make(tmp_path, batch_size=2, eval_fraction=0.15)
+    dm.setup()
+    assert [sum(map(len, dm.split_pieces[n])) for n in ("train", "val", "test")] == [25_200, 5_400, 5_400]
+    train_only = make(tmp_path, batch_size=2, eval_fraction=0.0)
+    train_only.setup()
+    assert sum(map(len, train_only.split_pieces["train"])) == 36_000
+    assert train_only.split_pieces["val"] == train_only.split_pieces["test"] == []
+    tokens, _ = next(iter(train_only.train_dataloader()))
+    assert tokens.shape == (2, 512)
+    for loader in (train_only.val_dataloader, train_only.test_dataloader):
+        with pytest.raises(DataError, match="eval_fraction=0"):
+            loader()
+    with pytest.raises(ValueError, match="eval_fraction"):
+        make(tmp_path, eval_fraction=0.5)
