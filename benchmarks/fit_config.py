@@ -6,7 +6,8 @@ for a machine whose jsonargparse is older than LightningCLI needs (as the lent G
         ckpt_path=runs/enwik8/fixed-small/checkpoints/last.ckpt data.init_args.eval_min_context=6144
 
 The first argument may name the stage (fit, validate or test; default fit). Overrides are dotted keys with
-YAML values; `ckpt_path=` is passed to the stage as the CLI's --ckpt_path is. Sequence length and position
+YAML values; `ckpt_path=` is passed to the stage as the CLI's --ckpt_path is; `profile.out=<file>` adds the
+StepProfiler callback (benchmarks/step_profiler.py). Sequence length and position
 axes are taken from the datamodule, as the CLI's links do.
 """
 
@@ -36,6 +37,7 @@ def main(argv: list[str]) -> int:
     from benchmarks.faults import FaultGuard
     from benchmarks.module import SparseTransformerModule
     from benchmarks.recorder import ResultsRecorder
+    from benchmarks.step_profiler import StepProfiler
 
     stage = argv.pop(0) if argv and argv[0] in STAGES else "fit"
     if not argv:
@@ -62,6 +64,12 @@ def main(argv: list[str]) -> int:
         dirpath=str(Path(root) / "checkpoints"), save_last=True, save_top_k=0, **config.get("checkpoint", {})
     )
     callbacks = [recorder, checkpoint, FaultGuard(**config.get("faults", {}))]
+    if (
+        "profile" in config
+    ):  # profile.out=<file> [profile.start_step=3 profile.steps=2]: see benchmarks/step_profiler.py
+        profiler = StepProfiler(**config["profile"])
+        profiler.label = path
+        callbacks.append(profiler)
     trainer = pl.Trainer(**trainer_args, callbacks=callbacks)
     getattr(trainer, stage)(model, datamodule=datamodule, ckpt_path=ckpt_path)
     return 0

@@ -2,11 +2,12 @@
 # Device calls of training runs, through the same classes, callbacks and recorder as `sparse-repro fit`; rows land
 # in $OUT/runs.csv and $OUT/curves.csv. Needs the real data copied into ./data (carried) and the wheels of
 # .devwheels (carried). Usage on the GPU machine:
-#   SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_train.sh [table2|memory|table3|table4|paper|samples|cli]...
+#   SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_train.sh [table2|memory|table3|table4|paper|profile|samples|cli]...
 # table2: the six small runs at $STEPS steps (issue 6.1); memory: step time and peak memory with and without
 # checkpointing at n = 3,072 and 12,288 (issue 4); table3: an Enwik8 model, then its test bits per byte against the
 # minimum evaluation context (issue 6.2); table4: audio at 65,536, 262,144 and 1,048,576 with the paper's model
-# size for each, one wall-clock budget (issue 6.3); paper: a few steps of each paper-size model (issue 6.4); samples: from
+# size for each, one wall-clock budget (issue 6.3); profile: torch.profiler over two paper-size Enwik8 steps,
+# fixed and dense; paper: a few steps of each paper-size model (issue 6.4); samples: from
 # the runs above (issue 6.6); cli: why LightningCLI does or does not accept the image's jsonargparse.
 set -uo pipefail
 export PYTHONPATH=.
@@ -65,6 +66,13 @@ EOF
         run fit "$cfg" 150 trainer.devices=1 trainer.num_nodes=1 trainer.strategy=auto trainer.max_steps=8 \
           trainer.limit_val_batches=0 data.init_args.allow_partial=true data.init_args.num_workers=4 \
           checkpoint.every_n_train_steps=1000 recorder.note="paper-size, 8 steps on one GPU"
+      done ;;
+    profile)  # where a paper-size Enwik8 step goes, fixed vs dense (fixed steps slower: KERNEL_NOTES.md)
+      for cfg in enwik8/fixed-paper enwik8/dense-paper; do
+        run fit "$cfg" 150 trainer.devices=1 trainer.num_nodes=1 trainer.strategy=auto trainer.max_steps=7 \
+          trainer.limit_val_batches=0 data.init_args.allow_partial=true checkpoint.every_n_train_steps=1000 \
+          profile.out="$OUT/profile-${cfg/\//-}.txt" profile.start_step=4 profile.steps=2 \
+          recorder.note="profiled, 7 steps on one GPU"
       done ;;
     table4)  # the paper's model size at each length (Table 4), the same wall-clock budget each ($BUDGET_S seconds)
       # A mapping, not "00:00:02:30", which YAML 1.1 would read as a base-60 integer. Validation every 50 steps:

@@ -193,3 +193,33 @@ def test_audio_trains_on_a_time_budget_without_held_out_data(tmp_path, monkeypat
     assert main(args) == 0
     (row,) = read_rows(tmp_path / "runs.csv")
     assert row["status"] == "ok" and row["steps"] == "2" and float(row["train_bpd"]) > 0 and row["val_bpd"] == ""
+
+
+@pytest.mark.skipif(bool(HARNESS_IMPORT_ERROR), reason=HARNESS_IMPORT_ERROR or "ok")
+def test_step_profiler_writes_where_the_time_went(tmp_path, monkeypatch, data_cache):
+    from benchmarks.fit_config import main
+    from benchmarks.step_profiler import StepProfiler
+
+    root, reason = find_data("enwik8", tmp_path / "no-data-here", "smoke")
+    if root is None:
+        pytest.skip(reason)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(data_cache))
+    out = tmp_path / "profile.txt"
+    args = [
+        str(config_path("enwik8", "strided", "smoke")),
+        f"data.init_args.data_dir={root}",
+        "trainer.max_steps=4",
+        "trainer.limit_val_batches=0",
+        "trainer.enable_progress_bar=false",
+        f"trainer.default_root_dir={tmp_path / 'run'}",
+        f"recorder.runs_path={tmp_path / 'runs.csv'}",
+        f"recorder.curves_path={tmp_path / 'curves.csv'}",
+        f"profile.out={out}",
+        "profile.start_step=1",
+        "profile.steps=2",
+    ]
+    assert main(args) == 0
+    text = out.read_text()
+    assert text.startswith("# steps 1..2 of ") and "strided-smoke.yaml on cpu" in text and "aten::" in text
+    with pytest.raises(ValueError, match="steps"):
+        StepProfiler(out=str(out), steps=0)
