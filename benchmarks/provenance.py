@@ -16,7 +16,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def git_commit(short: bool = True) -> str:
-    """The checked-out commit, with '+dirty' when tracked files differ from it; 'unknown' outside git.
+    """The checked-out commit, with '+dirty' when tracked files other than results/ and README.md differ from
+    it; 'unknown' outside git.
 
     SPARSE_REPRO_COMMIT, when set, wins: a copied working tree (the GPU machines receive one) can carry a
     stale .git that would name the wrong commit; the scripts that ship the tree set it to the commit shipped."""
@@ -26,8 +27,21 @@ def git_commit(short: bool = True) -> str:
     try:
         args = ["git", "-C", str(REPO_ROOT), "rev-parse", "--short=12" if short else "--verify", "HEAD"]
         sha = subprocess.run(args, capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+        # The suite's own outputs (results/, the README's report block) change during a run: they do not make
+        # the code that produced a number dirty.
         dirty = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--untracked-files=no"],
+            [
+                "git",
+                "-C",
+                str(REPO_ROOT),
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+                "--",
+                ".",
+                ":(exclude)results",
+                ":(exclude)README.md",
+            ],  # fmt: skip
             capture_output=True,
             text=True,
             check=True,

@@ -27,3 +27,29 @@ def test_a_declared_commit_wins_over_a_stale_git(monkeypatch):
     assert git_commit() == "c5b1fbde90fb"
     monkeypatch.delenv("SPARSE_REPRO_COMMIT")
     assert git_commit() != "c5b1fbde90fb"
+
+
+def test_the_suites_own_outputs_do_not_make_the_commit_dirty(tmp_path, monkeypatch):
+    """A run appends to results/ and refreshes the README's report block; only code changes are '+dirty'."""
+    import subprocess
+
+    from benchmarks import provenance
+
+    monkeypatch.delenv("SPARSE_REPRO_COMMIT", raising=False)
+    repo = tmp_path / "repo"
+    (repo / "results").mkdir(parents=True)
+    for name in ("README.md", "results/runs.csv", "code.py"):
+        (repo / name).write_text("v1\n")
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "files")
+    monkeypatch.setattr(provenance, "REPO_ROOT", repo)
+    (repo / "results" / "runs.csv").write_text("v2\n")
+    (repo / "README.md").write_text("v2\n")
+    assert not provenance.git_commit().endswith("+dirty")
+    (repo / "code.py").write_text("v2\n")
+    assert provenance.git_commit().endswith("+dirty")
