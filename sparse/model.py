@@ -262,8 +262,8 @@ class InputEmbedding(nn.Module):
         coords = torch.stack(torch.unravel_index(torch.arange(config.seq_len), config.token_axes))
         self.register_buffer("coordinates", coords, persistent=False)
 
-    def positions(self, index: torch.Tensor) -> torch.Tensor:
-        """Summed position embeddings of positions `index` (any shape) -> index.shape + [d]."""
+    def positions(self, index: torch.Tensor | slice) -> torch.Tensor:
+        """Summed position embeddings of positions `index` (a tensor of any shape, or a slice) -> [..., d]."""
         coords = self.coordinates[:, index]
         out = self.axes[0](coords[0])
         for axis, table in enumerate(self.axes[1:], start=1):
@@ -281,8 +281,8 @@ class InputEmbedding(nn.Module):
         device = self.coordinates.device
         if previous is None:
             previous = torch.full((batch,), START_TOKEN, dtype=torch.long, device=device)
-        index = torch.tensor([position], device=device)
-        return self.token(previous.long().view(batch, 1)) + self.positions(index)
+        # A slice, not torch.tensor([position], device=...): that host-to-device copy would wait for the GPU.
+        return self.token(previous.long().view(batch, 1)) + self.positions(slice(position, position + 1))
 
 
 class Attention(nn.Module):

@@ -73,6 +73,7 @@ class IncrementalDecoder:
             for _ in range(c.n_layer)
         ]
         self._device = device
+        self._head_index: dict[tuple[int, int], torch.Tensor] = {}
 
     @torch.no_grad()
     def step(self, previous: torch.Tensor | None) -> torch.Tensor:
@@ -103,8 +104,8 @@ class IncrementalDecoder:
         values[:, :, i] = v[:, :, 0]
         outs = []
         for group in block.attn.groups:
-            index, valid = self._allowed(group, i, indices)  # [Hg, M]
-            heads = torch.arange(group.start, group.stop, device=self._device).view(-1, 1)
+            index, valid, count = self._allowed(group, i, indices)  # [Hg, M]
+            heads = self._heads(group)
             k_sel = keys[:, heads, index]  # [B, Hg, M, Dqk]
             v_sel = values[:, heads, index].to(self.score_dtype)  # [B, Hg, M, Dv]
             q_g = q[:, group.start : group.stop, 0].to(self.score_dtype)  # [B, Hg, Dqk]
@@ -114,27 +115,42 @@ class IncrementalDecoder:
             # zeros, as the attention backends do, instead of the softmax's NaN.
             probs = torch.where(valid, torch.softmax(scores, dim=-1), 0.0)
             outs.append(torch.einsum("bhm,bhmd->bhd", probs, v_sel))
-            self.keys_read += int(valid.sum())
+            self.keys_read += count  # counted on the host: int(valid.sum()) would wait for the GPU every layer
         out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
         return out.unsqueeze(2).to(v.dtype)
 
-    def _allowed(self, group: HeadGroup, i: int, indices: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """The allowed key positions of every head of the group at query i, padded: index [Hg, M] and
-        valid [Hg, M]. Layers with the same pattern share one computation per step."""
+    def _heads(self, group: HeadGroup) -> torch.Tensor:
+        """[Hg, 1] head indices of a group, made once per decoder."""
+        key = (group.start, group.stop)
+        if key not in self._head_index:
+            self._head_index[key] = torch.arange(group.start, group.stop, device=self._device).view(-1, 1)
+        return self._head_index[key]
+
+    def _allowed(self, group: HeadGroup, i: int, indices: dict) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """The allowed key positions of every head of the group at query i, padded: index [Hg, M], valid
+        [Hg, M] and how many are allowed. Layers with the same pattern share one computation per step.
+
+        Built on the host and copied from pinned memory without blocking: computing them on the GPU (a
+        boolean-mask select) or reading a count back would make the host wait for the GPU at every step, and
+        a step is a few microseconds of GPU work behind a long queue of small launches."""
         key = (group.pattern, group.num_heads)
         if key not in indices:
             p = group.pattern
             if p.distinct_heads:
-                rows = [p.allowed_keys(i, h, device=self._device) for h in range(group.num_heads)]
+                rows = [p.allowed_keys(i, h) for h in range(group.num_heads)]
             else:
-                rows = [p.allowed_keys(i, 0, device=self._device)] * group.num_heads
+                rows = [p.allowed_keys(i, 0)] * group.num_heads
             width = max(len(r) for r in rows)
-            index = torch.zeros(group.num_heads, width, dtype=torch.long, device=self._device)
-            valid = torch.zeros(group.num_heads, width, dtype=torch.bool, device=self._device)
+            index = torch.zeros(group.num_heads, width, dtype=torch.long)
+            valid = torch.zeros(group.num_heads, width, dtype=torch.bool)
             for h, r in enumerate(rows):
                 index[h, : len(r)] = r
                 valid[h, : len(r)] = True
-            indices[key] = (index, valid)
+            if self._device.type == "cuda":
+                index, valid = (t.pin_memory().to(self._device, non_blocking=True) for t in (index, valid))
+            else:
+                index, valid = index.to(self._device), valid.to(self._device)
+            indices[key] = (index, valid, sum(len(r) for r in rows))
         return indices[key]
 
 

@@ -115,3 +115,23 @@ def test_generate_refuses_bad_arguments(kwargs, error, match):
         generate(model, progress=False, **kwargs)
     with pytest.raises(TypeError, match="SparseTransformer"):
         generate(torch.nn.Linear(2, 2), 1, 4)
+
+
+@pytest.mark.cuda
+def test_a_sampling_step_never_waits_for_the_gpu():
+    """Each decoder step queues its work and returns: a device-to-host read (a count, a boolean-mask select,
+    a blocking host-to-device copy) would stall the host on the GPU once per layer and step, which is what
+    made sampling slow. torch's sync debug mode turns any such wait into an error."""
+    model = small_model(dtype=torch.float32, attn_mode="fixed", integration="merged").cuda().eval()
+    decoder = IncrementalDecoder(model, batch=2, max_len=model.config.seq_len)
+    previous = None
+    decoder.step(previous)  # the first step may allocate and warm up
+    previous = torch.zeros(2, dtype=torch.long, device="cuda")
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(8):
+            logits = decoder.step(previous)
+            previous = torch.multinomial(torch.softmax(logits, dim=-1), 1)[:, 0]
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
