@@ -5,7 +5,9 @@ returns their paths; with no data for a plot it writes nothing (the report's ind
 - learning curves: bits per dim against step and against wall-clock, dense vs sparse, per benchmark;
 - time per iteration and peak memory against sequence length (training runs);
 - kernels: time and peak memory against n on log-log axes per backend with the fitted slope in the legend,
-  and the speed-up over dense SDPA per pattern (one figure per pass and head dim).
+  and the speed-up over dense SDPA per pattern (one figure per pass and head dim);
+- Table 3: our test bits per byte against the minimum context, beside the paper's (each on its own axis);
+- checkpointing: time per step and peak memory without and with, per model.
 """
 
 from __future__ import annotations
@@ -20,7 +22,13 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from benchmarks.report_data import Results, pick, run_view  # noqa: E402
-from benchmarks.report_tables import BENCHMARK_NAMES, PATTERNS, latest_kernel_rows  # noqa: E402
+from benchmarks.report_tables import (  # noqa: E402
+    BENCHMARK_NAMES,
+    PATTERNS,
+    checkpointing_pairs,
+    latest_kernel_rows,
+    table3_rows,
+)
 
 STYLE = {"dense": ("#444444", "o"), "strided": ("#1f77b4", "s"), "fixed": ("#d62728", "^"), "local": ("#2ca02c", "v")}
 BACKEND_STYLE = {"triton": ("#1f77b4", "o"), "flex": ("#ff7f0e", "s"), "sdpa": ("#444444", "^")}
@@ -214,8 +222,55 @@ def plot_patterns(out: Path) -> list[Path]:
     return write_pictures(out / "patterns")
 
 
+def plot_table3(results: Results, out: Path) -> list[Path]:
+    """Bits per byte against the minimum evaluation context: ours (left axis) and the paper's (right axis),
+    on separate axes because a short run sits bits above the paper; the shapes are what compare."""
+    ours, paper = table3_rows(results), results.paper["table3"]
+    if ours.empty:
+        return []
+    fig, left = plt.subplots(figsize=(6.4, 4.0))
+    left.plot(ours["eval_min_context"], ours["test_bpd"], "o-", color=STYLE["fixed"][0], label="ours (left)")
+    first = ours.iloc[-1]
+    left.set_xlabel("minimum context of every scored byte")
+    left.set_ylabel(f"our test bits per byte ({first['preset']}, {first['variant']})")
+    left.grid(alpha=0.3)
+    handles = left.get_lines()
+    if not paper.empty:
+        right = left.twinx()
+        right.plot(paper["eval_min_context"], paper["bpd"], "s--", color="#444444", label="paper (right)")
+        right.set_ylabel("paper's test bits per byte")
+        handles = handles + right.get_lines()
+    left.legend(handles, [h.get_label() for h in handles], fontsize=8, loc="upper right")
+    left.set_title(f"Table 3: Enwik8, n = {int(first['n']):,}, {first['gpu']}")
+    return [_save(fig, out / "table3_context.png")]
+
+
+def plot_checkpointing(results: Results, out: Path) -> list[Path]:
+    """Time per step and peak memory without and with activation checkpointing, one pair of bars per model."""
+    pairs = checkpointing_pairs(results)
+    if not pairs:
+        return []
+    labels = [
+        f"{BENCHMARK_NAMES.get(a['benchmark'], a['benchmark'])}\n{a['pattern']}, n={int(a['n']):,}" for a, _ in pairs
+    ]
+    x = np.arange(len(pairs))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.0))
+    for ax, column, unit in ((axes[0], "ms_per_iter", "ms per step"), (axes[1], "peak_gib", "peak GiB")):
+        ax.bar(x - 0.2, [a[column] for a, _ in pairs], 0.4, label="without", color="#9ecae1")
+        ax.bar(x + 0.2, [b[column] for _, b in pairs], 0.4, label="with checkpointing", color="#3182bd")
+        ax.set_xticks(x, labels, fontsize=7)
+        ax.set_ylabel(unit)
+        ax.grid(alpha=0.3, axis="y")
+    axes[0].legend(fontsize=8)
+    gpus = sorted({str(a["gpu"]) for a, _ in pairs})
+    fig.suptitle(f"Activation checkpointing: time for memory ({', '.join(gpus)})", fontsize=10)
+    return [_save(fig, out / "checkpointing.png")]
+
+
 PLOTS = {
     "learning_curves": plot_learning_curves,
     "time_memory_vs_n": plot_time_memory_vs_n,
     "kernels": plot_kernels,
+    "table3": plot_table3,
+    "checkpointing": plot_checkpointing,
 }

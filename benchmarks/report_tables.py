@@ -199,24 +199,33 @@ def table2(results: Results) -> str:
     return "\n".join(out)
 
 
+def table3_rows(results: Results) -> pd.DataFrame:
+    """Our Table 3: the test rows (one per minimum context, newest) of one Enwik8 run, the run of the largest
+    preset, then the newest, among runs with such rows; empty when there is none."""
+    runs = results.runs
+    if runs.empty:
+        return pd.DataFrame()
+    tests = runs[(runs["benchmark"] == "enwik8") & (runs["stage"] == "test") & runs["test_bpd"].notna()]
+    tests = tests[tests["eval_min_context"].notna()]
+    if tests.empty:
+        return pd.DataFrame()
+    per_run = tests.assign(scale=tests["preset"].map(PRESET_SCALE).fillna(-1)).groupby("run_id")
+    best = per_run.agg(scale=("scale", "max"), date=("date", "max")).sort_values(["scale", "date"]).index[-1]
+    rows = tests[tests["run_id"] == best].sort_values("date").groupby("eval_min_context").tail(1)
+    return rows.sort_values("eval_min_context")
+
+
 def table3(results: Results) -> str:
     """Table 3: Enwik8 test bits per byte against the minimum evaluation context."""
-    paper, runs = results.paper["table3"], results.runs
+    paper = results.paper["table3"]
     out = ["## Table 3: Enwik8 bits per byte against the minimum context\n"]
-    ours_rows = pd.DataFrame()
-    if not runs.empty:
-        tests = runs[(runs["benchmark"] == "enwik8") & (runs["stage"] == "test") & runs["test_bpd"].notna()]
-        tests = tests[tests["eval_min_context"].notna()]
-        if not tests.empty:
-            # The run: the largest preset scale, then the newest, among runs with such test rows.
-            per_run = tests.assign(scale=tests["preset"].map(PRESET_SCALE).fillna(-1)).groupby("run_id")
-            best = per_run.agg(scale=("scale", "max"), date=("date", "max")).sort_values(["scale", "date"]).index[-1]
-            ours_rows = tests[tests["run_id"] == best].sort_values("date").groupby("eval_min_context").tail(1)
-            first = ours_rows.iloc[-1]
-            out.append(
-                f"Ours: run `{best}` ({first['pattern']}, n={fmt(first['n'], 0)}, preset {first['preset']}, "
-                f"variant {first['variant']}, {first['gpu']}, commit {first['commit']}).\n"
-            )
+    ours_rows = table3_rows(results)
+    if not ours_rows.empty:
+        first = ours_rows.iloc[-1]
+        out.append(
+            f"Ours: run `{first['run_id']}` ({first['pattern']}, n={fmt(first['n'], 0)}, preset {first['preset']}, "
+            f"variant {first['variant']}, {first['gpu']}, commit {first['commit']}).\n"
+        )
     headers = ["minimum context", "paper bpd (n = 12,288)", "our test bpd"]
     contexts = sorted(
         set(paper["eval_min_context"].tolist() if not paper.empty else [])
@@ -358,9 +367,25 @@ def _flag(value) -> str:
     return str(value).strip().lower()
 
 
+def checkpointing_pairs(results: Results) -> list[tuple[pd.Series, pd.Series]]:
+    """(without, with) checkpointing: one-GPU runs alike in config, steps, card and commit but for it."""
+    view = run_view(results.runs)
+    if view.empty or "checkpointing" not in view:
+        return []
+    view = view[view["peak_gib"].notna() & view["ms_per_iter"].notna() & (view["devices"] == 1)]
+    view = view.assign(_ckpt=view["checkpointing"].map(_flag))
+    keys = ["benchmark", "pattern", "preset", "n", "layers", "d_model", "batch", "steps", "gpu", "commit"]
+    pairs = []
+    for _, group in view.groupby(keys, sort=True, dropna=False):
+        off = rank(group[group["_ckpt"] == "false"], prefer_complete=False)
+        on = rank(group[group["_ckpt"] == "true"], prefer_complete=False)
+        if not off.empty and not on.empty:
+            pairs.append((off.iloc[0], on.iloc[0]))
+    return pairs
+
+
 def table_checkpointing(results: Results) -> str:
     """Activation checkpointing: time per step and peak memory with and without, same run otherwise."""
-    view = run_view(results.runs)
     out = ["## Activation checkpointing: time and memory\n"]
     out.append(
         "Pairs of runs identical but for `model.checkpoint` (same config, steps, card and commit): checkpointing "
@@ -371,23 +396,14 @@ def table_checkpointing(results: Results) -> str:
                "ms/iter with", "time ratio", "peak GiB without", "peak GiB with", "memory ratio", "hardware",
                "commit"]  # fmt: skip
     rows = []
-    if not view.empty and "checkpointing" in view:
-        view = view[view["peak_gib"].notna() & view["ms_per_iter"].notna() & (view["devices"] == 1)]
-        view = view.assign(_ckpt=view["checkpointing"].map(_flag))
-        keys = ["benchmark", "pattern", "preset", "n", "layers", "d_model", "batch", "steps", "gpu", "commit"]
-        for _, group in view.groupby(keys, sort=True, dropna=False):
-            off = rank(group[group["_ckpt"] == "false"], prefer_complete=False)
-            on = rank(group[group["_ckpt"] == "true"], prefer_complete=False)
-            if off.empty or on.empty:
-                continue
-            a, b = off.iloc[0], on.iloc[0]
-            rows.append([
-                BENCHMARK_NAMES.get(a["benchmark"], a["benchmark"]), a["pattern"], a["preset"], fmt(a["n"], 0),
-                fmt(a["layers"], 0), fmt(a["d_model"], 0), fmt(a["batch"], 0), fmt(a["steps"], 0),
-                fmt(a["ms_per_iter"], 1), fmt(b["ms_per_iter"], 1), _ratio(b["ms_per_iter"], a["ms_per_iter"]),
-                fmt(a["peak_gib"], 2), fmt(b["peak_gib"], 2), _ratio(b["peak_gib"], a["peak_gib"]), a["gpu"],
-                a["commit"],
-            ])  # fmt: skip
+    for a, b in checkpointing_pairs(results):
+        rows.append([
+            BENCHMARK_NAMES.get(a["benchmark"], a["benchmark"]), a["pattern"], a["preset"], fmt(a["n"], 0),
+            fmt(a["layers"], 0), fmt(a["d_model"], 0), fmt(a["batch"], 0), fmt(a["steps"], 0),
+            fmt(a["ms_per_iter"], 1), fmt(b["ms_per_iter"], 1), _ratio(b["ms_per_iter"], a["ms_per_iter"]),
+            fmt(a["peak_gib"], 2), fmt(b["peak_gib"], 2), _ratio(b["peak_gib"], a["peak_gib"]), a["gpu"],
+            a["commit"],
+        ])  # fmt: skip
     out.append(markdown(headers, rows))
     return "\n".join(out)
 

@@ -195,3 +195,16 @@ def test_table4_shows_training_bits_where_nothing_was_held_out(results):
     table4 = (results / "tables" / "table4.md").read_text()
     assert "| 1,048,576 | 3M | 2.99 | 0.1M | 3.210 (train) | 30.50 |" in table4
     assert "| 65,536 | 152M | 1.97 | 0.1M | 2.610 (val) |" in table4
+
+
+def test_table3_and_checkpointing_plots(results):
+    date = "2025-01-01T00:00:00Z"
+    rows = [_run("e", "enwik8", "fixed", "small", date, stage="test", test_bpd=b, eval_min_context=m)
+            for m, b in ((0, 1.5), (6144, 1.45), (12160, 1.4))]  # fmt: skip
+    rows += [_run(f"c{flag}", "cifar10", "strided", "small", date, ms_per_iter=ms, peak_gib=gib, checkpointing=flag)
+             for flag, ms, gib in (("false", 30.0, 2.0), ("true", 60.0, 0.5))]  # fmt: skip
+    append_rows(results / "runs.csv", rows, RUN_COLUMNS)
+    written = report(results, patterns=False)
+    plots = results / "plots"
+    assert plots / "table3_context.png" in written and plots / "checkpointing.png" in written
+    assert (plots / "table3_context.png").stat().st_size > 10_000
