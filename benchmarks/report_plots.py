@@ -58,9 +58,12 @@ def plot_learning_curves(results: Results, out: Path) -> list[Path]:
     if curves.empty or view.empty:
         return []
     paths = []
+    # A curve needs two points: a few-step timing run (one point) would draw an empty frame.
+    points = curves[curves["train_bpd"].notna() | curves["val_bpd"].notna()].groupby("run_id").size()
+    drawable = sorted(points[points >= 2].index)
     for benchmark in BENCHMARK_NAMES:
-        chosen = {p: pick(view, benchmark=benchmark, pattern=p) for p in PATTERNS}
-        chosen = {p: r for p, r in chosen.items() if r is not None and (curves["run_id"] == r["run_id"]).any()}
+        chosen = {p: pick(view, benchmark=benchmark, pattern=p, run_id=drawable) for p in PATTERNS}
+        chosen = {p: r for p, r in chosen.items() if r is not None}
         if not chosen:
             continue
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), sharey=True)
