@@ -2,7 +2,7 @@
 # Device calls of training runs, through the same classes, callbacks and recorder as `sparse-repro fit`; rows land
 # in $OUT/runs.csv and $OUT/curves.csv. Needs the real data copied into ./data (carried) and the wheels of
 # .devwheels (carried). Usage on the GPU machine:
-#   SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_train.sh [table2|memory|table3|table4|paper|profile|samples|cli]...
+#   SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_train.sh [table2|memory|table3|table4|paper|compiled|profile|samples|cli]...
 # table2: the six small runs at $STEPS steps (issue 6.1); memory: step time and peak memory with and without
 # checkpointing at n = 3,072 and 12,288 (issue 4); table3: an Enwik8 model, then its test bits per byte against the
 # minimum evaluation context (issue 6.2); table4: audio at 65,536, 262,144 and 1,048,576 with the paper's model
@@ -66,6 +66,12 @@ EOF
         run fit "$cfg" 150 trainer.devices=1 trainer.num_nodes=1 trainer.strategy=auto trainer.max_steps=8 \
           trainer.limit_val_batches=0 data.init_args.allow_partial=true data.init_args.num_workers=4 \
           checkpoint.every_n_train_steps=1000 recorder.note="paper-size, 8 steps on one GPU"
+      done ;;
+    compiled)  # the paper-size Enwik8 step with torch.compile, beside the eager rows of the paper job
+      for cfg in enwik8/fixed-paper enwik8/dense-paper; do
+        run fit "$cfg" 240 trainer.devices=1 trainer.num_nodes=1 trainer.strategy=auto trainer.max_steps=10 \
+          trainer.limit_val_batches=0 data.init_args.allow_partial=true checkpoint.every_n_train_steps=1000 \
+          model.compile_mode=default recorder.note="paper-size, compiled, 10 steps on one GPU"
       done ;;
     profile)  # where a paper-size Enwik8 step goes, fixed vs dense (fixed steps slower: KERNEL_NOTES.md)
       for cfg in enwik8/fixed-paper enwik8/dense-paper; do

@@ -93,6 +93,10 @@ def batch_tokens(batch) -> int:
     return int(batch[0].numel())
 
 
+COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune")
+COMPILE_BACKEND = "inductor"  # the tests compile with "aot_eager" (no C++ toolchain needed, same graph capture)
+
+
 def throughput_monitor(window_size: int = 20) -> ThroughputMonitor:
     """A ThroughputMonitor for these batches; its rates appear once `window_size` steps were seen."""
     return ThroughputMonitor(batch_size_fn=batch_size, length_fn=batch_tokens, window_size=window_size)
@@ -130,6 +134,9 @@ class SparseTransformerModule(L.LightningModule):
         weight_decay: decoupled weight decay on matrices (paper: 0.01).
         betas: Adam betas.
         min_lr_ratio: the cosine ends at lr * min_lr_ratio.
+        compile_mode: torch.compile the model (in place, so checkpoints load either way): None (eager),
+            "default", "reduce-overhead" (CUDA graphs, against the launch overhead of small and deep models)
+            or "max-autotune". The attention ops are registered custom ops: compile keeps them whole.
     """
 
     def __init__(
@@ -157,8 +164,11 @@ class SparseTransformerModule(L.LightningModule):
         weight_decay: float = 0.01,
         betas: tuple[float, float] = (0.9, 0.95),
         min_lr_ratio: float = 0.0,
+        compile_mode: str | None = None,
     ) -> None:
         super().__init__()
+        if compile_mode not in COMPILE_MODES:
+            raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {compile_mode!r}")
         if isinstance(token_axes, list):
             token_axes = tuple(token_axes)
         _check_optimiser_args(lr, warmup_steps, max_steps, weight_decay, betas, min_lr_ratio)
@@ -171,6 +181,8 @@ class SparseTransformerModule(L.LightningModule):
             backend=backend, checkpoint=checkpoint,
         )  # fmt: skip
         self.model = SparseTransformer(self.config)
+        if compile_mode is not None:
+            self.model.compile(mode=compile_mode, backend=COMPILE_BACKEND)
         self.train_bpd = BitsPerDim()
         self.val_bpd = BitsPerDim()
         self.test_bpd = BitsPerDim()

@@ -158,6 +158,7 @@ def test_throughput_functions_read_the_batch():
         (dict(max_steps=0), ValueError, "max_steps"),
         (dict(betas=(0.9, 1.5)), ValueError, "betas"),
         (dict(backend="sdpa"), ValueError, "attn_mode 'all'"),
+        (dict(compile_mode="fast"), ValueError, "compile_mode"),
     ],
 )
 def test_bad_arguments_are_refused(overrides, error, match):
@@ -201,3 +202,27 @@ def test_fit_resumes_exactly_from_a_lightning_checkpoint(tmp_path):
     trainer(4).fit(resumed, train_dataloaders=loader(2), ckpt_path=tmp_path / "two.ckpt")
     for (name, a), b in zip(straight.named_parameters(), resumed.parameters()):
         torch.testing.assert_close(b, a, atol=0, rtol=0, msg=name)
+
+
+def test_a_compiled_model_gives_the_eager_loss_and_gradients(monkeypatch):
+    """compile_mode compiles the model in place: same loss and gradients as eager, same state-dict keys (so
+    checkpoints load either way). aot_eager stands in for inductor: the same graph capture, no C++ build."""
+    from benchmarks import module as module_file
+
+    monkeypatch.setattr(module_file, "COMPILE_BACKEND", "aot_eager")
+    torch.manual_seed(0)
+    eager = SparseTransformerModule(**TINY)
+    compiled = SparseTransformerModule(**TINY, compile_mode="default")
+    compiled.load_state_dict(eager.state_dict())
+    assert list(compiled.state_dict()) == list(eager.state_dict())
+    batch = next(iter(loader(2)))
+    losses, grads = [], []
+    for m in (eager, compiled):
+        nats, count = m.scored_nats(batch)
+        loss = nats / count
+        loss.backward()
+        losses.append(loss.detach())
+        grads.append([p.grad.clone() for p in m.parameters()])
+    torch.testing.assert_close(losses[1], losses[0])
+    for got, want in zip(grads[1], grads[0]):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
