@@ -23,6 +23,7 @@ combine them through the log-sum-exp and count the overlap (j = i) once by exclu
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -153,12 +154,11 @@ class Pattern:
     def allowed_count(self, n: int, num_heads: int = 1) -> int:
         """Exact number of allowed (query, key) pairs at length n, summed over heads."""
         _check_length(n)
-        heads = range(num_heads) if self.distinct_heads else [0] * num_heads
-        total = 0
-        for h in heads:
-            for seg in self.segments(n):
-                total += seg.allowed_count(n, h) if isinstance(seg, SummarySegment) else seg.allowed_count(n)
-        return total
+        if num_heads < 1:
+            raise ValueError(f"num_heads must be >= 1, got {num_heads}")
+        if not self.distinct_heads:
+            return num_heads * _allowed_count(self, n, 0)
+        return sum(_allowed_count(self, n, h) for h in range(num_heads))
 
     def flops(self, n: int, batch: int, num_heads: int, head_dim: int, backward: bool = False) -> int:
         """Useful FLOPs: 4 * D per allowed element and head (QK^T and PV, multiply-add = 2) for the
@@ -195,3 +195,13 @@ def check_positive_int(name: str, value: object) -> int:
     if value < 1:
         raise ValueError(f"{name} must be >= 1, got {value}")
     return value
+
+
+@functools.lru_cache(maxsize=1024)
+def _allowed_count(pattern: Pattern, n: int, head: int) -> int:
+    """One head's count, cached: throughput monitors ask for every layer at every step, and a summary
+    segment's count is a Python loop over its windows."""
+    total = 0
+    for seg in pattern.segments(n):
+        total += seg.allowed_count(n, head) if isinstance(seg, SummarySegment) else seg.allowed_count(n)
+    return total
