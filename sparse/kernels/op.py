@@ -1,9 +1,15 @@
 """The autograd layer: `triton_sparse_attention(q, k, v, pattern, scale)`, registered with torch.library.
 
-The forward and backward are custom ops (`sparse::attention_forward`, `sparse::attention_backward`) with
-fake implementations, so torch.compile traces through them without a graph break, and the autograd
-formula is registered on the forward op, so torch.utils.checkpoint and plain autograd both work.
-A pattern is passed to the ops as plain fields (ops take only tensors and scalars).
+The forward and backward are operators of the `sparse` library (`sparse::attention_forward`,
+`sparse::attention_backward`) with fake implementations, so torch.compile traces through them without a graph
+break; a torch.autograd.Function joins them, so plain autograd, torch.utils.checkpoint and compile's
+AOTAutograd all see one differentiable op. A pattern is passed to the ops as plain fields (operators take only
+tensors and scalars).
+
+Why torch.library.Library and an autograd.Function rather than torch.library.custom_op: the call costs less
+on the host. custom_op routes every call through Python wrappers (argument defaults, a dynamo-disable frame,
+an autograd redispatch); here the dispatcher calls the Python kernel directly. At short sequences the host's
+time per call is a visible part of a step (benchmarks/KERNEL_NOTES.md).
 
 Deterministic: the backward uses no atomics (see backward.py), so two backward passes on the same inputs
 give bitwise-equal gradients.
@@ -15,6 +21,15 @@ import torch
 
 from sparse.kernels.launch import sparse_backward, sparse_forward
 from sparse.patterns import Pattern, pattern
+
+# FRAGMENT: ATen already defines a "sparse" namespace (ao_sparse); ours adds to it. Kept alive for the process.
+_LIB = torch.library.Library("sparse", "FRAGMENT")
+_FIELDS = "str attn_mode, int local_attn_ctx, int summary_ctx, str part, bool distinct_heads, float scale"
+_LIB.define(f"attention_forward(Tensor q, Tensor k, Tensor v, {_FIELDS}) -> (Tensor, Tensor)")
+_LIB.define(
+    f"attention_backward(Tensor grad_out, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse2, {_FIELDS})"
+    " -> (Tensor, Tensor, Tensor)"
+)
 
 
 def _pattern_fields(p: Pattern) -> tuple[str, int, int, str, bool]:
@@ -37,72 +52,55 @@ def _pattern_from_fields(attn_mode: str, local_attn_ctx: int, summary_ctx: int, 
     )
 
 
-@torch.library.custom_op("sparse::attention_forward", mutates_args=())
-def attention_forward(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    attn_mode: str,
-    local_attn_ctx: int,
-    summary_ctx: int,
-    part: str,
-    distinct_heads: bool,
-    scale: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
+def attention_forward(q, k, v, attn_mode, local_attn_ctx, summary_ctx, part, distinct_heads, scale):
+    """-> out [B, H, n, D] in q's dtype, lse2 float32 [B * H, n] (base-2 log-sum-exp of each row)."""
     p = _pattern_from_fields(attn_mode, local_attn_ctx, summary_ctx, part, distinct_heads)
     return sparse_forward(q, k, v, p, scale)
 
 
-@attention_forward.register_fake
+def attention_backward(
+    grad_out, q, k, v, out, lse2, attn_mode, local_attn_ctx, summary_ctx, part, distinct_heads, scale
+):
+    """-> dq, dk, dv, each [B, H, n, D] in q's dtype."""
+    p = _pattern_from_fields(attn_mode, local_attn_ctx, summary_ctx, part, distinct_heads)
+    return sparse_backward(grad_out, q, k, v, out, lse2, p, scale)
+
+
+# One Python kernel for every device: the launchers run compiled kernels on a GPU and the Triton interpreter
+# on a CPU (tests); they refuse nothing the dispatcher could route elsewhere.
+_LIB.impl("attention_forward", attention_forward, "CompositeExplicitAutograd")
+_LIB.impl("attention_backward", attention_backward, "CompositeExplicitAutograd")
+
+
+@torch.library.register_fake("sparse::attention_forward")
 def _(q, k, v, attn_mode, local_attn_ctx, summary_ctx, part, distinct_heads, scale):
     batch, heads, n, head_dim = q.shape
     return q.new_empty((batch, heads, n, head_dim)), q.new_empty((batch * heads, n), dtype=torch.float32)
 
 
-@torch.library.custom_op("sparse::attention_backward", mutates_args=())
-def attention_backward(
-    grad_out: torch.Tensor,
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    out: torch.Tensor,
-    lse2: torch.Tensor,
-    attn_mode: str,
-    local_attn_ctx: int,
-    summary_ctx: int,
-    part: str,
-    distinct_heads: bool,
-    scale: float,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    p = _pattern_from_fields(attn_mode, local_attn_ctx, summary_ctx, part, distinct_heads)
-    return sparse_backward(grad_out, q, k, v, out, lse2, p, scale)
-
-
-@attention_backward.register_fake
+@torch.library.register_fake("sparse::attention_backward")
 def _(grad_out, q, k, v, out, lse2, attn_mode, local_attn_ctx, summary_ctx, part, distinct_heads, scale):
     shape = q.shape
     return q.new_empty(shape), q.new_empty(shape), q.new_empty(shape)
 
 
-def _setup_context(ctx, inputs, output):
-    q, k, v, *fields = inputs
-    out, lse2 = output
-    ctx.save_for_backward(q, k, v, out, lse2)
-    ctx.fields = fields
+class _SparseAttention(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, q, k, v, fields, scale):
+        out, lse2 = torch.ops.sparse.attention_forward(q, k, v, *fields, scale)
+        ctx.save_for_backward(q, k, v, out, lse2)
+        ctx.fields, ctx.scale = fields, scale
+        return out
 
-
-def _backward(ctx, grad_out, grad_lse):
-    q, k, v, out, lse2 = ctx.saved_tensors
-    dq, dk, dv = attention_backward(grad_out, q, k, v, out, lse2, *ctx.fields)
-    return dq, dk, dv, None, None, None, None, None, None
-
-
-attention_forward.register_autograd(_backward, setup_context=_setup_context)
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k, v, out, lse2 = ctx.saved_tensors
+        dq, dk, dv = torch.ops.sparse.attention_backward(grad_out, q, k, v, out, lse2, *ctx.fields, ctx.scale)
+        return dq, dk, dv, None, None
 
 
 def triton_sparse_attention(q, k, v, p: Pattern, scale: float) -> torch.Tensor:
     """softmax(q k^T * scale) v over the pattern's allowed keys; [B, H, n, D] -> [B, H, n, D] in q's dtype.
 
     Inputs are validated by sparse.attention; call that unless you have checked them yourself."""
-    out, _ = attention_forward(q, k, v, *_pattern_fields(p), float(scale))
-    return out
+    return _SparseAttention.apply(q, k, v, _pattern_fields(p), float(scale))

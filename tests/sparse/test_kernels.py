@@ -284,3 +284,18 @@ def test_tile_table_covers_supported_head_dims():
         for d in KERNEL_HEAD_DIMS:
             bm, bn, *_ = TILE_TABLE[(kind, d)]
             assert math.log2(bm).is_integer() and math.log2(bn).is_integer() and min(bm, bn) >= 16
+
+
+def test_the_registered_ops_pass_torch_opcheck(device):
+    """Schema, fake (meta) implementations and AOT dispatch of sparse::attention_forward / _backward agree with
+    the real kernels: what torch.compile relies on."""
+    from sparse.kernels.op import _pattern_fields
+
+    p = sparse.pattern(**PATTERNS["strided"])
+    q, k, v, do = make_inputs((1, 2, 20, 32), torch.float32, device)
+    fields = (*_pattern_fields(p), 32**-0.5)
+    checks = ("test_schema", "test_faketensor", "test_aot_dispatch_dynamic")
+    torch.library.opcheck(torch.ops.sparse.attention_forward.default, (q, k, v, *fields), test_utils=checks)
+    out, lse2 = torch.ops.sparse.attention_forward(q, k, v, *fields)
+    args = (do, q, k, v, out, lse2, *fields)
+    torch.library.opcheck(torch.ops.sparse.attention_backward.default, args, test_utils=checks)
