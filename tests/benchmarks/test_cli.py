@@ -145,3 +145,11 @@ def test_sample_writes_text_for_enwik8(tmp_path, data_root):
     assert main(["sample", *args]) == 0
     text = (out / "enwik8-strided-smoke.txt").read_text()
     assert text.count("===== sample") == 2
+
+
+def test_host_overhead_tool_runs(capsys):
+    from benchmarks.host_overhead import main
+
+    assert main(["--n", "32", "--calls", "2", "--repeats", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "strided: forward" in out and "fixed: forward" in out

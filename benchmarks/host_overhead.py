@@ -1,0 +1,67 @@
+"""The host side of one sparse attention call: Python, dispatch and autograd, with the kernel launches replaced
+by no-ops, so it runs on any machine (benchmarks/KERNEL_NOTES.md quotes it).
+
+    python -m benchmarks.host_overhead [--n 256] [--calls 500] [--repeats 3]
+
+Prints, per pattern, the best of `repeats` means over `calls` calls of the forward alone and of forward +
+backward, in microseconds. Inputs are CPU tensors [1, n, 2, 64] viewed as [1, 2, n, 64] (the model's strided
+q, k, v views); a short n keeps the autograd engine's own tensor work (accumulating q.grad, ...) small.
+Not a GPU timing: on a GPU the same host work overlaps kernels, and the launches themselves add to it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from unittest import mock
+
+import torch
+
+import sparse
+from sparse.kernels import launch
+
+KERNELS = ("_sparse_fwd_kernel", "_sparse_dq_kernel", "_sparse_dkdv_kernel", "_delta_kernel")
+
+
+class _NoLaunch:
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: None
+
+
+def measure(p, n: int, calls: int, repeats: int) -> tuple[float, float]:
+    """(forward us, forward + backward us), the best of `repeats` means over `calls` calls."""
+    q, k, v = (torch.randn(1, n, 2, 64).transpose(1, 2).requires_grad_() for _ in range(3))
+    grad = torch.randn(1, 2, n, 64)
+    with mock.patch.multiple(launch, **{name: _NoLaunch() for name in KERNELS}):
+        for _ in range(20):
+            sparse.attention(q, k, v, p).backward(grad)
+        best_fwd = best_both = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            for _ in range(calls):
+                sparse.attention(q, k, v, p)
+            best_fwd = min(best_fwd, (time.perf_counter() - start) / calls)
+            start = time.perf_counter()
+            for _ in range(calls):
+                sparse.attention(q, k, v, p).backward(grad)
+            best_both = min(best_both, (time.perf_counter() - start) / calls)
+    return best_fwd * 1e6, best_both * 1e6
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=256)
+    parser.add_argument("--calls", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+    for p in (
+        sparse.pattern("strided", local_attn_ctx=128),
+        sparse.pattern("fixed", local_attn_ctx=128, summary_ctx=32),
+    ):
+        fwd, both = measure(p, args.n, args.calls, args.repeats)
+        print(f"{p.attn_mode}: forward {fwd:.0f} us, forward + backward {both:.0f} us (host only, n = {args.n})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
