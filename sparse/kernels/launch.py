@@ -11,6 +11,7 @@ float32 intermediates; in bf16/fp16 a partial result is rounded once more to the
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -33,6 +34,7 @@ def _last_dim_contiguous(t: torch.Tensor) -> torch.Tensor:
     return t if t.stride(-1) == 1 else t.contiguous()
 
 
+@functools.lru_cache(maxsize=512)
 def _geometry(launch: SegmentLaunch) -> dict:
     """Geometry of a segment: runtime numbers and constexpr mask shape (the unused family gets dummies)."""
     seg = launch.segment
@@ -68,11 +70,12 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
     plan = plan_for(q, pattern)
     out = _empty((batch, heads, n, head_dim), dtype=q.dtype, device=q.device)
     lse2 = _empty((batch * heads, n), dtype=torch.float32, device=q.device)
+    strides = (*_strides(q), *_strides(k), *_strides(v))
     for index, launch in enumerate(plan.launches):
         t = launch.fwd
         _sparse_fwd_kernel[(launch.fwd_programs, batch * heads)](
             q, k, v, out, lse2, out, lse2,
-            *_strides(q), *_strides(k), *_strides(v),
+            *strides,
             n, heads, launch.group_len, math.ceil(launch.group_len / t.block_m), scale * LOG2_E,
             HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
             DOT_MODE=_dot_mode(q.dtype), num_warps=t.num_warps, num_stages=t.num_stages,
@@ -96,6 +99,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
     alloc = _zeros if isinstance(plan.launches[0].segment, SummarySegment) else _empty
     dq = _empty(shape, dtype=q.dtype, device=device)
     dk, dv = alloc(shape, dtype=q.dtype, device=device), alloc(shape, dtype=q.dtype, device=device)
+    strides = (*_strides(q), *_strides(k), *_strides(v), *_strides(do))
     for index, launch in enumerate(plan.launches):
         common = dict(
             HEAD_DIM=head_dim, DOT_MODE=_dot_mode(q.dtype), **_geometry(launch),
@@ -103,7 +107,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
         t = launch.dq
         _sparse_dq_kernel[(launch.dq_programs, batch * heads)](
             q, k, v, do, lse2, delta, dq, dq,
-            *_strides(q), *_strides(k), *_strides(v), *_strides(do),
+            *strides,
             n, heads, launch.group_len, math.ceil(launch.group_len / t.block_m), scale * LOG2_E, scale,
             BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
             num_warps=t.num_warps, num_stages=t.num_stages, **common,
@@ -112,7 +116,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
         _sparse_dkdv_kernel[(launch.dkdv_programs, batch * heads)](
             q, k, v, do, lse2, delta, dk, dv,
             dk, dv,
-            *_strides(q), *_strides(k), *_strides(v), *_strides(do),
+            *strides,
             n, heads, launch.group_len, math.ceil(launch.group_len / t.block_n), scale * LOG2_E, scale,
             BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
             num_warps=t.num_warps, num_stages=t.num_stages, **common,

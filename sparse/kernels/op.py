@@ -17,6 +17,8 @@ give bitwise-equal gradients.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from sparse.kernels.launch import sparse_backward, sparse_forward
@@ -42,6 +44,7 @@ def _pattern_fields(p: Pattern) -> tuple[str, int, int, str, bool]:
     )
 
 
+@functools.lru_cache(maxsize=256)
 def _pattern_from_fields(attn_mode: str, local_attn_ctx: int, summary_ctx: int, part: str, distinct: bool):
     return pattern(
         attn_mode,
