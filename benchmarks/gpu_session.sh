@@ -16,7 +16,7 @@ for step in "$@"; do
     tests)     timeout 320 python3 -m pytest tests/sparse/test_kernels.py tests/sparse/test_patterns.py -q \
                  -p no:cacheprovider -p no:warnings --durations=5 2>&1 | tail -15 | tee "$OUT/gpu_tests.txt" ;;
     # Compile-bound (each dtype x head dim x mask shape compiles its kernels): spread over processes with xdist.
-    cudatests) timeout 240 python3 -m pytest tests/sparse/test_kernels.py -m cuda -p no:cacheprovider \
+    cudatests) timeout 240 python3 -m pytest tests/sparse -m cuda -p no:cacheprovider \
                  -p no:warnings -n 6 -rA --tb=short --durations=8 > "$OUT/gpu_cuda_tests.txt" 2>&1
                grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/gpu_cuda_tests.txt" | tail -12 ;;
     flexsweep) timeout 240 "${bench[@]}" --cases sweep --backends flex --n 1024,3072,12288,65536 --head-dims 64 \
