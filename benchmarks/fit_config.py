@@ -67,9 +67,7 @@ def main(argv: list[str]) -> int:
     if (
         "profile" in config
     ):  # profile.out=<file> [profile.start_step=3 profile.steps=2]: see benchmarks/step_profiler.py
-        profiler = StepProfiler(**config["profile"])
-        profiler.label = path
-        callbacks.append(profiler)
+        callbacks.append(StepProfiler(**{"label": path, **config["profile"]}))
     trainer = pl.Trainer(**trainer_args, callbacks=callbacks)
     getattr(trainer, stage)(model, datamodule=datamodule, ckpt_path=ckpt_path)
     return 0

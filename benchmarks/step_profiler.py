@@ -18,11 +18,12 @@ import torch
 
 
 class StepProfiler(pl.Callback):
-    def __init__(self, out: str, start_step: int = 3, steps: int = 2, rows: int = 40) -> None:
+    def __init__(self, out: str, start_step: int = 3, steps: int = 2, rows: int = 40, label: str = "a run") -> None:
+        """label: what the file's first line says was profiled (fit_config passes the config's path)."""
         if start_step < 0 or steps < 1 or rows < 1:
             raise ValueError(f"need start_step >= 0, steps >= 1 and rows >= 1, got {start_step}, {steps}, {rows}")
         self.out, self.start_step, self.steps, self.rows = Path(out), start_step, steps, rows
-        self.label = ""
+        self.label = label
         self._profiler: torch.profiler.profile | None = None
         self._cuda = False
 
@@ -52,6 +53,6 @@ class StepProfiler(pl.Callback):
         sort = "self_cuda_time_total" if self._cuda else "self_cpu_time_total"
         table = profiler.key_averages().table(sort_by=sort, row_limit=self.rows, max_name_column_width=70)
         device = torch.cuda.get_device_name(pl_module.device) if self._cuda else "cpu"
-        head = f"# steps {self.start_step}..{self.start_step + self.steps - 1} of {self.label or 'a run'} on {device}"
+        head = f"# steps {self.start_step}..{self.start_step + self.steps - 1} of {self.label} on {device}"
         self.out.parent.mkdir(parents=True, exist_ok=True)
         self.out.write_text(f"{head}, sorted by {sort}\n{table}\n")
