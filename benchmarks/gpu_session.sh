@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call: any of the steps below, in order; everything lands under $OUT.
-# Usage on the GPU machine: SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_session.sh [targets|sweep|flexsweep|tests|cudatests]...
+# Usage on the GPU machine: SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_session.sh [targets|sweep|flexsweep|tests|cudatests|profile]...
 set -uo pipefail
 export PYTHONPATH=.
 OUT="${OUT:-out}"; mkdir -p "$OUT"
@@ -19,6 +19,10 @@ for step in "$@"; do
     cudatests) timeout 240 python3 -m pytest tests/sparse -m cuda -p no:cacheprovider \
                  -p no:warnings -n 6 -rA --tb=short --durations=8 > "$OUT/gpu_cuda_tests.txt" 2>&1
                grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/gpu_cuda_tests.txt" | tail -12 ;;
+    # Where the time of the missed target cases goes: eager vs CUDA graph vs host, host functions, GPU kernels.
+    profile)   timeout 240 python3 -m benchmarks.profile_kernels strided:12288:1:128 fixed:12288:1:128:32 \
+                 strided:3072:8:96 strided:3072:1:96 all:12288:1 all:3072:8 > "$OUT/profile_kernels.txt" 2>&1
+               grep -E "eager|Error" "$OUT/profile_kernels.txt" ;;
     flexsweep) timeout 240 "${bench[@]}" --cases sweep --backends flex --n 1024,3072,12288,65536 --head-dims 64 \
                  2>&1 | tail -5 ;;
   esac

@@ -1,17 +1,39 @@
-"""Where the time of one attention call goes: kernel-by-kernel GPU times (torch.profiler) next to the
-wall time with and without CPU launch overhead (do_bench vs do_bench_cudagraph). For tuning notes only.
+"""Where the time of one attention call goes, for tuning notes (benchmarks/KERNEL_NOTES.md quotes it).
 
-    python -m benchmarks.profile_kernels strided:12288:1:128 fixed:12288:1:128:32 strided:3072:8:96
+    python -m benchmarks.profile_kernels strided:12288:1:128 fixed:12288:1:128:32 strided:3072:8:96 all:12288:1
+
+A case is mode:n:batch[:local_attn_ctx[:summary_ctx]] at H = 16, D = 64, bf16 on the GPU; mode "all" runs
+SDPA, any other our Triton kernels. For each case and for the forward and forward + backward it prints:
+- eager: do_bench's median (CUDA events around the call: if the host is slower than the GPU, its time shows);
+- graph: do_bench_cudagraph's median (the same calls replayed from a CUDA graph: GPU time alone);
+- host: wall time per call of 200 calls issued without waiting for the GPU (the queue never fills at these
+  sizes), i.e. what Python, dispatch, autograd and the launchers cost on this machine's CPU;
+then cProfile's top host functions of the forward + backward (by own time) and torch.profiler's GPU time per
+kernel. eager ~ max(host, graph): the larger of the two is what limits the call.
 """
 
 from __future__ import annotations
 
+import cProfile
+import io
+import pstats
 import sys
+import time
 
 import torch
 import triton.testing
 
 import sparse
+
+
+def _host_ms(fn, calls: int = 200) -> float:
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    elapsed = time.perf_counter() - start
+    torch.cuda.synchronize()
+    return elapsed / calls * 1e3
 
 
 def profile_case(spec: str, heads: int = 16, head_dim: int = 64) -> None:
@@ -25,10 +47,11 @@ def profile_case(spec: str, heads: int = 16, head_dim: int = 64) -> None:
     q, k, v = (t.requires_grad_() for t in (q, k, v))
 
     def fwd():
-        return sparse.attention(q, k, v, p, backend=backend)
+        with torch.no_grad():
+            return sparse.attention(q, k, v, p, backend=backend)
 
     def fwd_bwd():
-        out = fwd()
+        out = sparse.attention(q, k, v, p, backend=backend)
         torch.autograd.backward(out, do)
         q.grad = k.grad = v.grad = None
 
@@ -36,12 +59,26 @@ def profile_case(spec: str, heads: int = 16, head_dim: int = 64) -> None:
         fn()
         eager = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
         graph = triton.testing.do_bench_cudagraph(fn, rep=100, return_mode="median")
-        print(f"{spec} {fn.__name__}: eager {eager:.4f} ms, cuda graph {graph:.4f} ms")
+        host = _host_ms(fn)
+        print(f"{spec} {backend} {fn.__name__}: eager {eager:.4f} ms, graph {graph:.4f} ms, host {host:.4f} ms")
+
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for _ in range(50):
+        fwd_bwd()
+    profiler.disable()
+    torch.cuda.synchronize()
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(14)
+    print(f"{spec} host functions of 50 forward + backward calls, by own time:")
+    lines = [line for line in text.getvalue().splitlines() if line.strip()]
+    print("\n".join(lines[-16:]))
+
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         for _ in range(5):
             fwd_bwd()
         torch.cuda.synchronize()
-    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=12, max_name_column_width=60))
+    print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=10, max_name_column_width=50))
 
 
 if __name__ == "__main__":
