@@ -96,11 +96,17 @@ EOF
       t4 65536 256 48 512 8 0.05 trainer.limit_val_batches=20     # paper: 152M
       t4 262144 512 8 512 8 0.15 trainer.limit_val_batches=4      # paper: 25M (8 x 512: 25.2M)
       t4 1048576 1024 4 256 4 0 trainer.limit_val_batches=0 ;;    # paper: 3M (4 x 256: 3.2M); train bpd only
-    samples)
-      timeout 90 python3 -m benchmarks.cli sample --ckpt_path runs/cifar10/strided-small/checkpoints/last.ckpt \
-        --num_samples 4 --out "$OUT" 2>&1 | tail -2
-      timeout 60 python3 -m benchmarks.cli sample --ckpt_path runs/enwik8/fixed-small/checkpoints/last.ckpt \
-        --num_samples 1 --length 2000 --out "$OUT" 2>&1 | tail -2 ;;
+    samples)  # from whichever checkpoints the jobs before it in this call left (runs/ does not outlive a call)
+      draw() {  # draw <checkpoint> <seconds> [sample options...]
+        local ckpt=$1 limit=$2; shift 2
+        if [ -f "$ckpt" ]; then
+          echo "== sample $ckpt $*"; timeout "$limit" python3 -m benchmarks.cli sample --ckpt_path "$ckpt" --out "$OUT" \
+            "$@" 2>&1 | tail -2
+        else echo "== no $ckpt: not sampled"; fi
+      }
+      draw runs/cifar10/strided-small/checkpoints/last.ckpt 90 --num_samples 4
+      draw runs/enwik8/fixed-small/checkpoints/last.ckpt 60 --num_samples 1 --length 2000
+      draw runs/table4-65536/checkpoints/last.ckpt 100 --num_samples 1 --length 12000 ;;  # 1 s at 12 kHz
   esac
 done
 ls "$OUT"
