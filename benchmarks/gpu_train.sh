@@ -89,7 +89,7 @@ EOF
         run fit audio/strided-paper 240 trainer.devices=1 trainer.num_nodes=1 trainer.strategy=auto \
           trainer.max_time="{seconds: $budget}" trainer.max_steps=100000 trainer.val_check_interval=50 \
           data.init_args.seq_len=$n data.init_args.row_width=$l data.init_args.eval_fraction=$f \
-          data.init_args.num_workers=4 model.local_attn_ctx=$l model.n_layer=$layers model.d_model=$d \
+          data.init_args.num_workers=4 data.init_args.allow_partial=true model.local_attn_ctx=$l model.n_layer=$layers model.d_model=$d \
           model.n_head=$heads model.warmup_steps=20 model.max_steps=2000 checkpoint.every_n_train_steps=100000 \
           trainer.default_root_dir="runs/table4-$n" recorder.note="table4, paper size for n=$n, budget $budget s" "$@"
       }
