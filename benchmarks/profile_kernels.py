@@ -8,13 +8,17 @@ SDPA, any other our Triton kernels. For each case and for the forward and forwar
 - graph: do_bench_cudagraph's median (the same calls replayed from a CUDA graph: GPU time alone);
 - host: wall time per call of 200 calls issued without waiting for the GPU (the queue never fills at these
   sizes), i.e. what Python, dispatch, autograd and the launchers cost on this machine's CPU;
+each for our kernels twice in the same process: through Triton's own launch path with D in a launch of its own
+(as before sparse/kernels/fast_launch.py) and through HEAD's path (direct launches, D inside the first dq);
 then cProfile's top host functions of the forward + backward (by own time) and torch.profiler's GPU time per
 kernel. eager ~ max(host, graph): the larger of the two is what limits the call.
 """
 
 from __future__ import annotations
 
+import contextlib
 import cProfile
+import dataclasses
 import io
 import pstats
 import sys
@@ -24,6 +28,7 @@ import torch
 import triton.testing
 
 import sparse
+from sparse.kernels import fast_launch, launch
 
 
 def _host_ms(fn, calls: int = 200) -> float:
@@ -34,6 +39,22 @@ def _host_ms(fn, calls: int = 200) -> float:
     elapsed = time.perf_counter() - start
     torch.cuda.synchronize()
     return elapsed / calls * 1e3
+
+
+@contextlib.contextmanager
+def launch_path(name: str):
+    """"direct": HEAD's launch path; "triton": kernel[grid] for every launch and D in a launch of its own
+    (the host path before fast_launch), for a same-process comparison."""
+    if name == "direct":
+        yield
+        return
+    original = launch.plan_for
+    fast_launch.DIRECT = False
+    launch.plan_for = lambda q, p: dataclasses.replace(original(q, p), delta_in_first_dq=False)
+    try:
+        yield
+    finally:
+        fast_launch.DIRECT, launch.plan_for = True, original
 
 
 def profile_case(spec: str, heads: int = 16, head_dim: int = 64) -> None:
@@ -55,12 +76,17 @@ def profile_case(spec: str, heads: int = 16, head_dim: int = 64) -> None:
         torch.autograd.backward(out, do)
         q.grad = k.grad = v.grad = None
 
-    for fn in (fwd, fwd_bwd):
-        fn()
-        eager = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
-        graph = triton.testing.do_bench_cudagraph(fn, rep=100, return_mode="median")
-        host = _host_ms(fn)
-        print(f"{spec} {backend} {fn.__name__}: eager {eager:.4f} ms, graph {graph:.4f} ms, host {host:.4f} ms")
+    for path in ("triton", "direct") if backend == "triton" else ("direct",):
+        with launch_path(path):
+            for fn in (fwd, fwd_bwd):
+                fn()
+                eager = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+                graph = triton.testing.do_bench_cudagraph(fn, rep=100, return_mode="median")
+                host = _host_ms(fn)
+                print(
+                    f"{spec} {backend} ({path} launches) {fn.__name__}: eager {eager:.4f} ms, graph {graph:.4f} ms, "
+                    f"host {host:.4f} ms"
+                )
 
     profiler = cProfile.Profile()
     profiler.enable()

@@ -8,7 +8,8 @@ and segments run one after another, each adding to the previous segment's result
 program reads back exactly the rows it then writes), in a fixed order: two runs give bitwise-equal gradients.
 
 Two kernels, as in Triton's fused-attention tutorial: `_sparse_dkdv_kernel` owns a key tile and streams the
-query tiles that attend it; `_sparse_dq_kernel` owns a query tile and streams its key tiles. Scores use the
+query tiles that attend it; `_sparse_dq_kernel` owns a query tile and streams its key tiles. D is computed by
+the first segment's dq programs when they own every row once (COMPUTE_DELTA), else by `_delta_kernel` first. Scores use the
 base-2 scale (the forward's lse2), so P = exp2(q k^T * scale * log2 e - lse2).
 """
 
@@ -43,7 +44,7 @@ def _delta_kernel(O, DO, DELTA, stride_dz, stride_dh, stride_dn, n, H, HEAD_DIM:
 
 @triton.jit
 def _sparse_dq_kernel(
-    Q, K, V, DO, LSE, DELTA, DQ, DQ_PREV,
+    Q, K, V, DO, O, LSE, DELTA, DQ, DQ_PREV,
     stride_qz, stride_qh, stride_qn,
     stride_kz, stride_kh, stride_kn,
     stride_vz, stride_vh, stride_vn,
@@ -52,9 +53,10 @@ def _sparse_dq_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     step, group_stride, window, l_block, c_sum,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
-    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
+    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, COMPUTE_DELTA: tl.constexpr,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
+    tl.static_assert(not (COMPUTE_DELTA and HAS_PREV), "D is computed by the first segment's programs")
     pid = tl.program_id(0)
     bh = tl.program_id(1)
     batch = (bh // H).to(tl.int64)
@@ -89,7 +91,15 @@ def _sparse_dq_kernel(
     do = tl.load(DO + batch * stride_dz + head * stride_dh + q_off * stride_dn + dims[None, :], mask=q_valid[:, None])
     row_base = bh.to(tl.int64) * n
     lse2 = tl.load(LSE + row_base + q_pos, mask=q_valid, other=0.0)
-    delta = tl.load(DELTA + row_base + q_pos, mask=q_valid, other=0.0)
+    if COMPUTE_DELTA:
+        # The first segment's programs own every row once (plan.delta_in_first_dq), and dO is in registers
+        # already: D = rowsum(dO * O) here saves a launch and a second read of dO. Later kernels read it back.
+        o_ptrs = O + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
+        o = tl.load(o_ptrs, mask=q_valid[:, None], other=0.0)
+        delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+        tl.store(DELTA + row_base + q_pos, delta, mask=q_valid)
+    else:
+        delta = tl.load(DELTA + row_base + q_pos, mask=q_valid, other=0.0)
     k_base = K + batch * stride_kz + head * stride_kh
     v_base = V + batch * stride_vz + head * stride_vh
     dq = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)

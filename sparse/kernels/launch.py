@@ -17,6 +17,7 @@ import math
 import torch
 
 from sparse.kernels.backward import _delta_kernel, _sparse_dkdv_kernel, _sparse_dq_kernel
+from sparse.kernels.fast_launch import launch as _launch
 from sparse.kernels.forward import _sparse_fwd_kernel
 from sparse.kernels.geometry import DOT_IEEE_FP32, DOT_NATIVE, DOT_UPCAST
 from sparse.kernels.plan import Plan, SegmentLaunch, build_plan, interpreting
@@ -73,7 +74,8 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
     strides = (*_strides(q), *_strides(k), *_strides(v))
     for index, launch in enumerate(plan.launches):
         t = launch.fwd
-        _sparse_fwd_kernel[(launch.fwd_programs, batch * heads)](
+        _launch(
+            _sparse_fwd_kernel, (launch.fwd_programs, batch * heads),
             q, k, v, out, lse2, out, lse2,
             *strides,
             n, heads, launch.group_len, math.ceil(launch.group_len / t.block_m), scale * LOG2_E,
@@ -88,12 +90,16 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
     q, k, v, do = (_last_dim_contiguous(t) for t in (q, k, v, do))
     batch, heads, n, head_dim = q.shape
     plan = plan_for(q, pattern)
-    # D_i = rowsum(dO_i * O_i) of the merged output: the softmax-normalisation term every segment shares.
+    out = out.contiguous()  # the forward's own output, contiguous: a no-op, and the kernels index it so
+    # D_i = rowsum(dO_i * O_i) of the merged output: the softmax-normalisation term every segment shares. The
+    # first segment's dq programs compute it when they own every row once; otherwise it takes its own launch.
     delta = _empty((batch * heads, n), dtype=torch.float32, device=q.device)
-    block = 16 if interpreting() else 64
-    _delta_kernel[(math.ceil(n / block), batch * heads)](
-        out, do, delta, *_strides(do), n, heads, HEAD_DIM=head_dim, BLOCK=block
-    )
+    if not plan.delta_in_first_dq:
+        block = 16 if interpreting() else 64
+        _launch(
+            _delta_kernel, (math.ceil(n / block), batch * heads),
+            out, do, delta, *_strides(do), n, heads, HEAD_DIM=head_dim, BLOCK=block,
+        )  # fmt: skip
     shape, device = (batch, heads, n, head_dim), q.device
     # A summary segment comes first and writes only its summary keys: every other key's dk, dv start at zero.
     alloc = _zeros if isinstance(plan.launches[0].segment, SummarySegment) else _empty
@@ -105,15 +111,18 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
             HEAD_DIM=head_dim, DOT_MODE=_dot_mode(q.dtype), **_geometry(launch),
         )  # fmt: skip
         t = launch.dq
-        _sparse_dq_kernel[(launch.dq_programs, batch * heads)](
-            q, k, v, do, lse2, delta, dq, dq,
+        _launch(
+            _sparse_dq_kernel, (launch.dq_programs, batch * heads),
+            q, k, v, do, out, lse2, delta, dq, dq,
             *strides,
             n, heads, launch.group_len, math.ceil(launch.group_len / t.block_m), scale * LOG2_E, scale,
             BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
+            COMPUTE_DELTA=index == 0 and plan.delta_in_first_dq,
             num_warps=t.num_warps, num_stages=t.num_stages, **common,
         )  # fmt: skip
         t = launch.dkdv
-        _sparse_dkdv_kernel[(launch.dkdv_programs, batch * heads)](
+        _launch(
+            _sparse_dkdv_kernel, (launch.dkdv_programs, batch * heads),
             q, k, v, do, lse2, delta, dk, dv,
             dk, dv,
             *strides,

@@ -73,6 +73,7 @@ class Plan:
     head_dim: int
     launches: tuple[SegmentLaunch, ...]
     allowed: int  # allowed (query, key) pairs per head, averaged over heads for distinct heads
+    delta_in_first_dq: bool  # the first segment's dq programs own every row once, so they can compute D
 
     @property
     def tiles(self) -> int:
@@ -189,4 +190,18 @@ def build_plan(pattern: Pattern, n: int, head_dim: int, interpret: bool | None =
         head_dim=head_dim,
         launches=tuple(launches),
         allowed=pattern.allowed_count(n, 1),
+        delta_in_first_dq=covers_every_row_once(segments[0], n),
     )
+
+
+def covers_every_row_once(seg: Segment, n: int) -> bool:
+    """Do the dq programs of this segment own each of the n rows exactly once?
+
+    Summary segments: their dq programs own query tiles in sequence order, so yes. Band segments: yes for
+    contiguous runs that tile the sequence (step 1, group_stride = group_len) and for the residue classes of a
+    stride (group_stride 1, one group per residue); anything else answers no and D gets its own launch."""
+    if isinstance(seg, SummarySegment):
+        return True
+    if seg.step == 1:
+        return (seg.num_groups == 1 or seg.group_stride == seg.group_len) and seg.num_groups * seg.group_len >= n
+    return seg.group_stride == 1 and min(seg.step, n) <= seg.num_groups <= seg.step and seg.group_len * seg.step >= n

@@ -1,0 +1,86 @@
+"""`launch(kernel, grid, *args, **options)`: `kernel[grid](*args, **options)` without Triton's per-call work.
+
+Why: in Triton 3.6 `kernel[grid](...)` binds the arguments, calls a specializer once per argument, builds the
+cache key, a launch-metadata dict and calls two (empty) hook chains before the driver launches anything: tens
+of microseconds of host time per launch. A sparse attention forward + backward is six launches whose GPU work
+at training lengths is 0.1-0.5 ms, so the host was the limit: on an H100 host `python -m
+benchmarks.profile_kernels` measured 1.12 ms of host time against 0.11 ms of GPU time for strided n = 3,072,
+and the paper-size Enwik8 step spent more host time in this op than in cuDNN's (benchmarks/KERNEL_NOTES.md).
+
+How: the first call of each specialization goes through Triton (which compiles or loads the kernel) and the
+CompiledKernel it returns is kept; later calls with the same key call that kernel's launcher directly. The key
+holds everything Triton specializes a launch on, so a kept kernel is only reused where Triton would have
+picked the same one: each tensor's dtype and 16-byte alignment, each int's value (divisibility by 16,
+equality to 1 and the int width follow from it), each float's type, the constexprs and launch options (by
+name and value), the kernel and the device.
+
+Contract: `args` are the kernel's leading parameters, the first of them a tensor, in signature order (tensors, ints, floats); `options`
+hold every remaining parameter by name (the constexprs) plus Triton's launch options (num_warps,
+num_stages). The direct path is skipped, and Triton's own path taken, under the interpreter
+(TRITON_INTERPRET=1), for tensors off the GPU, and whenever a launch hook is installed (profilers such as
+proton install one).
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+
+from sparse.kernels.plan import interpreting
+
+DIRECT = True  # False: always Triton's own path (benchmarks/profile_kernels.py compares the two in one process)
+_MAX_ENTRIES = 4096
+_compiled: dict[tuple, object] = {}
+_trailing_names: dict[tuple[int, int], tuple[str, ...]] = {}
+
+
+def _spec(arg):
+    """What Triton specializes a launch on, for one argument."""
+    if isinstance(arg, torch.Tensor):
+        return arg.dtype, arg.data_ptr() % 16 == 0
+    if isinstance(arg, float):
+        return float  # floats are never specialized on their value
+    return arg  # ints (and bools, None): their value decides divisibility, == 1 and width
+
+
+def _hooks_installed() -> bool:
+    runtime = triton.knobs.runtime
+    return bool(runtime.launch_enter_hook.calls or runtime.launch_exit_hook.calls)
+
+
+def launch(kernel, grid: tuple[int, ...], *args, **options) -> None:
+    if not DIRECT or interpreting() or not args[0].is_cuda or _hooks_installed():
+        kernel[grid](*args, **options)
+        return
+    device = torch.cuda.current_device()
+    key = (id(kernel), device, tuple(options.items()), tuple(map(_spec, args)))
+    compiled = _compiled.get(key)
+    if compiled is None:
+        compiled = kernel[grid](*args, **options)
+        if hasattr(compiled, "result"):  # an asynchronous compile hands back a future
+            compiled = compiled.result()
+        if len(_compiled) >= _MAX_ENTRIES:
+            _compiled.clear()
+        _compiled[key] = compiled
+        return
+    names = _trailing_names.get((id(kernel), len(args)))
+    if names is None:
+        names = tuple(name for name in kernel.arg_names[len(args) :])
+        missing = [name for name in names if name not in options]
+        if missing:
+            raise TypeError(f"{getattr(kernel, '__name__', kernel)}: no value for parameter(s) {missing}")
+        _trailing_names[(id(kernel), len(args))] = names
+    # The same argument list JITFunction.run hands the launcher: every parameter in signature order (the
+    # launcher skips the constexprs), after the grid, stream, function, metadata and the (absent) hooks.
+    values = (*args, *(options[name] for name in names))
+    grid_x, grid_y, grid_z = (*grid, 1, 1)[:3]
+    stream = torch._C._cuda_getCurrentRawStream(device)  # what Triton's CUDA driver binds get_current_stream to
+    compiled.run(
+        grid_x, grid_y, grid_z, stream, compiled.function, compiled.packed_metadata, None, None, None, *values
+    )
+
+
+def clear_cache() -> None:
+    """Forget the kept kernels (tests; or after changing Triton's knobs)."""
+    _compiled.clear()
+    _trailing_names.clear()

@@ -1,0 +1,171 @@
+"""The host side of a launch: the direct launcher (sparse/kernels/fast_launch.py) with a stand-in kernel, and
+D = rowsum(dO * O) computed inside the first dq launch against its own launch (sparse/kernels/plan.py)."""
+
+import dataclasses
+
+import pytest
+import torch
+
+import sparse
+from sparse.kernels import fast_launch, launch, plan
+from tests.sparse.test_kernels import PATTERNS, make_inputs
+
+
+class _Compiled:
+    def __init__(self, log):
+        self.log, self.function, self.packed_metadata = log, "function", "metadata"
+
+    def run(self, *args):
+        self.log.append(("direct", args))
+
+
+class _Kernel:
+    """Stands in for a @triton.jit function: kernel[grid](*args, **options) compiles once per call here."""
+
+    arg_names = ["X", "n", "scale", "BLOCK", "FLAG"]
+    __name__ = "_stand_in_kernel"
+
+    def __init__(self):
+        self.log = []
+
+    def __getitem__(self, grid):
+        def run(*args, **options):
+            self.log.append(("triton", grid, args, options))
+            return _Compiled(self.log)
+
+        return run
+
+
+class _GpuTensor(torch.Tensor):
+    """A CPU tensor that says it is on the GPU, so the direct path is taken without one."""
+
+    @property
+    def is_cuda(self):
+        return True
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    monkeypatch.setattr(fast_launch, "interpreting", lambda: False)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch._C, "_cuda_getCurrentRawStream", lambda device: 1234, raising=False)
+    fast_launch.clear_cache()
+    yield
+    fast_launch.clear_cache()
+
+
+def test_first_call_goes_through_triton_then_the_kept_kernel_is_called_directly(fake_gpu):
+    kernel, x = _Kernel(), torch.zeros(64).as_subclass(_GpuTensor)
+    fast_launch.launch(kernel, (3, 2), x, 100, 0.5, BLOCK=16, FLAG=True, num_warps=4)
+    fast_launch.launch(kernel, (3, 2), x, 100, 0.5, BLOCK=16, FLAG=True, num_warps=4)
+    assert [entry[0] for entry in kernel.log] == ["triton", "direct"]
+    # The launcher's argument list: grid (padded to 3), stream, function, metadata, no hooks, then every
+    # parameter in signature order, constexprs included (the launcher skips them), launch options not.
+    assert kernel.log[1][1] == (3, 2, 1, 1234, "function", "metadata", None, None, None, x, 100, 0.5, 16, True)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        dict(n=101),  # another int value: divisibility by 16 may differ
+        dict(offset=1),  # another alignment of the tensor's address
+        dict(dtype=torch.float16),
+        dict(BLOCK=32),  # another constexpr
+        dict(num_warps=8),  # another launch option
+    ],
+)
+def test_anything_triton_specializes_on_compiles_again(fake_gpu, change):
+    kernel = _Kernel()
+    base = torch.zeros(64)
+
+    def call(n=100, offset=0, dtype=torch.float32, BLOCK=16, num_warps=4):
+        x = base.to(dtype)[offset:].as_subclass(_GpuTensor)
+        fast_launch.launch(kernel, (1,), x, n, 0.5, BLOCK=BLOCK, FLAG=False, num_warps=num_warps)
+
+    call()
+    call(**change)
+    assert [entry[0] for entry in kernel.log] == ["triton", "triton"]
+    call(**change)
+    assert kernel.log[-1][0] == "direct"
+
+
+def test_a_float_value_is_not_a_new_specialization(fake_gpu):
+    kernel, x = _Kernel(), torch.zeros(64).as_subclass(_GpuTensor)
+    fast_launch.launch(kernel, (1,), x, 100, 0.5, BLOCK=16, FLAG=False)
+    fast_launch.launch(kernel, (1,), x, 100, 0.25, BLOCK=16, FLAG=False)
+    assert [entry[0] for entry in kernel.log] == ["triton", "direct"]
+    assert kernel.log[1][1][11] == 0.25
+
+
+def test_launch_hooks_and_cpu_tensors_take_tritons_path(fake_gpu, monkeypatch):
+    import triton
+
+    kernel = _Kernel()
+    for _ in range(2):
+        fast_launch.launch(kernel, (1,), torch.zeros(64), 100, 0.5, BLOCK=16, FLAG=False)
+    hooked = triton.knobs.runtime.launch_enter_hook
+    hook = lambda metadata: None  # noqa: E731
+    hooked.add(hook)
+    try:
+        x = torch.zeros(64).as_subclass(_GpuTensor)
+        for _ in range(2):
+            fast_launch.launch(kernel, (1,), x, 100, 0.5, BLOCK=16, FLAG=False)
+    finally:
+        hooked.remove(hook)
+    assert [entry[0] for entry in kernel.log] == ["triton"] * 4
+
+
+def test_a_missing_parameter_is_named(fake_gpu):
+    kernel, x = _Kernel(), torch.zeros(64).as_subclass(_GpuTensor)
+    fast_launch.launch(kernel, (1,), x, 100, 0.5, BLOCK=16)  # the stand-in does not check; Triton would
+    with pytest.raises(TypeError, match="FLAG"):
+        fast_launch.launch(kernel, (1,), x, 100, 0.5, BLOCK=16)
+
+
+def _positions(seg, n):
+    return [
+        g * seg.group_stride + t * seg.step
+        for g in range(seg.num_groups)
+        for t in range(seg.group_len)
+        if g * seg.group_stride + t * seg.step < n
+    ]
+
+
+@pytest.mark.parametrize("name", list(PATTERNS))
+@pytest.mark.parametrize("n", [1, 3, 5, 8, 37, 64])
+def test_first_dq_computes_delta_exactly_when_it_owns_every_row_once(name, n):
+    p = sparse.pattern(**PATTERNS[name])
+    first = p.segments(n)[0]
+    if isinstance(first, plan.SummarySegment):
+        owns_each_once = True  # its dq programs own sequence-order query tiles
+    else:
+        owns_each_once = sorted(_positions(first, n)) == list(range(n))
+    assert plan.covers_every_row_once(first, n) == owns_each_once
+
+
+def test_segments_that_miss_or_repeat_rows_are_told_apart():
+    band = plan.BandSegment
+    assert not plan.covers_every_row_once(band(2, 4, 1, 5, 0, False), 8)  # a gap at position 4
+    assert not plan.covers_every_row_once(band(2, 4, 1, 3, 0, False), 7)  # position 3 twice
+    assert not plan.covers_every_row_once(band(3, 3, 2, 1, 0, False), 6)  # residues 0 and 2 overlap
+    assert not plan.covers_every_row_once(band(1, 4, 1, 0, 0, False), 5)  # too short
+    assert plan.covers_every_row_once(band(3, 2, 3, 1, 0, False), 6)
+
+
+@pytest.mark.parametrize("name", ["strided", "fixed", "all", "strided-stride"])
+def test_delta_inside_dq_equals_its_own_launch(name, device, monkeypatch):
+    p = sparse.pattern(**PATTERNS[name])
+    q, k, v, do = make_inputs((2, 2, 37, 32), torch.float32, device)
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+
+    def grads():
+        out = sparse.attention(q, k, v, p, backend="triton")
+        return torch.autograd.grad(out, (q, k, v), do)
+
+    assert plan.build_plan(p, 37, 32).delta_in_first_dq
+    fused = grads()
+    separate_plan = dataclasses.replace(plan.build_plan(p, 37, 32), delta_in_first_dq=False)
+    monkeypatch.setattr(launch, "plan_for", lambda q, pattern: separate_plan)
+    separate = grads()
+    for got, want in zip(fused, separate):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
