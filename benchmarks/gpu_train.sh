@@ -7,7 +7,7 @@
 # checkpointing at n = 3,072 and 12,288 (issue 4); table3: an Enwik8 model, then its test bits per byte against the
 # minimum evaluation context (issue 6.2); table4: audio at 65,536, 262,144 and 1,048,576 with the paper's model
 # size for each, one wall-clock budget (issue 6.3); profile: torch.profiler over two paper-size Enwik8 steps,
-# fixed and dense; paper: a few steps of each paper-size model (issue 6.4); samples: from
+# fixed and dense; paper: a few steps of each paper-size model (issue 6.4; $PAPER_CONFIGS picks some); samples: from
 # the runs above (issue 6.6); cli: why LightningCLI does or does not accept the image's jsonargparse.
 set -uo pipefail
 export PYTHONPATH=.
@@ -61,8 +61,8 @@ EOF
           data.init_args.eval_min_context=$m data.init_args.batch_size=8 recorder.note="table3, min context $m"
       done ;;
     paper)
-      for cfg in cifar10/strided-paper cifar10/dense-paper enwik8/fixed-paper enwik8/dense-paper \
-                 imagenet64/strided-paper audio/strided-paper; do
+      for cfg in ${PAPER_CONFIGS:-cifar10/strided-paper cifar10/dense-paper enwik8/fixed-paper enwik8/dense-paper \
+                 imagenet64/strided-paper audio/strided-paper}; do
         run fit "$cfg" 150 trainer.devices=1 trainer.num_nodes=1 trainer.strategy=auto trainer.max_steps=8 \
           trainer.limit_val_batches=0 data.init_args.allow_partial=true data.init_args.num_workers=4 \
           checkpoint.every_n_train_steps=1000 recorder.note="paper-size, 8 steps on one GPU"

@@ -3,9 +3,12 @@ the best. The winners go into sparse/kernels/plan.py's TILE_TABLE by hand, with 
 benchmarks/KERNEL_NOTES.md (the space searched is declared here, as data).
 
     python -m benchmarks.tune_tiles                    # on a GPU; about 3 minutes
+    python -m benchmarks.tune_tiles --kinds dkdv_summary   # one pass only
 """
 
 from __future__ import annotations
+
+import argparse
 
 import torch
 import triton.testing
@@ -18,6 +21,9 @@ SPACE = {
     "fwd": [(128, 64, 4, 3), (64, 64, 4, 3), (128, 32, 4, 3), (64, 32, 4, 2), (128, 128, 8, 3), (64, 128, 4, 3)],
     "dq": [(128, 32, 4, 3), (64, 32, 4, 2), (64, 64, 4, 3), (128, 64, 8, 3), (32, 64, 4, 2)],
     "dkdv": [(32, 128, 4, 3), (64, 64, 4, 3), (32, 64, 4, 2), (64, 128, 8, 3), (16, 64, 4, 2)],
+    # Only patterns with a summary part (fixed) use it: longer query tiles shorten its serial loop.
+    "dkdv_summary": [(32, 64, 4, 2), (64, 64, 4, 3), (128, 64, 8, 3), (128, 32, 8, 3), (64, 32, 4, 3),
+                     (128, 32, 4, 3), (64, 64, 8, 3), (128, 64, 4, 3)],
 }
 CASES = [("strided", 12288, 1, 128, None), ("fixed", 12288, 1, 128, 32), ("strided", 3072, 8, 96, None)]
 
@@ -39,10 +45,20 @@ def time_case(mode, n, batch, l, c, kind, head_dim=64, heads=16):
     return triton.testing.do_bench_cudagraph(fn, rep=50, return_mode="median")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--kinds", default=",".join(SPACE), help=f"passes to search, of {', '.join(SPACE)}")
+    args = parser.parse_args(argv)
+    kinds = args.kinds.split(",")
+    unknown = sorted(set(kinds) - set(SPACE))
+    if unknown:
+        parser.error(f"unknown kind(s) {unknown}; choose from {list(SPACE)}")
     default = dict(plan_module.TILE_TABLE)
     for mode, n, batch, l, c in CASES:
-        for kind, candidates in SPACE.items():
+        for kind in kinds:
+            if kind == "dkdv_summary" and c is None:
+                continue
+            candidates = SPACE[kind]
             results = []
             for cand in candidates:
                 plan_module.TILE_TABLE.clear()
