@@ -2,8 +2,8 @@
 # Device calls of training runs, through the same classes, callbacks and recorder as `sparse-repro fit`; rows land
 # in $OUT/runs.csv and $OUT/curves.csv. Needs the real data copied into ./data (carried) and the wheels of
 # .devwheels (carried). Usage on the GPU machine:
-#   SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_train.sh [table2|memory|table3|table4|paper|compiled|profile|samples|cli]...
-# table2: the six small runs at $STEPS steps (issue 6.1); memory: step time and peak memory with and without
+#   SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_train.sh [table2|audio|memory|table3|table4|paper|compiled|profile|samples|cli]...
+# table2: the six small runs at $STEPS steps (issue 6.1; $TABLE2_CONFIGS picks some); audio: the small audio run; memory: step time and peak memory with and without
 # checkpointing at n = 3,072 and 12,288 (issue 4); table3: an Enwik8 model, then its test bits per byte against the
 # minimum evaluation context (issue 6.2); table4: audio at 65,536, 262,144 and 1,048,576 with the paper's model
 # size for each, one wall-clock budget (issue 6.3); profile: torch.profiler over two paper-size Enwik8 steps,
@@ -45,8 +45,10 @@ EOF
       timeout 60 python3 -m benchmarks.cli fit --config benchmarks/configs/cifar10/strided-small.yaml \
         --print_config 2>&1 | tail -3 ;;
     table2)
-      for cfg in cifar10/dense-small cifar10/strided-small cifar10/fixed-small \
-                 enwik8/dense-small enwik8/fixed-small enwik8/strided-small; do small "$cfg" 150; done ;;
+      for cfg in ${TABLE2_CONFIGS:-cifar10/dense-small cifar10/strided-small cifar10/fixed-small \
+                 enwik8/dense-small enwik8/fixed-small enwik8/strided-small}; do small "$cfg" 150; done ;;
+    audio)  # the small audio model at 65,536, whose checkpoint the samples job draws a WAV from
+      small audio/strided-small 150 ;;
     memory)
       for cfg in cifar10/strided-small enwik8/fixed-small cifar10/dense-small enwik8/dense-small; do
         for ckpt in false true; do
@@ -106,7 +108,7 @@ EOF
       }
       draw runs/cifar10/strided-small/checkpoints/last.ckpt 90 --num_samples 4
       draw runs/enwik8/fixed-small/checkpoints/last.ckpt 60 --num_samples 1 --length 2000
-      draw runs/table4-65536/checkpoints/last.ckpt 100 --num_samples 1 --length 12000 ;;  # 1 s at 12 kHz
+      draw runs/audio/strided-small/checkpoints/last.ckpt 120 --num_samples 1 --length 12000 ;;  # 1 s at 12 kHz
   esac
 done
 ls "$OUT"
