@@ -14,7 +14,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from benchmarks.recorder import PRESET_SCALE
+from benchmarks.recorder import PRESET_SCALE, read_rows
 from benchmarks.report_data import load
 from benchmarks.report_plots import PLOTS, plot_patterns
 from benchmarks.report_tables import TABLES
@@ -32,6 +32,16 @@ def _sample_key(path: Path) -> tuple[str, int]:
     return parts[0], PRESET_SCALE.get(preset, -1)
 
 
+def _sample_provenance(row: dict | None) -> str:
+    if row is None:
+        return "_(no row in samples/samples.csv: where it came from is not recorded)_\n"
+    drawn = f"temperature {row['temperature']}, seed {row['seed']}" + (f", {row['length']} tokens" if row["length"] else "")
+    return (
+        f"_from run {row['run_id']} (runs.csv; {row['variant']}) at step {row['checkpoint_step']}; {drawn}; "
+        f"{row['gpu']}, commit {row['commit']}, {row['date']}_\n"
+    )
+
+
 def _samples_section(results_dir: Path) -> str:
     """Per benchmark, the samples of the largest preset shown (images inline), the others linked."""
     folder = results_dir / "samples"
@@ -43,19 +53,22 @@ def _samples_section(results_dir: Path) -> str:
     for path in files:
         benchmark, scale = _sample_key(path)
         best[benchmark] = max(best.get(benchmark, -1), scale)
+    records = {row["file"]: row for row in read_rows(folder / "samples.csv")} if (folder / "samples.csv").is_file() else {}
     others = []
     for path in files:
         rel = path.relative_to(results_dir).as_posix()
         benchmark, scale = _sample_key(path)
         if scale < best[benchmark]:
             others.append(f"[{rel}]({rel})")
-        elif path.suffix == ".png":
+            continue
+        if path.suffix == ".png":
             lines.append(f"**{rel}**\n\n![{path.stem}]({rel})\n")
         elif path.suffix == ".txt":
             text = path.read_text(encoding="utf-8", errors="replace")[:600]
             lines.append(f"**{rel}** (first 600 characters)\n\n```\n{text}\n```\n")
         else:
             lines.append(f"- audio: [{rel}]({rel})\n")
+        lines.append(_sample_provenance(records.get(path.name)))
     if others:
         lines.append("Samples of smaller presets: " + ", ".join(others) + "\n")
     return "\n".join(lines)

@@ -6,7 +6,8 @@
 Output: <out>/<benchmark>-<pattern>-<preset>.png (an image grid: CIFAR-10, ImageNet 64x64), .txt (Enwik8) or
 .wav (audio, one file per sample: <stem>_000.wav, ...). The benchmark, pattern and preset are read from the
 checkpoint (the recorder keeps them there); `--benchmark` overrides. A file name carries its preset, so samples
-of a smoke run never replace those of a small or paper run.
+of a smoke run never replace those of a small or paper run. Each file gets a row in <out>/samples.csv: the run
+(run_id, as in runs.csv) and checkpoint step it came from, the sampling settings, commit, card and date.
 """
 
 from __future__ import annotations
@@ -95,9 +96,49 @@ def main(argv: list[str] | None = None) -> int:
     paths = write_samples(
         module.model, benchmark, stem, args.out, args.num_samples, args.length, args.temperature, args.seed
     )
+    record_samples(paths, args.out, identity, checkpoint.get("global_step"), args, device)
     for p in paths:
         print(p)
     return 0
+
+
+SAMPLE_COLUMNS = [
+    "file", "benchmark", "pattern", "preset", "variant", "run_id", "checkpoint_step", "num_samples", "length",
+    "temperature", "seed", "device", "gpu", "commit", "torch", "triton", "date", "note",
+]  # fmt: skip
+
+
+def record_samples(paths, out_dir, identity: dict, step, args, device: str, note: str = "") -> None:
+    """One row per written file in <out>/samples.csv: which run (run_id, as in runs.csv) and checkpoint step
+    it came from, how it was drawn, and where (commit, card, versions, date)."""
+    from benchmarks.provenance import provenance
+    from benchmarks.recorder import append_rows
+
+    prov = provenance()
+    rows = [
+        dict(
+            file=Path(p).name,
+            benchmark=identity.get("benchmark") or args.benchmark,
+            pattern=identity.get("pattern", ""),
+            preset=identity.get("preset", ""),
+            variant=identity.get("variant", ""),
+            run_id=identity.get("run_id", ""),
+            checkpoint_step=step if step is not None else "",
+            num_samples=args.num_samples,
+            length=args.length or "",
+            temperature=args.temperature,
+            seed=args.seed,
+            device=device,
+            gpu=prov["gpu"] if device.startswith("cuda") else "cpu",
+            commit=prov["commit"],
+            torch=prov["torch"],
+            triton=prov["triton"],
+            date=prov["date"],
+            note=note,
+        )
+        for p in paths
+    ]
+    append_rows(Path(out_dir) / "samples.csv", rows, SAMPLE_COLUMNS)
 
 
 if __name__ == "__main__":

@@ -145,6 +145,10 @@ def test_sample_writes_text_for_enwik8(tmp_path, data_root):
     assert main(["sample", *args]) == 0
     text = (out / "enwik8-strided-smoke.txt").read_text()
     assert text.count("===== sample") == 2
+    (fit,) = read_rows(tmp_path / "results" / "runs.csv")
+    (row,) = read_rows(out / "samples.csv")
+    assert row["file"] == "enwik8-strided-smoke.txt" and row["run_id"] == fit["run_id"]
+    assert row["checkpoint_step"] == "2" and row["length"] == "16" and row["device"] == "cpu" and row["commit"]
 
 
 def test_host_overhead_tool_runs(capsys):

@@ -208,3 +208,22 @@ def test_table3_and_checkpointing_plots(results):
     plots = results / "plots"
     assert plots / "table3_context.png" in written and plots / "checkpointing.png" in written
     assert (plots / "table3_context.png").stat().st_size > 10_000
+
+
+def test_table4_job_runs_stay_in_table4_and_win_there(results):
+    """A complete small audio run never stands in for the table4 job's (partial, budget-bound) run at the same
+    n, and the table4 runs stay out of Table 2 and the paper-size table."""
+    append_rows(results / "runs.csv", [
+        _run("small", "audio", "strided", "small", "2025-02-01T00:00:00Z", n=65536, val_bpd=7.19, steps=300,
+             max_steps=300),
+        _run("t4", "audio", "strided", "paper", "2025-01-01T00:00:00Z", n=65536, val_bpd=7.32, steps=214,
+             max_steps=2000, note="table4, paper size for n=65536, budget 120 s"),
+        _run("t4long", "audio", "strided", "paper", "2025-01-01T00:00:00Z", n=262144, val_bpd=6.95, steps=331,
+             max_steps=2000, note="table4, paper size for n=262144, budget 120 s"),
+    ], RUN_COLUMNS)  # fmt: skip
+    report(results, patterns=False)
+    table4 = (results / "tables" / "table4.md").read_text()
+    assert "| 65,536 | 152M | 1.97 | 0.1M | 7.320 (val) |" in table4
+    assert "| 262,144 | 25M | 2.17 | 0.1M | 6.950 (val) |" in table4
+    assert "6.950" not in (results / "tables" / "table2.md").read_text()
+    assert "| 262,144" not in (results / "tables" / "paper_size.md").read_text()
