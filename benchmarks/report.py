@@ -21,7 +21,7 @@ from benchmarks.report_tables import TABLES
 
 README_BEGIN = "<!-- report:begin -->"
 README_END = "<!-- report:end -->"
-README_TABLES = ("table1", "table2", "table3", "table4", "paper_size", "scaling", "checkpointing")  # REPORT.md: all
+README_TABLES = ("table1", "table2", "table3", "table4", "paper_size", "scaling", "checkpointing", "kernel_targets")  # REPORT.md: all
 SAMPLE_SUFFIXES = (".png", ".txt", ".wav")
 
 

@@ -68,6 +68,7 @@ class Results:
     curves: pd.DataFrame
     kernels: pd.DataFrame
     paper: dict[str, pd.DataFrame] = field(default_factory=dict)
+    ceilings: pd.DataFrame = field(default_factory=pd.DataFrame)  # device_ceilings.csv: copy GB/s, matmul TFLOP/s
 
 
 def _frame(path: Path, numeric: list[str]) -> pd.DataFrame:
@@ -90,6 +91,7 @@ def load(results_dir: str | Path) -> Results:
         curves=_frame(root / "curves.csv", NUMERIC_CURVE_COLUMNS),
         kernels=_frame(root / "kernels.csv", NUMERIC_KERNEL_COLUMNS),
         paper=paper,
+        ceilings=_frame(root / "device_ceilings.csv", ["copy_gbps", "matmul_tflops"]),
     )
 
 

@@ -514,6 +514,78 @@ def table_kernels(results: Results) -> str:
     return "\n".join(out)
 
 
+# Issue 7's targets: (pattern, l, c, n, batch) -> the speed-up over SDPA asked for (H = 16, D = 64, bf16,
+# forward + backward), as benchmarks/bench_kernels.py's target_cases() measures them.
+KERNEL_TARGETS = [
+    ("strided", 128, None, 12288, 1, 10.0),
+    ("fixed", 128, 32, 12288, 1, 3.0),
+    ("strided", 96, None, 3072, 8, 3.0),
+    ("strided", 256, None, 65536, 1, 20.0),
+    ("strided", 1024, None, 1048576, 1, 50.0),
+]
+
+
+def _same(frame: pd.DataFrame, column: str, value) -> pd.Series:
+    return frame[column].isna() if value is None else pd.to_numeric(frame[column], errors="coerce") == value
+
+
+def table_kernel_targets(results: Results) -> str:
+    """Issue 7's target table, one row per case and commit at which the benchmark measured our kernel and SDPA
+    in one process: speed-up, the two floors (compute and memory traffic) from that run's device ceilings."""
+    kernels, ceilings = results.kernels, results.ceilings
+    out = ["## Kernel targets (issue 7): every measurement, per commit\n"]
+    out.append(
+        "Forward + backward, H = 16, D = 64, bf16, causal, median of do_bench in eager mode; our kernel and dense "
+        "SDPA from one process on one card. Floors from the device ceilings measured in the same run "
+        "(results/device_ceilings.csv): compute = the pattern's useful FLOPs / the bf16 matmul rate; memory = "
+        "q, k, v, o, dO, dq, dk, dv read or written once (8 B H n D x 2 bytes) / the copy rate. `x floor` is our "
+        "time over the larger floor. Rows are in the order they were measured, so each case reads as a history "
+        "of versions (benchmarks/KERNEL_NOTES.md says what changed).\n"
+    )
+    headers = ["case", "n", "B", "target", "triton ms", "sdpa ms", "speed-up", "met", "triton TFLOP/s",
+               "sdpa TFLOP/s", "compute floor ms", "memory floor ms", "x floor", "triton GiB", "sdpa GiB",
+               "gpu", "commit", "date"]  # fmt: skip
+    rows = []
+    ok = kernels[(kernels.get("status", "ok") == "ok")] if not kernels.empty else kernels
+    if not ok.empty:
+        ok = ok[(ok["pass"] == "fwd+bwd") & (ok["head_dim"] == 64) & (ok["heads"] == 16) & (ok["dtype"] == "bfloat16")]
+    for pattern, l, c, n, batch, target in KERNEL_TARGETS:
+        if ok.empty:
+            break
+        at = ok[(ok["n"] == n) & (ok["batch"] == batch)]
+        ours = at[(at["backend"] == "triton") & (at["pattern"] == pattern) & _same(at, "local_attn_ctx", l)
+                  & _same(at, "summary_ctx", c)].sort_values("date", kind="stable")  # fmt: skip
+        dense = at[(at["backend"] == "sdpa") & (at["pattern"] == "all")]
+        for _, t in ours.iterrows():
+            # One process: the benchmark stamps every row of a process with its start date.
+            same_run = dense[(dense["commit"] == t["commit"]) & (dense["gpu"] == t["gpu"]) & (dense["date"] == t["date"])]
+            if same_run.empty:
+                continue
+            s = same_run.iloc[-1]
+            speedup = s["median_ms"] / t["median_ms"]
+            ceil = ceilings
+            if not ceilings.empty:
+                ceil = ceilings[(ceilings["commit"] == t["commit"]) & (ceilings["gpu"] == t["gpu"])]
+                ceil = ceil[ceil["date"] == t["date"]] if (ceil["date"] == t["date"]).any() else ceil
+            compute_ms = memory_ms = None
+            if not ceil.empty:
+                c_row = ceil.iloc[-1]
+                useful_flops = t["useful_tflops"] * 1e12 * t["median_ms"] * 1e-3
+                compute_ms = useful_flops / (c_row["matmul_tflops"] * 1e12) * 1e3
+                memory_ms = 8 * batch * 16 * n * 64 * 2 / (c_row["copy_gbps"] * 1e9) * 1e3
+            label = f"{pattern} l={l}" + (f" c={c}" if c else "")
+            floor = max(compute_ms, memory_ms) if compute_ms is not None else None
+            rows.append([
+                label, f"{n:,}", str(batch), f">= {target:g}x", fmt(t["median_ms"], 3), fmt(s["median_ms"], 3),
+                f"{speedup:.2f}x", "yes" if speedup >= target else f"no ({speedup / target:.0%} of it)",
+                fmt(t["useful_tflops"], 1), fmt(s["useful_tflops"], 1), fmt(compute_ms, 3), fmt(memory_ms, 3),
+                f"{t['median_ms'] / floor:.1f}" if floor else "", fmt(t["peak_gib"], 2), fmt(s["peak_gib"], 2),
+                t["gpu"], t["commit"], t["date"],
+            ])  # fmt: skip
+    out.append(markdown(headers, rows))
+    return "\n".join(out)
+
+
 def table_runs(results: Results, limit: int = 60) -> str:
     """Every run, newest first (up to `limit`): the audit trail behind the tables."""
     view = run_view(results.runs)
@@ -544,6 +616,7 @@ TABLES = {
     "scaling": table_scaling,
     "checkpointing": table_checkpointing,
     "kernels": table_kernels,
+    "kernel_targets": table_kernel_targets,
     "blog_memory": table_blog_memory,
     "runs": table_runs,
 }

@@ -227,3 +227,33 @@ def test_table4_job_runs_stay_in_table4_and_win_there(results):
     assert "| 262,144 | 25M | 2.17 | 0.1M | 6.950 (val) |" in table4
     assert "6.950" not in (results / "tables" / "table2.md").read_text()
     assert "| 262,144" not in (results / "tables" / "paper_size.md").read_text()
+
+
+def test_kernel_targets_pair_rows_of_one_process_and_name_the_floors(results):
+    """Our kernel is compared with SDPA only from the same process (commit, card and start date), and the floors
+    come from that run's device ceilings."""
+    from benchmarks.bench_kernels import CEILING_COLUMNS
+
+    first, second = "2025-01-01T00:00:00Z", "2025-01-02T00:00:00Z"
+
+    def cell(backend, pattern, ms, date, **extra):
+        return {"pattern": pattern, "local_attn_ctx": 128 if pattern == "strided" else "", "summary_ctx": "",
+                "backend": backend, "n": 12288, "batch": 1, "heads": 16, "head_dim": 64, "dtype": "bfloat16",
+                "pass": "fwd+bwd", "median_ms": ms, "useful_tflops": 40.0, "peak_gib": 0.2, "status": "ok",
+                "gpu": "H100", "commit": "abc", "date": date, **extra}  # fmt: skip
+
+    append_rows(results / "kernels.csv", [
+        cell("triton", "strided", 1.2, first),  # no SDPA row of its process: not a row of the table
+        cell("sdpa", "all", 2.5, second), cell("triton", "strided", 0.5, second),
+    ], KERNEL_COLUMNS)  # fmt: skip
+    append_rows(results / "device_ceilings.csv", [
+        {"gpu": "H100", "copy_gbps": 3000, "matmul_tflops": 800, "commit": "abc", "date": second},
+    ], CEILING_COLUMNS)  # fmt: skip
+    report(results, patterns=False)
+    table = (results / "tables" / "kernel_targets.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| strided")]
+    assert len(rows) == 1
+    cells = [c.strip() for c in rows[0].strip("|").split("|")]
+    assert cells[4:8] == ["0.500", "2.500", "5.00x", "no (50% of it)"]
+    # compute floor: 40 TFLOP/s x 0.5 ms of useful work at 800 TFLOP/s; memory: 8 x 16 x 12,288 x 64 x 2 B at 3 TB/s
+    assert cells[10] == "0.025" and cells[11] == "0.067" and cells[12] == "7.5"
