@@ -2,11 +2,12 @@
 # Device calls of training runs, through the same classes, callbacks and recorder as `sparse-repro fit`; rows land
 # in $OUT/runs.csv and $OUT/curves.csv. Needs the real data copied into ./data (carried) and the wheels of
 # .devwheels (carried). Usage on the GPU machine:
-#   SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_train.sh [table2|audio|memory|table3|table4|paper|compiled|profile|samples|cli]...
+#   SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_train.sh [table2|audio|memory|table3|table4|table4-largest|paper|compiled|profile|samples|cli]...
 # table2: the six small runs at $STEPS steps (issue 6.1; $TABLE2_CONFIGS picks some); audio: the small audio run; memory: step time and peak memory with and without
 # checkpointing at n = 3,072 and 12,288 (issue 4); table3: an Enwik8 model, then its test bits per byte against the
 # minimum evaluation context (issue 6.2); table4: audio at 65,536, 262,144 and 1,048,576 with the paper's model
-# size for each, one wall-clock budget (issue 6.3); profile: torch.profiler over two paper-size Enwik8 steps,
+# size for each, one wall-clock budget (issue 6.3); table4-largest: the same with the largest model that fits the
+# card at each length (benchmarks/largest_model.py); profile: torch.profiler over two paper-size Enwik8 steps,
 # fixed and dense; paper: a few steps of each paper-size model (issue 6.4; $PAPER_CONFIGS picks some); samples: from
 # the runs above (issue 6.6); cli: why LightningCLI does or does not accept the image's jsonargparse.
 set -uo pipefail
@@ -32,6 +33,21 @@ small() {  # small <config> <seconds> [overrides...]: the small preset cut to $S
   local cfg=$1 limit=$2; shift 2
   run fit "$cfg" "$limit" trainer.max_steps="$STEPS" model.max_steps="$STEPS" model.warmup_steps=50 \
     trainer.val_check_interval="$STEPS" trainer.limit_val_batches=20 "$@"
+}
+
+t4() {  # t4 <n> <row width = l> <layers> <d> <heads> <which size>: one Table 4 run for $BUDGET_S seconds
+  # A mapping, not "00:00:02:30", which YAML 1.1 would read as a base-60 integer. Validation every 50 steps: the
+  # last one before the budget ends is the run's val_bpd. Held-out audio: 5% at 65,536, 15% at 262,144 (a window
+  # of n must fit), none at 1,048,576 (only one excerpt is that long: training bits only).
+  local n=$1 l=$2 layers=$3 d=$4 heads=$5 which=$6 budget="${BUDGET_S:-150}" f=0.05 val=20
+  case "$n" in 262144) f=0.15 val=4 ;; 1048576) f=0 val=0 ;; esac
+  run fit audio/strided-paper 240 trainer.devices=1 trainer.num_nodes=1 trainer.strategy=auto \
+    trainer.max_time="{seconds: $budget}" trainer.max_steps=100000 trainer.val_check_interval=50 \
+    trainer.limit_val_batches=$val data.init_args.seq_len="$n" data.init_args.row_width="$l" \
+    data.init_args.eval_fraction=$f data.init_args.num_workers=4 data.init_args.allow_partial=true \
+    model.local_attn_ctx="$l" model.n_layer="$layers" model.d_model="$d" model.n_head="$heads" \
+    model.warmup_steps=20 model.max_steps=2000 checkpoint.every_n_train_steps=100000 \
+    trainer.default_root_dir="runs/table4-$n" recorder.note="table4, $which for n=$n, budget $budget s"
 }
 
 for job in "$@"; do
@@ -83,21 +99,16 @@ EOF
           recorder.note="profiled, 7 steps on one GPU"
       done ;;
     table4)  # the paper's model size at each length (Table 4), the same wall-clock budget each ($BUDGET_S seconds)
-      # A mapping, not "00:00:02:30", which YAML 1.1 would read as a base-60 integer. Validation every 50 steps:
-      # the last one before the budget ends is the run's val_bpd.
-      budget="${BUDGET_S:-150}"
-      t4() {  # t4 <n> <row width = l> <layers> <d> <heads> <eval_fraction> [overrides...]
-        local n=$1 l=$2 layers=$3 d=$4 heads=$5 f=$6; shift 6
-        run fit audio/strided-paper 240 trainer.devices=1 trainer.num_nodes=1 trainer.strategy=auto \
-          trainer.max_time="{seconds: $budget}" trainer.max_steps=100000 trainer.val_check_interval=50 \
-          data.init_args.seq_len=$n data.init_args.row_width=$l data.init_args.eval_fraction=$f \
-          data.init_args.num_workers=4 data.init_args.allow_partial=true model.local_attn_ctx=$l model.n_layer=$layers model.d_model=$d \
-          model.n_head=$heads model.warmup_steps=20 model.max_steps=2000 checkpoint.every_n_train_steps=100000 \
-          trainer.default_root_dir="runs/table4-$n" recorder.note="table4, paper size for n=$n, budget $budget s" "$@"
-      }
-      t4 65536 256 48 512 8 0.05 trainer.limit_val_batches=20     # paper: 152M
-      t4 262144 512 8 512 8 0.15 trainer.limit_val_batches=4      # paper: 25M (8 x 512: 25.2M)
-      t4 1048576 1024 4 256 4 0 trainer.limit_val_batches=0 ;;    # paper: 3M (4 x 256: 3.2M); train bpd only
+      t4 65536 256 48 512 8 "paper size"      # paper: 152M
+      t4 262144 512 8 512 8 "paper size"      # paper: 25M (8 x 512: 25.2M)
+      t4 1048576 1024 4 256 4 "paper size" ;; # paper: 3M (4 x 256: 3.2M); train bpd only
+    table4-largest)  # Table 4's rule on this card: the largest model per length (benchmarks/largest_model.py),
+      # then each trained for $BUDGET_S seconds; $T4_LENGTHS picks lengths (a call may hold only one or two)
+      timeout 300 python3 -m benchmarks.largest_model --n "${T4_LENGTHS:-65536,262144,1048576}" \
+        --out "$OUT/largest_model.csv" 2>&1 | grep -v Warning | tee "$OUT/largest_model.txt" | tail -8
+      grep "^table4:" "$OUT/largest_model.txt" | while read -r _ n l layers d heads; do
+        t4 "$n" "$l" "$layers" "$d" "$heads" "largest that fits"
+      done ;;
     samples)  # from whichever checkpoints the jobs before it in this call left (runs/ does not outlive a call)
       draw() {  # draw <checkpoint> <seconds> [sample options...]
         local ckpt=$1 limit=$2; shift 2

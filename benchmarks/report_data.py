@@ -117,7 +117,10 @@ def run_view(runs: pd.DataFrame) -> pd.DataFrame:
     view["bpd"] = view["test_bpd"].where(view["test_bpd"].notna(), view["val_bpd"])
     # Runs of `gpu_train.sh table4` (their note starts with "table4") are Table 4's own: one wall-clock budget
     # per length; other tables leave them out, and Table 4 prefers them.
-    view["job"] = view["note"].fillna("").astype(str).str.startswith("table4").map({True: "table4", False: ""})
+    note = view["note"].fillna("").astype(str)
+    view["job"] = ""
+    view.loc[note.str.startswith("table4"), "job"] = "table4"
+    view.loc[note.str.startswith("table4, largest"), "job"] = "table4-largest"  # gpu_train.sh table4-largest
     view["bpd_split"] = view["test_bpd"].notna().map({True: "test", False: "val"})
     view.loc[view["bpd"].isna(), "bpd_split"] = ""
     return view.reset_index(drop=True)

@@ -257,3 +257,15 @@ def test_kernel_targets_pair_rows_of_one_process_and_name_the_floors(results):
     assert cells[4:8] == ["0.500", "2.500", "5.00x", "no (50% of it)"]
     # compute floor: 40 TFLOP/s x 0.5 ms of useful work at 800 TFLOP/s; memory: 8 x 16 x 12,288 x 64 x 2 B at 3 TB/s
     assert cells[10] == "0.025" and cells[11] == "0.067" and cells[12] == "7.5"
+
+
+def test_table4_prefers_the_largest_model_that_fits(results):
+    append_rows(results / "runs.csv", [
+        _run("paper", "audio", "strided", "paper", "2025-01-01T00:00:00Z", n=65536, val_bpd=7.3, steps=214,
+             max_steps=2000, note="table4, paper size for n=65536, budget 120 s"),
+        _run("largest", "audio", "strided", "paper", "2025-01-01T00:00:00Z", n=65536, val_bpd=6.9, steps=90,
+             max_steps=2000, params=700_000_000, note="table4, largest that fits for n=65536, budget 120 s"),
+    ], RUN_COLUMNS)  # fmt: skip
+    report(results, patterns=False)
+    table4 = (results / "tables" / "table4.md").read_text()
+    assert "| 65,536 | 152M | 1.97 | 700.0M | 6.900 (val) |" in table4
