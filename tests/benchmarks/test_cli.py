@@ -157,3 +157,17 @@ def test_host_overhead_tool_runs(capsys):
     assert main(["--n", "32", "--calls", "2", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "strided: forward" in out and "fixed: forward" in out
+
+
+def test_host_breakdown_refuses_without_a_gpu(capsys):
+    import torch
+
+    from benchmarks.host_breakdown import main
+
+    with pytest.raises(SystemExit):
+        main(["--n", "8"])
+    assert "--n >= 16" in capsys.readouterr().err
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit):
+            main([])
+        assert "needs a CUDA GPU" in capsys.readouterr().err

@@ -1,0 +1,109 @@
+"""Where the host time of one attention call goes, on a GPU machine, piece by piece.
+
+    python -m benchmarks.host_breakdown [--n 256] [--calls 500]        # needs a CUDA GPU
+
+On the H100 host one strided forward + backward costs ~1.0 ms of CPU time against SDPA's ~0.4 ms, whatever n
+(benchmarks/KERNEL_NOTES.md, "Where the time goes"), and the direct launch path took only a few percent of it
+off. This attributes the rest: each line is the mean host time of `calls` calls of one piece, issued without
+waiting for the GPU (a short n keeps the GPU work far below the host's, so the queue never fills and what is
+timed is the host), from a single allocation up to the whole call through autograd, beside SDPA and an
+identity autograd.Function (the engine's own floor). Inputs are bf16 [1, 16, n, 64].
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+
+import torch
+import torch.nn.functional as F
+
+import sparse
+from sparse.kernels import fast_launch
+from sparse.kernels.backward import _delta_kernel
+from sparse.kernels.launch import sparse_backward, sparse_forward
+from sparse.kernels.op import _pattern_fields
+
+
+class _Identity(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+def mean_us(fn, calls: int) -> float:
+    for _ in range(10):
+        fn()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    elapsed = time.perf_counter() - start
+    torch.cuda.synchronize()
+    return elapsed / calls * 1e6
+
+
+def pieces(n: int) -> dict:
+    """name -> a zero-argument callable; ordered from the smallest piece to the whole call."""
+    p = sparse.pattern("strided", local_attn_ctx=min(128, n))
+    heads, dim, scale = 16, 64, 64**-0.5
+    q, k, v, do = (torch.randn(1, heads, n, dim, device="cuda", dtype=torch.bfloat16) for _ in range(4))
+    out, lse2 = sparse_forward(q, k, v, p, scale)
+    delta = torch.empty(heads, n, device="cuda", dtype=torch.float32)
+    delta_args = (out, do, delta, *do.stride()[:3], n, heads)
+    qg, kg, vg = (t.clone().requires_grad_() for t in (q, k, v))
+    x = torch.randn(1, heads, n, dim, device="cuda", requires_grad=True)
+    fields = _pattern_fields(p)
+
+    def triton_path():
+        _delta_kernel[(math.ceil(n / 64), heads)](*delta_args, HEAD_DIM=dim, BLOCK=64)
+
+    def attention_fwd_bwd():
+        sparse.attention(qg, kg, vg, p).backward(do)
+        qg.grad = kg.grad = vg.grad = None
+
+    def sdpa_fwd_bwd():
+        F.scaled_dot_product_attention(qg, kg, vg, is_causal=True).backward(do)
+        qg.grad = kg.grad = vg.grad = None
+
+    return {
+        "torch.empty [1, 16, n, 64] bf16": lambda: torch.empty(1, heads, n, dim, device="cuda", dtype=torch.bfloat16),
+        "one launch, Triton's path (kernel[grid])": triton_path,
+        "one launch, direct (fast_launch.launch)": lambda: fast_launch.launch(
+            _delta_kernel, (math.ceil(n / 64), heads), *delta_args, HEAD_DIM=dim, BLOCK=64
+        ),
+        "sparse_forward (launcher: 2 launches)": lambda: sparse_forward(q, k, v, p, scale),
+        "sparse_backward (launcher: 4 launches)": lambda: sparse_backward(do, q, k, v, out, lse2, p, scale),
+        "torch.ops.sparse.attention_forward": lambda: torch.ops.sparse.attention_forward(q, k, v, *fields, scale),
+        "torch.ops.sparse.attention_backward": lambda: torch.ops.sparse.attention_backward(
+            do, q, k, v, out, lse2, *fields, scale
+        ),
+        "sparse.attention forward, no grad": lambda: sparse.attention(q, k, v, p),
+        "sparse.attention forward + backward": attention_fwd_bwd,
+        "SDPA forward + backward": sdpa_fwd_bwd,
+        "identity autograd.Function forward + backward": lambda: _Identity.apply(x).backward(x),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=256, help="sequence length (short: the host must dominate)")
+    parser.add_argument("--calls", type=int, default=500, help="calls per piece")
+    args = parser.parse_args(argv)
+    if args.n < 16 or args.calls < 1:
+        parser.error("need --n >= 16 and --calls >= 1")
+    if not torch.cuda.is_available():
+        parser.error("needs a CUDA GPU: it times the host side of real launches")
+    print(f"host time per call, mean of {args.calls} calls, n = {args.n}, {torch.cuda.get_device_name(0)}")
+    for name, fn in pieces(args.n).items():
+        print(f"{mean_us(fn, args.calls):9.1f} us  {name}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
