@@ -85,11 +85,13 @@ EOF
           trainer.limit_val_batches=0 data.init_args.allow_partial=true data.init_args.num_workers=4 \
           checkpoint.every_n_train_steps=1000 recorder.note="paper-size, 8 steps on one GPU"
       done ;;
-    compiled)  # the paper-size Enwik8 step with torch.compile, beside the eager rows of the paper job
+    compiled)  # the paper-size Enwik8 step with torch.compile ($COMPILE_MODE: default, or reduce-overhead for CUDA
+      # graphs, which would take the host out of the host-bound step), beside the eager rows of the paper job
+      mode="${COMPILE_MODE:-default}"
       for cfg in enwik8/fixed-paper enwik8/dense-paper; do
         run fit "$cfg" 240 trainer.devices=1 trainer.num_nodes=1 trainer.strategy=auto trainer.max_steps=10 \
           trainer.limit_val_batches=0 data.init_args.allow_partial=true checkpoint.every_n_train_steps=1000 \
-          model.compile_mode=default recorder.note="paper-size, compiled, 10 steps on one GPU"
+          model.compile_mode="$mode" recorder.note="paper-size, compiled ($mode), 10 steps on one GPU"
       done ;;
     profile)  # where a paper-size Enwik8 step goes, fixed vs dense (fixed steps slower: KERNEL_NOTES.md)
       for cfg in enwik8/fixed-paper enwik8/dense-paper; do
