@@ -22,8 +22,8 @@ import argparse
 import gc
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 ROW_WIDTH = {65536: 256, 262144: 512, 1048576: 1024}  # l = the audio row width, as gpu_train.sh table4 sets it
 PROBE_LAYERS = (2, 4)
@@ -165,7 +165,10 @@ def main(argv: list[str] | None = None) -> int:
                 for p in probes
             ]  # fmt: skip
             append_rows(args.out, rows, COLUMNS)
-            print(f"n={n} d={d}: {chosen.layers} layers, {chosen.params / 1e6:.1f}M, {chosen.peak_gib:.1f} GiB", flush=True)
+            print(
+                f"n={n} d={d}: {chosen.layers} layers, {chosen.params / 1e6:.1f}M, {chosen.peak_gib:.1f} GiB",
+                flush=True,
+            )
             if n not in best or chosen.params > best[n][1].params:
                 best[n] = (d, chosen)
     for n, (d, p) in best.items():

@@ -22,28 +22,18 @@ import dataclasses
 import io
 import pstats
 import sys
-import time
 
 import torch
 import triton.testing
 
 import sparse
+from benchmarks.host_breakdown import mean_us
 from sparse.kernels import fast_launch, launch
-
-
-def _host_ms(fn, calls: int = 200) -> float:
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    elapsed = time.perf_counter() - start
-    torch.cuda.synchronize()
-    return elapsed / calls * 1e3
 
 
 @contextlib.contextmanager
 def launch_path(name: str):
-    """"direct": HEAD's launch path; "triton": kernel[grid] for every launch and D in a launch of its own
+    """ "direct": HEAD's launch path; "triton": kernel[grid] for every launch and D in a launch of its own
     (the host path before fast_launch), for a same-process comparison."""
     if name == "direct":
         yield
@@ -82,7 +72,7 @@ def profile_case(spec: str, heads: int = 16, head_dim: int = 64) -> None:
                 fn()
                 eager = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
                 graph = triton.testing.do_bench_cudagraph(fn, rep=100, return_mode="median")
-                host = _host_ms(fn)
+                host = mean_us(fn, calls=200) / 1e3
                 print(
                     f"{spec} {backend} ({path} launches) {fn.__name__}: eager {eager:.4f} ms, graph {graph:.4f} ms, "
                     f"host {host:.4f} ms"

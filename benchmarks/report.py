@@ -21,7 +21,16 @@ from benchmarks.report_tables import TABLES
 
 README_BEGIN = "<!-- report:begin -->"
 README_END = "<!-- report:end -->"
-README_TABLES = ("table1", "table2", "table3", "table4", "paper_size", "scaling", "checkpointing", "kernel_targets")  # REPORT.md: all
+README_TABLES = (
+    "table1",
+    "table2",
+    "table3",
+    "table4",
+    "paper_size",
+    "scaling",
+    "checkpointing",
+    "kernel_targets",
+)  # REPORT.md: all
 SAMPLE_SUFFIXES = (".png", ".txt", ".wav")
 
 
@@ -35,7 +44,9 @@ def _sample_key(path: Path) -> tuple[str, int]:
 def _sample_provenance(row: dict | None) -> str:
     if row is None:
         return "_(no row in samples/samples.csv: where it came from is not recorded)_\n"
-    drawn = f"temperature {row['temperature']}, seed {row['seed']}" + (f", {row['length']} tokens" if row["length"] else "")
+    drawn = f"temperature {row['temperature']}, seed {row['seed']}" + (
+        f", {row['length']} tokens" if row["length"] else ""
+    )
     return (
         f"_from run {row['run_id']} (runs.csv; {row['variant']}) at step {row['checkpoint_step']}; {drawn}; "
         f"{row['gpu']}, commit {row['commit']}, {row['date']}_\n"
@@ -53,7 +64,9 @@ def _samples_section(results_dir: Path) -> str:
     for path in files:
         benchmark, scale = _sample_key(path)
         best[benchmark] = max(best.get(benchmark, -1), scale)
-    records = {row["file"]: row for row in read_rows(folder / "samples.csv")} if (folder / "samples.csv").is_file() else {}
+    records = (
+        {row["file"]: row for row in read_rows(folder / "samples.csv")} if (folder / "samples.csv").is_file() else {}
+    )
     others = []
     for path in files:
         rel = path.relative_to(results_dir).as_posix()

@@ -560,7 +560,9 @@ def table_kernel_targets(results: Results) -> str:
         dense = at[(at["backend"] == "sdpa") & (at["pattern"] == "all")]
         for _, t in ours.iterrows():
             # One process: the benchmark stamps every row of a process with its start date.
-            same_run = dense[(dense["commit"] == t["commit"]) & (dense["gpu"] == t["gpu"]) & (dense["date"] == t["date"])]
+            same_run = dense[
+                (dense["commit"] == t["commit"]) & (dense["gpu"] == t["gpu"]) & (dense["date"] == t["date"])
+            ]
             if same_run.empty:
                 continue
             s = same_run.iloc[-1]

@@ -9,8 +9,8 @@ program reads back exactly the rows it then writes), in a fixed order: two runs 
 
 Two kernels, as in Triton's fused-attention tutorial: `_sparse_dkdv_kernel` owns a key tile and streams the
 query tiles that attend it; `_sparse_dq_kernel` owns a query tile and streams its key tiles. D is computed by
-the first segment's dq programs when they own every row once (COMPUTE_DELTA), else by `_delta_kernel` first. Scores use the
-base-2 scale (the forward's lse2), so P = exp2(q k^T * scale * log2 e - lse2).
+the first segment's dq programs when they own every row once (COMPUTE_DELTA), else by `_delta_kernel` first.
+Scores use the base-2 scale (the forward's lse2), so P = exp2(q k^T * scale * log2 e - lse2).
 """
 
 import triton

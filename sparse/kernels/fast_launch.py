@@ -14,8 +14,8 @@ picked the same one: each tensor's dtype and 16-byte alignment, each int's value
 equality to 1 and the int width follow from it), each float's type, the constexprs and launch options (by
 name and value), the kernel and the device.
 
-Contract: `args` are the kernel's leading parameters, the first of them a tensor, in signature order (tensors, ints, floats); `options`
-hold every remaining parameter by name (the constexprs) plus Triton's launch options (num_warps,
+Contract: `args` are the kernel's leading parameters in signature order (tensors, ints, floats; the first a
+tensor); `options` hold every remaining parameter by name (the constexprs) plus Triton's launch options (num_warps,
 num_stages). The direct path is skipped, and Triton's own path taken, under the interpreter
 (TRITON_INTERPRET=1), for tensors off the GPU, and whenever a launch hook is installed (profilers such as
 proton install one).
@@ -75,9 +75,7 @@ def launch(kernel, grid: tuple[int, ...], *args, **options) -> None:
     values = (*args, *(options[name] for name in names))
     grid_x, grid_y, grid_z = (*grid, 1, 1)[:3]
     stream = torch._C._cuda_getCurrentRawStream(device)  # what Triton's CUDA driver binds get_current_stream to
-    compiled.run(
-        grid_x, grid_y, grid_z, stream, compiled.function, compiled.packed_metadata, None, None, None, *values
-    )
+    compiled.run(grid_x, grid_y, grid_z, stream, compiled.function, compiled.packed_metadata, None, None, None, *values)
 
 
 def clear_cache() -> None:
