@@ -36,28 +36,35 @@ class _Identity(torch.autograd.Function):
         return grad
 
 
-def mean_us(fn, calls: int) -> float:
-    for _ in range(10):
+def _synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def mean_us(fn, calls: int, warmup: int = 10) -> float:
+    """Mean host microseconds per call of `calls` calls issued back to back, after `warmup` calls."""
+    for _ in range(warmup):
         fn()
-    torch.cuda.synchronize()
+    _synchronize()
     start = time.perf_counter()
     for _ in range(calls):
         fn()
     elapsed = time.perf_counter() - start
-    torch.cuda.synchronize()
+    _synchronize()
     return elapsed / calls * 1e6
 
 
-def pieces(n: int) -> dict:
-    """name -> a zero-argument callable; ordered from the smallest piece to the whole call."""
+def pieces(n: int, device: str = "cuda", heads: int = 16) -> dict:
+    """name -> a zero-argument callable; ordered from the smallest piece to the whole call. (device "cpu" with
+    the Triton interpreter runs the same pieces, for the tests.)"""
     p = sparse.pattern("strided", local_attn_ctx=min(128, n))
-    heads, dim, scale = 16, 64, 64**-0.5
-    q, k, v, do = (torch.randn(1, heads, n, dim, device="cuda", dtype=torch.bfloat16) for _ in range(4))
+    dim, scale = 64, 64**-0.5
+    q, k, v, do = (torch.randn(1, heads, n, dim, device=device, dtype=torch.bfloat16) for _ in range(4))
     out, lse2 = sparse_forward(q, k, v, p, scale)
-    delta = torch.empty(heads, n, device="cuda", dtype=torch.float32)
+    delta = torch.empty(heads, n, device=device, dtype=torch.float32)
     delta_args = (out, do, delta, *do.stride()[:3], n, heads)
     qg, kg, vg = (t.clone().requires_grad_() for t in (q, k, v))
-    x = torch.randn(1, heads, n, dim, device="cuda", requires_grad=True)
+    x = torch.randn(1, heads, n, dim, device=device, requires_grad=True)
     fields = _pattern_fields(p)
 
     def triton_path():
@@ -72,7 +79,7 @@ def pieces(n: int) -> dict:
         qg.grad = kg.grad = vg.grad = None
 
     return {
-        "torch.empty [1, 16, n, 64] bf16": lambda: torch.empty(1, heads, n, dim, device="cuda", dtype=torch.bfloat16),
+        "torch.empty [1, H, n, 64] bf16": lambda: torch.empty(1, heads, n, dim, device=device, dtype=torch.bfloat16),
         "one launch, Triton's path (kernel[grid])": triton_path,
         "one launch, direct (fast_launch.launch)": lambda: fast_launch.launch(
             _delta_kernel, (math.ceil(n / 64), heads), *delta_args, HEAD_DIM=dim, BLOCK=64

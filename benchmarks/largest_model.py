@@ -70,17 +70,26 @@ def answer(probes: list[Probe], budget_gib: float) -> Probe:
     return max(fitting, key=lambda p: p.layers)
 
 
-def gpu_probe(n: int, row_width: int, d_model: int) -> Callable[[int], Probe]:
-    """probe(layers): two fp16-autocast training steps of batch 1 of the model on this GPU."""
+def gpu_probe(n: int, row_width: int, d_model: int, device: str = "cuda") -> Callable[[int], Probe]:
+    """probe(layers): two fp16-autocast training steps of batch 1 of the model on this GPU. device "cpu" runs
+    the same steps (bf16 autocast, the kernels under the Triton interpreter, peak 0) so that the tests catch a
+    broken probe before a GPU call does."""
     import torch
 
     from sparse.model import SparseTransformer, SparseTransformerConfig
 
+    cuda = device == "cuda"
+
+    def synchronize():
+        if cuda:
+            torch.cuda.synchronize()
+
     def probe(layers: int) -> Probe:
         model = optimizer = None
         gc.collect()
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats()
+        if cuda:
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
         config = SparseTransformerConfig(
             seq_len=n, token_axes=(n // row_width, row_width), d_model=d_model, n_layer=layers,
             n_head=d_model // 64, attn_mode="strided", integration="merged", local_attn_ctx=row_width,
@@ -88,16 +97,16 @@ def gpu_probe(n: int, row_width: int, d_model: int) -> Callable[[int], Probe]:
         )  # fmt: skip
         params = 0
         try:
-            model = SparseTransformer(config).cuda()
+            model = SparseTransformer(config).to(device)
             params = sum(p.numel() for p in model.parameters())
             optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-            scaler = torch.amp.GradScaler("cuda")
-            tokens = torch.randint(0, 256, (1, n), device="cuda")
+            scaler = torch.amp.GradScaler(device, enabled=cuda)  # 16-mixed's dynamic loss scaling
+            tokens = torch.randint(0, 256, (1, n), device=device)
             times = []
             for _ in range(2):
-                torch.cuda.synchronize()
+                synchronize()
                 start = time.perf_counter()
-                with torch.autocast("cuda", dtype=torch.float16):
+                with torch.autocast(device, dtype=torch.float16 if cuda else torch.bfloat16):
                     logits = model(tokens)
                     loss = torch.nn.functional.cross_entropy(logits.float().flatten(0, 1), tokens.flatten())
                 scaler.scale(loss).backward()
@@ -106,15 +115,17 @@ def gpu_probe(n: int, row_width: int, d_model: int) -> Callable[[int], Probe]:
                 scaler.step(optimizer)
                 scaler.update()
                 optimizer.zero_grad(set_to_none=True)
-                torch.cuda.synchronize()
+                synchronize()
                 times.append((time.perf_counter() - start) * 1e3)
-            return Probe(layers, True, torch.cuda.max_memory_allocated() / 2**30, params, times[-1])
+            peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0
+            return Probe(layers, True, peak, params, times[-1])
         except torch.OutOfMemoryError:
             return Probe(layers, False, None, params, None)
         finally:
             del model, optimizer
             gc.collect()
-            torch.cuda.empty_cache()
+            if cuda:
+                torch.cuda.empty_cache()
 
     return probe
 

@@ -171,3 +171,15 @@ def test_host_breakdown_refuses_without_a_gpu(capsys):
         with pytest.raises(SystemExit):
             main([])
         assert "needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_every_host_breakdown_piece_runs():
+    """The pieces the GPU breakdown times, each run once on the CPU (kernels under the interpreter), so that a
+    broken piece fails here and not in a device call."""
+    import torch
+
+    from benchmarks.host_breakdown import mean_us, pieces
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    for name, fn in pieces(32, device=device, heads=2).items():
+        assert mean_us(fn, calls=1, warmup=0) > 0, name

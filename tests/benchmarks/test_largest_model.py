@@ -51,3 +51,12 @@ def test_the_command_refuses_bad_input_and_a_missing_gpu(capsys):
         with pytest.raises(SystemExit):
             main(["--n", "65536"])
         assert "needs a CUDA GPU" in capsys.readouterr().err
+
+
+def test_the_probe_trains_the_model_it_measures():
+    """The GPU probe's code, run on the CPU (kernels under the interpreter), so a broken probe fails here and
+    not in a device call."""
+    from benchmarks.largest_model import gpu_probe
+
+    result = gpu_probe(64, 8, 64, device="cpu")(2)
+    assert result.fits and result.layers == 2 and result.params > 0 and result.ms_per_step > 0
