@@ -69,6 +69,7 @@ class Results:
     kernels: pd.DataFrame
     paper: dict[str, pd.DataFrame] = field(default_factory=dict)
     ceilings: pd.DataFrame = field(default_factory=pd.DataFrame)  # device_ceilings.csv: copy GB/s, matmul TFLOP/s
+    profiles: dict[str, str] = field(default_factory=dict)  # profiles/profile_kernels-<commit>.txt: name -> text
 
 
 def _frame(path: Path, numeric: list[str]) -> pd.DataFrame:
@@ -92,6 +93,7 @@ def load(results_dir: str | Path) -> Results:
         kernels=_frame(root / "kernels.csv", NUMERIC_KERNEL_COLUMNS),
         paper=paper,
         ceilings=_frame(root / "device_ceilings.csv", ["copy_gbps", "matmul_tflops"]),
+        profiles={p.name: p.read_text() for p in sorted((root / "profiles").glob("profile_kernels-*.txt"))},
     )
 
 

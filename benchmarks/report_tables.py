@@ -8,6 +8,7 @@ no row says "not run yet"; which of several rows fills a cell is decided by `rep
 from __future__ import annotations
 
 import math
+import re
 
 import pandas as pd
 
@@ -590,6 +591,46 @@ def table_kernel_targets(results: Results) -> str:
     return "\n".join(out)
 
 
+_PROFILE_LINE = re.compile(
+    r"^(?P<case>\S+) (?P<backend>\w+)(?: \((?P<path>\w+) launches\))? (?P<pass>fwd|fwd_bwd): "
+    r"eager (?P<eager>[\d.]+) ms, graph (?P<graph>[\d.]+) ms, host (?P<host>[\d.]+) ms$"
+)
+
+
+def table_kernel_profiles(results: Results) -> str:
+    """benchmarks/profile_kernels.py's summary lines, from results/profiles/: eager, CUDA-graph (GPU alone) and
+    host time per call, per case and launch path; the larger of graph and host is what limits a call."""
+    out = ["## Kernel profiles: GPU time against host time (results/profiles/)\n"]
+    out.append(
+        "From `python -m benchmarks.profile_kernels` (one file per process; H = 16, D = 64, bf16). eager: "
+        "do_bench's median; graph: the same calls replayed from a CUDA graph, i.e. GPU time alone; host: CPU time "
+        "per call of 200 calls issued without waiting. A call is host-bound where host > graph. Launch path: "
+        "`triton` = kernel[grid] for every launch and D in a launch of its own, `direct` = sparse/kernels/"
+        "fast_launch.py with D inside the first dq launch. The card is the file's `# gpu:` line, or for files "
+        "made before that line existed, results/profiles/README.md.\n"
+    )
+    headers = ["case (mode:n:batch:l[:c])", "backend", "launch path", "pass", "eager ms", "graph ms", "host ms",
+               "limited by", "card", "file"]  # fmt: skip
+    rows = []
+    for name, text in results.profiles.items():
+        card = next(
+            (line[len("# gpu: ") :].split(";")[0] for line in text.splitlines() if line.startswith("# gpu: ")), ""
+        )
+        for line in text.splitlines():
+            match = _PROFILE_LINE.match(line.strip())
+            if not match:
+                continue
+            m = match.groupdict()
+            graph, host = float(m["graph"]), float(m["host"])
+            path = m["path"] or ("triton" if m["backend"] == "triton" else "")
+            rows.append([
+                m["case"], m["backend"], path if m["backend"] == "triton" else "", m["pass"].replace("_", "+"),
+                m["eager"], m["graph"], m["host"], "host" if host > graph else "GPU", card or "see README", name,
+            ])  # fmt: skip
+    out.append(markdown(headers, rows))
+    return "\n".join(out)
+
+
 def table_runs(results: Results, limit: int = 60) -> str:
     """Every run, newest first (up to `limit`): the audit trail behind the tables."""
     view = run_view(results.runs)
@@ -621,6 +662,7 @@ TABLES = {
     "checkpointing": table_checkpointing,
     "kernels": table_kernels,
     "kernel_targets": table_kernel_targets,
+    "kernel_profiles": table_kernel_profiles,
     "blog_memory": table_blog_memory,
     "runs": table_runs,
 }

@@ -269,3 +269,27 @@ def test_table4_prefers_the_largest_model_that_fits(results):
     report(results, patterns=False)
     table4 = (results / "tables" / "table4.md").read_text()
     assert "| 65,536 | 152M | 1.97 | 700.0M | 6.900 (val) |" in table4
+
+
+def test_kernel_profiles_table_reads_the_profile_files(results):
+    folder = results / "profiles"
+    folder.mkdir()
+    (folder / "profile_kernels-abc.txt").write_text(
+        "# gpu: H100; torch 2.11; triton 3.6; commit abc; 2025-01-01T00:00:00Z\n"
+        "strided:12288:1:128 triton (direct launches) fwd_bwd: eager 0.9545 ms, graph 0.4431 ms, host 0.9924 ms\n"
+        "all:12288:1 sdpa (direct launches) fwd_bwd: eager 2.6395 ms, graph 2.6655 ms, host 0.4063 ms\n"
+        "   50    0.011    0.000    0.050    0.001 {method 'run_backward'}\n"
+    )
+    (folder / "profile_kernels-old.txt").write_text(
+        "strided:12288:1:128 triton fwd: eager 0.2348 ms, graph 0.1191 ms, host 0.1211 ms\n"
+    )
+    report(results, patterns=False)
+    table = (results / "tables" / "kernel_profiles.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| strided") or line.startswith("| all")]
+    assert rows == [
+        "| strided:12288:1:128 | triton | direct | fwd+bwd | 0.9545 | 0.4431 | 0.9924 | host | H100 | "
+        "profile_kernels-abc.txt |",
+        "| all:12288:1 | sdpa |  | fwd+bwd | 2.6395 | 2.6655 | 0.4063 | GPU | H100 | profile_kernels-abc.txt |",
+        "| strided:12288:1:128 | triton | triton | fwd | 0.2348 | 0.1191 | 0.1211 | host | see README | "
+        "profile_kernels-old.txt |",
+    ]
