@@ -2,6 +2,7 @@
 
     sparse-repro bench-kernels                      the full sweep of issue 7 (about 5 minutes on an H100)
     sparse-repro bench-kernels --cases targets      only the rows of issue 7's target table
+    sparse-repro bench-kernels --cases models       the attention calls of the small presets' models
     sparse-repro bench-kernels --n 1024 --backends triton,sdpa --head-dims 64 --passes fwd
 
 Every cell: random bf16 inputs (never zeros), warm-up, then the median of triton.testing.do_bench (or, for a
@@ -25,13 +26,16 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
+import yaml
 
 import sparse
 from benchmarks.provenance import provenance
 from benchmarks.recorder import KERNEL_COLUMNS, append_rows
 from sparse.kernels import build_plan
+from sparse.kernels.plan import interpreting
 
 # The paper's choice of stride near sqrt(n): CIFAR's 96 at 3,072 ([DA]), Enwik8's and ImageNet's 128 at 12,288.
 STRIDE_FOR_N = {1024: 32, 3072: 96, 12288: 128, 65536: 256, 262144: 512, 1048576: 1024}
@@ -95,6 +99,38 @@ def target_cases() -> list[Case]:
     return rows
 
 
+MODEL_BENCHMARKS = ("cifar10", "enwik8", "audio")
+CONFIG_DIR = Path(__file__).parent / "configs"
+
+
+def model_cases(preset: str = "small") -> list[Case]:
+    """The attention calls of the preset's models, one per benchmark and pattern, read from their configs:
+    batch, heads, head width as the backend sees it (q, k or v zero-padded to the wider, sparse/model.py), n,
+    l and c. Table 2's step times are made of these calls, not of the issue-7 shapes (H = 16, D = 64)."""
+    from datamodules.cifar10 import IMAGE_TOKENS
+
+    cases = []
+    for benchmark in MODEL_BENCHMARKS:
+        for pattern_name in ("dense", "strided", "fixed"):
+            config = yaml.safe_load((CONFIG_DIR / benchmark / f"{pattern_name}-{preset}.yaml").read_text())
+            model, data = config["model"], config["data"].get("init_args", {})
+            n = data.get("seq_len") or (IMAGE_TOKENS if benchmark == "cifar10" else None)
+            if n is None:
+                raise ValueError(f"{benchmark}/{pattern_name}-{preset}.yaml: no data.init_args.seq_len")
+            heads = model["n_head"]
+            width = max(int(model["d_model"] * model.get("qk_ratio", 1.0)), model["d_model"]) // heads
+            batch = data.get("batch_size", 1)
+            if model["attn_mode"] == "all":
+                cases.append(Case("all", n, batch, heads, width))
+            elif model["attn_mode"] == "strided":
+                cases.append(Case("strided", n, batch, heads, width, model["local_attn_ctx"]))
+            else:
+                cases.append(
+                    Case(model["attn_mode"], n, batch, heads, width, model["local_attn_ctx"], model["summary_ctx"])
+                )
+    return cases
+
+
 def backends_for(case: Case, backends) -> list[str]:
     # SDPA computes dense causal attention only: it is the baseline at attn_mode "all".
     return [b for b in backends if b != "sdpa" or case.attn_mode == "all"]
@@ -107,6 +143,8 @@ def skip_reason(case: Case, backend: str, pass_: str, budget_s: float) -> str | 
     predicted = flops / (PREDICT_TFLOPS[backend] * 1e12)
     if torch.cuda.is_available() and predicted * 2 > budget_s:
         return f"predicted {predicted:.0f} s per run at {PREDICT_TFLOPS[backend]:.0f} TFLOP/s exceeds the budget"
+    if backend == "triton" and not torch.cuda.is_available() and not interpreting():
+        return "no CUDA device (TRITON_INTERPRET=1 runs the kernels on the CPU, slowly)"
     if backend == "flex" and pass_ == "fwd+bwd" and not torch.cuda.is_available():
         return "FlexAttention's backward needs a GPU"
     if backend == "flex" and case.n > 131072:
@@ -244,7 +282,12 @@ def parse_list(text: str, kind=str) -> list:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sparse-repro bench-kernels", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cases", choices=["sweep", "targets", "both"], default="both")
+    parser.add_argument(
+        "--cases",
+        choices=["sweep", "targets", "both", "models"],
+        default="both",
+        help="both = sweep + targets; models = the attention calls of the small presets' models (model_cases)",
+    )
     parser.add_argument("--n", default=",".join(map(str, FULL_SWEEP_N)), help="sequence lengths of the sweep")
     parser.add_argument("--patterns", default="all,strided,fixed")
     parser.add_argument("--backends", default="triton,flex,sdpa")
@@ -276,6 +319,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     if args.cases in ("targets", "both"):
         cases += [c for c in target_cases() if c not in cases]
+    if args.cases == "models":
+        cases += model_cases()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = getattr(torch, args.dtype)
     prov = provenance()

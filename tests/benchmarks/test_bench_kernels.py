@@ -1,0 +1,62 @@
+"""`sparse-repro bench-kernels` in a tiny configuration on the CPU (kernels under the interpreter), so that the
+command behind results/kernels.csv never rots; and the case sets it measures on a GPU."""
+
+import pytest
+
+from benchmarks.bench_kernels import main, model_cases, target_cases
+from benchmarks.recorder import read_rows
+from benchmarks.report import report
+
+ISSUE7_COLUMNS = ["pattern", "local_attn_ctx", "summary_ctx", "backend", "n", "batch", "heads", "head_dim", "dtype",
+                  "pass", "median_ms", "useful_tflops", "peak_gib", "tiles", "gpu", "torch", "triton", "commit",
+                  "date"]  # fmt: skip
+
+
+def test_a_tiny_sweep_writes_rows_the_report_reads(tmp_path, capsys):
+    out = tmp_path / "kernels.csv"
+    args = ["--cases", "sweep", "--n", "32", "--head-dims", "32", "--heads", "2",
+            "--backends", "triton,flex,sdpa,reference", "--out", str(out),
+            "--ceilings-out", str(tmp_path / "ceilings.csv")]  # fmt: skip
+    assert main(args) == 0
+    rows = read_rows(out)
+    assert set(ISSUE7_COLUMNS) <= set(rows[0])
+    by_cell = {(r["pattern"], r["backend"], r["pass"]): r for r in rows}
+    # sdpa only at attn_mode "all"; every pattern with every other backend, forward and forward + backward
+    assert len(rows) == 3 * 3 * 2 + 2
+    for pattern in ("all", "strided", "fixed"):
+        for backend in ("triton", "reference"):
+            for pass_ in ("fwd", "fwd+bwd"):
+                row = by_cell[(pattern, backend, pass_)]
+                assert row["status"] == "ok" and float(row["median_ms"]) > 0 and row["dtype"] == "bfloat16"
+        assert by_cell[(pattern, "flex", "fwd")]["status"] == "ok"
+        assert "needs a GPU" in by_cell[(pattern, "flex", "fwd+bwd")]["reason"]
+    assert int(by_cell[("strided", "triton", "fwd")]["tiles"]) > 0
+    assert "strided" in capsys.readouterr().out  # the printed summary
+    results = tmp_path / "results"
+    results.mkdir()
+    out.rename(results / "kernels.csv")
+    report(results, patterns=False)
+    assert "| strided |" in (results / "tables" / "kernels.md").read_text()
+
+
+def test_bad_arguments_are_refused_before_any_work(capsys):
+    for args, text in ((["--backends", "cuda"], "unknown backend"), (["--head-dims", "48"], "unsupported"),
+                       (["--passes", "bwd"], "--passes")):  # fmt: skip
+        with pytest.raises(SystemExit):
+            main(args)
+        assert text in capsys.readouterr().err
+
+
+def test_case_sets():
+    targets = target_cases()
+    assert {(c.attn_mode, c.n, c.batch) for c in targets if c.attn_mode != "all"} == {
+        ("strided", 12288, 1), ("fixed", 12288, 1), ("strided", 3072, 8), ("strided", 65536, 1),
+        ("strided", 1048576, 1),
+    }  # fmt: skip
+    models = {(c.attn_mode, c.n): c for c in model_cases()}
+    # CIFAR-10's small model: 2 heads, q and k of width 64 zero-padded to v's 128, batch 8
+    cifar = models[("strided", 3072)]
+    assert (cifar.batch, cifar.heads, cifar.head_dim, cifar.local_attn_ctx) == (8, 2, 128, 96)
+    enwik8 = models[("fixed", 12288)]
+    assert (enwik8.batch, enwik8.heads, enwik8.head_dim, enwik8.summary_ctx) == (2, 8, 64, 32)
+    assert ("all", 65536) in models
