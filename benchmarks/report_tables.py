@@ -549,7 +549,7 @@ def table_kernel_targets(results: Results) -> str:
                "sdpa TFLOP/s", "compute floor ms", "memory floor ms", "x floor", "triton GiB", "sdpa GiB",
                "gpu", "commit", "date"]  # fmt: skip
     rows = []
-    ok = kernels[(kernels.get("status", "ok") == "ok")] if not kernels.empty else kernels
+    ok = kernels[kernels["status"] == "ok"] if not kernels.empty else kernels
     if not ok.empty:
         ok = ok[(ok["pass"] == "fwd+bwd") & (ok["head_dim"] == 64) & (ok["heads"] == 16) & (ok["dtype"] == "bfloat16")]
     for pattern, l, c, n, batch, target in KERNEL_TARGETS:
@@ -622,9 +622,9 @@ def table_kernel_profiles(results: Results) -> str:
                 continue
             m = match.groupdict()
             graph, host = float(m["graph"]), float(m["host"])
-            path = m["path"] or ("triton" if m["backend"] == "triton" else "")
+            path = (m["path"] or "triton") if m["backend"] == "triton" else ""  # files before the A/B: triton's path
             rows.append([
-                m["case"], m["backend"], path if m["backend"] == "triton" else "", m["pass"].replace("_", "+"),
+                m["case"], m["backend"], path, m["pass"].replace("_", "+"),
                 m["eager"], m["graph"], m["host"], "host" if host > graph else "GPU", card or "see README", name,
             ])  # fmt: skip
     out.append(markdown(headers, rows))

@@ -65,7 +65,7 @@ def launch(kernel, grid: tuple[int, ...], *args, **options) -> None:
         return
     names = _trailing_names.get((id(kernel), len(args)))
     if names is None:
-        names = tuple(name for name in kernel.arg_names[len(args) :])
+        names = tuple(kernel.arg_names[len(args) :])
         missing = [name for name in names if name not in options]
         if missing:
             raise TypeError(f"{getattr(kernel, '__name__', kernel)}: no value for parameter(s) {missing}")
