@@ -60,9 +60,9 @@ def main(argv: list[str]) -> int:
     recorder.config_path = path
     trainer_args = dict(config["trainer"])
     root = trainer_args.get("default_root_dir", ".")
-    checkpoint = ModelCheckpoint(
-        dirpath=str(Path(root) / "checkpoints"), save_last=True, save_top_k=0, **config.get("checkpoint", {})
-    )
+    # The config's checkpoint section may override these (checkpoint.save_last=false for a model too large to write).
+    defaults = {"dirpath": str(Path(root) / "checkpoints"), "save_last": True, "save_top_k": 0}
+    checkpoint = ModelCheckpoint(**{**defaults, **config.get("checkpoint", {})})
     callbacks = [recorder, checkpoint, FaultGuard(**config.get("faults", {}))]
     if (
         "profile" in config

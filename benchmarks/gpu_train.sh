@@ -35,18 +35,21 @@ small() {  # small <config> <seconds> [overrides...]: the small preset cut to $S
     trainer.val_check_interval="$STEPS" trainer.limit_val_batches=20 "$@"
 }
 
-t4() {  # t4 <n> <row width = l> <layers> <d> <heads> <which size>: one Table 4 run for $BUDGET_S seconds
-  # A mapping, not "00:00:02:30", which YAML 1.1 would read as a base-60 integer. Validation every 50 steps: the
-  # last one before the budget ends is the run's val_bpd. Held-out audio: 5% at 65,536, 15% at 262,144 (a window
-  # of n must fit), none at 1,048,576 (only one excerpt is that long: training bits only).
-  local n=$1 l=$2 layers=$3 d=$4 heads=$5 which=$6 budget="${BUDGET_S:-150}" f=0.05 val=20
+t4() {  # t4 <n> <row width = l> <layers> <d> <heads> <which size> [val interval] [save last.ckpt]: one Table 4
+  # run for $BUDGET_S seconds. A mapping, not "00:00:02:30", which YAML 1.1 would read as a base-60 integer.
+  # Validation every 50 steps by default: the last one before the budget ends is the run's val_bpd. Held-out
+  # audio: 5% at 65,536, 15% at 262,144 (a window of n must fit), none at 1,048,576 (only one excerpt is that
+  # long: training bits only).
+  local n=$1 l=$2 layers=$3 d=$4 heads=$5 which=$6 every="${7:-50}" save="${8:-true}" budget="${BUDGET_S:-150}"
+  local f=0.05 val=20
   case "$n" in 262144) f=0.15 val=4 ;; 1048576) f=0 val=0 ;; esac
+  [ "$every" -lt 50 ] && [ "$val" -gt 4 ] && val=4  # frequent validation of a large model: fewer batches
   run fit audio/strided-paper 240 trainer.devices=1 trainer.num_nodes=1 trainer.strategy=auto \
-    trainer.max_time="{seconds: $budget}" trainer.max_steps=100000 trainer.val_check_interval=50 \
+    trainer.max_time="{seconds: $budget}" trainer.max_steps=100000 trainer.val_check_interval="$every" \
     trainer.limit_val_batches=$val data.init_args.seq_len="$n" data.init_args.row_width="$l" \
     data.init_args.eval_fraction=$f data.init_args.num_workers=4 data.init_args.allow_partial=true \
     model.local_attn_ctx="$l" model.n_layer="$layers" model.d_model="$d" model.n_head="$heads" \
-    model.warmup_steps=20 model.max_steps=2000 checkpoint.every_n_train_steps=100000 \
+    model.warmup_steps=20 model.max_steps=2000 checkpoint.every_n_train_steps=100000 checkpoint.save_last="$save" \
     trainer.default_root_dir="runs/table4-$n" recorder.note="table4, $which for n=$n, budget $budget s"
 }
 
@@ -108,8 +111,11 @@ EOF
       # then each trained for $BUDGET_S seconds; $T4_LENGTHS picks lengths (a call may hold only one or two)
       timeout 300 python3 -m benchmarks.largest_model --n "${T4_LENGTHS:-65536,262144,1048576}" \
         --out "$OUT/largest_model.csv" 2>&1 | grep -v Warning | tee "$OUT/largest_model.txt" | tail -8
-      grep "^table4:" "$OUT/largest_model.txt" | while read -r _ n l layers d heads; do
-        t4 "$n" "$l" "$layers" "$d" "$heads" "largest that fits"
+      # A model of billions of parameters steps in seconds: validate about three times within the budget (the
+      # probe's ms per step says how often), and write no last.ckpt (tens of GB with Adam's states).
+      grep "^table4:" "$OUT/largest_model.txt" | while read -r _ n l layers d heads ms; do
+        every=$(( ${BUDGET_S:-150} * 1000 / (ms > 0 ? ms : 1) / 3 )); every=$(( every < 50 ? (every < 2 ? 2 : every) : 50 ))
+        t4 "$n" "$l" "$layers" "$d" "$heads" "largest that fits" "$every" false
       done ;;
     samples)  # from whichever checkpoints the jobs before it in this call left (runs/ does not outlive a call)
       draw() {  # draw <checkpoint> <seconds> [sample options...]
