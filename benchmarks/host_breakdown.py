@@ -36,6 +36,36 @@ class _Identity(torch.autograd.Function):
         return grad
 
 
+class _SavesFive(torch.autograd.Function):
+    """The identity that saves five tensors, as the attention Function does (q, k, v, out, lse2)."""
+
+    @staticmethod
+    def forward(ctx, x, a, b, c, d):
+        ctx.save_for_backward(x, a, b, c, d)
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        _ = ctx.saved_tensors  # unpacking them is part of the cost
+        return grad, None, None, None, None
+
+
+class _LaunchersDirect(torch.autograd.Function):
+    """The attention Function calling the launchers directly, without the torch.ops dispatcher hop."""
+
+    @staticmethod
+    def forward(ctx, q, k, v, p, scale):
+        out, lse2 = sparse_forward(q, k, v, p, scale)
+        ctx.save_for_backward(q, k, v, out, lse2)
+        ctx.p, ctx.scale = p, scale
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        q, k, v, out, lse2 = ctx.saved_tensors
+        return (*sparse_backward(grad_out, q, k, v, out, lse2, ctx.p, ctx.scale), None, None)
+
+
 def _synchronize() -> None:
     if torch.cuda.is_available():
         torch.cuda.synchronize()
@@ -74,6 +104,19 @@ def pieces(n: int, device: str = "cuda", heads: int = 16) -> dict:
         sparse.attention(qg, kg, vg, p).backward(do)
         qg.grad = kg.grad = vg.grad = None
 
+    def attention_fwd_bwd_one_thread():
+        # The engine runs the backward of CUDA tensors on a device thread of its own; this runs it on the caller's.
+        with torch.autograd.set_multithreading_enabled(False):
+            attention_fwd_bwd()
+
+    def launchers_direct_fwd_bwd():
+        _LaunchersDirect.apply(qg, kg, vg, p, scale).backward(do)
+        qg.grad = kg.grad = vg.grad = None
+
+    def saves_five_fwd_bwd():
+        _SavesFive.apply(x, q, k, v, do).backward(x)
+        x.grad = None
+
     def sdpa_fwd_bwd():
         F.scaled_dot_product_attention(qg, kg, vg, is_causal=True).backward(do)
         qg.grad = kg.grad = vg.grad = None
@@ -92,6 +135,9 @@ def pieces(n: int, device: str = "cuda", heads: int = 16) -> dict:
         ),
         "sparse.attention forward, no grad": lambda: sparse.attention(q, k, v, p),
         "sparse.attention forward + backward": attention_fwd_bwd,
+        "sparse.attention forward + backward, autograd on the caller's thread": attention_fwd_bwd_one_thread,
+        "autograd.Function over the launchers (no torch.ops) forward + backward": launchers_direct_fwd_bwd,
+        "identity autograd.Function saving 5 tensors forward + backward": saves_five_fwd_bwd,
         "SDPA forward + backward": sdpa_fwd_bwd,
         "identity autograd.Function forward + backward": lambda: _Identity.apply(x).backward(x),
     }
@@ -101,15 +147,34 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=256, help="sequence length (short: the host must dominate)")
     parser.add_argument("--calls", type=int, default=500, help="calls per piece")
+    parser.add_argument("--trace", action="store_true", help="also print torch.profiler's table of the whole call")
     args = parser.parse_args(argv)
     if args.n < 16 or args.calls < 1:
         parser.error("need --n >= 16 and --calls >= 1")
     if not torch.cuda.is_available():
         parser.error("needs a CUDA GPU: it times the host side of real launches")
     print(f"host time per call, mean of {args.calls} calls, n = {args.n}, {torch.cuda.get_device_name(0)}")
-    for name, fn in pieces(args.n).items():
+    named = pieces(args.n)
+    for name, fn in named.items():
         print(f"{mean_us(fn, args.calls):9.1f} us  {name}", flush=True)
+    if args.trace:
+        print_trace(named["sparse.attention forward + backward"], calls=50)
     return 0
+
+
+def print_trace(fn, calls: int) -> None:
+    """torch.profiler's host-side view of `calls` calls: every op and CUDA runtime call, on every thread (the
+    autograd engine's included), by total CPU time."""
+    from torch.profiler import ProfilerActivity, profile
+
+    fn()
+    _synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            fn()
+        _synchronize()
+    print(f"torch.profiler, {calls} calls of sparse.attention forward + backward (CPU times are totals over them)")
+    print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=30, max_name_column_width=60))
 
 
 if __name__ == "__main__":
