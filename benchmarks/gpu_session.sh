@@ -24,7 +24,7 @@ for step in "$@"; do
     profile)   timeout 240 python3 -m benchmarks.profile_kernels strided:12288:1:128 fixed:12288:1:128:32 \
                  strided:3072:8:96 strided:3072:1:96 all:12288:1 all:3072:8 > "$OUT/profile_kernels.txt" 2>&1
                grep -E "eager|Error" "$OUT/profile_kernels.txt" ;;
-    host)      timeout 150 python3 -m benchmarks.host_breakdown --trace 2>&1 | tee "$OUT/host_breakdown.txt" | head -18 ;;
+    host)      timeout 150 python3 -m benchmarks.host_breakdown 2>&1 | tee "$OUT/host_breakdown.txt" | tail -18 ;;
     tune)      timeout 200 python3 -m benchmarks.tune_tiles --kinds "${TUNE_KINDS:-dkdv_summary}" 2>&1 \
                  | grep -v Warning | tee "$OUT/tune_tiles.txt" | tail -4 ;;
     flexsweep) timeout 240 "${bench[@]}" --cases sweep --backends flex --n 1024,3072,12288,65536 --head-dims 64 \

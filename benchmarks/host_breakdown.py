@@ -62,8 +62,14 @@ class _LaunchersDirect(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
+        start = time.perf_counter()
         q, k, v, out, lse2 = ctx.saved_tensors
-        return (*sparse_backward(grad_out, q, k, v, out, lse2, ctx.p, ctx.scale), None, None)
+        grads = sparse_backward(grad_out, q, k, v, out, lse2, ctx.p, ctx.scale)
+        _BACKWARD_BODY.append(time.perf_counter() - start)
+        return (*grads, None, None)
+
+
+_BACKWARD_BODY: list[float] = []  # seconds inside _LaunchersDirect.backward, on whichever thread ran it
 
 
 def _synchronize() -> None:
@@ -104,6 +110,10 @@ def pieces(n: int, device: str = "cuda", heads: int = 16) -> dict:
         sparse.attention(qg, kg, vg, p).backward(do)
         qg.grad = kg.grad = vg.grad = None
 
+    def launchers_direct_fwd_bwd_one_thread():
+        with torch.autograd.set_multithreading_enabled(False):
+            launchers_direct_fwd_bwd()
+
     def attention_fwd_bwd_one_thread():
         # The engine runs the backward of CUDA tensors on a device thread of its own; this runs it on the caller's.
         with torch.autograd.set_multithreading_enabled(False):
@@ -137,6 +147,7 @@ def pieces(n: int, device: str = "cuda", heads: int = 16) -> dict:
         "sparse.attention forward + backward": attention_fwd_bwd,
         "sparse.attention forward + backward, autograd on the caller's thread": attention_fwd_bwd_one_thread,
         "autograd.Function over the launchers (no torch.ops) forward + backward": launchers_direct_fwd_bwd,
+        "the same, autograd on the caller's thread": launchers_direct_fwd_bwd_one_thread,
         "identity autograd.Function saving 5 tensors forward + backward": saves_five_fwd_bwd,
         "SDPA forward + backward": sdpa_fwd_bwd,
         "identity autograd.Function forward + backward": lambda: _Identity.apply(x).backward(x),
@@ -147,34 +158,22 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=256, help="sequence length (short: the host must dominate)")
     parser.add_argument("--calls", type=int, default=500, help="calls per piece")
-    parser.add_argument("--trace", action="store_true", help="also print torch.profiler's table of the whole call")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds over all pieces")
     args = parser.parse_args(argv)
-    if args.n < 16 or args.calls < 1:
-        parser.error("need --n >= 16 and --calls >= 1")
+    if args.n < 16 or args.calls < 1 or args.repeats < 1:
+        parser.error("need --n >= 16, --calls >= 1 and --repeats >= 1")
     if not torch.cuda.is_available():
         parser.error("needs a CUDA GPU: it times the host side of real launches")
     print(f"host time per call, mean of {args.calls} calls, n = {args.n}, {torch.cuda.get_device_name(0)}")
-    named = pieces(args.n)
-    for name, fn in named.items():
-        print(f"{mean_us(fn, args.calls):9.1f} us  {name}", flush=True)
-    if args.trace:
-        print_trace(named["sparse.attention forward + backward"], calls=50)
+    for repeat in range(args.repeats):  # this host's timings move by tens of percent between rounds
+        print(f"round {repeat + 1} of {args.repeats}")
+        for name, fn in pieces(args.n).items():
+            _BACKWARD_BODY.clear()
+            print(f"{mean_us(fn, args.calls):9.1f} us  {name}", flush=True)
+            if _BACKWARD_BODY:
+                body = sum(_BACKWARD_BODY) / len(_BACKWARD_BODY) * 1e6
+                print(f"{body:9.1f} us    of which inside its backward (sparse_backward on the engine's thread)")
     return 0
-
-
-def print_trace(fn, calls: int) -> None:
-    """torch.profiler's host-side view of `calls` calls: every op and CUDA runtime call, on every thread (the
-    autograd engine's included), by total CPU time."""
-    from torch.profiler import ProfilerActivity, profile
-
-    fn()
-    _synchronize()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
-        for _ in range(calls):
-            fn()
-        _synchronize()
-    print(f"torch.profiler, {calls} calls of sparse.attention forward + backward (CPU times are totals over them)")
-    print(prof.key_averages().table(sort_by="cpu_time_total", row_limit=30, max_name_column_width=60))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ The forward and backward are operators of the `sparse` library (`sparse::attenti
 `sparse::attention_backward`) with fake implementations, so torch.compile traces through them without a graph
 break; a torch.autograd.Function joins them, so plain autograd, torch.utils.checkpoint and compile's
 AOTAutograd all see one differentiable op. A pattern is passed to the ops as plain fields (operators take only
-tensors and scalars).
+tensors and scalars). In eager mode the Function calls the launchers without the dispatcher (see below).
 
 Why torch.library.Library and an autograd.Function rather than torch.library.custom_op: the call costs less
 on the host. custom_op routes every call through Python wrappers (argument defaults, a dynamo-disable frame,
@@ -88,9 +88,16 @@ def _(grad_out, q, k, v, out, lse2, attn_mode, local_attn_ctx, summary_ctx, part
 
 
 class _SparseAttention(torch.autograd.Function):
+    # Eager calls go to the launchers directly; only torch.compile's tracing needs the registered ops (their
+    # fake implementations give it shapes). The dispatcher's hop into a Python kernel cost ~0.2 ms of host
+    # time per forward + backward on the H100 host, about as much as SDPA's whole call there
+    # (results/profiles/host_breakdown-7801a21a7813.txt).
     @staticmethod
     def forward(ctx, q, k, v, fields, scale):
-        out, lse2 = torch.ops.sparse.attention_forward(q, k, v, *fields, scale)
+        if torch.compiler.is_compiling():
+            out, lse2 = torch.ops.sparse.attention_forward(q, k, v, *fields, scale)
+        else:
+            out, lse2 = sparse_forward(q, k, v, _pattern_from_fields(*fields), scale)
         ctx.save_for_backward(q, k, v, out, lse2)
         ctx.fields, ctx.scale = fields, scale
         return out
@@ -98,7 +105,10 @@ class _SparseAttention(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_out):
         q, k, v, out, lse2 = ctx.saved_tensors
-        dq, dk, dv = torch.ops.sparse.attention_backward(grad_out, q, k, v, out, lse2, *ctx.fields, ctx.scale)
+        if torch.compiler.is_compiling():
+            dq, dk, dv = torch.ops.sparse.attention_backward(grad_out, q, k, v, out, lse2, *ctx.fields, ctx.scale)
+        else:
+            dq, dk, dv = sparse_backward(grad_out, q, k, v, out, lse2, _pattern_from_fields(*ctx.fields), ctx.scale)
         return dq, dk, dv, None, None
 
 
