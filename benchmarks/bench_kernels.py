@@ -4,6 +4,7 @@
     sparse-repro bench-kernels --cases targets      only the rows of issue 7's target table
     sparse-repro bench-kernels --cases models       the attention calls of the small presets' models
     sparse-repro bench-kernels --n 1024 --backends triton,sdpa --head-dims 64 --passes fwd
+    sparse-repro bench-kernels --cases targets --autograd-thread caller   every backward on the calling thread
 
 Every cell: random bf16 inputs (never zeros), warm-up, then the median of triton.testing.do_bench (or, for a
 cell whose single run takes over a second, one warm-up and one timed run); peak memory as
@@ -297,6 +298,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--heads", type=int, default=16)
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     parser.add_argument("--budget-s", type=float, default=90.0, help="skip cells predicted to take longer")
+    parser.add_argument(
+        "--autograd-thread",
+        default="engine",
+        choices=["engine", "caller"],
+        help="where every backend's backward runs: the autograd engine's device thread (PyTorch's default) or "
+        "the calling thread (torch.autograd.set_multithreading_enabled(False)); recorded in each row",
+    )
     parser.add_argument("--out", default="results/kernels.csv")
     parser.add_argument("--ceilings-out", default="results/device_ceilings.csv")
     args = parser.parse_args(argv)
@@ -318,13 +326,17 @@ def main(argv: list[str] | None = None) -> int:
             parse_list(args.n, int), attn_modes, parse_list(args.head_dims, int), args.batch, args.heads
         )
     if args.cases in ("targets", "both"):
-        cases += [c for c in target_cases() if c not in cases]
+        n_list = parse_list(args.n, int)  # the default lists every target's n
+        cases += [c for c in target_cases() if c not in cases and c.n in n_list]
     if args.cases == "models":
         cases += model_cases()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = getattr(torch, args.dtype)
     prov = provenance()
     base = {key: prov[key] for key in ("gpu", "torch", "triton", "commit", "date")}
+    # On the H100 host a Python backward ran twice as slowly on the engine's device thread as on the caller's
+    # (results/profiles/host_breakdown-696efd59e1db.txt); the setting applies to every backend of the process.
+    base["autograd_thread"] = args.autograd_thread
 
     if device == "cuda":
         ceilings = measure_ceilings()
@@ -337,10 +349,11 @@ def main(argv: list[str] | None = None) -> int:
 
     work = [(c, b, p) for c in cases for p in passes for b in backends_for(c, backends)]
     rows = []
-    for case, backend, pass_ in tqdm(work, desc="bench-kernels", unit="cell", file=sys.stderr):
-        row = {**base, **measure(case, backend, pass_, dtype, args.budget_s, device)}
-        rows.append(row)
-        append_rows(args.out, [row], KERNEL_COLUMNS)  # one by one, so a crash keeps what was measured
+    with torch.autograd.set_multithreading_enabled(args.autograd_thread == "engine"):
+        for case, backend, pass_ in tqdm(work, desc="bench-kernels", unit="cell", file=sys.stderr):
+            row = {**base, **measure(case, backend, pass_, dtype, args.budget_s, device)}
+            rows.append(row)
+            append_rows(args.out, [row], KERNEL_COLUMNS)  # one by one, so a crash keeps what was measured
     _print_summary(rows)
     return 0
 

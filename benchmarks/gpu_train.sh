@@ -65,7 +65,9 @@ EOF
         --print_config 2>&1 | tail -3 ;;
     table2)
       for cfg in ${TABLE2_CONFIGS:-cifar10/dense-small cifar10/strided-small cifar10/fixed-small \
-                 enwik8/dense-small enwik8/fixed-small enwik8/strided-small}; do small "$cfg" 150; done ;;
+                 enwik8/dense-small enwik8/fixed-small enwik8/strided-small}; do
+        small "$cfg" 150 ${TABLE2_NOTE:+"recorder.note=$TABLE2_NOTE"}
+      done ;;
     audio)  # the small audio model at 65,536, whose checkpoint the samples job draws a WAV from
       small audio/strided-small 150 ;;
     memory)
@@ -86,7 +88,8 @@ EOF
                  imagenet64/strided-paper audio/strided-paper}; do
         run fit "$cfg" 150 trainer.devices=1 trainer.num_nodes=1 trainer.strategy=auto trainer.max_steps=8 \
           trainer.limit_val_batches=0 data.init_args.allow_partial=true data.init_args.num_workers=4 \
-          checkpoint.every_n_train_steps=1000 recorder.note="paper-size, 8 steps on one GPU"
+          checkpoint.every_n_train_steps=1000 model.backward_thread="${BACKWARD_THREAD:-caller}" \
+          recorder.note="paper-size, 8 steps on one GPU, backward on the ${BACKWARD_THREAD:-caller} thread"
       done ;;
     compiled)  # the paper-size Enwik8 step with torch.compile ($COMPILE_MODE: default, or reduce-overhead for CUDA
       # graphs, which would take the host out of the host-bound step), beside the eager rows of the paper job

@@ -94,6 +94,7 @@ def batch_tokens(batch) -> int:
 
 
 COMPILE_MODES = (None, "default", "reduce-overhead", "max-autotune")
+BACKWARD_THREADS = ("caller", "engine")
 COMPILE_BACKEND = "inductor"  # the tests compile with "aot_eager" (no C++ toolchain needed, same graph capture)
 
 
@@ -137,6 +138,11 @@ class SparseTransformerModule(L.LightningModule):
         compile_mode: torch.compile the model (in place, so checkpoints load either way): None (eager),
             "default", "reduce-overhead" (CUDA graphs, against the launch overhead of small and deep models)
             or "max-autotune". The attention ops are registered custom ops: compile keeps them whole.
+        backward_thread: where the training step's backward runs: "caller" (the training loop's own thread,
+            torch.autograd.set_multithreading_enabled(False) while fitting) or "engine" (PyTorch's default,
+            the autograd engine's device thread). On the H100 host the triton backend's Python backward took
+            twice as long on the engine's thread (results/profiles/host_breakdown-696efd59e1db.txt); one
+            process drives one GPU here, so the engine's per-device threads buy nothing.
     """
 
     def __init__(
@@ -165,10 +171,13 @@ class SparseTransformerModule(L.LightningModule):
         betas: tuple[float, float] = (0.9, 0.95),
         min_lr_ratio: float = 0.0,
         compile_mode: str | None = None,
+        backward_thread: str = "caller",
     ) -> None:
         super().__init__()
         if compile_mode not in COMPILE_MODES:
             raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {compile_mode!r}")
+        if backward_thread not in BACKWARD_THREADS:
+            raise ValueError(f"backward_thread must be one of {BACKWARD_THREADS}, got {backward_thread!r}")
         if isinstance(token_axes, list):
             token_axes = tuple(token_axes)
         _check_optimiser_args(lr, warmup_steps, max_steps, weight_decay, betas, min_lr_ratio)
@@ -190,6 +199,16 @@ class SparseTransformerModule(L.LightningModule):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.model(tokens)
+
+    def on_fit_start(self) -> None:
+        # Thread-local, like grad mode: set on the thread that runs the loop, undone when fitting ends.
+        self._threading = torch.autograd.set_multithreading_enabled(self.hparams.backward_thread == "engine")
+
+    def on_fit_end(self) -> None:
+        threading_mode = getattr(self, "_threading", None)
+        if threading_mode is not None:
+            threading_mode.__exit__(None, None, None)  # restores the setting found at on_fit_start
+            self._threading = None
 
     @property
     def flops_per_batch(self) -> int | None:

@@ -33,7 +33,7 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: kernels.csv gained autograd_thread (older kernel rows: the engine's thread)
 
 # One row per finished fit / validate / test (issue 8's columns first, then what the report needs).
 RUN_COLUMNS = [
@@ -118,6 +118,7 @@ KERNEL_COLUMNS = [
     "triton",
     "commit",
     "date",
+    "autograd_thread",  # where the backward ran: "engine" (PyTorch's default device thread) or "caller"
 ]
 
 # One row per recorded training step (and per validation), to draw learning curves.

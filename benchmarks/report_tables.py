@@ -543,15 +543,20 @@ def table_kernel_targets(results: Results) -> str:
         "(results/device_ceilings.csv): compute = the pattern's useful FLOPs / the bf16 matmul rate; memory = "
         "q, k, v, o, dO, dq, dk, dv read or written once (8 B H n D x 2 bytes) / the copy rate. `x floor` is our "
         "time over the larger floor. Rows are in the order they were measured, so each case reads as a history "
-        "of versions (benchmarks/KERNEL_NOTES.md says what changed).\n"
+        "of versions (benchmarks/KERNEL_NOTES.md says what changed). `backward on`: the thread every backend's "
+        "backward ran on in that process, the autograd engine's device thread (PyTorch's default) or the caller's "
+        "(`bench-kernels --autograd-thread caller`).\n"
     )
     headers = ["case", "n", "B", "target", "triton ms", "sdpa ms", "speed-up", "met", "triton TFLOP/s",
                "sdpa TFLOP/s", "compute floor ms", "memory floor ms", "x floor", "triton GiB", "sdpa GiB",
-               "gpu", "commit", "date"]  # fmt: skip
+               "backward on", "gpu", "commit", "date"]  # fmt: skip
     rows = []
     ok = kernels[kernels["status"] == "ok"] if not kernels.empty else kernels
     if not ok.empty:
         ok = ok[(ok["pass"] == "fwd+bwd") & (ok["head_dim"] == 64) & (ok["heads"] == 16) & (ok["dtype"] == "bfloat16")]
+        # Rows written before the column existed ran their backward on the engine's thread (PyTorch's default).
+        thread = ok["autograd_thread"] if "autograd_thread" in ok else pd.Series("engine", index=ok.index)
+        ok = ok.assign(thread=thread.fillna("engine").replace("", "engine"))
     for pattern, l, c, n, batch, target in KERNEL_TARGETS:
         if ok.empty:
             break
@@ -563,7 +568,8 @@ def table_kernel_targets(results: Results) -> str:
             # One process: the benchmark stamps every row of a process with its start date.
             same_run = dense[
                 (dense["commit"] == t["commit"]) & (dense["gpu"] == t["gpu"]) & (dense["date"] == t["date"])
-            ]
+                & (dense["thread"] == t["thread"])
+            ]  # fmt: skip
             if same_run.empty:
                 continue
             s = same_run.iloc[-1]
@@ -585,7 +591,7 @@ def table_kernel_targets(results: Results) -> str:
                 f"{speedup:.2f}x", "yes" if speedup >= target else f"no ({speedup / target:.0%} of it)",
                 fmt(t["useful_tflops"], 1), fmt(s["useful_tflops"], 1), fmt(compute_ms, 3), fmt(memory_ms, 3),
                 f"{t['median_ms'] / floor:.1f}" if floor else "", fmt(t["peak_gib"], 2), fmt(s["peak_gib"], 2),
-                t["gpu"], t["commit"], t["date"],
+                f"{t['thread']} thread", t["gpu"], t["commit"], t["date"],
             ])  # fmt: skip
     out.append(markdown(headers, rows))
     return "\n".join(out)

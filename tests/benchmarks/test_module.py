@@ -226,3 +226,19 @@ def test_a_compiled_model_gives_the_eager_loss_and_gradients(monkeypatch):
     torch.testing.assert_close(losses[1], losses[0])
     for got, want in zip(grads[1], grads[0]):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_backward_thread_is_checked_and_restored_after_fit():
+    """backward_thread "caller" turns the engine's device threads off while fitting, and only then."""
+    import torch
+
+    from benchmarks.module import SparseTransformerModule
+
+    with pytest.raises(ValueError, match="backward_thread"):
+        SparseTransformerModule(seq_len=16, token_axes=(4, 4), backward_thread="gpu")
+    module = SparseTransformerModule(seq_len=16, token_axes=(4, 4), backend="reference")
+    assert torch._C._is_multithreading_enabled()
+    module.on_fit_start()
+    assert not torch._C._is_multithreading_enabled()
+    module.on_fit_end()
+    assert torch._C._is_multithreading_enabled()
