@@ -340,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if device == "cuda":
         ceilings = measure_ceilings()
-        append_rows(args.ceilings_out, [{**base, **ceilings}], CEILING_COLUMNS)
+        provenance_only = {key: base[key] for key in ("gpu", "torch", "triton", "commit", "date")}
+        append_rows(args.ceilings_out, [{**provenance_only, **ceilings}], CEILING_COLUMNS)
         print(
             f"ceilings on {prov['gpu']}: copy {ceilings['copy_gbps']} GB/s, matmul {ceilings['matmul_tflops']} TFLOP/s"
         )
