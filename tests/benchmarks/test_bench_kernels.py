@@ -60,3 +60,36 @@ def test_case_sets():
     enwik8 = models[("fixed", 12288)]
     assert (enwik8.batch, enwik8.heads, enwik8.head_dim, enwik8.summary_ctx) == (2, 8, 64, 32)
     assert ("all", 65536) in models
+
+
+def test_the_gpu_branch_writes_ceilings_and_the_backward_thread(tmp_path, monkeypatch):
+    """What only a GPU run reaches (the ceilings row, the thread setting), with stand-ins for the measurements: a
+    key the ceilings file lacks failed there once (autograd_thread), after the CPU tests had passed."""
+    import torch
+
+    import benchmarks.bench_kernels as bench
+
+    seen = []
+
+    def fake_measure(case, backend, pass_, dtype, budget_s, device):
+        seen.append(torch._C._is_multithreading_enabled())
+        return {"pattern": case.attn_mode, "backend": backend, "n": case.n, "batch": case.batch, "heads": 16,
+                "head_dim": 64, "pass": pass_, "status": "ok", "median_ms": 1.0, "useful_tflops": 1.0,
+                "peak_gib": 0.1}  # fmt: skip
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(bench, "measure_ceilings", lambda: {"copy_gbps": 3000.0, "matmul_tflops": 700.0})
+    monkeypatch.setattr(bench, "measure", fake_measure)
+    monkeypatch.setattr(bench, "provenance", lambda: dict(gpu="H100", torch="2", triton="3", commit="abc", date="d"))
+    out, ceilings = tmp_path / "kernels.csv", tmp_path / "ceilings.csv"
+    args = ["--cases", "targets", "--n", "3072", "--backends", "triton,sdpa", "--passes", "fwd+bwd",
+            "--autograd-thread", "caller", "--out", str(out), "--ceilings-out", str(ceilings)]  # fmt: skip
+    assert main(args) == 0
+    assert read_rows(ceilings) == [
+        {"gpu": "H100", "copy_gbps": "3000", "matmul_tflops": "700", "torch": "2", "triton": "3", "commit": "abc",
+         "date": "d"}
+    ]  # fmt: skip
+    rows = read_rows(out)
+    assert {r["n"] for r in rows} == {"3072"} and {r["autograd_thread"] for r in rows} == {"caller"}
+    assert seen and not any(seen)  # every backward of the run on the caller's thread
+    assert torch._C._is_multithreading_enabled()  # and the setting restored afterwards
