@@ -3,7 +3,7 @@
 # in $OUT/runs.csv and $OUT/curves.csv. Needs the real data copied into ./data (carried) and the wheels of
 # .devwheels (carried). Usage on the GPU machine:
 #   SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_train.sh [table2|audio|memory|table3|table4|table4-largest|paper|compiled|profile|samples|cli]...
-# table2: the six small runs at $STEPS steps (issue 6.1; $TABLE2_CONFIGS picks some); audio: the small audio run; memory: step time and peak memory with and without
+# table2: the six small runs at $STEPS steps, each then tested (issue 6.1; $TABLE2_CONFIGS picks some); audio: the small audio run; memory: step time and peak memory with and without
 # checkpointing at n = 3,072 and 12,288 (issue 4); table3: an Enwik8 model, then its test bits per byte against the
 # minimum evaluation context (issue 6.2); table4: audio at 65,536, 262,144 and 1,048,576 with the paper's model
 # size for each, one wall-clock budget (issue 6.3); table4-largest: the same with the largest model that fits the
@@ -67,6 +67,8 @@ EOF
       for cfg in ${TABLE2_CONFIGS:-cifar10/dense-small cifar10/strided-small cifar10/fixed-small \
                  enwik8/dense-small enwik8/fixed-small enwik8/strided-small}; do
         small "$cfg" 150 ${TABLE2_NOTE:+"recorder.note=$TABLE2_NOTE"}
+        # Test bits per dim of the same model (the report shows test where a test row of the run exists)
+        run test "$cfg" 120 ckpt_path="runs/$cfg/checkpoints/last.ckpt" ${TABLE2_NOTE:+"recorder.note=$TABLE2_NOTE"}
       done ;;
     audio)  # the small audio model at 65,536, whose checkpoint the samples job draws a WAV from
       small audio/strided-small 150 ;;

@@ -139,7 +139,7 @@ class SparseTransformerModule(L.LightningModule):
             "default", "reduce-overhead" (CUDA graphs, against the launch overhead of small and deep models)
             or "max-autotune". The attention ops are registered custom ops: compile keeps them whole.
         backward_thread: where the training step's backward runs: "caller" (the training loop's own thread,
-            torch.autograd.set_multithreading_enabled(False) while fitting) or "engine" (PyTorch's default,
+            torch.autograd.set_multithreading_enabled(False) around it) or "engine" (PyTorch's default,
             the autograd engine's device thread). On the H100 host the triton backend's Python backward took
             twice as long on the engine's thread (results/profiles/host_breakdown-696efd59e1db.txt); one
             process drives one GPU here, so the engine's per-device threads buy nothing.
@@ -200,15 +200,11 @@ class SparseTransformerModule(L.LightningModule):
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         return self.model(tokens)
 
-    def on_fit_start(self) -> None:
-        # Thread-local, like grad mode: set on the thread that runs the loop, undone when fitting ends.
-        self._threading = torch.autograd.set_multithreading_enabled(self.hparams.backward_thread == "engine")
-
-    def on_fit_end(self) -> None:
-        threading_mode = getattr(self, "_threading", None)
-        if threading_mode is not None:
-            threading_mode.__exit__(None, None, None)  # restores the setting found at on_fit_start
-            self._threading = None
+    def backward(self, loss: torch.Tensor, *args, **kwargs) -> None:
+        # The setting is thread-local, like grad mode, and lives only for this call (a fit that fails leaves
+        # nothing behind); checkpointing's recomputation happens inside it.
+        with torch.autograd.set_multithreading_enabled(self.hparams.backward_thread == "engine"):
+            super().backward(loss, *args, **kwargs)
 
     @property
     def flops_per_batch(self) -> int | None:

@@ -228,17 +228,30 @@ def test_a_compiled_model_gives_the_eager_loss_and_gradients(monkeypatch):
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
 
 
-def test_backward_thread_is_checked_and_restored_after_fit():
-    """backward_thread "caller" turns the engine's device threads off while fitting, and only then."""
+def test_backward_runs_with_the_chosen_thread_setting_and_leaves_none_behind():
+    """backward_thread "caller" turns the engine's device threads off for the backward, and only inside it."""
     import torch
 
     from benchmarks.module import SparseTransformerModule
 
     with pytest.raises(ValueError, match="backward_thread"):
         SparseTransformerModule(seq_len=16, token_axes=(4, 4), backward_thread="gpu")
-    module = SparseTransformerModule(seq_len=16, token_axes=(4, 4), backend="reference")
-    assert torch._C._is_multithreading_enabled()
-    module.on_fit_start()
-    assert not torch._C._is_multithreading_enabled()
-    module.on_fit_end()
-    assert torch._C._is_multithreading_enabled()
+
+    seen = []
+
+    class Probe(torch.autograd.Function):  # on a CPU the backward runs on the calling thread, which holds the flag
+        @staticmethod
+        def forward(ctx, x):
+            return x.clone()
+
+        @staticmethod
+        def backward(ctx, grad):
+            seen.append(torch._C._is_multithreading_enabled())
+            return grad
+
+    for thread, expected in (("caller", False), ("engine", True)):
+        module = SparseTransformerModule(seq_len=16, token_axes=(4, 4), backend="reference", backward_thread=thread)
+        x = torch.ones(3, requires_grad=True)
+        module.backward(Probe.apply(x).sum())
+        assert seen[-1] is expected and x.grad is not None
+        assert torch._C._is_multithreading_enabled()  # the default again after the call
