@@ -8,7 +8,8 @@
 # minimum evaluation context (issue 6.2); table4: audio at 65,536, 262,144 and 1,048,576 with the paper's model
 # size for each, one wall-clock budget (issue 6.3); table4-largest: the same with the largest model that fits the
 # card at each length (benchmarks/largest_model.py); profile: torch.profiler over two paper-size Enwik8 steps,
-# fixed and dense; paper: a few steps of each paper-size model (issue 6.4; $PAPER_CONFIGS picks some); samples: from
+# fixed and dense, with chrome traces read by benchmarks/trace_stalls.py; paper: a few steps of each paper-size model
+# (issue 6.4; $PAPER_CONFIGS picks some, $PAPER_OVERRIDES adds settings); samples: from
 # the runs above (issue 6.6); cli: why LightningCLI does or does not accept the image's jsonargparse.
 set -uo pipefail
 export PYTHONPATH=.
@@ -91,7 +92,8 @@ EOF
         run fit "$cfg" 150 trainer.devices=1 trainer.num_nodes=1 trainer.strategy=auto trainer.max_steps=8 \
           trainer.limit_val_batches=0 data.init_args.allow_partial=true data.init_args.num_workers=4 \
           checkpoint.every_n_train_steps=1000 model.backward_thread="${BACKWARD_THREAD:-caller}" \
-          recorder.note="paper-size, 8 steps on one GPU, backward on the ${BACKWARD_THREAD:-caller} thread"
+          recorder.note="paper-size, 8 steps on one GPU, backward on the ${BACKWARD_THREAD:-caller} thread${PAPER_OVERRIDES:+, $PAPER_OVERRIDES}" \
+          ${PAPER_OVERRIDES:-}  # e.g. PAPER_OVERRIDES="model.checkpoint=false trainer.precision=bf16-mixed"
       done ;;
     compiled)  # the paper-size Enwik8 step with torch.compile ($COMPILE_MODE: default, or reduce-overhead for CUDA
       # graphs, which would take the host out of the host-bound step), beside the eager rows of the paper job
@@ -105,7 +107,7 @@ EOF
       for cfg in enwik8/fixed-paper enwik8/dense-paper; do
         run fit "$cfg" 150 trainer.devices=1 trainer.num_nodes=1 trainer.strategy=auto trainer.max_steps=7 \
           trainer.limit_val_batches=0 data.init_args.allow_partial=true checkpoint.every_n_train_steps=1000 \
-          profile.out="$OUT/profile-${cfg/\//-}.txt" profile.start_step=4 profile.steps=2 \
+          profile.out="$OUT/profile-${cfg/\//-}.txt" profile.start_step=4 profile.steps=2 profile.trace=true \
           recorder.note="profiled, 7 steps on one GPU"
       done ;;
     table4)  # the paper's model size at each length (Table 4), the same wall-clock budget each ($BUDGET_S seconds)

@@ -217,9 +217,13 @@ def test_step_profiler_writes_where_the_time_went(tmp_path, monkeypatch, data_ca
         f"profile.out={out}",
         "profile.start_step=1",
         "profile.steps=2",
+        "profile.trace=true",
     ]
     assert main(args) == 0
     text = out.read_text()
     assert text.startswith("# steps 1..2 of ") and "strided-smoke.yaml on cpu" in text and "aten::" in text
+    # the chrome trace and its reading (benchmarks/trace_stalls.py) come with it
+    assert (tmp_path / "profile.trace.json.gz").is_file()
+    assert "# trace profile.trace.json.gz: window" in text and "no GPU events in the trace" in text
     with pytest.raises(ValueError, match="steps"):
         StepProfiler(out=str(out), steps=0)
