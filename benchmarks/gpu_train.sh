@@ -3,7 +3,7 @@
 # in $OUT/runs.csv and $OUT/curves.csv. Needs the real data copied into ./data (carried) and the wheels of
 # .devwheels (carried). Usage on the GPU machine:
 #   SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_train.sh [table2|audio|memory|table3|table4|table4-largest|paper|compiled|profile|samples|cli]...
-# table2: the six small runs at $STEPS steps, each then tested (issue 6.1; $TABLE2_CONFIGS picks some); audio: the small audio run; memory: step time and peak memory with and without
+# table2: the six small runs at $STEPS steps in one process, each then tested (issue 6.1; $TABLE2_CONFIGS picks some); audio: the small audio run; memory: step time and peak memory with and without
 # checkpointing at n = 3,072 and 12,288 (issue 4); table3: an Enwik8 model, then its test bits per byte against the
 # minimum evaluation context (issue 6.2); table4: audio at 65,536, 262,144 and 1,048,576 with the paper's model
 # size for each, one wall-clock budget (issue 6.3); table4-largest: the same with the largest model that fits the
@@ -64,13 +64,23 @@ for req in ("jsonargparse[signatures]>=4.27.7", "jsonargparse>=4.27.7", "docstri
 EOF
       timeout 60 python3 -m benchmarks.cli fit --config benchmarks/configs/cifar10/strided-small.yaml \
         --print_config 2>&1 | tail -3 ;;
-    table2)
+    table2)  # all six in one process (benchmarks/fit_series.py), so that their step times compare side by side;
+      # each model tested after its training; $TABLE2_PROFILE=0 skips the two profiled steps (100 and 101) per run
+      series=()
       for cfg in ${TABLE2_CONFIGS:-cifar10/dense-small cifar10/strided-small cifar10/fixed-small \
                  enwik8/dense-small enwik8/fixed-small enwik8/strided-small}; do
-        small "$cfg" 150 ${TABLE2_NOTE:+"recorder.note=$TABLE2_NOTE"}
+        common="recorder.runs_path=$OUT/runs.csv recorder.curves_path=$OUT/curves.csv trainer.enable_progress_bar=false"
+        common+=" trainer.default_root_dir=runs/$cfg 'recorder.note=${TABLE2_NOTE:-table2}, one process'"
+        profile=""
+        [ "${TABLE2_PROFILE:-1}" = 1 ] && profile="profile.out=$OUT/profile-${cfg/\//-}.txt profile.start_step=100 \
+          profile.steps=2 profile.trace=true"
+        series+=("fit benchmarks/configs/$cfg.yaml $common trainer.max_steps=$STEPS model.max_steps=$STEPS \
+          model.warmup_steps=50 trainer.val_check_interval=$STEPS trainer.limit_val_batches=20 $profile")
         # Test bits per dim of the same model (the report shows test where a test row of the run exists)
-        run test "$cfg" 120 ckpt_path="runs/$cfg/checkpoints/last.ckpt" ${TABLE2_NOTE:+"recorder.note=$TABLE2_NOTE"}
-      done ;;
+        series+=("test benchmarks/configs/$cfg.yaml $common ckpt_path=runs/$cfg/checkpoints/last.ckpt")
+      done
+      timeout "${TABLE2_LIMIT_S:-570}" python3 -m benchmarks.fit_series "${series[@]}" > "$OUT/table2.log" 2>&1
+      echo "   series exit $?"; grep -E "^== |Error|Traceback" "$OUT/table2.log" | tail -16 ;;
     audio)  # the small audio model at 65,536, whose checkpoint the samples job draws a WAV from
       small audio/strided-small 150 ;;
     memory)

@@ -27,6 +27,7 @@ README_TABLES = (
     "table3",
     "table4",
     "paper_size",
+    "step_gpu",
     "scaling",
     "checkpointing",
     "kernel_targets",

@@ -70,6 +70,7 @@ class Results:
     paper: dict[str, pd.DataFrame] = field(default_factory=dict)
     ceilings: pd.DataFrame = field(default_factory=pd.DataFrame)  # device_ceilings.csv: copy GB/s, matmul TFLOP/s
     profiles: dict[str, str] = field(default_factory=dict)  # profiles/profile_kernels-<commit>.txt: name -> text
+    step_profiles: dict[str, str] = field(default_factory=dict)  # profiles/step-<bench>-<pattern>-<preset>-<commit>.txt
 
 
 def _frame(path: Path, numeric: list[str]) -> pd.DataFrame:
@@ -94,6 +95,7 @@ def load(results_dir: str | Path) -> Results:
         paper=paper,
         ceilings=_frame(root / "device_ceilings.csv", ["copy_gbps", "matmul_tflops"]),
         profiles={p.name: p.read_text() for p in sorted((root / "profiles").glob("profile_kernels-*.txt"))},
+        step_profiles={p.name: p.read_text() for p in sorted((root / "profiles").glob("step-*.txt"))},
     )
 
 

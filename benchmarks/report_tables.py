@@ -66,7 +66,7 @@ def _scale(row: pd.Series | None) -> list[str]:
     hardware = str(row.get("gpu", ""))
     if isinstance(devices, float) and not math.isnan(devices) and devices > 1:
         hardware = f"{int(devices)}x {hardware}"
-    return [str(row.get("preset", "")), steps, str(row.get("variant", "")), hardware, str(row.get("commit", ""))]
+    return [str(row.get("preset", "")), steps, str(row.get("variant", "")), hardware, str(row.get("commit", ""))[:12]]
 
 
 SCALE_HEADERS = ["preset", "steps", "data variant", "hardware", "commit"]
@@ -311,14 +311,20 @@ def table_paper_size(results: Results) -> str:
     out.append(
         "Runs of the `paper` preset (often a few steps on one GPU). Projected GPU-hours = epochs x training "
         "tokens / (n x batch x accumulation) steps x time per step, with the paper's epochs and training-set "
-        "size (results/paper/hyperparameters.csv); blank where the paper does not give them.\n"
+        "size (results/paper/hyperparameters.csv); blank where the paper does not give them. One row per "
+        "checkpointing and precision setting (the configs use checkpointing and 16-mixed; other rows are "
+        "`PAPER_OVERRIDES` variants). These steps are host-bound and their time varies between processes "
+        "(results/tables/step_gpu.md): compare rows of one commit.\n"
     )
-    headers = ["benchmark", "pattern", "layers", "d", "params", "checkpointing", "ms/iter", "peak GiB",
+    headers = ["benchmark", "pattern", "layers", "d", "params", "checkpointing", "precision", "ms/iter", "peak GiB",
                "projected GPU-hours", "paper hardware", *SCALE_HEADERS]  # fmt: skip
     rows = []
     if not view.empty:
-        paper_runs = view[view["preset"] == "paper"]
-        for (benchmark, pattern), group in paper_runs.groupby(["benchmark", "pattern"], sort=True):
+        paper_runs = view[view["preset"] == "paper"].assign(
+            _ckpt=lambda f: f["checkpointing"].map(_flag), _precision=lambda f: f["precision"].fillna("").astype(str)
+        )
+        keys = ["benchmark", "pattern", "_ckpt", "_precision"]
+        for (benchmark, pattern, _, _), group in paper_runs.groupby(keys, sort=True, dropna=False):
             row = rank(group, prefer_complete=False).iloc[0]
             h = hyper[hyper["benchmark"] == benchmark] if not hyper.empty else pd.DataFrame()
             hours, hardware = "", ""
@@ -334,8 +340,8 @@ def table_paper_size(results: Results) -> str:
                     )
             rows.append([
                 BENCHMARK_NAMES.get(benchmark, benchmark), pattern, fmt(row["layers"], 0), fmt(row["d_model"], 0),
-                fmt_params(row["params"]), str(row.get("checkpointing", "")), fmt(row["ms_per_iter"], 1),
-                fmt(row["peak_gib"], 2), hours, hardware, *_scale(row),
+                fmt_params(row["params"]), str(row.get("checkpointing", "")), str(row.get("precision", "")),
+                fmt(row["ms_per_iter"], 1), fmt(row["peak_gib"], 2), hours, hardware, *_scale(row),
             ])  # fmt: skip
     out.append(markdown(headers, rows))
     return "\n".join(out)
@@ -385,7 +391,7 @@ def checkpointing_pairs(results: Results) -> list[tuple[pd.Series, pd.Series]]:
         return []
     view = view[view["peak_gib"].notna() & view["ms_per_iter"].notna() & (view["devices"] == 1)]
     view = view.assign(_ckpt=view["checkpointing"].map(_flag))
-    keys = ["benchmark", "pattern", "preset", "n", "layers", "d_model", "batch", "steps", "gpu", "commit"]
+    keys = ["benchmark", "pattern", "preset", "n", "layers", "d_model", "batch", "steps", "precision", "gpu", "commit"]
     pairs = []
     for _, group in view.groupby(keys, sort=True, dropna=False):
         off = rank(group[group["_ckpt"] == "false"], prefer_complete=False)
@@ -637,6 +643,69 @@ def table_kernel_profiles(results: Results) -> str:
     return "\n".join(out)
 
 
+_STEP_FILE = re.compile(
+    r"^step-(?P<benchmark>[a-z0-9]+)-(?P<pattern>[a-z]+)-(?P<preset>[a-z]+)-(?P<commit>[0-9a-f]+)\.txt$"
+)
+_STEP_HEAD = re.compile(r"^# steps \d+\.\.\d+ of \S+ on (?P<card>.+?), sorted by")
+
+
+def step_gpu_rows(results: Results) -> pd.DataFrame:
+    """One row per profiled step file with a `# step-gpu:` line (benchmarks/trace_stalls.py): per step, the
+    window, GPU busy time, attention kernels and the other kernels, in ms."""
+    rows = []
+    for name, text in results.step_profiles.items():
+        match = _STEP_FILE.match(name)
+        line = next((ln for ln in text.splitlines() if ln.startswith("# step-gpu: ")), None)
+        if not match or line is None:
+            continue
+        fields = dict(item.split("=", 1) for item in line[len("# step-gpu: ") :].split())
+        head = _STEP_HEAD.match(text.splitlines()[0]) if text else None
+        rows.append({
+            **match.groupdict(),
+            "card": head["card"] if head else "",
+            "file": name,
+            "kernels": fields.get("attention_kernels", ""),
+            **{k: float(fields[k]) for k in ("window_ms", "busy_ms", "attention_ms", "other_ms")},
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def table_step_gpu(results: Results) -> str:
+    """Where a profiled training step's GPU time goes: attention kernels against the rest of the model. The rest
+    bounds what any attention kernel can do for the step (Amdahl): Table 2's time targets are whole-step ratios."""
+    out = ["## Where a step's GPU time goes: attention against the rest of the model\n"]
+    out.append(
+        "From torch.profiler traces of two training steps (`bash benchmarks/gpu_train.sh profile`; "
+        "results/profiles/step-*.txt, read by benchmarks/trace_stalls.py), per step. `busy`: time the GPU ran any "
+        "kernel or copy; `attention`: the attention kernels (ours, or cuDNN's flash SDPA for dense); `other`: "
+        "every other kernel. `GPU / dense`: busy time over the dense run's of the same benchmark, preset, card "
+        "and commit; `floor / dense`: the same with attention taking no time at all, the best ratio any attention "
+        "kernel could give this model's step (the paper's Table 2 ratios: fixed 0.42 and strided 0.27 on Enwik8, "
+        "strided 0.70 on CIFAR-10). `step`: the profiled wall time, which exceeds `busy` where the host "
+        "(Python, launches) is the limit.\n"
+    )
+    headers = ["benchmark", "pattern", "preset", "step ms", "GPU busy ms", "attention ms", "other ms",
+               "attention kernels", "GPU / dense", "floor / dense", "card", "commit"]  # fmt: skip
+    frame = step_gpu_rows(results)
+    rows = []
+    if not frame.empty:
+        frame = frame.sort_values(["benchmark", "preset", "commit", "pattern"])
+        for _, r in frame.iterrows():
+            dense = frame[
+                (frame["benchmark"] == r["benchmark"]) & (frame["preset"] == r["preset"])
+                & (frame["commit"] == r["commit"]) & (frame["card"] == r["card"]) & (frame["pattern"] == "dense")
+            ]  # fmt: skip
+            base = dense["busy_ms"].iloc[0] if not dense.empty else None
+            rows.append([
+                BENCHMARK_NAMES.get(r["benchmark"], r["benchmark"]), r["pattern"], r["preset"],
+                fmt(r["window_ms"], 1), fmt(r["busy_ms"], 1), fmt(r["attention_ms"], 1), fmt(r["other_ms"], 1),
+                r["kernels"], _ratio(r["busy_ms"], base), _ratio(r["busy_ms"] - r["attention_ms"], base),
+                r["card"], r["commit"][:12],
+            ])  # fmt: skip
+    out.append(markdown(headers, rows))
+    return "\n".join(out)
+
+
 def table_runs(results: Results, limit: int = 60) -> str:
     """Every run, newest first (up to `limit`): the audit trail behind the tables."""
     view = run_view(results.runs)
@@ -664,6 +733,7 @@ TABLES = {
     "table3": table3,
     "table4": table4,
     "paper_size": table_paper_size,
+    "step_gpu": table_step_gpu,
     "scaling": table_scaling,
     "checkpointing": table_checkpointing,
     "kernels": table_kernels,

@@ -75,7 +75,7 @@ class StepProfiler(pl.Callback):
 
             trace_path = self.out.with_name(self.out.stem + ".trace.json.gz")
             profiler.export_chrome_trace(str(trace_path))
-            parts.append(summarize(trace_path))
+            parts.append(summarize(trace_path, steps=self.steps))
         self.out.write_text("".join(parts))
 
     def _allocator_counters(self, device) -> str:

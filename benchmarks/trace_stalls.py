@@ -27,6 +27,19 @@ from collections import defaultdict
 from pathlib import Path
 
 GPU_CATEGORIES = ("kernel", "gpu_memcpy", "gpu_memset")
+# Kernels that compute attention, by name: ours (sparse/kernels), cuDNN's and flash SDPA, FlexAttention's
+# compiled template (inductor names it triton_tem_fused_*). The rest of a step is the model around attention.
+ATTENTION_KERNELS = {"ours": ("_sparse_",), "vendor": ("sdpa", "fmha", "flash"), "flex": ("triton_tem_fused",)}
+
+
+def attention_kind(kernel_name: str) -> str | None:
+    name = kernel_name.lower()
+    for kind, needles in ATTENTION_KERNELS.items():
+        if any(needle in name for needle in needles):
+            return kind
+    return None
+
+
 RUNTIME_CATEGORIES = ("cuda_runtime", "cuda_driver")
 
 
@@ -84,7 +97,34 @@ def _percentile(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(q * (len(values) - 1) + 0.5))]
 
 
-def summarize(path: str | Path, top: int = 12, min_gap_us: float = 200.0) -> str:
+def step_gpu_line(gpu: list[dict], window: float, steps: int) -> str:
+    """One parseable line: per step, the window, GPU busy time, attention kernels (by kind) and other kernels.
+
+    The report reads it (benchmarks/report_tables.py: table_step_gpu); attention_ms over busy_ms says how much
+    of a step any attention kernel could save (Amdahl's bound on the step's speed-up)."""
+    busy = _union_length([(e["ts"], e["ts"] + e["dur"]) for e in gpu])
+    attention: dict[str, float] = defaultdict(float)
+    other = 0.0
+    for e in gpu:
+        kind = attention_kind(e["name"]) if e.get("cat") == "kernel" else None
+        if kind is None:
+            other += e["dur"]
+        else:
+            attention[kind] += e["dur"]
+    kinds = "+".join(sorted(attention)) or "none"
+    fields = {
+        "steps": steps,
+        "window_ms": window / 1e3 / steps,
+        "busy_ms": busy / 1e3 / steps,
+        "attention_ms": sum(attention.values()) / 1e3 / steps,
+        "other_ms": other / 1e3 / steps,
+    }
+    text = " ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in fields.items())
+    return f"# step-gpu: {text} attention_kernels={kinds}"
+
+
+def summarize(path: str | Path, top: int = 12, min_gap_us: float = 200.0, steps: int | None = None) -> str:
+    """steps: how many training steps the trace holds; with it, the parseable per-step line (step_gpu_line)."""
     events = load_events(path)
     ops = [e for e in events if e.get("cat") == "cpu_op"]
     runtime = [e for e in events if e.get("cat") in RUNTIME_CATEGORIES]
@@ -105,6 +145,8 @@ def summarize(path: str | Path, top: int = 12, min_gap_us: float = 200.0) -> str
         intervals = [(e["ts"], e["ts"] + e["dur"]) for e in gpu]
         busy = _union_length(intervals)
         lines.append(f"GPU busy {busy / 1e3:.1f} ms = {100 * busy / window:.0f}% of the window")
+        if steps:
+            lines.append(step_gpu_line(gpu, window, steps))
         gaps = _idle_gaps(intervals, min_gap_us)
         gap_total = sum(b - a for a, b in gaps)
         lines.append(
@@ -166,11 +208,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("trace", help="a chrome trace from torch.profiler (.json or .json.gz)")
     parser.add_argument("--top", type=int, default=12, help="rows per list")
+    parser.add_argument("--steps", type=int, default=None, help="training steps in the trace (per-step line)")
     parser.add_argument("--min-gap-us", type=float, default=200.0, help="list GPU idle gaps at least this long")
     args = parser.parse_args(argv)
     if not Path(args.trace).is_file():
         parser.error(f"no such trace file: {args.trace}")
-    print(summarize(args.trace, args.top, args.min_gap_us), end="")
+    print(summarize(args.trace, args.top, args.min_gap_us, args.steps), end="")
     return 0
 
 

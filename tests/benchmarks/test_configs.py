@@ -227,3 +227,45 @@ def test_step_profiler_writes_where_the_time_went(tmp_path, monkeypatch, data_ca
     assert "# trace profile.trace.json.gz: window" in text and "no GPU events in the trace" in text
     with pytest.raises(ValueError, match="steps"):
         StepProfiler(out=str(out), steps=0)
+
+
+def test_fit_series_refuses_a_malformed_run_before_any_runs():
+    from benchmarks.fit_series import main, parse_runs
+
+    with pytest.raises(ValueError, match="run 2 .*expected \\[stage\\] CONFIG.yaml"):
+        parse_runs(["fit a.yaml x=1", "fit trainer.max_steps=2"])
+    with pytest.raises(ValueError, match="not key=value"):
+        parse_runs(["test a.yaml ckpt_path"])
+    with pytest.raises(ValueError, match="No closing quotation"):
+        parse_runs(["fit a.yaml 'recorder.note=open"])
+    with pytest.raises(SystemExit):  # argparse's error: exit 2, nothing ran
+        main(["fit a.yaml", "oops"])
+
+
+@pytest.mark.skipif(bool(HARNESS_IMPORT_ERROR), reason=HARNESS_IMPORT_ERROR or "ok")
+def test_fit_series_runs_in_one_process_and_goes_on_after_a_failure(tmp_path, monkeypatch, data_cache):
+    """gpu_train.sh table2's path: fit, a run that fails, then test, in one process; the failure is counted,
+    the others record their rows (a quoted note with spaces stays one override)."""
+    from benchmarks.fit_series import main
+    from benchmarks.recorder import read_rows
+
+    root, reason = find_data("enwik8", tmp_path / "no-data-here", "smoke")
+    if root is None:
+        pytest.skip(reason)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(data_cache))
+    config = config_path("enwik8", "strided", "smoke")
+    common = (
+        f"data.init_args.data_dir={root} trainer.default_root_dir={tmp_path / 'run'} trainer.enable_progress_bar=false "
+        f"trainer.limit_val_batches=1 trainer.limit_test_batches=2 recorder.runs_path={tmp_path / 'runs.csv'} "
+        f"recorder.curves_path={tmp_path / 'curves.csv'} 'recorder.note=table2, one process'"
+    )
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    runs = [
+        f"fit {config} {common} trainer.max_steps=2 trainer.val_check_interval=2",
+        f"fit {config} {common} trainer.max_steps=2 data.class_path=datamodules.NoSuchModule",
+        f"test {config} {common} ckpt_path={last}",
+    ]
+    assert main(runs) == 1
+    fit_row, test_row = read_rows(tmp_path / "runs.csv")
+    assert (fit_row["stage"], test_row["stage"]) == ("fit", "test")
+    assert fit_row["note"] == test_row["note"] == "table2, one process"

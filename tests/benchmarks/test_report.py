@@ -315,3 +315,29 @@ def test_kernel_profiles_table_reads_the_profile_files(results):
         "| strided:12288:1:128 | triton | triton | fwd | 0.2348 | 0.1191 | 0.1211 | host | see README | "
         "profile_kernels-old.txt |",
     ]
+
+
+def test_step_gpu_table_reads_profiled_steps_and_bounds_the_step_ratio(tmp_path):
+    """results/profiles/step-*.txt with a `# step-gpu:` line (benchmarks/trace_stalls.py) -> per-step GPU time,
+    attention against the rest, and the floor any attention kernel could reach against dense."""
+    from benchmarks.report_tables import table_step_gpu
+
+    profiles = tmp_path / "profiles"
+    profiles.mkdir()
+    head = "# steps 4..5 of benchmarks/configs/enwik8/{p}-paper.yaml on NVIDIA H100 80GB HBM3, sorted by x\n"
+    lines = {
+        "dense": "# step-gpu: steps=2 window_ms=270.00 busy_ms=100.00 attention_ms=50.00 other_ms=50.00 "
+        "attention_kernels=vendor\n",
+        "fixed": "# step-gpu: steps=2 window_ms=200.00 busy_ms=80.00 attention_ms=30.00 other_ms=50.00 "
+        "attention_kernels=ours\n",
+    }
+    for pattern, line in lines.items():
+        (profiles / f"step-enwik8-{pattern}-paper-abcdef123456.txt").write_text(head.format(p=pattern) + "x\n" + line)
+    (profiles / "step-enwik8-fixed-paper-0123456789ab.txt").write_text(head.format(p="fixed"))  # no line: skipped
+    text = table_step_gpu(load(tmp_path))
+    rows = [r for r in text.splitlines() if r.startswith("| Enwik8")]
+    assert len(rows) == 2
+    dense, fixed = (r.split(" | ") for r in rows)
+    assert dense[1:10] == ["dense", "paper", "270", "100", "50.0", "50.0", "vendor", "1.00", "0.50"]
+    assert fixed[1:10] == ["fixed", "paper", "200", "80.0", "30.0", "50.0", "ours", "0.80", "0.50"]
+    assert fixed[10] == "NVIDIA H100 80GB HBM3" and fixed[11].startswith("abcdef123456")
