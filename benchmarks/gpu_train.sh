@@ -65,19 +65,20 @@ EOF
       timeout 60 python3 -m benchmarks.cli fit --config benchmarks/configs/cifar10/strided-small.yaml \
         --print_config 2>&1 | tail -3 ;;
     table2)  # all six in one process (benchmarks/fit_series.py), so that their step times compare side by side;
-      # each model tested after its training; $TABLE2_PROFILE=0 skips the two profiled steps (100 and 101) per run
+      # each model tested after its training ($TABLE2_TEST=0: not); $TABLE2_PROFILE=0 skips the two profiled steps
+      # (100 and 101) per run; $TABLE2_OVERRIDES adds settings to every run (e.g. model.compile_mode=default)
       series=()
       for cfg in ${TABLE2_CONFIGS:-cifar10/dense-small cifar10/strided-small cifar10/fixed-small \
                  enwik8/dense-small enwik8/fixed-small enwik8/strided-small}; do
         common="recorder.runs_path=$OUT/runs.csv recorder.curves_path=$OUT/curves.csv trainer.enable_progress_bar=false"
-        common+=" trainer.default_root_dir=runs/$cfg 'recorder.note=${TABLE2_NOTE:-table2}, one process'"
+        common+=" trainer.default_root_dir=runs/$cfg 'recorder.note=${TABLE2_NOTE:-table2}, one process' ${TABLE2_OVERRIDES:-}"
         profile=""
         [ "${TABLE2_PROFILE:-1}" = 1 ] && profile="profile.out=$OUT/profile-${cfg/\//-}.txt profile.start_step=100 \
           profile.steps=2 profile.trace=true"
         series+=("fit benchmarks/configs/$cfg.yaml $common trainer.max_steps=$STEPS model.max_steps=$STEPS \
           model.warmup_steps=50 trainer.val_check_interval=$STEPS trainer.limit_val_batches=20 $profile")
         # Test bits per dim of the same model (the report shows test where a test row of the run exists)
-        series+=("test benchmarks/configs/$cfg.yaml $common ckpt_path=runs/$cfg/checkpoints/last.ckpt")
+        [ "${TABLE2_TEST:-1}" = 1 ] && series+=("test benchmarks/configs/$cfg.yaml $common ckpt_path=runs/$cfg/checkpoints/last.ckpt")
       done
       timeout "${TABLE2_LIMIT_S:-570}" python3 -m benchmarks.fit_series "${series[@]}" > "$OUT/table2.log" 2>&1
       echo "   series exit $?"; grep -E "^== |Error|Traceback" "$OUT/table2.log" | tail -16 ;;
