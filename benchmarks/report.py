@@ -24,6 +24,7 @@ README_END = "<!-- report:end -->"
 README_TABLES = (
     "table1",
     "table2",
+    "table2_compiled",
     "table3",
     "table4",
     "paper_size",

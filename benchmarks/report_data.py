@@ -125,6 +125,8 @@ def run_view(runs: pd.DataFrame) -> pd.DataFrame:
     view["job"] = ""
     view.loc[note.str.startswith("table4"), "job"] = "table4"
     view.loc[note.str.startswith("table4, largest"), "job"] = "table4-largest"  # gpu_train.sh table4-largest
+    # Runs with model.compile_mode (the jobs' notes say "compiled (<mode>)"): Table 2 keeps them apart from eager.
+    view["compiled"] = note.str.contains("compiled (", regex=False)
     view["bpd_split"] = view["test_bpd"].notna().map({True: "test", False: "val"})
     view.loc[view["bpd"].isna(), "bpd_split"] = ""
     return view.reset_index(drop=True)

@@ -7,6 +7,7 @@ no row says "not run yet"; which of several rows fills a cell is decided by `rep
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -135,23 +136,38 @@ def _without_table4_runs(view: pd.DataFrame) -> pd.DataFrame:
     return view[~view["job"].str.startswith("table4")] if not view.empty else view
 
 
-def table2(results: Results) -> str:
-    """Table 2: dense vs sparse at the paper's lengths, bits per byte and time per iteration."""
+def table2(results: Results, compiled: bool = False) -> str:
+    """Table 2: dense vs sparse at the paper's lengths, bits per byte and time per iteration; eager runs, or
+    (compiled=True) the runs with model.compile_mode."""
     paper, view = results.paper["table2"], _without_table4_runs(run_view(results.runs))
-    out = ["## Table 2: dense vs sparse attention\n"]
-    out.append(
-        "The paper's Time/Iter has no unit; compare its ratio to dense (`paper / dense`) with ours (`ours / "
-        "dense`, computed only against our dense run of the same preset, card and commit, and not for the CPU "
-        "smoke runs, whose sparse patterns use the untimed `reference` backend). Bits per dim: test when a test "
-        "row exists, else validation.\n"
-    )
+    if not view.empty:
+        view = view[view["compiled"] == compiled]
+    if compiled:
+        out = ["## Table 2, compiled: the same runs with `model.compile_mode=default`\n"]
+        out.append(
+            "torch.compile (inductor) fuses the model's elementwise work and cuts the host's per-operator cost; our "
+            "kernels run inside the graph as custom ops. Same columns and rules as Table 2 (bits: validation, no "
+            "test stage). Where a step is host-bound (results/tables/step_gpu.md: step time well above GPU busy "
+            "time), its time ratio measures the host more than the attention.\n"
+        )
+        cells = []
+    else:
+        out = ["## Table 2: dense vs sparse attention\n"]
+        out.append(
+            "The paper's Time/Iter has no unit; compare its ratio to dense (`paper / dense`) with ours (`ours / "
+            "dense`, computed only against our dense run of the same preset, card and commit, and not for the CPU "
+            "smoke runs, whose sparse patterns use the untimed `reference` backend). Bits per dim: test when a "
+            "test row exists, else validation. The runs of `gpu_train.sh table2` share one process (note: `one "
+            "process`), so their ratios compare side by side; results/tables/step_gpu.md says how much of each "
+            "step is attention, which bounds what any attention kernel can do to the ratio.\n"
+        )
+        cells = [("enwik8", 12288), ("cifar10", 3072)]
     headers = [
         "benchmark (n)", "pattern", "paper bpd", "paper time/iter", "paper / dense",
         "our bpd", "our ms/iter", "ours / dense", "peak GiB", "params", *SCALE_HEADERS,
     ]  # fmt: skip
     rows = []
     # The paper's Table 2 in its order, then every other (benchmark, n) we ran, e.g. short smoke sequences.
-    cells = [("enwik8", 12288), ("cifar10", 3072)]
     if not view.empty:
         for benchmark in BENCHMARK_NAMES:
             # Only lengths with a one-GPU bits-per-dim result: timing-only runs (paper-size steps) have their own table.
@@ -160,6 +176,8 @@ def table2(results: Results) -> str:
             ]
             lengths = ran["n"].unique()
             cells += [(benchmark, int(n)) for n in sorted(lengths) if (benchmark, int(n)) not in cells]
+        if compiled:  # the paper's order for the cells it has
+            cells.sort(key=lambda cell: {("enwik8", 12288): 0, ("cifar10", 3072): 1}.get(cell, 2))
     for benchmark, n in cells:
         entries = paper[(paper["benchmark"] == benchmark) & (paper["n"] == n)] if not paper.empty else pd.DataFrame()
         # One GPU only: Table 2 compares patterns at equal hardware (multi-GPU runs are in the scaling table).
@@ -644,7 +662,7 @@ def table_kernel_profiles(results: Results) -> str:
 
 
 _STEP_FILE = re.compile(
-    r"^step-(?P<benchmark>[a-z0-9]+)-(?P<pattern>[a-z]+)-(?P<preset>[a-z]+)-(?P<commit>[0-9a-f]+)\.txt$"
+    r"^step-(?P<benchmark>[a-z0-9]+)-(?P<pattern>[a-z]+)-(?P<preset>[a-z]+(?:\+[a-z0-9-]+)?)-(?P<commit>[0-9a-f]+)\.txt$"
 )
 _STEP_HEAD = re.compile(r"^# steps \d+\.\.\d+ of \S+ on (?P<card>.+?), sorted by")
 
@@ -682,7 +700,7 @@ def table_step_gpu(results: Results) -> str:
         "and commit; `floor / dense`: the same with attention taking no time at all, the best ratio any attention "
         "kernel could give this model's step (the paper's Table 2 ratios: fixed 0.42 and strided 0.27 on Enwik8, "
         "strided 0.70 on CIFAR-10). `step`: the profiled wall time, which exceeds `busy` where the host "
-        "(Python, launches) is the limit.\n"
+        "(Python, launches) is the limit. A preset `small+compiled` ran with `model.compile_mode=default`.\n"
     )
     headers = ["benchmark", "pattern", "preset", "step ms", "GPU busy ms", "attention ms", "other ms",
                "attention kernels", "GPU / dense", "floor / dense", "card", "commit"]  # fmt: skip
@@ -730,6 +748,7 @@ def table_runs(results: Results, limit: int = 60) -> str:
 TABLES = {
     "table1": table1,
     "table2": table2,
+    "table2_compiled": functools.partial(table2, compiled=True),
     "table3": table3,
     "table4": table4,
     "paper_size": table_paper_size,
