@@ -13,8 +13,9 @@ share the process, the card and its host, so their ratios are what Table 2's `ou
 Each argument is one run: fit_config's own arguments in one shell word, split as a shell would (quotes keep a
 `recorder.note=...` with spaces together). Every argument is parsed before the first run starts, so a typo
 fails at once. A run that raises is reported and the series goes on; the exit status is the number of runs
-that failed (0: all ran). Between runs the model and data are dropped and the CUDA cache emptied, so each run's
-peak memory is its own (the recorder resets the peak at each stage's start).
+that failed (0: all ran). Between runs the model and data are dropped, dynamo's compiled code and recompile
+counts reset and the CUDA cache emptied, so each run starts as in a fresh process (the recorder resets the peak
+memory at each stage's start).
 """
 
 from __future__ import annotations
@@ -48,14 +49,17 @@ def parse_runs(runs: list[str]) -> list[list[str]]:
 
 
 def _release() -> None:
-    gc.collect()
-    try:
-        import torch
+    """Leave the next run the state a fresh process would: no compiled code, no cached blocks.
 
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
+    torch._dynamo.reset() matters: dynamo counts recompiles per code object, and every model of a series runs
+    the same forward code, so without it the fifth compiled model of a series passed dynamo's recompile limit
+    and ran eagerly (2026-11-28, results/runs.csv rows whose status says so)."""
+    import torch
+
+    torch._dynamo.reset()
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def main(argv: list[str] | None = None) -> int:

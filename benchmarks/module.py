@@ -191,6 +191,10 @@ class SparseTransformerModule(L.LightningModule):
         )  # fmt: skip
         self.model = SparseTransformer(self.config)
         if compile_mode is not None:
+            # Past its recompile limit dynamo silently runs the model eagerly: in one process that had compiled
+            # four models before (benchmarks/fit_series.py before it reset dynamo between runs), two "compiled"
+            # Table 2 runs were eager, which only their peak memory showed. Fail loudly instead.
+            torch._dynamo.config.fail_on_recompile_limit_hit = True
             self.model.compile(mode=compile_mode, backend=COMPILE_BACKEND)
         self.train_bpd = BitsPerDim()
         self.val_bpd = BitsPerDim()

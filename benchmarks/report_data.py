@@ -103,8 +103,9 @@ def _default_context(frame: pd.DataFrame) -> pd.Series:
     return frame["eval_min_context"].isna() | (frame["eval_min_context"] == 0)
 
 
-def run_view(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run (see the module docstring); empty when there are no runs."""
+def run_view(runs: pd.DataFrame, include_invalid: bool = False) -> pd.DataFrame:
+    """One row per run (see the module docstring); empty when there are no runs. Runs marked invalid (status
+    "invalid: <why>") only with include_invalid."""
     if runs.empty or "run_id" not in runs:
         return pd.DataFrame()
     runs = runs.sort_values("date", kind="stable")
@@ -114,6 +115,9 @@ def run_view(runs: pd.DataFrame) -> pd.DataFrame:
     tests = runs[(runs["stage"] == "test") & _default_context(runs) & runs["test_bpd"].notna()]
     latest_test = tests.groupby("run_id").tail(1).set_index("run_id")["test_bpd"]
     view = base.drop(columns=["_stage", "test_bpd"]).copy()
+    # A row whose status starts with "invalid:" stays in runs.csv and the all-runs table for the record, with
+    # the reason, but no other table uses it (e.g. a "compiled" run that dynamo ran eagerly).
+    view["invalid"] = view["status"].fillna("").astype(str).str.startswith("invalid:")
     view["test_bpd"] = view["run_id"].map(latest_test)
     view["devices"] = view["devices"].fillna(1)  # rows written without a device count ran on one device
     view["scale"] = view["preset"].map(PRESET_SCALE).fillna(-1).astype(int)
@@ -126,9 +130,11 @@ def run_view(runs: pd.DataFrame) -> pd.DataFrame:
     view.loc[note.str.startswith("table4"), "job"] = "table4"
     view.loc[note.str.startswith("table4, largest"), "job"] = "table4-largest"  # gpu_train.sh table4-largest
     # Runs with model.compile_mode (the jobs' notes say "compiled (<mode>)"): Table 2 keeps them apart from eager.
-    view["compiled"] = note.str.contains("compiled (", regex=False)
+    view["compile_mode"] = note.str.extract(r"compiled \(([\w-]+)\)", expand=False).fillna("")
     view["bpd_split"] = view["test_bpd"].notna().map({True: "test", False: "val"})
     view.loc[view["bpd"].isna(), "bpd_split"] = ""
+    if not include_invalid:
+        view = view[~view["invalid"]]
     return view.reset_index(drop=True)
 
 

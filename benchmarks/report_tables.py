@@ -7,7 +7,6 @@ no row says "not run yet"; which of several rows fills a cell is decided by `rep
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 
@@ -138,19 +137,29 @@ def _without_table4_runs(view: pd.DataFrame) -> pd.DataFrame:
     return view[~view["job"].str.startswith("table4")] if not view.empty else view
 
 
-def table2(results: Results, compiled: bool = False) -> str:
+def table2_compiled(results: Results) -> str:
+    """Table 2 once per torch.compile mode that has runs (none: the eager Table 2 only)."""
+    view = run_view(results.runs)
+    modes = sorted(m for m in view["compile_mode"].unique() if m) if not view.empty else []
+    if not modes:
+        return "## Table 2, compiled\n\nNot run yet: no run with `model.compile_mode`.\n"
+    return "\n".join(table2(results, compile_mode=mode) for mode in modes)
+
+
+def table2(results: Results, compile_mode: str = "") -> str:
     """Table 2: dense vs sparse at the paper's lengths, bits per byte and time per iteration; eager runs, or
-    (compiled=True) the runs with model.compile_mode."""
+    the runs with model.compile_mode=`compile_mode`."""
     paper, view = results.paper["table2"], _without_table4_runs(run_view(results.runs))
     if not view.empty:
-        view = view[view["compiled"] == compiled]
-    if compiled:
-        out = ["## Table 2, compiled: the same runs with `model.compile_mode=default`\n"]
+        view = view[view["compile_mode"] == compile_mode]
+    if compile_mode:
+        out = [f"## Table 2, compiled: the same runs with `model.compile_mode={compile_mode}`\n"]
         out.append(
-            "torch.compile (inductor) fuses the model's elementwise work and cuts the host's per-operator cost; our "
-            "kernels run inside the graph as custom ops. Same columns and rules as Table 2 (bits: validation, no "
-            "test stage). Where a step is host-bound (results/tables/step_gpu.md: step time well above GPU busy "
-            "time), its time ratio measures the host more than the attention.\n"
+            "torch.compile (inductor) fuses the model's elementwise work and cuts the host's per-operator cost "
+            "(`reduce-overhead` also replays each step from CUDA graphs); our kernels run inside the graph as "
+            "custom ops. Same columns and rules as Table 2 (bits: validation, no test stage). Where a step is "
+            "host-bound (results/tables/step_gpu.md: step time well above GPU busy time), its time ratio "
+            "measures the host more than the attention.\n"
         )
         cells = []
     else:
@@ -178,7 +187,7 @@ def table2(results: Results, compiled: bool = False) -> str:
             ]
             lengths = ran["n"].unique()
             cells += [(benchmark, int(n)) for n in sorted(lengths) if (benchmark, int(n)) not in cells]
-        if compiled:  # the paper's order for the cells it has
+        if compile_mode:  # the paper's order for the cells it has
             cells.sort(key=lambda cell: {("enwik8", 12288): 0, ("cifar10", 3072): 1}.get(cell, 2))
     for benchmark, n in cells:
         entries = paper[(paper["benchmark"] == benchmark) & (paper["n"] == n)] if not paper.empty else pd.DataFrame()
@@ -727,8 +736,8 @@ def table_step_gpu(results: Results) -> str:
 
 
 def table_runs(results: Results, limit: int = 60) -> str:
-    """Every run, newest first (up to `limit`): the audit trail behind the tables."""
-    view = run_view(results.runs)
+    """Every run, newest first (up to `limit`), invalid ones included with their reason: the audit trail."""
+    view = run_view(results.runs, include_invalid=True)
     out = [f"## All runs (newest first, at most {limit})\n"]
     headers = ["date", "benchmark", "pattern", "preset", "variant", "n", "layers", "d", "params", "steps", "val bpd",
                "test bpd", "ms/iter", "tokens/s", "peak GiB", "wall s", "status", "hardware", "commit",
@@ -750,7 +759,7 @@ def table_runs(results: Results, limit: int = 60) -> str:
 TABLES = {
     "table1": table1,
     "table2": table2,
-    "table2_compiled": functools.partial(table2, compiled=True),
+    "table2_compiled": table2_compiled,
     "table3": table3,
     "table4": table4,
     "paper_size": table_paper_size,
