@@ -341,19 +341,19 @@ def table_paper_size(results: Results) -> str:
         "Runs of the `paper` preset (often a few steps on one GPU). Projected GPU-hours = epochs x training "
         "tokens / (n x batch x accumulation) steps x time per step, with the paper's epochs and training-set "
         "size (results/paper/hyperparameters.csv); blank where the paper does not give them. One row per "
-        "checkpointing and precision setting (the configs use checkpointing and 16-mixed; other rows are "
-        "`PAPER_OVERRIDES` variants). These steps are host-bound and their time varies between processes "
-        "(results/tables/step_gpu.md): compare rows of one commit.\n"
+        "checkpointing, precision and torch.compile setting (the configs use checkpointing and 16-mixed, eager; "
+        "other rows are `PAPER_OVERRIDES` variants and the `compiled` job). These steps are host-bound and "
+        "their time varies between processes (results/tables/step_gpu.md): compare rows of one commit.\n"
     )
-    headers = ["benchmark", "pattern", "layers", "d", "params", "checkpointing", "precision", "ms/iter", "peak GiB",
-               "projected GPU-hours", "paper hardware", *SCALE_HEADERS]  # fmt: skip
+    headers = ["benchmark", "pattern", "layers", "d", "params", "checkpointing", "precision", "compiled", "ms/iter",
+               "peak GiB", "projected GPU-hours", "paper hardware", *SCALE_HEADERS]  # fmt: skip
     rows = []
     if not view.empty:
         paper_runs = view[view["preset"] == "paper"].assign(
             _ckpt=lambda f: f["checkpointing"].map(_flag), _precision=lambda f: f["precision"].fillna("").astype(str)
         )
-        keys = ["benchmark", "pattern", "_ckpt", "_precision"]
-        for (benchmark, pattern, _, _), group in paper_runs.groupby(keys, sort=True, dropna=False):
+        keys = ["benchmark", "pattern", "_ckpt", "_precision", "compile_mode"]
+        for (benchmark, pattern, *_), group in paper_runs.groupby(keys, sort=True, dropna=False):
             row = rank(group, prefer_complete=False).iloc[0]
             h = hyper[hyper["benchmark"] == benchmark] if not hyper.empty else pd.DataFrame()
             hours, hardware = "", ""
@@ -370,7 +370,8 @@ def table_paper_size(results: Results) -> str:
             rows.append([
                 BENCHMARK_NAMES.get(benchmark, benchmark), pattern, fmt(row["layers"], 0), fmt(row["d_model"], 0),
                 fmt_params(row["params"]), str(row.get("checkpointing", "")), str(row.get("precision", "")),
-                fmt(row["ms_per_iter"], 1), fmt(row["peak_gib"], 2), hours, hardware, *_scale(row),
+                row.get("compile_mode", "") or "no", fmt(row["ms_per_iter"], 1), fmt(row["peak_gib"], 2), hours,
+                hardware, *_scale(row),
             ])  # fmt: skip
     out.append(markdown(headers, rows))
     return "\n".join(out)
