@@ -7,7 +7,9 @@
     sparse-repro bench-kernels --cases targets --autograd-thread caller   every backward on the calling thread
 
 Every cell: random bf16 inputs (never zeros), warm-up, then the median of triton.testing.do_bench (or, for a
-cell whose single run takes over a second, one warm-up and one timed run); peak memory as
+cell whose single run takes over a second, one warm-up and one timed run); for triton and SDPA cells under a
+second also the median of the same call replayed from a CUDA graph (graph_ms: the GPU's time without the host's,
+which varies between machines); peak memory as
 max_memory_allocated over one run after a reset (inputs included, the same for every backend); useful TFLOP/s
 from the pattern's allowed elements (forward = 4 * B * H * D * nnz, backward = 2.5 x forward); tiles computed
 (the plan's for triton, the block mask's for flex). A cell predicted to exceed the time budget or the card's
@@ -188,6 +190,28 @@ def _timer(fn, slow: bool) -> float:
     return statistics.median(times)
 
 
+# FlexAttention's first call compiles and its later ones run guards: not replayed from a graph here.
+GRAPH_BACKENDS = ("triton", "sdpa")
+
+
+def _graph_ms(fn, backend: str, slow: bool) -> tuple[float | None, str]:
+    """Median ms of fn() replayed from a CUDA graph (the GPU's time alone), or None and why not.
+
+    Why beside do_bench's eager median: an eager call as short as ours at n <= 12,288 is host-bound, and the
+    host differs between device calls (strided 12,288 measured 0.451 ms in one call and 0.691 ms in another
+    with the same kernels; benchmarks/KERNEL_NOTES.md); the graph time follows the kernels alone."""
+    if not torch.cuda.is_available() or backend not in GRAPH_BACKENDS:
+        return None, ""
+    if slow:
+        return None, "no graph time: a call over 1 s"
+    import triton.testing
+
+    try:
+        return triton.testing.do_bench_cudagraph(fn, rep=100, return_mode="median"), ""
+    except Exception as err:  # noqa: BLE001 - a failed capture must not lose the eager measurement
+        return None, f"no graph time: {type(err).__name__}: {str(err).splitlines()[0][:100] if str(err) else ''}"
+
+
 def _tiles(case: Case, backend: str, device: str) -> int | None:
     p = case.pattern()
     if backend == "triton":
@@ -246,6 +270,7 @@ def measure(case: Case, backend: str, pass_: str, dtype: torch.dtype, budget_s: 
             torch.cuda.synchronize()
             row["peak_gib"] = f"{torch.cuda.max_memory_allocated() / 2**30:.4f}"
         median_ms = _timer(run, slow=first_s > 1.0)
+        graph_ms, graph_note = _graph_ms(run, backend, slow=first_s > 1.0) if device == "cuda" else (None, "")
     except torch.OutOfMemoryError as err:
         torch.cuda.empty_cache()
         return {**row, "status": "skipped", "reason": f"out of memory: {str(err).splitlines()[0][:120]}"}
@@ -256,8 +281,9 @@ def measure(case: Case, backend: str, pass_: str, dtype: torch.dtype, budget_s: 
         median_ms=f"{median_ms:.4f}",
         useful_tflops=f"{flops / (median_ms * 1e-3) / 1e12:.2f}",
         tiles=_tiles(case, backend, device) or "",
+        graph_ms=f"{graph_ms:.4f}" if graph_ms is not None else "",
         status="ok",
-        reason="",
+        reason=graph_note,
     )
     return row
 

@@ -33,7 +33,9 @@ from typing import Any, Literal
 import lightning.pytorch as pl
 import torch
 
-SCHEMA_VERSION = 2  # 2: kernels.csv gained autograd_thread (older kernel rows: the engine's thread)
+# 2: kernels.csv gained autograd_thread (older kernel rows: the engine's thread); 3: kernels.csv gained graph_ms
+# (older kernel rows: empty, not measured)
+SCHEMA_VERSION = 3
 
 # One row per finished fit / validate / test (issue 8's columns first, then what the report needs).
 RUN_COLUMNS = [
@@ -119,6 +121,7 @@ KERNEL_COLUMNS = [
     "commit",
     "date",
     "autograd_thread",  # where the backward ran: "engine" (PyTorch's default device thread) or "caller"
+    "graph_ms",  # median of the same call replayed from a CUDA graph: the GPU's time alone (empty: not measured)
 ]
 
 # One row per recorded training step (and per validation), to draw learning curves.

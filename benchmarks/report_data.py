@@ -45,6 +45,7 @@ NUMERIC_RUN_COLUMNS = [
     "summary_ctx",
 ]
 NUMERIC_KERNEL_COLUMNS = [
+    "graph_ms",
     "n",
     "batch",
     "heads",

@@ -568,6 +568,11 @@ def _same(frame: pd.DataFrame, column: str, value) -> pd.Series:
     return frame[column].isna() if value is None else pd.to_numeric(frame[column], errors="coerce") == value
 
 
+def _speedup(base, ours) -> str:
+    valid = all(isinstance(v, (int, float)) and not math.isnan(v) and v > 0 for v in (base, ours))
+    return f"{base / ours:.2f}x" if valid else ""
+
+
 def table_kernel_targets(results: Results) -> str:
     """Issue 7's target table, one row per case and commit at which the benchmark measured our kernel and SDPA
     in one process: speed-up, the two floors (compute and memory traffic) from that run's device ceilings."""
@@ -581,9 +586,11 @@ def table_kernel_targets(results: Results) -> str:
         "time over the larger floor. Rows are in the order they were measured, so each case reads as a history "
         "of versions (benchmarks/KERNEL_NOTES.md says what changed). `backward on`: the thread every backend's "
         "backward ran on in that process, the autograd engine's device thread (PyTorch's default) or the caller's "
-        "(`bench-kernels --autograd-thread caller`).\n"
+        "(`bench-kernels --autograd-thread caller`). `graph`: both calls replayed from CUDA graphs in the same "
+        "process (the GPU's time alone, without the host's; measured from schema 3 of kernels.csv on).\n"
     )
-    headers = ["case", "n", "B", "target", "triton ms", "sdpa ms", "speed-up", "met", "triton TFLOP/s",
+    headers = ["case", "n", "B", "target", "triton ms", "sdpa ms", "speed-up", "met", "triton graph ms",
+               "sdpa graph ms", "graph speed-up", "triton TFLOP/s",
                "sdpa TFLOP/s", "compute floor ms", "memory floor ms", "x floor", "triton GiB", "sdpa GiB",
                "backward on", "gpu", "commit", "date"]  # fmt: skip
     rows = []
@@ -625,6 +632,7 @@ def table_kernel_targets(results: Results) -> str:
             rows.append([
                 label, f"{n:,}", str(batch), f">= {target:g}x", fmt(t["median_ms"], 3), fmt(s["median_ms"], 3),
                 f"{speedup:.2f}x", "yes" if speedup >= target else f"no ({speedup / target:.0%} of it)",
+                fmt(t.get("graph_ms"), 3), fmt(s.get("graph_ms"), 3), _speedup(s.get("graph_ms"), t.get("graph_ms")),
                 fmt(t["useful_tflops"], 1), fmt(s["useful_tflops"], 1), fmt(compute_ms, 3), fmt(memory_ms, 3),
                 f"{t['median_ms'] / floor:.1f}" if floor else "", fmt(t["peak_gib"], 2), fmt(s["peak_gib"], 2),
                 f"{t['thread']} thread", t["gpu"], t["commit"], t["date"],

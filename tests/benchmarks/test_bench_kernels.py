@@ -93,3 +93,27 @@ def test_the_gpu_branch_writes_ceilings_and_the_backward_thread(tmp_path, monkey
     assert {r["n"] for r in rows} == {"3072"} and {r["autograd_thread"] for r in rows} == {"caller"}
     assert seen and not any(seen)  # every backward of the run on the caller's thread
     assert torch._C._is_multithreading_enabled()  # and the setting restored afterwards
+
+
+def test_graph_time_is_measured_for_triton_and_sdpa_and_its_failure_is_recorded(monkeypatch):
+    """graph_ms (the same call replayed from a CUDA graph) only runs on a GPU: its branches with stand-ins."""
+    import torch
+    import triton.testing
+
+    import benchmarks.bench_kernels as bench
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(triton.testing, "do_bench_cudagraph", lambda fn, rep, return_mode: 0.25)
+    assert bench._graph_ms(lambda: None, "triton", slow=False) == (0.25, "")
+    assert bench._graph_ms(lambda: None, "sdpa", slow=False) == (0.25, "")
+    assert bench._graph_ms(lambda: None, "flex", slow=False) == (None, "")
+    assert bench._graph_ms(lambda: None, "triton", slow=True) == (None, "no graph time: a call over 1 s")
+
+    def capture_fails(fn, rep, return_mode):
+        raise RuntimeError("operation not permitted when stream is capturing\nmore")
+
+    monkeypatch.setattr(triton.testing, "do_bench_cudagraph", capture_fails)
+    ms, why = bench._graph_ms(lambda: None, "triton", slow=False)
+    assert ms is None and why == "no graph time: RuntimeError: operation not permitted when stream is capturing"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert bench._graph_ms(lambda: None, "triton", slow=False) == (None, "")

@@ -256,29 +256,32 @@ def test_kernel_targets_pair_rows_of_one_process_and_name_the_floors(results):
     cells = [c.strip() for c in rows[0].strip("|").split("|")]
     assert cells[4:8] == ["0.500", "2.500", "5.00x", "no (50% of it)"]
     # compute floor: 40 TFLOP/s x 0.5 ms of useful work at 800 TFLOP/s; memory: 8 x 16 x 12,288 x 64 x 2 B at 3 TB/s
-    assert cells[10] == "0.025" and cells[11] == "0.067" and cells[12] == "7.5"
-    assert cells[15] == "engine thread"  # rows without the column ran their backward on the engine's thread
+    assert cells[8:11] == ["", "", ""]  # rows without graph_ms (schema < 3): no graph times
+    assert cells[13] == "0.025" and cells[14] == "0.067" and cells[15] == "7.5"
+    assert cells[18] == "engine thread"  # rows without the column ran their backward on the engine's thread
 
 
 def test_kernel_targets_pair_rows_by_the_backward_thread(results):
     """Within one process every backend's backward runs on one thread; a row is paired with SDPA of that thread."""
     date = "2025-01-02T00:00:00Z"
 
-    def cell(backend, pattern, ms, thread):
+    def cell(backend, pattern, ms, thread, graph=""):
         return {"pattern": pattern, "local_attn_ctx": 128 if pattern == "strided" else "", "summary_ctx": "",
                 "backend": backend, "n": 12288, "batch": 1, "heads": 16, "head_dim": 64, "dtype": "bfloat16",
                 "pass": "fwd+bwd", "median_ms": ms, "useful_tflops": 40.0, "peak_gib": 0.2, "status": "ok",
-                "gpu": "H100", "commit": "abc", "date": date, "autograd_thread": thread}  # fmt: skip
+                "gpu": "H100", "commit": "abc", "date": date, "autograd_thread": thread,
+                "graph_ms": graph}  # fmt: skip
 
     append_rows(results / "kernels.csv", [
         cell("sdpa", "all", 2.0, "engine"), cell("triton", "strided", 1.0, "engine"),
-        cell("sdpa", "all", 2.4, "caller"), cell("triton", "strided", 0.4, "caller"),
+        cell("sdpa", "all", 2.4, "caller", 2.3), cell("triton", "strided", 0.4, "caller", 0.46),
     ], KERNEL_COLUMNS)  # fmt: skip
     report(results, patterns=False)
     table = (results / "tables" / "kernel_targets.md").read_text()
     lines = [line for line in table.splitlines() if line.startswith("| strided")]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
-    assert [(r[6], r[15]) for r in rows] == [("2.00x", "engine thread"), ("6.00x", "caller thread")]
+    assert [(r[6], r[18]) for r in rows] == [("2.00x", "engine thread"), ("6.00x", "caller thread")]
+    assert [r[8:11] for r in rows] == [["", "", ""], ["0.460", "2.300", "5.00x"]]  # graph times, same process
 
 
 def test_table4_prefers_the_largest_model_that_fits(results):
