@@ -386,12 +386,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _print_summary(rows: list[dict]) -> None:
-    head = f"{'pattern':8} {'backend':8} {'n':>8} {'B':>2} {'D':>4} {'pass':8} {'ms':>10} {'TFLOP/s':>8} {'GiB':>7}"
+    head = (
+        f"{'pattern':8} {'backend':8} {'n':>8} {'B':>2} {'D':>4} {'pass':8} {'ms':>10} {'graph ms':>9} {'TFLOP/s':>8} "
+        f"{'GiB':>7}"
+    )
     print(f"\n{head}  status")
     for r in rows:
         print(
             f"{r['pattern']:8} {r['backend']:8} {r['n']:>8} {r['batch']:>2} {r['head_dim']:>4} {r['pass']:8} "
-            f"{r.get('median_ms', ''):>10} {r.get('useful_tflops', ''):>8} {r.get('peak_gib', ''):>7}  "
+            f"{r.get('median_ms', ''):>10} {r.get('graph_ms', ''):>9} {r.get('useful_tflops', ''):>8} "
+            f"{r.get('peak_gib', ''):>7}  "
             f"{r['status']} {r.get('reason', '')}"
         )
 
