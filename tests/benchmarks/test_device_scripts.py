@@ -25,3 +25,33 @@ def test_script_parses_and_every_named_job_has_a_case(script):
 def test_every_module_a_script_runs_exists(script):
     for module in set(re.findall(r"python3 -m (benchmarks\.[a-z_]+)", script.read_text())):
         importlib.import_module(module)
+
+
+def test_table2_job_hands_fit_series_runs_it_accepts(tmp_path):
+    """gpu_train.sh table2 builds its runs as quoted shell words (a note with spaces, optional profile and
+    overrides): with python3 replaced by a recorder of its arguments, every run parses and names a real config."""
+    import os
+
+    from benchmarks.fit_series import parse_runs
+
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    args_file = tmp_path / "args.txt"
+    (shim / "python3").write_text(
+        f'#!/usr/bin/env bash\n[ "$2" = benchmarks.fit_series ] && printf "%s\\n" "${{@:3}}" > {args_file}\nexit 0\n'
+    )
+    (shim / "python3").chmod(0o755)
+    env = {**os.environ, "PATH": f"{shim}:{os.environ['PATH']}", "OUT": str(tmp_path / "out"), "STEPS": "7",
+           "TABLE2_CONFIGS": "enwik8/fixed-small cifar10/dense-small", "TABLE2_OVERRIDES": "model.compile_mode=default",
+           "TABLE2_NOTE": "table2, compiled (default)"}  # fmt: skip
+    subprocess.run(["bash", "benchmarks/gpu_train.sh", "table2"], check=True, env=env, capture_output=True)
+    runs = parse_runs(args_file.read_text().splitlines())
+    assert [r[0] for r in runs] == ["fit", "test", "fit", "test"]
+    for run in runs:
+        assert Path(run[1]).is_file()
+        assert "recorder.note=table2, compiled (default), one process" in run and "model.compile_mode=default" in run
+    assert "trainer.max_steps=7" in runs[0] and "profile.trace=true" in runs[0]
+    env["TABLE2_TEST"], env["TABLE2_PROFILE"] = "0", "0"
+    subprocess.run(["bash", "benchmarks/gpu_train.sh", "table2"], check=True, env=env, capture_output=True)
+    runs = parse_runs(args_file.read_text().splitlines())
+    assert [r[0] for r in runs] == ["fit", "fit"] and not any("profile.out" in a for r in runs for a in r)
