@@ -569,8 +569,8 @@ def _same(frame: pd.DataFrame, column: str, value) -> pd.Series:
 
 
 def _speedup(base, ours) -> str:
-    valid = all(isinstance(v, (int, float)) and not math.isnan(v) and v > 0 for v in (base, ours))
-    return f"{base / ours:.2f}x" if valid else ""
+    ratio = _ratio(base, ours)
+    return f"{ratio}x" if ratio else ""
 
 
 def table_kernel_targets(results: Results) -> str:

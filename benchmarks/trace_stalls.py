@@ -27,6 +27,7 @@ from collections import defaultdict
 from pathlib import Path
 
 GPU_CATEGORIES = ("kernel", "gpu_memcpy", "gpu_memset")
+RUNTIME_CATEGORIES = ("cuda_runtime", "cuda_driver")
 # Kernels that compute attention, by name: ours (sparse/kernels), cuDNN's and flash SDPA, FlexAttention's
 # compiled template (inductor names it triton_tem_fused_*). The rest of a step is the model around attention.
 ATTENTION_KERNELS = {"ours": ("_sparse_",), "vendor": ("sdpa", "fmha", "flash"), "flex": ("triton_tem_fused",)}
@@ -38,9 +39,6 @@ def attention_kind(kernel_name: str) -> str | None:
         if any(needle in name for needle in needles):
             return kind
     return None
-
-
-RUNTIME_CATEGORIES = ("cuda_runtime", "cuda_driver")
 
 
 def load_events(path: str | Path) -> list[dict]:
@@ -71,23 +69,12 @@ def _idle_gaps(intervals: list[tuple[float, float]], min_gap: float) -> list[tup
     return gaps
 
 
-def _enclosing_op(ops: list[dict], tid, ts: float) -> str:
-    """The outermost CPU operator on thread `tid` running at time ts ('-' if none)."""
-    best = None
-    for op in ops:
-        if op["tid"] == tid and op["ts"] <= ts <= op["ts"] + op["dur"]:
-            if best is None or op["dur"] > best["dur"]:
-                best = op
-    return best["name"] if best else "-"
-
-
-def _innermost_op(ops: list[dict], tid, ts: float) -> str:
-    best = None
-    for op in ops:
-        if op["tid"] == tid and op["ts"] <= ts <= op["ts"] + op["dur"]:
-            if best is None or op["dur"] < best["dur"]:
-                best = op
-    return best["name"] if best else "-"
+def _ops_at(ops: list[dict], tid, ts: float) -> str:
+    """'outermost / innermost' CPU operator running on thread `tid` at time ts ('- / -' if none)."""
+    running = [op for op in ops if op["tid"] == tid and op["ts"] <= ts <= op["ts"] + op["dur"]]
+    if not running:
+        return "- / -"
+    return f"{max(running, key=lambda op: op['dur'])['name']} / {min(running, key=lambda op: op['dur'])['name']}"
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -138,8 +125,8 @@ def summarize(path: str | Path, top: int = 12, min_gap_us: float = 200.0, steps:
     for op in ops:
         cpu_time[op["tid"]] += op["dur"]
     main_tid = max(cpu_time, key=cpu_time.get)
-    name = Path(path).name
-    lines = [f"# trace {name}: window {window / 1e3:.1f} ms, {len(ops)} CPU operators, {len(gpu)} GPU events"]
+    head = f"# trace {Path(path).name}: window {window / 1e3:.1f} ms"
+    lines = [f"{head}, {len(ops)} CPU operators, {len(gpu)} GPU events"]
 
     if gpu:
         intervals = [(e["ts"], e["ts"] + e["dur"]) for e in gpu]
@@ -156,8 +143,7 @@ def summarize(path: str | Path, top: int = 12, min_gap_us: float = 200.0, steps:
         for a, b in sorted(gaps, key=lambda g: g[0] - g[1])[:top]:
             mid = (a + b) / 2
             lines.append(
-                f"  {(b - a) / 1e3:8.2f} ms at +{(a - window_start) / 1e3:8.1f} ms: "
-                f"{_enclosing_op(ops, main_tid, mid)} / {_innermost_op(ops, main_tid, mid)}"
+                f"  {(b - a) / 1e3:8.2f} ms at +{(a - window_start) / 1e3:8.1f} ms: {_ops_at(ops, main_tid, mid)}"
             )
     else:
         lines.append("no GPU events in the trace (a CPU run, or CUDA activity was not recorded)")
@@ -167,9 +153,9 @@ def summarize(path: str | Path, top: int = 12, min_gap_us: float = 200.0, steps:
         for e in runtime:
             by_name[e["name"]].append(e["dur"])
         lines.append("CUDA runtime/driver calls (all threads): calls, total ms, median us, max us")
-        for name, durs in sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:top]:
+        for call, durs in sorted(by_name.items(), key=lambda kv: -sum(kv[1]))[:top]:
             lines.append(
-                f"  {name:40s} {len(durs):7d} {sum(durs) / 1e3:9.2f} {_percentile(durs, 0.5):9.1f} {max(durs):9.1f}"
+                f"  {call:40s} {len(durs):7d} {sum(durs) / 1e3:9.2f} {_percentile(durs, 0.5):9.1f} {max(durs):9.1f}"
             )
         kernel_start = {e["args"].get("correlation"): e["ts"] for e in gpu if "args" in e}
         delays = []
@@ -189,18 +175,15 @@ def summarize(path: str | Path, top: int = 12, min_gap_us: float = 200.0, steps:
         for e in slow:
             start = kernel_start.get(e.get("args", {}).get("correlation"))
             delay = f"{start - (e['ts'] + e['dur']):.0f} us" if start is not None else "-"
-            lines.append(
-                f"  {e['dur']:9.1f} {e['name']:28s} {_enclosing_op(ops, e['tid'], e['ts'])} / "
-                f"{_innermost_op(ops, e['tid'], e['ts'])}  {delay}"
-            )
+            lines.append(f"  {e['dur']:9.1f} {e['name']:28s} {_ops_at(ops, e['tid'], e['ts'])}  {delay}")
 
     own = defaultdict(list)
     for op in ops:
         if op["tid"] == main_tid:
             own[op["name"]].append(op["dur"])
     lines.append("operators on the busiest CPU thread by their longest call: name, calls, median us, max us")
-    for name, durs in sorted(own.items(), key=lambda kv: -max(kv[1]))[:top]:
-        lines.append(f"  {name:50s} {len(durs):6d} {_percentile(durs, 0.5):9.1f} {max(durs):9.1f}")
+    for op_name, durs in sorted(own.items(), key=lambda kv: -max(kv[1]))[:top]:
+        lines.append(f"  {op_name:50s} {len(durs):6d} {_percentile(durs, 0.5):9.1f} {max(durs):9.1f}")
     return "\n".join(lines) + "\n"
 
 
