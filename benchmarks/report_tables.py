@@ -95,7 +95,7 @@ def table1(results: Results) -> str:
         if benchmark == "audio":
             where["n"] = 65536
         # A run with test bits first (compiled runs have validation only), then the usual ranking
-        ours = pick(view, need=("test_bpd",), **where) if not view.empty else None
+        ours = pick(view, need=("test_bpd",), **where)
         ours = ours if ours is not None else pick(view, need=("bpd",), **where)
         entries = paper[paper["benchmark"] == benchmark] if not paper.empty else paper
         for _, entry in entries.iterrows():
@@ -137,6 +137,9 @@ def _without_table4_runs(view: pd.DataFrame) -> pd.DataFrame:
     return view[~view["job"].str.startswith("table4")] if not view.empty else view
 
 
+PAPER_TABLE2_CELLS = (("enwik8", 12288), ("cifar10", 3072))  # (benchmark, n) in the paper's order
+
+
 def table2_compiled(results: Results) -> str:
     """Table 2 once per torch.compile mode that has runs (none: the eager Table 2 only)."""
     view = run_view(results.runs)
@@ -172,7 +175,7 @@ def table2(results: Results, compile_mode: str = "") -> str:
             "process`), so their ratios compare side by side; results/tables/step_gpu.md says how much of each "
             "step is attention, which bounds what any attention kernel can do to the ratio.\n"
         )
-        cells = [("enwik8", 12288), ("cifar10", 3072)]
+        cells = list(PAPER_TABLE2_CELLS)
     headers = [
         "benchmark (n)", "pattern", "paper bpd", "paper time/iter", "paper / dense",
         "our bpd", "our ms/iter", "ours / dense", "peak GiB", "params", *SCALE_HEADERS,
@@ -188,7 +191,7 @@ def table2(results: Results, compile_mode: str = "") -> str:
             lengths = ran["n"].unique()
             cells += [(benchmark, int(n)) for n in sorted(lengths) if (benchmark, int(n)) not in cells]
         if compile_mode:  # the paper's order for the cells it has
-            cells.sort(key=lambda cell: {("enwik8", 12288): 0, ("cifar10", 3072): 1}.get(cell, 2))
+            cells.sort(key=lambda cell: PAPER_TABLE2_CELLS.index(cell) if cell in PAPER_TABLE2_CELLS else 2)
     for benchmark, n in cells:
         entries = paper[(paper["benchmark"] == benchmark) & (paper["n"] == n)] if not paper.empty else pd.DataFrame()
         # One GPU only: Table 2 compares patterns at equal hardware (multi-GPU runs are in the scaling table).
