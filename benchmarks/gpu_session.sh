@@ -28,8 +28,8 @@ for step in "$@"; do
                  strided:3072:8:96 strided:3072:1:96 all:12288:1 all:3072:8 > "$OUT/profile_kernels.txt" 2>&1
                grep -E "eager|Error" "$OUT/profile_kernels.txt" ;;
     host)      timeout 150 python3 -m benchmarks.host_breakdown 2>&1 | tee "$OUT/host_breakdown.txt" | tail -18 ;;
-    tune)      timeout 200 python3 -m benchmarks.tune_tiles --kinds "${TUNE_KINDS:-dkdv_summary}" 2>&1 \
-                 | grep -v Warning | tee "$OUT/tune_tiles.txt" | tail -4 ;;
+    tune)      timeout 240 python3 -m benchmarks.tune_tiles --kinds "${TUNE_KINDS:-dkdv_summary}" \
+                 --head-dim "${TUNE_HEAD_DIM:-64}" 2>&1 | grep -v Warning | tee "$OUT/tune_tiles.txt" | tail -7 ;;
     flexsweep) timeout 240 "${bench[@]}" --cases sweep --backends flex --n 1024,3072,12288,65536 --head-dims 64 \
                  2>&1 | tail -5 ;;
   esac
