@@ -21,24 +21,26 @@ from dataclasses import dataclass
 from sparse.patterns import BandSegment, Pattern, Segment, SummarySegment
 
 # (pass, head_dim) -> (BLOCK_M queries, BLOCK_N keys, num_warps, num_stages). Head dim 64 (and 32) are the
-# winners of benchmarks/tune_tiles.py on an H100 for strided/fixed at n = 12,288 and strided at 3,072 x 8
-# (benchmarks/KERNEL_NOTES.md); head dim 128 keeps the starting point of Triton's fused-attention tutorial,
-# not yet searched: dk/dv programs own a key tile and stream query tiles, dq programs the reverse.
+# winners of benchmarks/tune_tiles.py on an H100 for strided/fixed at n = 12,288 and strided at 3,072 x 8;
+# head dim 128 the winners of `tune_tiles --head-dim 128` on an H200 for the CIFAR-10 models' call (strided and
+# fixed, n = 3,072, batch 8, 2 heads; results/profiles/tune_tiles-d128-8f8a99d2993e.txt): small tiles and 4 warps
+# beat the tutorial's 8-warp tiles by 10-60% per pass, since a stride group of 96 rows fills one or two tiles.
+# dk/dv programs own a key tile and stream query tiles, dq programs the reverse.
 TILE_TABLE: dict[tuple[str, int], tuple[int, int, int, int]] = {
     ("fwd", 32): (64, 64, 4, 3),
     ("fwd", 64): (64, 64, 4, 3),
-    ("fwd", 128): (128, 64, 8, 3),
+    ("fwd", 128): (64, 32, 4, 2),  # strided CUDA-graph fwd 0.042 ms vs 0.067 for (128, 64, 8, 3)
     ("dq", 32): (64, 32, 4, 2),
     ("dq", 64): (64, 32, 4, 2),
-    ("dq", 128): (128, 32, 8, 2),
+    ("dq", 128): (64, 32, 4, 2),  # fwd+bwd: strided 0.235 ms vs 0.261, fixed 0.394 vs 0.428
     ("dkdv", 32): (32, 64, 4, 2),
     ("dkdv", 64): (32, 64, 4, 2),
-    ("dkdv", 128): (32, 128, 8, 2),
+    ("dkdv", 128): (32, 64, 4, 2),  # fwd+bwd: strided 0.228 ms vs 0.261, fixed 0.419 vs 0.425
     # The summary part's dk/dv: a program owns summary keys and streams every later query, n / BLOCK_M tiles
     # one after another for the first keys, so this kernel's time is that serial loop (KERNEL_NOTES.md).
     ("dkdv_summary", 32): (32, 64, 4, 2),
     ("dkdv_summary", 64): (64, 64, 4, 3),  # tune_tiles on an H100: fixed 12,288 fwd+bwd 1.376 ms vs 1.452 ms
-    ("dkdv_summary", 128): (32, 128, 8, 2),
+    ("dkdv_summary", 128): (64, 64, 4, 3),  # fixed fwd+bwd 0.402 ms, best of the 8 searched
 }
 INTERPRETER_TILE = (16, 16, 1, 1)
 MIN_TILE = 16
