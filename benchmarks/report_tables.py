@@ -345,19 +345,29 @@ def table_paper_size(results: Results) -> str:
         "tokens / (n x batch x accumulation) steps x time per step, with the paper's epochs and training-set "
         "size (results/paper/hyperparameters.csv); blank where the paper does not give them. One row per "
         "checkpointing, precision and torch.compile setting (the configs use checkpointing and 16-mixed, eager; "
-        "other rows are `PAPER_OVERRIDES` variants and the `compiled` job). These steps are host-bound and "
+        "other rows are `PAPER_OVERRIDES` variants and the `compiled` job) and per card. `ms / dense`: over the "
+        "dense run of the same setting, commit and card (one device call). These steps are host-bound and "
         "their time varies between processes (results/tables/step_gpu.md): compare rows of one commit.\n"
     )
     headers = ["benchmark", "pattern", "layers", "d", "params", "checkpointing", "precision", "compiled", "ms/iter",
-               "peak GiB", "projected GPU-hours", "paper hardware", *SCALE_HEADERS]  # fmt: skip
+               "ms / dense", "peak GiB", "projected GPU-hours", "paper hardware", *SCALE_HEADERS]  # fmt: skip
     rows = []
     if not view.empty:
         paper_runs = view[view["preset"] == "paper"].assign(
             _ckpt=lambda f: f["checkpointing"].map(_flag), _precision=lambda f: f["precision"].fillna("").astype(str)
         )
-        keys = ["benchmark", "pattern", "_ckpt", "_precision", "compile_mode"]
+        # One row per card too: an H100 and an H200 row of one setting are different measurements.
+        keys = ["benchmark", "pattern", "_ckpt", "_precision", "compile_mode", "gpu"]
         for (benchmark, pattern, *_), group in paper_runs.groupby(keys, sort=True, dropna=False):
             row = rank(group, prefer_complete=False).iloc[0]
+            # With and without sparse attention: against the dense run of the same setting, commit and card.
+            dense = paper_runs[
+                (paper_runs["benchmark"] == benchmark) & (paper_runs["pattern"] == "dense")
+                & (paper_runs["commit"] == row["commit"]) & (paper_runs["gpu"] == row["gpu"])
+                & (paper_runs["_ckpt"] == row["_ckpt"]) & (paper_runs["_precision"] == row["_precision"])
+                & (paper_runs["compile_mode"] == row["compile_mode"])
+            ]  # fmt: skip
+            vs_dense = _ratio(row["ms_per_iter"], dense["ms_per_iter"].iloc[-1]) if len(dense) else ""
             h = hyper[hyper["benchmark"] == benchmark] if not hyper.empty else pd.DataFrame()
             hours, hardware = "", ""
             if not h.empty:
@@ -373,8 +383,8 @@ def table_paper_size(results: Results) -> str:
             rows.append([
                 BENCHMARK_NAMES.get(benchmark, benchmark), pattern, fmt(row["layers"], 0), fmt(row["d_model"], 0),
                 fmt_params(row["params"]), str(row.get("checkpointing", "")), str(row.get("precision", "")),
-                row.get("compile_mode", "") or "no", fmt(row["ms_per_iter"], 1), fmt(row["peak_gib"], 2), hours,
-                hardware, *_scale(row),
+                row.get("compile_mode", "") or "no", fmt(row["ms_per_iter"], 1), vs_dense, fmt(row["peak_gib"], 2),
+                hours, hardware, *_scale(row),
             ])  # fmt: skip
     out.append(markdown(headers, rows))
     return "\n".join(out)
@@ -590,7 +600,11 @@ def table_kernel_targets(results: Results) -> str:
         "of versions (benchmarks/KERNEL_NOTES.md says what changed). `backward on`: the thread every backend's "
         "backward ran on in that process, the autograd engine's device thread (PyTorch's default) or the caller's "
         "(`bench-kernels --autograd-thread caller`). `graph`: both calls replayed from CUDA graphs in the same "
-        "process (the GPU's time alone, without the host's; measured from schema 3 of kernels.csv on).\n"
+        "process (the GPU's time alone, without the host's; measured from schema 3 of kernels.csv on).\n\n"
+        "A caveat on rows before commit 8dee3b8cb96b (2026-11-28 11:18): bench-kernels took a cell whose first call "
+        "ran over a second for slow and timed it by one run after one warm-up, and a first call includes compiling "
+        "the kernels, so those rows' fwd+bwd cells (ours and, at 12,288 and above, SDPA's) may be single runs, not "
+        "do_bench medians; the rows do not say which. From that commit on the judgement is made on a warm call.\n"
     )
     headers = ["case", "n", "B", "target", "triton ms", "sdpa ms", "speed-up", "met", "triton graph ms",
                "sdpa graph ms", "graph speed-up", "triton TFLOP/s",
