@@ -5,7 +5,6 @@ benchmarks/KERNEL_NOTES.md (the space searched is declared here, as data).
     python -m benchmarks.tune_tiles                    # on a GPU; about 3 minutes
     python -m benchmarks.tune_tiles --kinds dkdv_summary   # one pass only
     python -m benchmarks.tune_tiles --head-dim 128         # the CIFAR-10 models' shape (2 heads of 128)
-    python -m benchmarks.tune_tiles --kinds pack           # packing short band groups: off, 64 or 128 rows
 """
 
 from __future__ import annotations
@@ -50,9 +49,6 @@ SPACE = {
         (32, 128, 8, 2),
         (64, 64, 8, 2),
     ],
-    # plan.PACK_ROWS, not a tile: band groups shorter than half of it are packed several to a kernel group
-    # (0: never). Only the stride part of short sequences (n = 3,072, l = 96: groups of 32) is affected.
-    "pack": [0, 64, 128],
     # Only patterns with a summary part (fixed) use it: longer query tiles shorten its serial loop.
     "dkdv_summary": [
         (32, 64, 4, 2),
@@ -101,7 +97,7 @@ def main(argv: list[str] | None = None) -> None:
     unknown = sorted(set(kinds) - set(SPACE))
     if unknown:
         parser.error(f"unknown kind(s) {unknown}; choose from {list(SPACE)}")
-    default, default_pack = dict(plan_module.TILE_TABLE), plan_module.PACK_ROWS
+    default = dict(plan_module.TILE_TABLE)
     for mode, n, batch, heads, l, c in CASES[args.head_dim]:
         for kind in kinds:
             if kind == "dkdv_summary" and c is None:
@@ -111,11 +107,7 @@ def main(argv: list[str] | None = None) -> None:
             for cand in candidates:
                 plan_module.TILE_TABLE.clear()
                 plan_module.TILE_TABLE.update(default)
-                plan_module.PACK_ROWS = default_pack
-                if kind == "pack":
-                    plan_module.PACK_ROWS = cand
-                else:
-                    plan_module.TILE_TABLE[(kind, args.head_dim)] = cand
+                plan_module.TILE_TABLE[(kind, args.head_dim)] = cand
                 plan_module.build_plan.cache_clear()
                 try:
                     results.append((time_case(mode, n, batch, heads, l, c, kind, args.head_dim), cand))
@@ -126,8 +118,6 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{mode} n={n} B={batch} H={heads} D={args.head_dim} {kind}: {line}", flush=True)
     plan_module.TILE_TABLE.clear()
     plan_module.TILE_TABLE.update(default)
-    plan_module.PACK_ROWS = default_pack
-    plan_module.build_plan.cache_clear()
 
 
 if __name__ == "__main__":

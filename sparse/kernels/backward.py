@@ -51,10 +51,9 @@ def _sparse_dq_kernel(
     stride_dz, stride_dh, stride_dn,
     n, H, group_len, tiles_per_group, scale_log2, scale,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    step, group_stride, window, l_block, c_sum, sub_len, num_groups,
+    step, group_stride, window, l_block, c_sum,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
-    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, PACKED: tl.constexpr,
-    COMPUTE_DELTA: tl.constexpr,
+    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, COMPUTE_DELTA: tl.constexpr,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert(not (COMPUTE_DELTA and HAS_PREV), "D is computed by the first segment's programs")
@@ -79,7 +78,7 @@ def _sparse_dq_kernel(
         group = pid // tiles_per_group
         tile = pid % tiles_per_group
         q_index = tile * BLOCK_M + rows
-        q_pos, q_valid = band_positions(group, q_index, n, group_len, step, group_stride, sub_len, num_groups, PACKED)
+        q_pos, q_valid = band_positions(group, q_index, n, group_len, step, group_stride)
         hi = tl.minimum((tile + 1) * BLOCK_M, group_len)
         if HAS_WINDOW:
             lo = tl.maximum(0, tile * BLOCK_M - window + 1) // BLOCK_N * BLOCK_N
@@ -112,10 +111,8 @@ def _sparse_dq_kernel(
             allowed = summary_allowed(q_pos, k_pos, k_block, l_block, SAME_BLOCK)
             k_valid &= k_index < hi
         else:
-            k_pos, k_valid = band_positions(
-                group, k_index, n, group_len, step, group_stride, sub_len, num_groups, PACKED
-            )
-            allowed = band_allowed(q_index, k_index, window, sub_len, HAS_WINDOW, EXCLUDE_SELF, PACKED)
+            k_pos, k_valid = band_positions(group, k_index, n, group_len, step, group_stride)
+            allowed = band_allowed(q_index, k_index, window, HAS_WINDOW, EXCLUDE_SELF)
         allowed &= k_valid[None, :] & q_valid[:, None]
         k_off = k_pos.to(tl.int64)[:, None]
         k = tl.load(k_base + k_off * stride_kn + dims[None, :], mask=k_valid[:, None], other=0.0)
@@ -142,9 +139,9 @@ def _sparse_dkdv_kernel(
     stride_dz, stride_dh, stride_dn,
     n, H, group_len, tiles_per_group, scale_log2, scale,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    step, group_stride, window, l_block, c_sum, sub_len, num_groups,
+    step, group_stride, window, l_block, c_sum,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
-    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, PACKED: tl.constexpr,
+    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     pid = tl.program_id(0)
@@ -172,7 +169,7 @@ def _sparse_dkdv_kernel(
         group = pid // tiles_per_group
         tile = pid % tiles_per_group
         k_index = tile * BLOCK_N + cols
-        k_pos, k_valid = band_positions(group, k_index, n, group_len, step, group_stride, sub_len, num_groups, PACKED)
+        k_pos, k_valid = band_positions(group, k_index, n, group_len, step, group_stride)
         lo = (tile * BLOCK_N) // BLOCK_M * BLOCK_M
         if HAS_WINDOW:
             hi = tl.minimum(group_len, (tile + 1) * BLOCK_N - 1 + window)
@@ -195,10 +192,8 @@ def _sparse_dkdv_kernel(
             q_valid = q_pos < n
             allowed = summary_allowed(q_pos, k_pos, k_block, l_block, SAME_BLOCK)
         else:
-            q_pos, q_valid = band_positions(
-                group, q_index, n, group_len, step, group_stride, sub_len, num_groups, PACKED
-            )
-            allowed = band_allowed(q_index, k_index, window, sub_len, HAS_WINDOW, EXCLUDE_SELF, PACKED)
+            q_pos, q_valid = band_positions(group, q_index, n, group_len, step, group_stride)
+            allowed = band_allowed(q_index, k_index, window, HAS_WINDOW, EXCLUDE_SELF)
         allowed &= k_valid[None, :] & q_valid[:, None]
         q_off = q_pos.to(tl.int64)[:, None]
         q = tl.load(q_base + q_off * stride_qn + dims[None, :], mask=q_valid[:, None], other=0.0)

@@ -37,9 +37,9 @@ def _sparse_fwd_kernel(
     stride_vz, stride_vh, stride_vn,
     n, H, group_len, tiles_per_group, scale_log2,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    step, group_stride, window, l_block, c_sum, sub_len, num_groups,
+    step, group_stride, window, l_block, c_sum,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
-    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, PACKED: tl.constexpr,
+    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert(HEAD_DIM == 32 or HEAD_DIM == 64 or HEAD_DIM == 128, "head dim must be 32, 64 or 128")
@@ -65,7 +65,7 @@ def _sparse_fwd_kernel(
         group = pid // tiles_per_group
         tile = pid % tiles_per_group
         q_index = tile * BLOCK_M + rows
-        q_pos, q_valid = band_positions(group, q_index, n, group_len, step, group_stride, sub_len, num_groups, PACKED)
+        q_pos, q_valid = band_positions(group, q_index, n, group_len, step, group_stride)
         hi = tl.minimum((tile + 1) * BLOCK_M, group_len)
         if HAS_WINDOW:
             lo = tl.maximum(0, tile * BLOCK_M - window + 1) // BLOCK_N * BLOCK_N
@@ -97,10 +97,8 @@ def _sparse_fwd_kernel(
             allowed = summary_allowed(q_pos, k_pos, k_block, l_block, SAME_BLOCK)
             k_valid &= k_index < hi
         else:
-            k_pos, k_valid = band_positions(
-                group, k_index, n, group_len, step, group_stride, sub_len, num_groups, PACKED
-            )
-            allowed = band_allowed(q_index, k_index, window, sub_len, HAS_WINDOW, EXCLUDE_SELF, PACKED)
+            k_pos, k_valid = band_positions(group, k_index, n, group_len, step, group_stride)
+            allowed = band_allowed(q_index, k_index, window, HAS_WINDOW, EXCLUDE_SELF)
         allowed &= k_valid[None, :] & q_valid[:, None]
         k_off = k_pos.to(tl.int64)[:, None]
         k = tl.load(k_base + k_off * stride_kn + dims[None, :], mask=k_valid[:, None], other=0.0)

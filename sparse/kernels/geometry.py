@@ -30,31 +30,18 @@ def mma(a, b, DOT_MODE: tl.constexpr):
 
 
 @triton.jit
-def band_positions(group, index, n, group_len, step, group_stride, sub_len, num_groups, PACKED: tl.constexpr):
-    """Sequence positions of in-group indices `index` of group `group`, and whether they exist.
-
-    PACKED: `group` is a pack of group_len // sub_len consecutive groups of sub_len indices each, laid end to end
-    (index i is index i % sub_len of group group * (group_len // sub_len) + i // sub_len), so that short groups
-    (the stride part of n = 3,072, l = 96 has groups of 32) fill a tile together instead of one each."""
-    if PACKED:
-        real_group = group * (group_len // sub_len) + index // sub_len
-        pos = real_group * group_stride + (index % sub_len) * step
-        return pos, (index < group_len) & (real_group < num_groups) & (pos < n)
-    else:
-        pos = group * group_stride + index * step
-        return pos, (index < group_len) & (pos < n)
+def band_positions(group, index, n, group_len, step, group_stride):
+    """Sequence positions of in-group indices `index` of group `group`, and whether they exist."""
+    pos = group * group_stride + index * step
+    return pos, (index < group_len) & (pos < n)
 
 
 @triton.jit
-def band_allowed(q_index, k_index, window, sub_len, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr,
-                 PACKED: tl.constexpr):  # fmt: skip
-    """[len(q), len(k)] mask of a band segment: t - window < u <= t - EXCLUDE_SELF, within one group (in a pack,
-    indices of one group differ by less than sub_len, so the band test on pack indices is the test on theirs)."""
+def band_allowed(q_index, k_index, window, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr):
+    """[len(q), len(k)] mask of a band segment: t - window < u <= t - EXCLUDE_SELF."""
     allowed = k_index[None, :] <= (q_index[:, None] - EXCLUDE_SELF)
     if HAS_WINDOW:
         allowed &= k_index[None, :] > (q_index[:, None] - window)
-    if PACKED:
-        allowed &= (k_index // sub_len)[None, :] == (q_index // sub_len)[:, None]
     return allowed
 
 

@@ -41,15 +41,13 @@ def _geometry(launch: SegmentLaunch) -> dict:
     seg = launch.segment
     if isinstance(seg, SummarySegment):
         return dict(
-            step=1, group_stride=0, window=0, l_block=seg.block, c_sum=seg.summary, sub_len=1, num_groups=1,
+            step=1, group_stride=0, window=0, l_block=seg.block, c_sum=seg.summary,
             IS_SUMMARY=True, HAS_WINDOW=False, EXCLUDE_SELF=0, DISTINCT=seg.distinct_heads, SAME_BLOCK=seg.same_block,
-            PACKED=False,
         )  # fmt: skip
     return dict(
         step=seg.step, group_stride=seg.group_stride, window=seg.window, l_block=1, c_sum=1,
-        sub_len=launch.sub_len, num_groups=launch.num_groups,
         IS_SUMMARY=False, HAS_WINDOW=seg.window > 0, EXCLUDE_SELF=int(seg.exclude_self), DISTINCT=False,
-        SAME_BLOCK=False, PACKED=launch.pack > 1,
+        SAME_BLOCK=False,
     )  # fmt: skip
 
 

@@ -43,7 +43,6 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, int, int, int]] = {
     ("dkdv_summary", 128): (64, 64, 4, 3),  # fixed fwd+bwd 0.402 ms, best of the 8 searched
 }
 INTERPRETER_TILE = (16, 16, 1, 1)
-PACK_ROWS = 64  # band groups shorter than half of this are packed (pack_factor); 0 would turn packing off
 MIN_TILE = 16
 
 
@@ -70,11 +69,8 @@ class SegmentLaunch:
     fwd_programs: int
     dq_programs: int
     dkdv_programs: int
-    group_len: int  # band: the group length (of a pack of groups); summary: the number of compact summary keys
+    group_len: int  # band: the group length; summary: the number of compact summary keys
     fwd_tiles: int  # query-tile x key-tile products the forward computes, per batch x head
-    pack: int = 1  # band: groups laid end to end in one kernel group (geometry.band_positions), 1 = none
-    sub_len: int = 1  # band: the length of one group (group_len = pack * sub_len)
-    num_groups: int = 1  # band: the segment's groups (the last pack may hold fewer)
 
 
 @dataclass(frozen=True)
@@ -126,23 +122,14 @@ def _tiles(kind: str, head_dim: int, group_len: int, interpret: bool) -> Tiles:
     return Tiles(min(bm, fit), min(bn, fit), warps, stages)
 
 
-def pack_factor(sub_len: int, num_groups: int, interpret: bool) -> int:
-    """How many groups of sub_len one kernel group packs: as many as fill the forward's query tile (64 rows on
-    the GPU, 16 under the interpreter) when at least two fit, else 1. Why: a program per short group computes one
-    small tile and stalls on its loads; packed, a program computes one full tile for several groups (the
-    cross-group part of the tile masked out)."""
-    rows = INTERPRETER_TILE[0] if interpret else PACK_ROWS
-    return max(1, min(num_groups, rows // sub_len)) if 2 * sub_len <= rows else 1
-
-
-def _band_fwd_tiles(seg: BandSegment, n: int, group_len: int, t: Tiles, pack: int = 1) -> int:
+def _band_fwd_tiles(seg: BandSegment, n: int, group_len: int, t: Tiles) -> int:
     """Count the (query tile, key tile) products the band forward kernel visits, mirroring its loops."""
     total = 0
-    for g in range(0, seg.num_groups, pack):
+    for g in range(seg.num_groups):
         first = g * seg.group_stride
         if first >= n:
             break
-        length = min(group_len, (n - 1 - first) // seg.step + 1) if pack == 1 else pack * group_len
+        length = min(group_len, (n - 1 - first) // seg.step + 1)
         for qt in range(math.ceil(length / t.block_m)):
             hi = min((qt + 1) * t.block_m, length)
             lo = 0 if seg.window == 0 else max(0, qt * t.block_m - seg.window + 1) // t.block_n * t.block_n
@@ -172,9 +159,7 @@ def build_plan(pattern: Pattern, n: int, head_dim: int, interpret: bool | None =
     assert all(not isinstance(s, SummarySegment) for s in segments[1:]), "a summary segment must come first"
     for seg in segments:
         if isinstance(seg, BandSegment):
-            sub_len = min(seg.group_len, n)
-            pack = pack_factor(sub_len, seg.num_groups, interpret)
-            group_len, groups = pack * sub_len, math.ceil(seg.num_groups / pack)
+            group_len = min(seg.group_len, n)
             fwd, dq, dkdv = (_tiles(k, head_dim, group_len, interpret) for k in ("fwd", "dq", "dkdv"))
             launches.append(
                 SegmentLaunch(
@@ -182,14 +167,11 @@ def build_plan(pattern: Pattern, n: int, head_dim: int, interpret: bool | None =
                     fwd=fwd,
                     dq=dq,
                     dkdv=dkdv,
-                    fwd_programs=groups * math.ceil(group_len / fwd.block_m),
-                    dq_programs=groups * math.ceil(group_len / dq.block_m),
-                    dkdv_programs=groups * math.ceil(group_len / dkdv.block_n),
+                    fwd_programs=seg.num_groups * math.ceil(group_len / fwd.block_m),
+                    dq_programs=seg.num_groups * math.ceil(group_len / dq.block_m),
+                    dkdv_programs=seg.num_groups * math.ceil(group_len / dkdv.block_n),
                     group_len=group_len,
-                    fwd_tiles=_band_fwd_tiles(seg, n, sub_len, fwd, pack),
-                    pack=pack,
-                    sub_len=sub_len,
-                    num_groups=seg.num_groups,
+                    fwd_tiles=_band_fwd_tiles(seg, n, group_len, fwd),
                 )
             )
         else:

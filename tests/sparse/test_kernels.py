@@ -131,20 +131,6 @@ def test_longer_odd_lengths_not_multiple_of_l(name, n, device):
     check_against_reference(p, (1, 2, n, 32), torch.float32, device, seed=n)
 
 
-def test_short_groups_are_packed_and_match_reference(device):
-    """Band groups shorter than half a tile run several to a kernel group (plan.pack_factor). Here the stride part
-    has 5 groups of 7 packed 2 at a time (interpreter tiles of 16), so the last pack lacks a group that its rows
-    must not reach; on the GPU the same rule packs the CIFAR-10 stride groups of 32 two at a time."""
-    p = sparse.pattern("strided", local_attn_ctx=5)
-    assert [(s.pack, s.sub_len, s.group_len) for s in build_plan(p, 33, 32, interpret=True).launches] == [
-        (2, 7, 14),
-        (1, 33, 33),
-    ]
-    check_against_reference(p, (2, 3, 33, 32), torch.float32, device)
-    cifar = build_plan(sparse.pattern("strided", local_attn_ctx=96), 3072, 128, interpret=False).launches[0]
-    assert (cifar.pack, cifar.group_len, cifar.fwd_programs) == (2, 64, 48)
-
-
 def test_non_contiguous_inputs(device):
     check_against_reference(
         sparse.pattern(**PATTERNS["fixed"]), (2, 3, 29, 32), torch.float32, device, contiguous=False
