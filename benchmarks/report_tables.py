@@ -737,7 +737,8 @@ def table_step_gpu(results: Results) -> str:
         "and commit; `floor / dense`: the same with attention taking no time at all, the best ratio any attention "
         "kernel could give this model's step (the paper's Table 2 ratios: fixed 0.42 and strided 0.27 on Enwik8, "
         "strided 0.70 on CIFAR-10). `step`: the profiled wall time, which exceeds `busy` where the host "
-        "(Python, launches) is the limit. A preset `small+compiled` ran with `model.compile_mode=default`.\n"
+        "(Python, launches) is the limit. A preset `small+compiled` ran with `model.compile_mode=default`, "
+        "`small+reduce-overhead` with `model.compile_mode=reduce-overhead` (CUDA graphs).\n"
     )
     headers = ["benchmark", "pattern", "preset", "step ms", "GPU busy ms", "attention ms", "other ms",
                "attention kernels", "GPU / dense", "floor / dense", "card", "commit"]  # fmt: skip
