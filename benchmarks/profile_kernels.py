@@ -98,12 +98,8 @@ def profile_case(spec: str, heads: int = 16, head_dim: int = 64) -> None:
 
 
 if __name__ == "__main__":
-    from benchmarks.provenance import provenance
+    from benchmarks.provenance import provenance_line
 
-    prov = provenance()
-    # The report (results/tables/kernel_profiles.md) reads this line: where and with what the file was made.
-    print(
-        f"# gpu: {prov['gpu']}; torch {prov['torch']}; triton {prov['triton']}; commit {prov['commit']}; {prov['date']}"
-    )
+    print(provenance_line())  # the report (results/tables/kernel_profiles.md) reads it
     for spec in sys.argv[1:]:
         profile_case(spec)

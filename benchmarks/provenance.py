@@ -113,3 +113,11 @@ def environment_report() -> str:
     fields["kernels"] = kernel_mode()
     width = max(len(k) for k in fields)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in fields.items())
+
+
+def provenance_line() -> str:
+    """`# gpu: ...; torch ...; triton ...; commit ...; date`: the first line of a saved printout (profile_kernels,
+    tune_tiles), which the report reads to say where and with what the file was made."""
+    prov = provenance()
+    fields = (f"torch {prov['torch']}", f"triton {prov['triton']}", f"commit {prov['commit']}", prov["date"])
+    return f"# gpu: {prov['gpu']}; " + "; ".join(fields)

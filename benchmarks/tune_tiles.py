@@ -15,6 +15,7 @@ import torch
 import triton.testing
 
 import sparse
+from benchmarks.provenance import provenance_line
 from sparse.kernels import plan as plan_module
 
 # (BLOCK_M, BLOCK_N, num_warps, num_stages) candidates per pass.
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> None:
     if unknown:
         parser.error(f"unknown kind(s) {unknown}; choose from {list(SPACE)}")
     default = dict(plan_module.TILE_TABLE)
+    print(provenance_line(), flush=True)  # a saved printout carries its card and commit
     for mode, n, batch, heads, l, c in CASES[args.head_dim]:
         for kind in kinds:
             if kind == "dkdv_summary" and c is None:

@@ -53,3 +53,15 @@ def test_the_suites_own_outputs_do_not_make_the_commit_dirty(tmp_path, monkeypat
     assert not provenance.git_commit().endswith("+dirty")
     (repo / "code.py").write_text("v2\n")
     assert provenance.git_commit().endswith("+dirty")
+
+
+def test_provenance_line_is_what_the_report_reads(monkeypatch):
+    """profile_kernels and tune_tiles print it first; the report takes the card from before the first ';'."""
+    from benchmarks.provenance import provenance_line
+
+    monkeypatch.setenv("SPARSE_REPRO_COMMIT", "abcdef123456")
+    line = provenance_line()
+    assert line.startswith("# gpu: ")
+    card, torch_part, triton_part, commit_part, _date = line[len("# gpu: ") :].split("; ")
+    assert card and torch_part.startswith("torch ") and triton_part.startswith("triton ")
+    assert commit_part == "commit abcdef123456"
