@@ -117,3 +117,29 @@ def test_graph_time_is_measured_for_triton_and_sdpa_and_its_failure_is_recorded(
     assert ms is None and why == "no graph time: RuntimeError: operation not permitted when stream is capturing"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert bench._graph_ms(lambda: None, "triton", slow=False) == (None, "")
+
+
+def test_a_compiling_first_call_does_not_make_a_cell_slow(monkeypatch):
+    """Slow cells are timed by one run and get no graph time; whether a cell is slow is judged on a warm call,
+    not on the first, which compiles the kernels (judged on the first, every freshly compiled fwd+bwd cell
+    was a single run on the GPU until 8dee3b8cb96b)."""
+    import time
+
+    import torch
+
+    import benchmarks.bench_kernels as bench
+    from benchmarks.bench_kernels import Case
+
+    real_attention, calls, judged = bench.sparse.attention, [], []
+
+    def compiles_on_first_call(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(1.1)
+        return real_attention(*args, **kwargs)
+
+    monkeypatch.setattr(bench.sparse, "attention", compiles_on_first_call)
+    monkeypatch.setattr(bench, "_timer", lambda fn, slow: judged.append(slow) or 1.0)
+    case = Case(attn_mode="strided", n=32, batch=1, heads=1, head_dim=32, local_attn_ctx=4)
+    row = bench.measure(case, "reference", "fwd", torch.float32, budget_s=60.0, device="cpu")
+    assert row["status"] == "ok" and judged == [False]
