@@ -261,8 +261,8 @@ def measure(case: Case, backend: str, pass_: str, dtype: torch.dtype, budget_s: 
 
         run()  # compile / autotune / block-mask creation outside the measurement
         # Whether a cell is slow (one warm-up and one timed run, no graph replay) is judged on a second, warm call:
-        # the first includes compiling the kernels, and judging on it (before 2026-11-28 12:00) timed every
-        # freshly compiled triton fwd+bwd cell by a single run and replayed none of them from a graph.
+        # the first includes compiling the kernels, and judging on it (before 8dee3b8cb96b) timed every freshly
+        # compiled triton fwd+bwd cell by a single run and replayed none of them from a graph.
         t0 = time.perf_counter()
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()

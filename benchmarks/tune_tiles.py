@@ -22,34 +22,12 @@ from sparse.kernels import plan as plan_module
 # The 8-warp entries are head dim 128's starting points (the tutorial's); larger tiles that do not fit in shared
 # memory at head dim 128 fail to compile and are reported as failed.
 SPACE = {
-    "fwd": [
-        (128, 64, 4, 3),
-        (64, 64, 4, 3),
-        (128, 32, 4, 3),
-        (64, 32, 4, 2),
-        (128, 128, 8, 3),
-        (64, 128, 4, 3),
-        (128, 64, 8, 3),
-        (64, 64, 8, 2),
-    ],
-    "dq": [
-        (128, 32, 4, 3),
-        (64, 32, 4, 2),
-        (64, 64, 4, 3),
-        (128, 64, 8, 3),
-        (32, 64, 4, 2),
-        (128, 32, 8, 2),
-        (64, 64, 8, 2),
-    ],
-    "dkdv": [
-        (32, 128, 4, 3),
-        (64, 64, 4, 3),
-        (32, 64, 4, 2),
-        (64, 128, 8, 3),
-        (16, 64, 4, 2),
-        (32, 128, 8, 2),
-        (64, 64, 8, 2),
-    ],
+    "fwd": [(128, 64, 4, 3), (64, 64, 4, 3), (128, 32, 4, 3), (64, 32, 4, 2), (128, 128, 8, 3), (64, 128, 4, 3),
+            (128, 64, 8, 3), (64, 64, 8, 2)],
+    "dq": [(128, 32, 4, 3), (64, 32, 4, 2), (64, 64, 4, 3), (128, 64, 8, 3), (32, 64, 4, 2), (128, 32, 8, 2),
+           (64, 64, 8, 2)],
+    "dkdv": [(32, 128, 4, 3), (64, 64, 4, 3), (32, 64, 4, 2), (64, 128, 8, 3), (16, 64, 4, 2), (32, 128, 8, 2),
+             (64, 64, 8, 2)],
     # Only patterns with a summary part (fixed) use it: longer query tiles shorten its serial loop.
     "dkdv_summary": [
         (32, 64, 4, 2),
@@ -61,7 +39,7 @@ SPACE = {
         (64, 64, 8, 3),
         (128, 64, 4, 3),
     ],
-}
+}  # fmt: skip
 # Per head dim, the cases searched: (pattern, n, batch, heads, l, c). Head dim 64: issue 7's target cases. Head dim
 # 128: the CIFAR-10 models' attention call (d = 256 over 2 heads, batch 8; q and k are padded from 64 to 128).
 CASES = {

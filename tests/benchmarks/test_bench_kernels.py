@@ -143,3 +143,16 @@ def test_a_compiling_first_call_does_not_make_a_cell_slow(monkeypatch):
     case = Case(attn_mode="strided", n=32, batch=1, heads=1, head_dim=32, local_attn_ctx=4)
     row = bench.measure(case, "reference", "fwd", torch.float32, budget_s=60.0, device="cpu")
     assert row["status"] == "ok" and judged == [False]
+
+
+def test_tune_tiles_refuses_bad_arguments_before_any_work(capsys):
+    """The tile search runs only on a GPU; its arguments are checked first, and every head dim it searches has
+    an entry per pass in the tile table it edits."""
+    from benchmarks import tune_tiles
+    from sparse.kernels.plan import TILE_TABLE
+
+    for args, text in ((["--kinds", "fwd,bogus"], "unknown kind"), (["--head-dim", "32"], "invalid choice")):
+        with pytest.raises(SystemExit):
+            tune_tiles.main(args)
+        assert text in capsys.readouterr().err
+    assert all((kind, d) in TILE_TABLE for kind in tune_tiles.SPACE for d in tune_tiles.CASES)
