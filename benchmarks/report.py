@@ -2,7 +2,8 @@
 
 Reads <results>/runs.csv, curves.csv, kernels.csv and paper/*.csv (any of them may be missing) and writes
 - <results>/tables/<name>.md for every table of benchmarks/report_tables.py (paper beside ours);
-- <results>/plots/*.png (learning curves, time and memory against n, kernels, pattern pictures);
+- <results>/plots/*.png (learning curves, time and memory against n, kernels, pattern pictures, where a step's
+  time goes);
 - <results>/REPORT.md: every table and plot in one page, with the sample files under <results>/samples/;
 - optionally the block between `<!-- report:begin -->` and `<!-- report:end -->` of a README (`--readme`).
 Nothing else is touched; the CSVs are only read. A table without rows says "not run yet".

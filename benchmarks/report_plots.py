@@ -7,7 +7,9 @@ returns their paths; with no data for a plot it writes nothing (the report's ind
 - kernels: time and peak memory against n on log-log axes per backend with the fitted slope in the legend,
   and the speed-up over dense SDPA per pattern (one figure per pass and head dim);
 - Table 3: our test bits per byte against the minimum context, beside the paper's (each on its own axis);
-- checkpointing: time per step and peak memory without and with, per model.
+- checkpointing: time per step and peak memory without and with, per model;
+- step GPU: where each profiled training step's time goes (attention kernels, the rest of the model's kernels,
+  GPU idle), one stacked bar per step, grouped by benchmark, preset, card and commit.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from benchmarks.report_tables import (  # noqa: E402
     PATTERNS,
     checkpointing_pairs,
     latest_kernel_rows,
+    step_gpu_rows,
     table3_rows,
 )
 
@@ -270,10 +273,44 @@ def plot_checkpointing(results: Results, out: Path) -> list[Path]:
     return [_save(fig, out / "checkpointing.png")]
 
 
+def plot_step_gpu(results: Results, out: Path) -> list[Path]:
+    """Per profiled step (results/profiles/step-*.txt) a stacked bar: attention kernels, the other kernels, and the
+    rest of the step's wall time (GPU idle: the host's); one panel per benchmark, preset, card and commit, each on
+    its own scale. The dashed line marks the dense step's non-attention GPU time: the floor no attention kernel
+    can pass."""
+    frame = step_gpu_rows(results)
+    if frame.empty:
+        return []
+    groups = list(frame.sort_values("pattern").groupby(["benchmark", "preset", "card", "commit"], sort=True))
+    fig, axes = plt.subplots(len(groups), 1, figsize=(8, 1.0 + 0.95 * len(groups)), squeeze=False)
+    for ax, ((benchmark, preset, card, commit), group) in zip(axes[:, 0], groups):
+        y = np.arange(len(group))
+        attention, other = group["attention_ms"].to_numpy(), group["other_ms"].to_numpy()
+        idle = np.clip(group["window_ms"].to_numpy() - group["busy_ms"].to_numpy(), 0, None)
+        colors = ["#3182bd" if k == "ours" else "#969696" for k in group["kernels"]]
+        ax.barh(y, attention, color=colors, label="attention (blue: ours, grey: cuDNN)")
+        ax.barh(y, other, left=attention, color="#fdae6b", label="other kernels")
+        ax.barh(y, idle, left=attention + other, color="#eeeeee", edgecolor="#bbbbbb", label="GPU idle (host)")
+        dense = group[group["pattern"] == "dense"]
+        if not dense.empty:
+            ax.axvline(float(dense["other_ms"].iloc[0]), color="k", ls="--", lw=1, label="dense without attention")
+        ax.set_yticks(y, list(group["pattern"]), fontsize=7)
+        ax.tick_params(axis="x", labelsize=7)
+        ax.grid(alpha=0.3, axis="x")
+        name = BENCHMARK_NAMES.get(benchmark, benchmark)
+        ax.set_title(f"{name}, {preset} ({str(card).replace('NVIDIA ', '')}, {commit[:7]})", fontsize=8, loc="left")
+    axes[-1, 0].set_xlabel("ms per training step (profiled)", fontsize=8)
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=7, loc="upper center", ncol=4, bbox_to_anchor=(0.5, 1.0))
+    fig.suptitle("Where a training step's time goes (results/tables/step_gpu.md)", fontsize=10, y=1.03)
+    return [_save(fig, out / "step_gpu.png")]
+
+
 PLOTS = {
     "learning_curves": plot_learning_curves,
     "time_memory_vs_n": plot_time_memory_vs_n,
     "kernels": plot_kernels,
     "table3": plot_table3,
     "checkpointing": plot_checkpointing,
+    "step_gpu": plot_step_gpu,
 }

@@ -344,3 +344,10 @@ def test_step_gpu_table_reads_profiled_steps_and_bounds_the_step_ratio(tmp_path)
     assert dense[1:10] == ["dense", "paper", "270", "100", "50.0", "50.0", "vendor", "1.00", "0.50"]
     assert fixed[1:10] == ["fixed", "paper", "200", "80.0", "30.0", "50.0", "ours", "0.80", "0.50"]
     assert fixed[10] == "NVIDIA H100 80GB HBM3" and fixed[11].startswith("abcdef123456")
+    from benchmarks.report_plots import plot_step_gpu
+
+    assert [p.name for p in plot_step_gpu(load(tmp_path), tmp_path / "plots")] == ["step_gpu.png"]
+    assert (tmp_path / "plots" / "step_gpu.png").stat().st_size > 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert plot_step_gpu(load(empty), empty / "plots") == []  # nothing profiled: no figure
