@@ -28,6 +28,12 @@ SPACE = {
            (64, 64, 8, 2)],
     "dkdv": [(32, 128, 4, 3), (64, 64, 4, 3), (32, 64, 4, 2), (64, 128, 8, 3), (16, 64, 4, 2), (32, 128, 8, 2),
              (64, 64, 8, 2)],
+    # The summary part's forward and dq (fixed only): a dense-like loop over the compact summary keys, where
+    # the larger tiles of dense flash attention may pay.
+    "fwd_summary": [(64, 64, 4, 3), (128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (64, 128, 4, 3),
+                    (128, 32, 4, 3), (64, 32, 4, 2)],
+    "dq_summary": [(64, 32, 4, 2), (128, 32, 4, 3), (128, 64, 8, 3), (64, 64, 4, 3), (128, 32, 8, 2),
+                   (128, 64, 4, 3)],
     # Only patterns with a summary part (fixed) use it: longer query tiles shorten its serial loop.
     "dkdv_summary": [
         (32, 64, 4, 2),
@@ -80,7 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     print(provenance_line(), flush=True)  # a saved printout carries its card and commit
     for mode, n, batch, heads, l, c in CASES[args.head_dim]:
         for kind in kinds:
-            if kind == "dkdv_summary" and c is None:
+            if kind.endswith("_summary") and c is None:  # patterns without a summary part never use them
                 continue
             candidates = SPACE[kind]
             results = []

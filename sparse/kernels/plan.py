@@ -36,6 +36,15 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, int, int, int]] = {
     ("dkdv", 32): (32, 64, 4, 2),
     ("dkdv", 64): (32, 64, 4, 2),
     ("dkdv", 128): (32, 64, 4, 2),  # fwd+bwd: strided 0.228 ms vs 0.261, fixed 0.419 vs 0.425
+    # The summary part's forward and dq: programs own sequence-order query tiles and stream the compact summary
+    # keys, a dense-like loop of up to n / l * c keys, unlike the band's one or two tiles. Their own entries so
+    # that they can be searched apart (`tune_tiles --kinds fwd_summary,dq_summary`); until then, the shared ones.
+    ("fwd_summary", 32): (64, 64, 4, 3),
+    ("fwd_summary", 64): (64, 64, 4, 3),
+    ("fwd_summary", 128): (64, 32, 4, 2),
+    ("dq_summary", 32): (64, 32, 4, 2),
+    ("dq_summary", 64): (64, 32, 4, 2),
+    ("dq_summary", 128): (64, 32, 4, 2),
     # The summary part's dk/dv: a program owns summary keys and streams every later query, n / BLOCK_M tiles
     # one after another for the first keys, so this kernel's time is that serial loop (KERNEL_NOTES.md).
     ("dkdv_summary", 32): (32, 64, 4, 2),
@@ -176,7 +185,7 @@ def build_plan(pattern: Pattern, n: int, head_dim: int, interpret: bool | None =
             )
         else:
             num_keys = math.ceil(n / seg.block) * seg.summary
-            fwd, dq = (_tiles(k, head_dim, n, interpret) for k in ("fwd", "dq"))
+            fwd, dq = (_tiles(k, head_dim, n, interpret) for k in ("fwd_summary", "dq_summary"))
             dkdv = _tiles("dkdv_summary", head_dim, num_keys, interpret)
             launches.append(
                 SegmentLaunch(
