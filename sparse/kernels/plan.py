@@ -24,7 +24,7 @@ from sparse.patterns import BandSegment, Pattern, Segment, SummarySegment
 # winners of benchmarks/tune_tiles.py on an H100 for strided/fixed at n = 12,288 and strided at 3,072 x 8;
 # head dim 128 the winners of `tune_tiles --head-dim 128` on an H200 for the CIFAR-10 models' call (strided and
 # fixed, n = 3,072, batch 8, 2 heads; results/profiles/tune_tiles-d128-8f8a99d2993e.txt): small tiles and 4 warps
-# beat the tutorial's 8-warp tiles by 10-60% per pass, since a stride group of 96 rows fills one or two tiles.
+# beat the tutorial's 8-warp tiles by 10-60% per pass: there a stride group has 32 rows (3,072 / 96), one small tile.
 # dk/dv programs own a key tile and stream query tiles, dq programs the reverse.
 TILE_TABLE: dict[tuple[str, int], tuple[int, int, int, int]] = {
     ("fwd", 32): (64, 64, 4, 3),
