@@ -8,8 +8,9 @@ SDPA, any other our Triton kernels. For each case and for the forward and forwar
 - graph: do_bench_cudagraph's median (the same calls replayed from a CUDA graph: GPU time alone);
 - host: wall time per call of 200 calls issued without waiting for the GPU (the queue never fills at these
   sizes), i.e. what Python, dispatch, autograd and the launchers cost on this machine's CPU;
-each for our kernels twice in the same process: through Triton's own launch path with D in a launch of its own
-(as before sparse/kernels/fast_launch.py) and through HEAD's path (direct launches, D inside the first dq);
+each for our kernels three times in the same process: `triton` (Triton's own launch path, D in a launch of its
+own: the host path before sparse/kernels/fast_launch.py), `split` (direct launches, band segments' backward as
+two kernels, dq then dk/dv: the kernels before the one-kernel band backward) and `direct` (HEAD);
 then cProfile's top host functions of the forward + backward (by own time) and torch.profiler's GPU time per
 kernel. eager ~ max(host, graph): the larger of the two is what limits the call.
 """
@@ -28,23 +29,30 @@ import triton.testing
 
 import sparse
 from benchmarks.host_breakdown import mean_us
-from sparse.kernels import fast_launch, launch
+from sparse.kernels import fast_launch, launch, plan
+
+
+PATHS = ("triton", "split", "direct")
 
 
 @contextlib.contextmanager
 def launch_path(name: str):
     """ "direct": HEAD's launch path; "triton": kernel[grid] for every launch and D in a launch of its own
-    (the host path before fast_launch), for a same-process comparison."""
+    (the host path before fast_launch); "split": direct launches with the two-kernel band backward (plan.py's
+    FUSED_BAND_BACKWARD off); for same-process comparisons."""
     if name == "direct":
         yield
         return
     original = launch.plan_for
-    fast_launch.DIRECT = False
-    launch.plan_for = lambda q, p: dataclasses.replace(original(q, p), delta_in_first_dq=False)
+    if name == "triton":
+        fast_launch.DIRECT = False
+        launch.plan_for = lambda q, p: dataclasses.replace(original(q, p), delta_source="own_launch")
+    else:
+        plan.FUSED_BAND_BACKWARD = False
     try:
         yield
     finally:
-        fast_launch.DIRECT, launch.plan_for = True, original
+        fast_launch.DIRECT, launch.plan_for, plan.FUSED_BAND_BACKWARD = True, original, True
 
 
 def profile_case(spec: str, heads: int = 16, head_dim: int = 64) -> None:
@@ -66,7 +74,7 @@ def profile_case(spec: str, heads: int = 16, head_dim: int = 64) -> None:
         torch.autograd.backward(out, do)
         q.grad = k.grad = v.grad = None
 
-    for path in ("triton", "direct") if backend == "triton" else ("direct",):
+    for path in PATHS if backend == "triton" else ("direct",):
         with launch_path(path):
             for fn in (fwd, fwd_bwd):
                 fn()

@@ -28,6 +28,9 @@ SPACE = {
            (64, 64, 8, 2)],
     "dkdv": [(32, 128, 4, 3), (64, 64, 4, 3), (32, 64, 4, 2), (64, 128, 8, 3), (16, 64, 4, 2), (32, 128, 8, 2),
              (64, 64, 8, 2)],
+    # The band segments' one-kernel backward: (BLOCK owned keys = owned queries, CHUNK streamed, warps, stages).
+    "bwd": [(64, 32, 4, 2), (64, 32, 4, 3), (128, 32, 4, 3), (128, 32, 8, 3), (64, 64, 4, 3), (128, 64, 8, 3),
+            (32, 32, 4, 2), (64, 16, 4, 2)],
     # The summary part's forward and dq (fixed only): a dense-like loop over the compact summary keys, where
     # the larger tiles of dense flash attention may pay.
     "fwd_summary": [(64, 64, 4, 3), (128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (64, 128, 4, 3),

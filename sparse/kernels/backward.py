@@ -1,4 +1,4 @@
-"""Backward kernels: dq, and dk with dv, for one segment; deterministic (no atomics).
+"""Backward kernels for one segment; deterministic (no atomics).
 
 Why a segment's backward can run on its own: with P = exp(S - L) where L is the log-sum-exp of the whole
 merged row, and D = rowsum(dO * O) of the whole merged output, the gradient of the scores is
@@ -7,10 +7,19 @@ global L and D, and the shares add up. Each output element is owned by exactly o
 and segments run one after another, each adding to the previous segment's result in place (HAS_PREV: a
 program reads back exactly the rows it then writes), in a fixed order: two runs give bitwise-equal gradients.
 
-Two kernels, as in Triton's fused-attention tutorial: `_sparse_dkdv_kernel` owns a key tile and streams the
-query tiles that attend it; `_sparse_dq_kernel` owns a query tile and streams its key tiles. D is computed by
-the first segment's dq programs when they own every row once (COMPUTE_DELTA), else by `_delta_kernel` first.
-Scores use the base-2 scale (the forward's lse2), so P = exp2(q k^T * scale * log2 e - lse2).
+Two program bodies, as in Triton's fused-attention tutorial: `_dkdv_program` owns a key tile and streams the
+query tiles that attend it; `_dq_program` owns a query tile and streams its key tiles. Three kernels use them:
+- `_band_bwd_kernel` (band segments): one program runs both bodies on tile t of a group, the keys of tile t
+  and then the queries of tile t (the tutorial's one-kernel backward). Why: the backward is bound by memory
+  traffic (benchmarks/KERNEL_NOTES.md), and one launch reads q, k, v, dO from DRAM once where two launches
+  read them twice; the neighbours' tiles each body streams are read from L2. It writes dq, dk, dv: 7 (first
+  segment) or 10 (later) whole-tensor transfers instead of 11 or 14.
+- `_sparse_dq_kernel`, `_sparse_dkdv_kernel` (summary segments, whose query and key tiles do not pair up; and
+  band segments when plan.FUSED_BAND_BACKWARD is off, for a same-process comparison).
+D: the first segment's dq programs compute and store it when they own every row once (COMPUTE_DELTA); the
+dk/dv programs of that same launch, which need D of rows other programs own, compute it from O and dO per
+query tile (DELTA_FROM_O: only where each key tile sees a few query tiles, plan.delta_source); otherwise
+`_delta_kernel` runs first. Scores use the base-2 scale (the forward's lse2): P = exp2(q k^T * scale * log2 e - lse2).
 """
 
 import triton
@@ -43,22 +52,20 @@ def _delta_kernel(O, DO, DELTA, stride_dz, stride_dh, stride_dn, n, H, HEAD_DIM:
 
 
 @triton.jit
-def _sparse_dq_kernel(
-    Q, K, V, DO, O, LSE, DELTA, DQ, DQ_PREV,
+def _dq_program(
+    pid, bh, Q, K, V, DO, O, LSE, DELTA, DQ,
     stride_qz, stride_qh, stride_qn,
     stride_kz, stride_kh, stride_kn,
     stride_vz, stride_vh, stride_vn,
     stride_dz, stride_dh, stride_dn,
-    n, H, group_len, tiles_per_group, scale_log2, scale,
-    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    n, H, group_len, scale_log2, scale,
     step, group_stride, window, l_block, c_sum,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, COMPUTE_DELTA: tl.constexpr,
 ):  # fmt: skip
-    tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
+    """dq of the BLOCK_M queries program `pid` owns, streaming their key tiles BLOCK_N at a time."""
     tl.static_assert(not (COMPUTE_DELTA and HAS_PREV), "D is computed by the first segment's programs")
-    pid = tl.program_id(0)
-    bh = tl.program_id(1)
     batch = (bh // H).to(tl.int64)
     head = bh % H
     dims = tl.arange(0, HEAD_DIM)
@@ -75,6 +82,7 @@ def _sparse_dq_kernel(
         offset = summary_offset(head, l_block, c_sum, DISTINCT)
         group = 0
     else:
+        tiles_per_group = tl.cdiv(group_len, BLOCK_M)
         group = pid // tiles_per_group
         tile = pid % tiles_per_group
         q_index = tile * BLOCK_M + rows
@@ -92,8 +100,8 @@ def _sparse_dq_kernel(
     row_base = bh.to(tl.int64) * n
     lse2 = tl.load(LSE + row_base + q_pos, mask=q_valid, other=0.0)
     if COMPUTE_DELTA:
-        # The first segment's programs own every row once (plan.delta_in_first_dq), and dO is in registers
-        # already: D = rowsum(dO * O) here saves a launch and a second read of dO. Later kernels read it back.
+        # These programs own every row once (plan.delta_source), and dO is in registers already: D = rowsum(dO * O)
+        # here saves a launch and a second read of dO. Later launches read it back.
         o_ptrs = O + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
         o = tl.load(o_ptrs, mask=q_valid[:, None], other=0.0)
         delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
@@ -124,35 +132,32 @@ def _sparse_dq_kernel(
         dq += mma(ds.to(k.dtype), k, DOT_MODE)
 
     dq *= scale
-    dq_off = row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
+    dq_ptrs = DQ + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
     if HAS_PREV:
-        dq += tl.load(DQ_PREV + dq_off, mask=q_valid[:, None], other=0.0).to(tl.float32)
-    tl.store(DQ + dq_off, dq.to(DQ.dtype.element_ty), mask=q_valid[:, None])
+        dq += tl.load(dq_ptrs, mask=q_valid[:, None], other=0.0).to(tl.float32)
+    tl.store(dq_ptrs, dq.to(DQ.dtype.element_ty), mask=q_valid[:, None])
 
 
 @triton.jit
-def _sparse_dkdv_kernel(
-    Q, K, V, DO, LSE, DELTA, DK, DV, DK_PREV, DV_PREV,
+def _dkdv_program(
+    pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV,
     stride_qz, stride_qh, stride_qn,
     stride_kz, stride_kh, stride_kn,
     stride_vz, stride_vh, stride_vn,
     stride_dz, stride_dh, stride_dn,
-    n, H, group_len, tiles_per_group, scale_log2, scale,
-    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    n, H, group_len, scale_log2, scale,
     step, group_stride, window, l_block, c_sum,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
-    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
+    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, DELTA_FROM_O: tl.constexpr,
 ):  # fmt: skip
-    tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
-    pid = tl.program_id(0)
-    bh = tl.program_id(1)
+    """dk, dv of the BLOCK_N keys program `pid` owns, streaming the query tiles that attend them BLOCK_M at a time."""
     batch = (bh // H).to(tl.int64)
     head = bh % H
     dims = tl.arange(0, HEAD_DIM)
     rows = tl.arange(0, BLOCK_M)
     cols = tl.arange(0, BLOCK_N)
 
-    # Which keys this program owns, and the range of queries (in-segment indices) that can reach them.
     if IS_SUMMARY:
         k_index = pid * BLOCK_N + cols
         offset = summary_offset(head, l_block, c_sum, DISTINCT)
@@ -166,6 +171,7 @@ def _sparse_dkdv_kernel(
         hi = n
         group = 0
     else:
+        tiles_per_group = tl.cdiv(group_len, BLOCK_N)
         group = pid // tiles_per_group
         tile = pid % tiles_per_group
         k_index = tile * BLOCK_N + cols
@@ -199,7 +205,14 @@ def _sparse_dkdv_kernel(
         q = tl.load(q_base + q_off * stride_qn + dims[None, :], mask=q_valid[:, None], other=0.0)
         do = tl.load(do_base + q_off * stride_dn + dims[None, :], mask=q_valid[:, None], other=0.0)
         lse2 = tl.load(LSE + row_base + q_pos, mask=q_valid, other=0.0)
-        delta = tl.load(DELTA + row_base + q_pos, mask=q_valid, other=0.0)
+        if DELTA_FROM_O:
+            # D of rows other programs of this launch own, and may not have stored yet: recomputed from O (an L2 read
+            # where the tile is a neighbour's) rather than a launch of its own that reads O and dO from DRAM.
+            o_ptrs = O + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
+            o = tl.load(o_ptrs, mask=q_valid[:, None], other=0.0)
+            delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+        else:
+            delta = tl.load(DELTA + row_base + q_pos, mask=q_valid, other=0.0)
         # Transposed scores [keys, queries], so that dv += p^T do and dk += ds^T q are plain dots.
         qk_t = mma(k, tl.trans(q), DOT_MODE) * scale_log2
         p_t = tl.where(tl.trans(allowed), tl.math.exp2(qk_t - lse2[None, :]), 0.0)
@@ -211,7 +224,90 @@ def _sparse_dkdv_kernel(
     dk *= scale
     kv_off = row_base * HEAD_DIM + k_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
     if HAS_PREV:
-        dk += tl.load(DK_PREV + kv_off, mask=k_valid[:, None], other=0.0).to(tl.float32)
-        dv += tl.load(DV_PREV + kv_off, mask=k_valid[:, None], other=0.0).to(tl.float32)
+        dk += tl.load(DK + kv_off, mask=k_valid[:, None], other=0.0).to(tl.float32)
+        dv += tl.load(DV + kv_off, mask=k_valid[:, None], other=0.0).to(tl.float32)
     tl.store(DK + kv_off, dk.to(DK.dtype.element_ty), mask=k_valid[:, None])
     tl.store(DV + kv_off, dv.to(DV.dtype.element_ty), mask=k_valid[:, None])
+
+
+@triton.jit
+def _sparse_dq_kernel(
+    Q, K, V, DO, O, LSE, DELTA, DQ,
+    stride_qz, stride_qh, stride_qn,
+    stride_kz, stride_kh, stride_kn,
+    stride_vz, stride_vh, stride_vn,
+    stride_dz, stride_dh, stride_dn,
+    n, H, group_len, scale_log2, scale,
+    step, group_stride, window, l_block, c_sum,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
+    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, COMPUTE_DELTA: tl.constexpr,
+):  # fmt: skip
+    tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
+    _dq_program(
+        tl.program_id(0), tl.program_id(1), Q, K, V, DO, O, LSE, DELTA, DQ,
+        stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
+        stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
+        n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
+        HEAD_DIM, BLOCK_M, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV, DOT_MODE,
+        COMPUTE_DELTA,
+    )  # fmt: skip
+
+
+@triton.jit
+def _sparse_dkdv_kernel(
+    Q, K, V, DO, O, LSE, DELTA, DK, DV,
+    stride_qz, stride_qh, stride_qn,
+    stride_kz, stride_kh, stride_kn,
+    stride_vz, stride_vh, stride_vn,
+    stride_dz, stride_dh, stride_dn,
+    n, H, group_len, scale_log2, scale,
+    step, group_stride, window, l_block, c_sum,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
+    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
+):  # fmt: skip
+    tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
+    _dkdv_program(
+        tl.program_id(0), tl.program_id(1), Q, K, V, DO, O, LSE, DELTA, DK, DV,
+        stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
+        stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
+        n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
+        HEAD_DIM, BLOCK_M, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV, DOT_MODE,
+        False,
+    )  # fmt: skip
+
+
+@triton.jit
+def _band_bwd_kernel(
+    Q, K, V, DO, O, LSE, DELTA, DQ, DK, DV,
+    stride_qz, stride_qh, stride_qn,
+    stride_kz, stride_kh, stride_kn,
+    stride_vz, stride_vh, stride_vn,
+    stride_dz, stride_dh, stride_dn,
+    n, H, group_len, scale_log2, scale,
+    step, group_stride, window,
+    HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, CHUNK: tl.constexpr,
+    HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
+    DELTA_ON_THE_FLY: tl.constexpr,
+):  # fmt: skip
+    """Program t of a group (grid: groups x tiles per group, batch x head): dk, dv of keys [t * BLOCK, (t + 1) *
+    BLOCK), streaming their queries CHUNK at a time, then dq of queries [t * BLOCK, (t + 1) * BLOCK), streaming
+    their keys CHUNK at a time. The two bodies share no registers, so the program needs no more than the larger."""
+    tl.static_assert(BLOCK >= 16 and CHUNK >= 16, "tl.dot needs tiles of at least 16")
+    pid = tl.program_id(0)
+    bh = tl.program_id(1)
+    _dkdv_program(
+        pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV,
+        stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
+        stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
+        n, H, group_len, scale_log2, scale, step, group_stride, window, 1, 1,
+        HEAD_DIM, CHUNK, BLOCK, False, HAS_WINDOW, EXCLUDE_SELF, False, False, HAS_PREV, DOT_MODE, DELTA_ON_THE_FLY,
+    )  # fmt: skip
+    _dq_program(
+        pid, bh, Q, K, V, DO, O, LSE, DELTA, DQ,
+        stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
+        stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
+        n, H, group_len, scale_log2, scale, step, group_stride, window, 1, 1,
+        HEAD_DIM, BLOCK, CHUNK, False, HAS_WINDOW, EXCLUDE_SELF, False, False, HAS_PREV, DOT_MODE, DELTA_ON_THE_FLY,
+    )  # fmt: skip

@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from sparse.kernels.backward import _delta_kernel, _sparse_dkdv_kernel, _sparse_dq_kernel
+from sparse.kernels.backward import _band_bwd_kernel, _delta_kernel, _sparse_dkdv_kernel, _sparse_dq_kernel
 from sparse.kernels.fast_launch import launch as _launch
 from sparse.kernels.forward import _sparse_fwd_kernel
 from sparse.kernels.geometry import DOT_IEEE_FP32, DOT_NATIVE, DOT_UPCAST
@@ -92,9 +92,9 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
     plan = plan_for(q, pattern)
     out = out.contiguous()  # the forward's own output, contiguous: a no-op, and the kernels index it so
     # D_i = rowsum(dO_i * O_i) of the merged output: the softmax-normalisation term every segment shares. The
-    # first segment's dq programs compute it when they own every row once; otherwise it takes its own launch.
+    # first segment's programs compute it when they own every row once (plan.delta_source); else its own launch.
     delta = _empty((batch * heads, n), dtype=torch.float32, device=q.device)
-    if not plan.delta_in_first_dq:
+    if plan.delta_source == "own_launch":
         block = 16 if interpreting() else 64
         _launch(
             _delta_kernel, (math.ceil(n / block), batch * heads),
@@ -106,28 +106,35 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
     dq = _empty(shape, dtype=q.dtype, device=device)
     dk, dv = alloc(shape, dtype=q.dtype, device=device), alloc(shape, dtype=q.dtype, device=device)
     strides = (*_strides(q), *_strides(k), *_strides(v), *_strides(do))
+    dot_mode = _dot_mode(q.dtype)
     for index, launch in enumerate(plan.launches):
-        common = dict(
-            HEAD_DIM=head_dim, DOT_MODE=_dot_mode(q.dtype), **_geometry(launch),
-        )  # fmt: skip
+        geometry = _geometry(launch)
+        scalars = (n, heads, launch.group_len, scale * LOG2_E, scale)
+        if launch.bwd is not None:
+            t = launch.bwd
+            _launch(
+                _band_bwd_kernel, (launch.bwd_programs, batch * heads),
+                q, k, v, do, out, lse2, delta, dq, dk, dv, *strides, *scalars,
+                step=geometry["step"], group_stride=geometry["group_stride"], window=geometry["window"],
+                HEAD_DIM=head_dim, BLOCK=t.block_m, CHUNK=t.block_n, HAS_WINDOW=geometry["HAS_WINDOW"],
+                EXCLUDE_SELF=geometry["EXCLUDE_SELF"], HAS_PREV=index > 0, DOT_MODE=dot_mode,
+                DELTA_ON_THE_FLY=index == 0 and plan.delta_source == "on_the_fly",
+                num_warps=t.num_warps, num_stages=t.num_stages,
+            )  # fmt: skip
+            continue
         t = launch.dq
         _launch(
             _sparse_dq_kernel, (launch.dq_programs, batch * heads),
-            q, k, v, do, out, lse2, delta, dq, dq,
-            *strides,
-            n, heads, launch.group_len, math.ceil(launch.group_len / t.block_m), scale * LOG2_E, scale,
-            BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
-            COMPUTE_DELTA=index == 0 and plan.delta_in_first_dq,
-            num_warps=t.num_warps, num_stages=t.num_stages, **common,
+            q, k, v, do, out, lse2, delta, dq, *strides, *scalars,
+            HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode,
+            COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq",
+            num_warps=t.num_warps, num_stages=t.num_stages, **geometry,
         )  # fmt: skip
         t = launch.dkdv
         _launch(
             _sparse_dkdv_kernel, (launch.dkdv_programs, batch * heads),
-            q, k, v, do, lse2, delta, dk, dv,
-            dk, dv,
-            *strides,
-            n, heads, launch.group_len, math.ceil(launch.group_len / t.block_n), scale * LOG2_E, scale,
-            BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
-            num_warps=t.num_warps, num_stages=t.num_stages, **common,
+            q, k, v, do, out, lse2, delta, dk, dv, *strides, *scalars,
+            HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode,
+            num_warps=t.num_warps, num_stages=t.num_stages, **geometry,
         )  # fmt: skip
     return dq, dk, dv

@@ -7,8 +7,12 @@ and element density, the exact FLOPs of the pattern at n.
 
 Tile sizes are data (TILE_TABLE), chosen per head dim and pass; a group shorter than a tile shrinks the tile
 (to a power of two >= 16, the smallest tl.dot shape) so that the stride part of short sequences does not
-compute mostly padding. Under the Triton interpreter (TRITON_INTERPRET=1) tiles are 16 so that small
-tests still cross tile boundaries.
+compute mostly padding. Under the Triton interpreter (TRITON_INTERPRET=1) tiles are 16 (the fused band
+backward's owned tile 32, so that its owned tile and streamed chunk differ) so that small tests still cross
+tile boundaries.
+
+Band segments run their backward as one kernel (backward.py's `_band_bwd_kernel`) unless
+FUSED_BAND_BACKWARD is off, which keeps the two-kernel backward for a same-process comparison.
 """
 
 from __future__ import annotations
@@ -37,21 +41,34 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, int, int, int]] = {
     ("dkdv", 64): (32, 64, 4, 2),
     ("dkdv", 128): (32, 64, 4, 2),  # fwd+bwd: strided 0.228 ms vs 0.261, fixed 0.419 vs 0.425
     # The summary part's forward and dq: programs own sequence-order query tiles and stream the compact summary
-    # keys, a dense-like loop of up to n / l * c keys, unlike the band's one or two tiles. Their own entries so
-    # that they can be searched apart (`tune_tiles --kinds fwd_summary,dq_summary`); until then, the shared ones.
+    # keys, a dense-like loop of up to n / l * c keys, unlike the band's one or two tiles. Head dim 64: the
+    # winners of `tune_tiles --kinds fwd_summary,dq_summary` on an H200 for fixed n = 12,288 (CUDA-graph fwd+bwd
+    # 1.299 ms and 1.298 ms against 1.342 and 1.346 for the shared tiles, each searched with the other at its old
+    # value; results/profiles/tune_tiles-summary-80b6bfa6e6b6.txt). Head dims 32 and 128: not searched, the shared ones.
     ("fwd_summary", 32): (64, 64, 4, 3),
-    ("fwd_summary", 64): (64, 64, 4, 3),
+    ("fwd_summary", 64): (128, 64, 4, 3),
     ("fwd_summary", 128): (64, 32, 4, 2),
     ("dq_summary", 32): (64, 32, 4, 2),
-    ("dq_summary", 64): (64, 32, 4, 2),
+    ("dq_summary", 64): (128, 64, 8, 3),
     ("dq_summary", 128): (64, 32, 4, 2),
     # The summary part's dk/dv: a program owns summary keys and streams every later query, n / BLOCK_M tiles
     # one after another for the first keys, so this kernel's time is that serial loop (KERNEL_NOTES.md).
     ("dkdv_summary", 32): (32, 64, 4, 2),
     ("dkdv_summary", 64): (64, 64, 4, 3),  # tune_tiles on an H100: fixed 12,288 fwd+bwd 1.376 ms vs 1.452 ms
     ("dkdv_summary", 128): (64, 64, 4, 3),  # fixed fwd+bwd 0.402 ms, best of the 8 searched
+    # The band segments' one-kernel backward: (BLOCK, CHUNK, num_warps, num_stages): a program owns BLOCK keys
+    # and the same BLOCK queries, and streams the other side CHUNK at a time (the split kernels' 64 x 32 and
+    # 32 x 64 tiles, as one). Until searched (`tune_tiles --kinds bwd`), the split kernels' tiles.
+    ("bwd", 32): (64, 32, 4, 2),
+    ("bwd", 64): (64, 32, 4, 2),
+    ("bwd", 128): (64, 32, 4, 2),
 }
 INTERPRETER_TILE = (16, 16, 1, 1)
+INTERPRETER_BWD_TILE = (32, 16, 1, 1)
+FUSED_BAND_BACKWARD = True
+# D = rowsum(dO * O) is recomputed per query tile by the one-kernel backward's dk/dv programs only where each key
+# tile sees a bounded number of query tiles: a window, or groups of at most this many rows.
+DELTA_ON_THE_FLY_MAX_ROWS = 256
 MIN_TILE = 16
 
 
@@ -69,7 +86,9 @@ class Tiles:
 
 @dataclass(frozen=True)
 class SegmentLaunch:
-    """One segment's kernels: tiles and grid sizes (programs per batch x head) for each pass."""
+    """One segment's kernels: tiles and grid sizes (programs per batch x head) for each pass. `bwd` is set when
+    the segment's backward is the one-kernel band backward (block_m = BLOCK, block_n = CHUNK); dq and dkdv then
+    describe the split kernels it replaces."""
 
     segment: Segment
     fwd: Tiles
@@ -80,6 +99,8 @@ class SegmentLaunch:
     dkdv_programs: int
     group_len: int  # band: the group length; summary: the number of compact summary keys
     fwd_tiles: int  # query-tile x key-tile products the forward computes, per batch x head
+    bwd: Tiles | None = None
+    bwd_programs: int = 0
 
 
 @dataclass(frozen=True)
@@ -89,7 +110,10 @@ class Plan:
     head_dim: int
     launches: tuple[SegmentLaunch, ...]
     allowed: int  # allowed (query, key) pairs per head, averaged over heads for distinct heads
-    delta_in_first_dq: bool  # the first segment's dq programs own every row once, so they can compute D
+    # Who computes D = rowsum(dO * O): "first_dq" (the first segment's dq programs, which own every row once),
+    # "on_the_fly" (the first segment's one-kernel backward: dq programs store it, dk/dv programs recompute it),
+    # or "own_launch" (_delta_kernel, before the segments).
+    delta_source: str
 
     @property
     def tiles(self) -> int:
@@ -125,7 +149,9 @@ def _pow2_at_least(x: int) -> int:
 
 def _tiles(kind: str, head_dim: int, group_len: int, interpret: bool) -> Tiles:
     if interpret:
-        return Tiles(*INTERPRETER_TILE)
+        bm, bn, warps, stages = INTERPRETER_BWD_TILE if kind == "bwd" else INTERPRETER_TILE
+        fit = max(MIN_TILE, _pow2_at_least(group_len))
+        return Tiles(min(bm, fit), min(bn, fit), warps, stages)
     bm, bn, warps, stages = TILE_TABLE[(kind, head_dim)]
     fit = max(MIN_TILE, _pow2_at_least(group_len))
     return Tiles(min(bm, fit), min(bn, fit), warps, stages)
@@ -159,9 +185,18 @@ def _summary_fwd_tiles(seg: SummarySegment, n: int, t: Tiles) -> int:
     return total
 
 
-@functools.lru_cache(maxsize=256)
-def build_plan(pattern: Pattern, n: int, head_dim: int, interpret: bool | None = None) -> Plan:
+def build_plan(
+    pattern: Pattern, n: int, head_dim: int, interpret: bool | None = None, fused_band_backward: bool | None = None
+) -> Plan:
+    """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
+    environment variable, FUSED_BAND_BACKWARD), resolved before the cache lookup so that changing them counts."""
     interpret = interpreting() if interpret is None else interpret
+    fused = FUSED_BAND_BACKWARD if fused_band_backward is None else fused_band_backward
+    return _cached_plan(pattern, n, head_dim, interpret, fused)
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_plan(pattern: Pattern, n: int, head_dim: int, interpret: bool, fused: bool) -> Plan:
     launches = []
     segments = pattern.segments(n)
     # The dk/dv launcher zero-fills only for a leading summary segment (it writes summary keys alone).
@@ -170,6 +205,7 @@ def build_plan(pattern: Pattern, n: int, head_dim: int, interpret: bool | None =
         if isinstance(seg, BandSegment):
             group_len = min(seg.group_len, n)
             fwd, dq, dkdv = (_tiles(k, head_dim, group_len, interpret) for k in ("fwd", "dq", "dkdv"))
+            bwd = _tiles("bwd", head_dim, group_len, interpret) if fused else None
             launches.append(
                 SegmentLaunch(
                     segment=seg,
@@ -181,6 +217,8 @@ def build_plan(pattern: Pattern, n: int, head_dim: int, interpret: bool | None =
                     dkdv_programs=seg.num_groups * math.ceil(group_len / dkdv.block_n),
                     group_len=group_len,
                     fwd_tiles=_band_fwd_tiles(seg, n, group_len, fwd),
+                    bwd=bwd,
+                    bwd_programs=seg.num_groups * math.ceil(group_len / bwd.block_m) if bwd else 0,
                 )
             )
         else:
@@ -206,8 +244,23 @@ def build_plan(pattern: Pattern, n: int, head_dim: int, interpret: bool | None =
         head_dim=head_dim,
         launches=tuple(launches),
         allowed=pattern.allowed_count(n, 1),
-        delta_in_first_dq=covers_every_row_once(segments[0], n),
+        delta_source=_delta_source(launches[0], n),
     )
+
+
+build_plan.cache_clear = _cached_plan.cache_clear  # after editing TILE_TABLE (benchmarks/tune_tiles.py)
+
+
+def _delta_source(first: SegmentLaunch, n: int) -> str:
+    if not covers_every_row_once(first.segment, n):
+        return "own_launch"
+    if first.bwd is None:
+        return "first_dq"
+    # In one launch, a dk/dv program needs D of rows that other programs own: recomputing it costs an O tile per
+    # query tile it streams, which pays only where those are few (not for dense causal's whole group).
+    if first.segment.window > 0 or first.group_len <= DELTA_ON_THE_FLY_MAX_ROWS:
+        return "on_the_fly"
+    return "own_launch"
 
 
 def covers_every_row_once(seg: Segment, n: int) -> bool:

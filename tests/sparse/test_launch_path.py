@@ -162,10 +162,23 @@ def test_delta_inside_dq_equals_its_own_launch(name, device, monkeypatch):
         out = sparse.attention(q, k, v, p, backend="triton")
         return torch.autograd.grad(out, (q, k, v), do)
 
-    assert plan.build_plan(p, 37, 32).delta_in_first_dq
+    assert plan.build_plan(p, 37, 32).delta_source != "own_launch"
     fused = grads()
-    separate_plan = dataclasses.replace(plan.build_plan(p, 37, 32), delta_in_first_dq=False)
+    separate_plan = dataclasses.replace(plan.build_plan(p, 37, 32), delta_source="own_launch")
     monkeypatch.setattr(launch, "plan_for", lambda q, pattern: separate_plan)
     separate = grads()
     for got, want in zip(fused, separate):
         torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_profile_kernels_split_path_turns_the_one_kernel_backward_off_and_back_on():
+    from benchmarks import profile_kernels
+
+    p = sparse.pattern(**PATTERNS["strided"])
+    q = torch.randn(1, 2, 37, 32)
+    with profile_kernels.launch_path("split"):
+        assert all(launch_.bwd is None for launch_ in launch.plan_for(q, p).launches)
+    assert all(launch_.bwd is not None for launch_ in launch.plan_for(q, p).launches)
+    with profile_kernels.launch_path("triton"):
+        assert launch.plan_for(q, p).delta_source == "own_launch"
+    assert launch.plan_for(q, p).delta_source == "on_the_fly"
