@@ -31,7 +31,6 @@ import sparse
 from benchmarks.host_breakdown import mean_us
 from sparse.kernels import fast_launch, launch, plan
 
-
 PATHS = ("triton", "split", "direct")
 
 

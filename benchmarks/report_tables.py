@@ -674,7 +674,8 @@ def table_kernel_profiles(results: Results) -> str:
         "per call of 200 calls issued without waiting. A call is host-bound where host > graph. Launch path: "
         "`triton` = kernel[grid] for every launch and D in a launch of its own, `direct` = sparse/kernels/"
         "fast_launch.py with D inside the first segment's backward (from 2026-11-28 14:00 with the band segments' "
-        "one-kernel backward), `split` = direct launches with the band backward as two kernels (dq, then dk/dv). The card is the file's `# gpu:` line, or for files "
+        "one-kernel backward), `split` = direct launches with the band backward as two kernels (dq, then dk/dv). "
+        "The card is the file's `# gpu:` line, or for files "
         "made before that line existed, results/profiles/README.md.\n"
     )
     headers = ["case (mode:n:batch:l[:c])", "backend", "launch path", "pass", "eager ms", "graph ms", "host ms",
