@@ -9,8 +9,9 @@ SDPA, any other our Triton kernels. For each case and for the forward and forwar
 - host: wall time per call of 200 calls issued without waiting for the GPU (the queue never fills at these
   sizes), i.e. what Python, dispatch, autograd and the launchers cost on this machine's CPU;
 each for our kernels three times in the same process: `triton` (Triton's own launch path, D in a launch of its
-own: the host path before sparse/kernels/fast_launch.py), `split` (direct launches, band segments' backward as
-two kernels, dq then dk/dv: the kernels before the one-kernel band backward) and `direct` (HEAD);
+own: the host path before sparse/kernels/fast_launch.py), `direct` (HEAD) and `fused` (direct launches with the
+band segments' backward in one kernel, sparse/kernels/plan.py's FUSED_BAND_BACKWARD). Files made at
+9c8a4c4b16df, where the one-kernel backward was the default, name its two-kernel backward `split` instead;
 then cProfile's top host functions of the forward + backward (by own time) and torch.profiler's GPU time per
 kernel. eager ~ max(host, graph): the larger of the two is what limits the call.
 """
@@ -31,14 +32,14 @@ import sparse
 from benchmarks.host_breakdown import mean_us
 from sparse.kernels import fast_launch, launch, plan
 
-PATHS = ("triton", "split", "direct")
+PATHS = ("triton", "direct", "fused")
 
 
 @contextlib.contextmanager
 def launch_path(name: str):
     """ "direct": HEAD's launch path; "triton": kernel[grid] for every launch and D in a launch of its own
-    (the host path before fast_launch); "split": direct launches with the two-kernel band backward (plan.py's
-    FUSED_BAND_BACKWARD off); for same-process comparisons."""
+    (the host path before fast_launch); "fused": direct launches with the one-kernel band backward (plan.py's
+    FUSED_BAND_BACKWARD on); for same-process comparisons."""
     if name == "direct":
         yield
         return
@@ -47,11 +48,11 @@ def launch_path(name: str):
         fast_launch.DIRECT = False
         launch.plan_for = lambda q, p: dataclasses.replace(original(q, p), delta_source="own_launch")
     else:
-        plan.FUSED_BAND_BACKWARD = False
+        plan.FUSED_BAND_BACKWARD = True
     try:
         yield
     finally:
-        fast_launch.DIRECT, launch.plan_for, plan.FUSED_BAND_BACKWARD = True, original, True
+        fast_launch.DIRECT, launch.plan_for, plan.FUSED_BAND_BACKWARD = True, original, False
 
 
 def profile_case(spec: str, heads: int = 16, head_dim: int = 64) -> None:

@@ -673,8 +673,8 @@ def table_kernel_profiles(results: Results) -> str:
         "do_bench's median; graph: the same calls replayed from a CUDA graph, i.e. GPU time alone; host: CPU time "
         "per call of 200 calls issued without waiting. A call is host-bound where host > graph. Launch path: "
         "`triton` = kernel[grid] for every launch and D in a launch of its own, `direct` = sparse/kernels/"
-        "fast_launch.py with D inside the first segment's backward (from 2026-11-28 14:00 with the band segments' "
-        "one-kernel backward), `split` = direct launches with the band backward as two kernels (dq, then dk/dv). "
+        "fast_launch.py with D inside the first segment's backward, `fused` = direct launches with the band segments' "
+        "backward in one kernel (at 9c8a4c4b16df that was `direct`, and `split` the two-kernel backward). "
         "The card is the file's `# gpu:` line, or for files "
         "made before that line existed, results/profiles/README.md.\n"
     )

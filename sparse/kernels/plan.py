@@ -11,8 +11,9 @@ compute mostly padding. Under the Triton interpreter (TRITON_INTERPRET=1) tiles 
 backward's owned tile 32, so that its owned tile and streamed chunk differ) so that small tests still cross
 tile boundaries.
 
-Band segments run their backward as one kernel (backward.py's `_band_bwd_kernel`) unless
-FUSED_BAND_BACKWARD is off, which keeps the two-kernel backward for a same-process comparison.
+Band segments run their backward as two kernels (dq, then dk/dv). FUSED_BAND_BACKWARD switches them to one
+kernel (backward.py's `_band_bwd_kernel`), which reads q, k, v, dO from DRAM once instead of twice but measured
+slower on an H200 (benchmarks/KERNEL_NOTES.md, version "one-kernel band backward"); it stays for comparisons.
 """
 
 from __future__ import annotations
@@ -56,16 +57,17 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, int, int, int]] = {
     ("dkdv_summary", 32): (32, 64, 4, 2),
     ("dkdv_summary", 64): (64, 64, 4, 3),  # tune_tiles on an H100: fixed 12,288 fwd+bwd 1.376 ms vs 1.452 ms
     ("dkdv_summary", 128): (64, 64, 4, 3),  # fixed fwd+bwd 0.402 ms, best of the 8 searched
-    # The band segments' one-kernel backward: (BLOCK, CHUNK, num_warps, num_stages): a program owns BLOCK keys
-    # and the same BLOCK queries, and streams the other side CHUNK at a time (the split kernels' 64 x 32 and
-    # 32 x 64 tiles, as one). Until searched (`tune_tiles --kinds bwd`), the split kernels' tiles.
+    # The band segments' one-kernel backward (off by default): (BLOCK, CHUNK, num_warps, num_stages): a program
+    # owns BLOCK keys and the same BLOCK queries, and streams the other side CHUNK at a time. Head dims 64 and 128:
+    # the best of `tune_tiles --kinds bwd` on an H200 (results/profiles/tune_tiles-bwd-9c8a4c4b16df.txt), every
+    # case; head dim 32 not searched.
     ("bwd", 32): (64, 32, 4, 2),
-    ("bwd", 64): (64, 32, 4, 2),
-    ("bwd", 128): (64, 32, 4, 2),
+    ("bwd", 64): (64, 32, 4, 3),
+    ("bwd", 128): (64, 32, 4, 3),
 }
 INTERPRETER_TILE = (16, 16, 1, 1)
 INTERPRETER_BWD_TILE = (32, 16, 1, 1)
-FUSED_BAND_BACKWARD = True
+FUSED_BAND_BACKWARD = False
 # D = rowsum(dO * O) is recomputed per query tile by the one-kernel backward's dk/dv programs only where each key
 # tile sees a bounded number of query tiles: a window, or groups of at most this many rows.
 DELTA_ON_THE_FLY_MAX_ROWS = 256

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import sparse
 from sparse.kernels import build_plan, launch
 from sparse.kernels import plan as plan_module
+from sparse.patterns import BandSegment
 from sparse.reference import reference_attention
 
 # Relative-norm tolerances: fp32 runs IEEE dots (about 1e-6 seen); bf16/fp16 round inputs and probabilities.
@@ -115,25 +116,29 @@ def test_every_pattern_fp32_matches_reference(name, n, device):
 
 @pytest.mark.parametrize("name", ["strided", "strided-l1", "strided-local", "fixed", "all"])
 @pytest.mark.parametrize("n", [7, 37])
-def test_two_kernel_band_backward_matches_reference(name, n, device, monkeypatch):
-    """The band segments' split backward (dq and dk/dv kernels), kept for same-process comparisons, stays correct."""
-    monkeypatch.setattr(plan_module, "FUSED_BAND_BACKWARD", False)
+def test_one_kernel_band_backward_matches_reference(name, n, device, monkeypatch):
+    """The band segments' one-kernel backward, kept for same-process comparisons, stays correct."""
+    monkeypatch.setattr(plan_module, "FUSED_BAND_BACKWARD", True)
     p = sparse.pattern(**PATTERNS[name])
-    assert all(launch.bwd is None for launch in build_plan(p, n, 32).launches)
+    bands = [launch for launch in build_plan(p, n, 32).launches if isinstance(launch.segment, BandSegment)]
+    assert bands and all(launch.bwd is not None for launch in bands)
     check_against_reference(p, (2, 3, n, 32), torch.float32, device, seed=n)
 
 
-def test_band_segments_use_the_one_kernel_backward():
-    strided = build_plan(sparse.pattern("strided", local_attn_ctx=128), 12288, 64, interpret=False)
+def test_who_computes_delta_under_each_backward():
+    def plan(name, fused, **kw):
+        return build_plan(sparse.pattern(name, **kw), 12288, 64, False, fused_band_backward=fused)
+
+    strided = plan("strided", True, local_attn_ctx=128)
     assert all(launch.bwd is not None for launch in strided.launches)
     assert strided.delta_source == "on_the_fly"  # stride groups of 96 rows, then a window of 128
-    fixed = build_plan(sparse.pattern("fixed", local_attn_ctx=128, summary_ctx=32), 12288, 64, interpret=False)
+    fixed = plan("fixed", True, local_attn_ctx=128, summary_ctx=32)
     assert fixed.launches[0].bwd is None and fixed.launches[1].bwd is not None
     assert fixed.delta_source == "first_dq"  # the summary part's dq programs own every row once
-    dense = build_plan(sparse.pattern("all"), 12288, 64, interpret=False)
-    assert dense.delta_source == "own_launch"  # one group of 12,288: recomputing D per query tile would not pay
-    split = build_plan(sparse.pattern("strided", local_attn_ctx=128), 12288, 64, False, fused_band_backward=False)
+    assert plan("all", True).delta_source == "own_launch"  # one group of 12,288: recomputing D per tile would not pay
+    split = plan("strided", False, local_attn_ctx=128)
     assert all(launch.bwd is None for launch in split.launches) and split.delta_source == "first_dq"
+    assert build_plan(sparse.pattern("strided", local_attn_ctx=128), 12288, 64, False) == split  # the default
 
 
 @pytest.mark.parametrize("name", ["strided", "fixed", "fixed-distinct", "all"])

@@ -171,14 +171,15 @@ def test_delta_inside_dq_equals_its_own_launch(name, device, monkeypatch):
         torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
 
 
-def test_profile_kernels_split_path_turns_the_one_kernel_backward_off_and_back_on():
+def test_profile_kernels_fused_path_turns_the_one_kernel_backward_on_and_back_off():
     from benchmarks import profile_kernels
 
     p = sparse.pattern(**PATTERNS["strided"])
     q = torch.randn(1, 2, 37, 32)
-    with profile_kernels.launch_path("split"):
-        assert all(launch_.bwd is None for launch_ in launch.plan_for(q, p).launches)
-    assert all(launch_.bwd is not None for launch_ in launch.plan_for(q, p).launches)
+    with profile_kernels.launch_path("fused"):
+        assert all(launch_.bwd is not None for launch_ in launch.plan_for(q, p).launches)
+        assert launch.plan_for(q, p).delta_source == "on_the_fly"
+    assert all(launch_.bwd is None for launch_ in launch.plan_for(q, p).launches)
     with profile_kernels.launch_path("triton"):
         assert launch.plan_for(q, p).delta_source == "own_launch"
-    assert launch.plan_for(q, p).delta_source == "on_the_fly"
+    assert launch.plan_for(q, p).delta_source == "first_dq"
