@@ -52,6 +52,84 @@ def _delta_kernel(O, DO, DELTA, stride_dz, stride_dh, stride_dn, n, H, HEAD_DIM:
 
 
 @triton.jit
+def _dq_step(
+    start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group,
+    offset, hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2,
+    HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr,
+    EXCLUDE_SELF: tl.constexpr, SAME_BLOCK: tl.constexpr, DOT_MODE: tl.constexpr, MASKED: tl.constexpr,
+):  # fmt: skip
+    """One key tile [start, start + BLOCK_N) into dq; MASKED=False where every pair is allowed."""
+    dims = tl.arange(0, HEAD_DIM)
+    k_index = start + tl.arange(0, BLOCK_N)
+    if IS_SUMMARY:
+        k_pos, k_block, k_valid = summary_positions(k_index, offset, n, l_block, c_sum)
+        k_valid &= k_index < hi
+    else:
+        k_pos, k_valid = band_positions(group, k_index, n, group_len, step, group_stride)
+    k_off = k_pos.to(tl.int64)[:, None]
+    k = tl.load(k_base + k_off * stride_kn + dims[None, :], mask=k_valid[:, None], other=0.0)
+    v = tl.load(v_base + k_off * stride_vn + dims[None, :], mask=k_valid[:, None], other=0.0)
+    qk = mma(q, tl.trans(k), DOT_MODE) * scale_log2
+    p = tl.math.exp2(qk - lse2[:, None])
+    if MASKED:
+        if IS_SUMMARY:
+            allowed = summary_allowed(q_pos, k_pos, k_block, l_block, SAME_BLOCK)
+        else:
+            allowed = band_allowed(q_index, k_index, window, HAS_WINDOW, EXCLUDE_SELF)
+        allowed &= k_valid[None, :] & q_valid[:, None]
+        p = tl.where(allowed, p, 0.0)
+    dp = mma(do, tl.trans(v), DOT_MODE)
+    ds = p * (dp - delta[:, None])
+    return dq + mma(ds.to(k.dtype), k, DOT_MODE)
+
+
+@triton.jit
+def _dkdv_step(
+    start, dk, dv, k, v, q_base, do_base, O, LSE, DELTA, stride_qn, stride_dn, row_base, k_index, k_pos,
+    k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr,
+    EXCLUDE_SELF: tl.constexpr, SAME_BLOCK: tl.constexpr, DOT_MODE: tl.constexpr, DELTA_FROM_O: tl.constexpr,
+    MASKED: tl.constexpr,
+):  # fmt: skip
+    """One query tile [start, start + BLOCK_M) into dk, dv; MASKED=False where every pair is allowed and every query
+    exists."""
+    dims = tl.arange(0, HEAD_DIM)
+    q_index = start + tl.arange(0, BLOCK_M)
+    if IS_SUMMARY:
+        q_pos = q_index
+        q_valid = q_pos < n
+    else:
+        q_pos, q_valid = band_positions(group, q_index, n, group_len, step, group_stride)
+    q_off = q_pos.to(tl.int64)[:, None]
+    q = tl.load(q_base + q_off * stride_qn + dims[None, :], mask=q_valid[:, None], other=0.0)
+    do = tl.load(do_base + q_off * stride_dn + dims[None, :], mask=q_valid[:, None], other=0.0)
+    lse2 = tl.load(LSE + row_base + q_pos, mask=q_valid, other=0.0)
+    if DELTA_FROM_O:
+        # D of rows other programs of this launch own, and may not have stored yet: recomputed from O (an L2 read
+        # where the tile is a neighbour's) rather than a launch of its own that reads O and dO from DRAM.
+        o_ptrs = O + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
+        o = tl.load(o_ptrs, mask=q_valid[:, None], other=0.0)
+        delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+    else:
+        delta = tl.load(DELTA + row_base + q_pos, mask=q_valid, other=0.0)
+    # Transposed scores [keys, queries], so that dv += p^T do and dk += ds^T q are plain dots.
+    qk_t = mma(k, tl.trans(q), DOT_MODE) * scale_log2
+    p_t = tl.math.exp2(qk_t - lse2[None, :])
+    if MASKED:
+        if IS_SUMMARY:
+            allowed = summary_allowed(q_pos, k_pos, k_block, l_block, SAME_BLOCK)
+        else:
+            allowed = band_allowed(q_index, k_index, window, HAS_WINDOW, EXCLUDE_SELF)
+        allowed &= k_valid[None, :] & q_valid[:, None]
+        p_t = tl.where(tl.trans(allowed), p_t, 0.0)
+    dv += mma(p_t.to(do.dtype), do, DOT_MODE)
+    dp_t = mma(v, tl.trans(do), DOT_MODE)
+    ds_t = p_t * (dp_t - delta[None, :])
+    dk += mma(ds_t.to(q.dtype), q, DOT_MODE)
+    return dk, dv
+
+
+@triton.jit
 def _dq_program(
     pid, bh, Q, K, V, DO, O, LSE, DELTA, DQ,
     stride_qz, stride_qh, stride_qn,
@@ -70,10 +148,10 @@ def _dq_program(
     head = bh % H
     dims = tl.arange(0, HEAD_DIM)
     rows = tl.arange(0, BLOCK_M)
-    cols = tl.arange(0, BLOCK_N)
 
+    tile_first = pid * BLOCK_M
     if IS_SUMMARY:
-        q_index = pid * BLOCK_M + rows
+        q_index = tile_first + rows
         q_pos = q_index
         q_valid = q_pos < n
         last_query = tl.minimum((pid + 1) * BLOCK_M, n) - 1
@@ -112,24 +190,28 @@ def _dq_program(
     v_base = V + batch * stride_vz + head * stride_vh
     dq = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
 
-    for start in range(lo, hi, BLOCK_N):
-        k_index = start + cols
-        if IS_SUMMARY:
-            k_pos, k_block, k_valid = summary_positions(k_index, offset, n, l_block, c_sum)
-            allowed = summary_allowed(q_pos, k_pos, k_block, l_block, SAME_BLOCK)
-            k_valid &= k_index < hi
-        else:
-            k_pos, k_valid = band_positions(group, k_index, n, group_len, step, group_stride)
-            allowed = band_allowed(q_index, k_index, window, HAS_WINDOW, EXCLUDE_SELF)
-        allowed &= k_valid[None, :] & q_valid[:, None]
-        k_off = k_pos.to(tl.int64)[:, None]
-        k = tl.load(k_base + k_off * stride_kn + dims[None, :], mask=k_valid[:, None], other=0.0)
-        v = tl.load(v_base + k_off * stride_vn + dims[None, :], mask=k_valid[:, None], other=0.0)
-        qk = mma(q, tl.trans(k), DOT_MODE) * scale_log2
-        p = tl.where(allowed, tl.math.exp2(qk - lse2[:, None]), 0.0)
-        dp = mma(do, tl.trans(v), DOT_MODE)
-        ds = p * (dp - delta[:, None])
-        dq += mma(ds.to(k.dtype), k, DOT_MODE)
+    if IS_SUMMARY:
+        # Every query of the tile attends every summary key of the windows before its first query's: no mask there.
+        mid = tl.minimum(summary_key_end(tile_first, l_block, c_sum, False) // BLOCK_N * BLOCK_N, hi)
+        for start in range(lo, mid, BLOCK_N):
+            dq = _dq_step(
+                start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group,
+                offset, hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, HEAD_DIM, BLOCK_N,
+                IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, False,
+            )  # fmt: skip
+        for start in range(mid, hi, BLOCK_N):
+            dq = _dq_step(
+                start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group,
+                offset, hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, HEAD_DIM, BLOCK_N,
+                IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True,
+            )  # fmt: skip
+    else:
+        for start in range(lo, hi, BLOCK_N):
+            dq = _dq_step(
+                start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group,
+                offset, hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, HEAD_DIM, BLOCK_N,
+                IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True,
+            )  # fmt: skip
 
     dq *= scale
     dq_ptrs = DQ + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
@@ -155,7 +237,6 @@ def _dkdv_program(
     batch = (bh // H).to(tl.int64)
     head = bh % H
     dims = tl.arange(0, HEAD_DIM)
-    rows = tl.arange(0, BLOCK_M)
     cols = tl.arange(0, BLOCK_N)
 
     if IS_SUMMARY:
@@ -191,35 +272,42 @@ def _dkdv_program(
     dk = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
     dv = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
 
-    for start in range(lo, hi, BLOCK_M):
-        q_index = start + rows
-        if IS_SUMMARY:
-            q_pos = q_index
-            q_valid = q_pos < n
-            allowed = summary_allowed(q_pos, k_pos, k_block, l_block, SAME_BLOCK)
+    if IS_SUMMARY:
+        # Queries of windows after the tile's last summary block attend all of its keys (and, the tail tile apart,
+        # all exist): that middle range needs no mask.
+        last_block = (pid * BLOCK_N + BLOCK_N - 1) // c_sum
+        if SAME_BLOCK:
+            every_key_from = last_block * l_block + offset + c_sum
         else:
-            q_pos, q_valid = band_positions(group, q_index, n, group_len, step, group_stride)
-            allowed = band_allowed(q_index, k_index, window, HAS_WINDOW, EXCLUDE_SELF)
-        allowed &= k_valid[None, :] & q_valid[:, None]
-        q_off = q_pos.to(tl.int64)[:, None]
-        q = tl.load(q_base + q_off * stride_qn + dims[None, :], mask=q_valid[:, None], other=0.0)
-        do = tl.load(do_base + q_off * stride_dn + dims[None, :], mask=q_valid[:, None], other=0.0)
-        lse2 = tl.load(LSE + row_base + q_pos, mask=q_valid, other=0.0)
-        if DELTA_FROM_O:
-            # D of rows other programs of this launch own, and may not have stored yet: recomputed from O (an L2 read
-            # where the tile is a neighbour's) rather than a launch of its own that reads O and dO from DRAM.
-            o_ptrs = O + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
-            o = tl.load(o_ptrs, mask=q_valid[:, None], other=0.0)
-            delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
-        else:
-            delta = tl.load(DELTA + row_base + q_pos, mask=q_valid, other=0.0)
-        # Transposed scores [keys, queries], so that dv += p^T do and dk += ds^T q are plain dots.
-        qk_t = mma(k, tl.trans(q), DOT_MODE) * scale_log2
-        p_t = tl.where(tl.trans(allowed), tl.math.exp2(qk_t - lse2[None, :]), 0.0)
-        dv += mma(p_t.to(do.dtype), do, DOT_MODE)
-        dp_t = mma(v, tl.trans(do), DOT_MODE)
-        ds_t = p_t * (dp_t - delta[None, :])
-        dk += mma(ds_t.to(q.dtype), q, DOT_MODE)
+            every_key_from = (last_block + 1) * l_block
+        mid = tl.minimum(tl.maximum(tl.cdiv(every_key_from, BLOCK_M) * BLOCK_M, lo), hi)
+        end = tl.maximum(mid, n // BLOCK_M * BLOCK_M)
+        for start in range(lo, mid, BLOCK_M):
+            dk, dv = _dkdv_step(
+                start, dk, dv, k, v, q_base, do_base, O, LSE, DELTA, stride_qn, stride_dn, row_base, k_index, k_pos,
+                k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, HEAD_DIM,
+                BLOCK_M, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, DELTA_FROM_O, True,
+            )  # fmt: skip
+        for start in range(mid, end, BLOCK_M):
+            dk, dv = _dkdv_step(
+                start, dk, dv, k, v, q_base, do_base, O, LSE, DELTA, stride_qn, stride_dn, row_base, k_index, k_pos,
+                k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, HEAD_DIM,
+                BLOCK_M, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, DELTA_FROM_O, False,
+            )  # fmt: skip
+        for start in range(end, hi, BLOCK_M):
+            dk, dv = _dkdv_step(
+                start, dk, dv, k, v, q_base, do_base, O, LSE, DELTA, stride_qn, stride_dn, row_base, k_index, k_pos,
+                k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, HEAD_DIM,
+                BLOCK_M, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, DELTA_FROM_O, True,
+            )  # fmt: skip
+    else:
+        k_block = k_index  # unused by band segments
+        for start in range(lo, hi, BLOCK_M):
+            dk, dv = _dkdv_step(
+                start, dk, dv, k, v, q_base, do_base, O, LSE, DELTA, stride_qn, stride_dn, row_base, k_index, k_pos,
+                k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, HEAD_DIM,
+                BLOCK_M, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, DELTA_FROM_O, True,
+            )  # fmt: skip
 
     dk *= scale
     kv_off = row_base * HEAD_DIM + k_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]

@@ -30,6 +30,45 @@ from sparse.kernels.geometry import (
 
 
 @triton.jit
+def _fwd_step(
+    start, m_i, l_i, acc,
+    q, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group, offset, hi, n, group_len, step,
+    group_stride, window, l_block, c_sum, scale_log2,
+    HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr,
+    EXCLUDE_SELF: tl.constexpr, SAME_BLOCK: tl.constexpr, DOT_MODE: tl.constexpr, MASKED: tl.constexpr,
+):  # fmt: skip
+    """One key tile [start, start + BLOCK_N) into the running (m, l, acc); MASKED=False where every pair is allowed."""
+    dims = tl.arange(0, HEAD_DIM)
+    k_index = start + tl.arange(0, BLOCK_N)
+    if IS_SUMMARY:
+        k_pos, k_block, k_valid = summary_positions(k_index, offset, n, l_block, c_sum)
+        k_valid &= k_index < hi
+    else:
+        k_pos, k_valid = band_positions(group, k_index, n, group_len, step, group_stride)
+    k_off = k_pos.to(tl.int64)[:, None]
+    k = tl.load(k_base + k_off * stride_kn + dims[None, :], mask=k_valid[:, None], other=0.0)
+    v = tl.load(v_base + k_off * stride_vn + dims[None, :], mask=k_valid[:, None], other=0.0)
+    qk = mma(q, tl.trans(k), DOT_MODE)
+    if MASKED:
+        if IS_SUMMARY:
+            allowed = summary_allowed(q_pos, k_pos, k_block, l_block, SAME_BLOCK)
+        else:
+            allowed = band_allowed(q_index, k_index, window, HAS_WINDOW, EXCLUDE_SELF)
+        allowed &= k_valid[None, :] & q_valid[:, None]
+        qk = tl.where(allowed, qk * scale_log2, float("-inf"))
+    else:
+        qk = qk * scale_log2
+    m_new = tl.maximum(m_i, tl.max(qk, 1))
+    # A row with nothing allowed so far keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = tl.math.exp2(m_i - m_safe)
+    p = tl.math.exp2(qk - m_safe[:, None])
+    l_i = l_i * alpha + tl.sum(p, 1)
+    acc = acc * alpha[:, None] + mma(p.to(v.dtype), v, DOT_MODE)
+    return m_new, l_i, acc
+
+
+@triton.jit
 def _sparse_fwd_kernel(
     Q, K, V, O, LSE, O_PREV, LSE_PREV,
     stride_qz, stride_qh, stride_qn,
@@ -49,7 +88,6 @@ def _sparse_fwd_kernel(
     head = bh % H
     dims = tl.arange(0, HEAD_DIM)
     rows = tl.arange(0, BLOCK_M)
-    cols = tl.arange(0, BLOCK_N)
 
     # Which queries this program owns, and the range of keys (in-segment indices) they can reach.
     if IS_SUMMARY:
@@ -90,29 +128,29 @@ def _sparse_fwd_kernel(
         l_i = tl.zeros([BLOCK_M], tl.float32)
         acc = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
 
-    for start in range(lo, hi, BLOCK_N):
-        k_index = start + cols
-        if IS_SUMMARY:
-            k_pos, k_block, k_valid = summary_positions(k_index, offset, n, l_block, c_sum)
-            allowed = summary_allowed(q_pos, k_pos, k_block, l_block, SAME_BLOCK)
-            k_valid &= k_index < hi
-        else:
-            k_pos, k_valid = band_positions(group, k_index, n, group_len, step, group_stride)
-            allowed = band_allowed(q_index, k_index, window, HAS_WINDOW, EXCLUDE_SELF)
-        allowed &= k_valid[None, :] & q_valid[:, None]
-        k_off = k_pos.to(tl.int64)[:, None]
-        k = tl.load(k_base + k_off * stride_kn + dims[None, :], mask=k_valid[:, None], other=0.0)
-        v = tl.load(v_base + k_off * stride_vn + dims[None, :], mask=k_valid[:, None], other=0.0)
-        qk = mma(q, tl.trans(k), DOT_MODE)
-        qk = tl.where(allowed, qk * scale_log2, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(qk, 1))
-        # A row with nothing allowed so far keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.math.exp2(m_i - m_safe)
-        p = tl.math.exp2(qk - m_safe[:, None])
-        l_i = l_i * alpha + tl.sum(p, 1)
-        acc = acc * alpha[:, None] + mma(p.to(v.dtype), v, DOT_MODE)
-        m_i = m_new
+    if IS_SUMMARY:
+        # Every query of the tile attends every summary key of the windows before its first query's: those key
+        # tiles need no mask (the tutorial's unmasked stage); only the tiles after them do.
+        mid = tl.minimum(summary_key_end(pid * BLOCK_M, l_block, c_sum, False) // BLOCK_N * BLOCK_N, hi)
+        for start in range(lo, mid, BLOCK_N):
+            m_i, l_i, acc = _fwd_step(
+                start, m_i, l_i, acc, q, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group, offset,
+                hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, HEAD_DIM, BLOCK_N,
+                IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, False,
+            )  # fmt: skip
+        for start in range(mid, hi, BLOCK_N):
+            m_i, l_i, acc = _fwd_step(
+                start, m_i, l_i, acc, q, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group, offset,
+                hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, HEAD_DIM, BLOCK_N,
+                IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True,
+            )  # fmt: skip
+    else:
+        for start in range(lo, hi, BLOCK_N):
+            m_i, l_i, acc = _fwd_step(
+                start, m_i, l_i, acc, q, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group, offset,
+                hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, HEAD_DIM, BLOCK_N,
+                IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True,
+            )  # fmt: skip
 
     empty = l_i == 0.0
     out = acc / tl.where(empty, 1.0, l_i)[:, None]

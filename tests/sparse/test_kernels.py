@@ -114,6 +114,22 @@ def test_every_pattern_fp32_matches_reference(name, n, device):
     check_against_reference(sparse.pattern(**PATTERNS[name]), (2, 3, n, 32), torch.float32, device, seed=n)
 
 
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(summary_ctx=4),
+        dict(summary_ctx=4, part="summary"),
+        dict(summary_ctx=2, distinct_heads=True),
+        dict(summary_ctx=3, part="summary", distinct_heads=False),
+    ],
+)
+def test_summary_loops_unmasked_interior(kwargs, device):
+    """Long enough (n = 150, l = 8) that the summary loops have tiles every query (key) of a tile fully attends,
+    which run without a mask, between masked edges and a masked tail."""
+    p = sparse.pattern("fixed", local_attn_ctx=8, **kwargs)
+    check_against_reference(p, (1, 2, 150, 32), torch.float32, device, seed=150)
+
+
 @pytest.mark.parametrize("name", ["strided", "strided-l1", "strided-local", "fixed", "all"])
 @pytest.mark.parametrize("n", [7, 37])
 def test_one_kernel_band_backward_matches_reference(name, n, device, monkeypatch):
