@@ -18,27 +18,33 @@ import sparse
 from benchmarks.provenance import provenance_line
 from sparse.kernels import plan as plan_module
 
-# (BLOCK_M, BLOCK_N, num_warps, num_stages) candidates per pass.
+# (BLOCK_M, BLOCK_N, num_warps, num_stages[, max registers per thread]) candidates per pass. A register cap trades
+# spills for occupancy: uncapped, these kernels compile to 224-255 registers (benchmarks/kernel_resources.py).
 # The 8-warp entries are head dim 128's starting points (the tutorial's); larger tiles that do not fit in shared
 # memory at head dim 128 fail to compile and are reported as failed.
 SPACE = {
-    "fwd": [(128, 64, 4, 3), (64, 64, 4, 3), (128, 32, 4, 3), (64, 32, 4, 2), (128, 128, 8, 3), (64, 128, 4, 3),
+    "fwd": [(64, 64, 4, 3, 168), (64, 64, 4, 3, 128), (64, 32, 4, 2, 168), (32, 64, 4, 2, 168),
+            (128, 64, 4, 3), (64, 64, 4, 3), (128, 32, 4, 3), (64, 32, 4, 2), (128, 128, 8, 3), (64, 128, 4, 3),
             (128, 64, 8, 3), (64, 64, 8, 2)],
-    "dq": [(128, 32, 4, 3), (64, 32, 4, 2), (64, 64, 4, 3), (128, 64, 8, 3), (32, 64, 4, 2), (128, 32, 8, 2),
+    "dq": [(64, 32, 4, 2, 168), (64, 32, 4, 2, 128), (32, 32, 4, 2, 128),
+           (128, 32, 4, 3), (64, 32, 4, 2), (64, 64, 4, 3), (128, 64, 8, 3), (32, 64, 4, 2), (128, 32, 8, 2),
            (64, 64, 8, 2)],
-    "dkdv": [(32, 128, 4, 3), (64, 64, 4, 3), (32, 64, 4, 2), (64, 128, 8, 3), (16, 64, 4, 2), (32, 128, 8, 2),
+    "dkdv": [(32, 64, 4, 2, 168), (32, 64, 4, 2, 128), (32, 32, 4, 2, 128),
+             (32, 128, 4, 3), (64, 64, 4, 3), (32, 64, 4, 2), (64, 128, 8, 3), (16, 64, 4, 2), (32, 128, 8, 2),
              (64, 64, 8, 2)],
     # The band segments' one-kernel backward: (BLOCK owned keys = owned queries, CHUNK streamed, warps, stages).
     "bwd": [(64, 32, 4, 2), (64, 32, 4, 3), (128, 32, 4, 3), (128, 32, 8, 3), (64, 64, 4, 3), (128, 64, 8, 3),
             (32, 32, 4, 2), (64, 16, 4, 2)],
     # The summary part's forward and dq (fixed only): a dense-like loop over the compact summary keys, where
     # the larger tiles of dense flash attention may pay.
-    "fwd_summary": [(64, 64, 4, 3), (128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3), (64, 128, 4, 3),
-                    (128, 32, 4, 3), (64, 32, 4, 2)],
-    "dq_summary": [(64, 32, 4, 2), (128, 32, 4, 3), (128, 64, 8, 3), (64, 64, 4, 3), (128, 32, 8, 2),
-                   (128, 64, 4, 3)],
+    "fwd_summary": [(128, 64, 8, 3, 128), (64, 64, 4, 3), (128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3),
+                    (64, 128, 4, 3), (128, 32, 4, 3), (64, 32, 4, 2)],
+    "dq_summary": [(128, 64, 8, 3, 128), (64, 32, 4, 2), (128, 32, 4, 3), (128, 64, 8, 3), (64, 64, 4, 3),
+                   (128, 32, 8, 2), (128, 64, 4, 3)],
     # Only patterns with a summary part (fixed) use it: longer query tiles shorten its serial loop.
     "dkdv_summary": [
+        (128, 64, 8, 3, 128),
+        (128, 64, 4, 3, 168),
         (32, 64, 4, 2),
         (64, 64, 4, 3),
         (128, 64, 8, 3),

@@ -80,7 +80,7 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
             *strides,
             n, heads, launch.group_len, math.ceil(launch.group_len / t.block_m), scale * LOG2_E,
             HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
-            DOT_MODE=_dot_mode(q.dtype), num_warps=t.num_warps, num_stages=t.num_stages,
+            DOT_MODE=_dot_mode(q.dtype), **t.launch_options,
             **_geometry(launch),
         )  # fmt: skip
     return out, lse2
@@ -119,7 +119,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                 HEAD_DIM=head_dim, BLOCK=t.block_m, CHUNK=t.block_n, HAS_WINDOW=geometry["HAS_WINDOW"],
                 EXCLUDE_SELF=geometry["EXCLUDE_SELF"], HAS_PREV=index > 0, DOT_MODE=dot_mode,
                 DELTA_ON_THE_FLY=index == 0 and plan.delta_source == "on_the_fly",
-                num_warps=t.num_warps, num_stages=t.num_stages,
+                **t.launch_options,
             )  # fmt: skip
             continue
         t = launch.dq
@@ -128,13 +128,13 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
             q, k, v, do, out, lse2, delta, dq, *strides, *scalars,
             HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode,
             COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq",
-            num_warps=t.num_warps, num_stages=t.num_stages, **geometry,
+            **t.launch_options, **geometry,
         )  # fmt: skip
         t = launch.dkdv
         _launch(
             _sparse_dkdv_kernel, (launch.dkdv_programs, batch * heads),
             q, k, v, do, out, lse2, delta, dk, dv, *strides, *scalars,
             HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode,
-            num_warps=t.num_warps, num_stages=t.num_stages, **geometry,
+            **t.launch_options, **geometry,
         )  # fmt: skip
     return dq, dk, dv

@@ -31,7 +31,9 @@ from sparse.patterns import BandSegment, Pattern, Segment, SummarySegment
 # fixed, n = 3,072, batch 8, 2 heads; results/profiles/tune_tiles-d128-8f8a99d2993e.txt): small tiles and 4 warps
 # beat the tutorial's 8-warp tiles by 10-60% per pass: there a stride group has 32 rows (3,072 / 96), one small tile.
 # dk/dv programs own a key tile and stream query tiles, dq programs the reverse.
-TILE_TABLE: dict[tuple[str, int], tuple[int, int, int, int]] = {
+# An optional fifth number caps the registers per thread (Triton's maxnreg): the compiler's own choice is often 255,
+# which leaves room for two 4-warp programs per SM (`python -m benchmarks.kernel_resources`).
+TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     ("fwd", 32): (64, 64, 4, 3),
     ("fwd", 64): (64, 64, 4, 3),
     ("fwd", 128): (64, 32, 4, 2),  # strided CUDA-graph fwd 0.042 ms vs 0.067 for (128, 64, 8, 3)
@@ -84,6 +86,14 @@ class Tiles:
     block_n: int
     num_warps: int
     num_stages: int
+    max_registers: int | None = None  # ptxas's per-thread cap (Triton's maxnreg); None: the compiler's choice
+
+    @property
+    def launch_options(self) -> dict[str, int]:
+        options = dict(num_warps=self.num_warps, num_stages=self.num_stages)
+        if self.max_registers is not None:
+            options["maxnreg"] = self.max_registers
+        return options
 
 
 @dataclass(frozen=True)
@@ -154,9 +164,9 @@ def _tiles(kind: str, head_dim: int, group_len: int, interpret: bool) -> Tiles:
         bm, bn, warps, stages = INTERPRETER_BWD_TILE if kind == "bwd" else INTERPRETER_TILE
         fit = max(MIN_TILE, _pow2_at_least(group_len))
         return Tiles(min(bm, fit), min(bn, fit), warps, stages)
-    bm, bn, warps, stages = TILE_TABLE[(kind, head_dim)]
+    bm, bn, warps, stages, *max_registers = TILE_TABLE[(kind, head_dim)]
     fit = max(MIN_TILE, _pow2_at_least(group_len))
-    return Tiles(min(bm, fit), min(bn, fit), warps, stages)
+    return Tiles(min(bm, fit), min(bn, fit), warps, stages, *max_registers)
 
 
 def _band_fwd_tiles(seg: BandSegment, n: int, group_len: int, t: Tiles) -> int:
