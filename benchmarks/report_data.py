@@ -72,6 +72,7 @@ class Results:
     ceilings: pd.DataFrame = field(default_factory=pd.DataFrame)  # device_ceilings.csv: copy GB/s, matmul TFLOP/s
     profiles: dict[str, str] = field(default_factory=dict)  # profiles/profile_kernels-<commit>.txt: name -> text
     step_profiles: dict[str, str] = field(default_factory=dict)  # profiles/step-<bench>-<pattern>-<preset>-<commit>.txt
+    resources: pd.DataFrame = field(default_factory=pd.DataFrame)  # kernel_resources.csv (compiled, no GPU)
 
 
 def _frame(path: Path, numeric: list[str]) -> pd.DataFrame:
@@ -97,6 +98,7 @@ def load(results_dir: str | Path) -> Results:
         ceilings=_frame(root / "device_ceilings.csv", ["copy_gbps", "matmul_tflops"]),
         profiles={p.name: p.read_text() for p in sorted((root / "profiles").glob("profile_kernels-*.txt"))},
         step_profiles={p.name: p.read_text() for p in sorted((root / "profiles").glob("step-*.txt"))},
+        resources=_frame(root / "kernel_resources.csv", ["registers", "spill_bytes", "programs_per_sm", "waves"]),
     )
 
 

@@ -785,6 +785,35 @@ def table_runs(results: Results, limit: int = 60) -> str:
     return "\n".join(out)
 
 
+def table_kernel_resources(results: Results) -> str:
+    """results/kernel_resources.csv: what the compiler gave each launch of the target cases (registers, spills,
+    shared memory) and the programs per SM that leaves, per commit."""
+    out = ["## Kernel resources: registers, spills and programs per SM (results/kernel_resources.csv)\n"]
+    out.append(
+        "From `python -m benchmarks.kernel_resources --out results/kernel_resources.csv`: every launch of one "
+        "forward + backward, compiled for the target named (no GPU needed) with the specialization Triton's JIT "
+        "gives the real call; registers and spill bytes from cuobjdump; programs per SM from the limits of that "
+        "compute capability; waves = programs / (SMs x programs per SM). bf16, H = 16 unless the case says.\n"
+    )
+    frame = results.resources
+    if frame.empty:
+        out.append("No rows yet.")
+        return "\n".join(out)
+    headers = ["case", "D", "launch", "kernel", "tiles", "registers", "spill B", "shared B", "programs / SM",
+               "limited by", "programs", "waves", "target", "commit"]  # fmt: skip
+    rows = []
+    for r in frame.to_dict("records"):
+        cap = f", cap {r['max_registers']}" if str(r.get("max_registers", "")) not in ("", "nan") else ""
+        tiles = f"{r['block_m']} x {r['block_n']}, {r['num_warps']} warps, {r['num_stages']} stages{cap}"
+        rows.append([
+            r["case"], r["head_dim"], r["launch"], r["kernel"].strip("_"), tiles, f"{r['registers']:.0f}",
+            f"{r['spill_bytes']:.0f}", r["shared_bytes"], f"{r['programs_per_sm']:.0f}", r["limited_by"],
+            r["programs"], f"{r['waves']:.2f}", r["target"], r["commit"],
+        ])  # fmt: skip
+    out.append(markdown(headers, rows))
+    return "\n".join(out)
+
+
 TABLES = {
     "table1": table1,
     "table2": table2,
@@ -798,6 +827,7 @@ TABLES = {
     "kernels": table_kernels,
     "kernel_targets": table_kernel_targets,
     "kernel_profiles": table_kernel_profiles,
+    "kernel_resources": table_kernel_resources,
     "blog_memory": table_blog_memory,
     "runs": table_runs,
 }

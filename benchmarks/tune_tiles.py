@@ -19,7 +19,7 @@ from benchmarks.provenance import provenance_line
 from sparse.kernels import plan as plan_module
 
 # (BLOCK_M, BLOCK_N, num_warps, num_stages[, max registers per thread]) candidates per pass. A register cap trades
-# spills for occupancy: uncapped, these kernels compile to 224-255 registers (benchmarks/kernel_resources.py).
+# spills for programs per SM (benchmarks/kernel_resources.py reads both from the compiled kernels).
 # The 8-warp entries are head dim 128's starting points (the tutorial's); larger tiles that do not fit in shared
 # memory at head dim 128 fail to compile and are reported as failed.
 SPACE = {

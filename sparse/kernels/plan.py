@@ -25,23 +25,31 @@ from dataclasses import dataclass
 
 from sparse.patterns import BandSegment, Pattern, Segment, SummarySegment
 
-# (pass, head_dim) -> (BLOCK_M queries, BLOCK_N keys, num_warps, num_stages). Head dim 64 (and 32) are the
-# winners of benchmarks/tune_tiles.py on an H100 for strided/fixed at n = 12,288 and strided at 3,072 x 8;
-# head dim 128 the winners of `tune_tiles --head-dim 128` on an H200 for the CIFAR-10 models' call (strided and
-# fixed, n = 3,072, batch 8, 2 heads; results/profiles/tune_tiles-d128-8f8a99d2993e.txt): small tiles and 4 warps
-# beat the tutorial's 8-warp tiles by 10-60% per pass: there a stride group has 32 rows (3,072 / 96), one small tile.
+# (pass, head_dim) -> (BLOCK_M queries, BLOCK_N keys, num_warps, num_stages[, max registers per thread]).
+# Head dim 64 (and 32) are the winners of benchmarks/tune_tiles.py on an H100 for strided/fixed at n = 12,288 and
+# strided at 3,072 x 8 unless a comment names a later search; head dim 128 the winners of `tune_tiles --head-dim
+# 128` on an H200 for the CIFAR-10 models' call (strided and fixed, n = 3,072, batch 8, 2 heads;
+# results/profiles/tune_tiles-d128-8f8a99d2993e.txt): small tiles and 4 warps beat the tutorial's 8-warp tiles by
+# 10-60% per pass: there a stride group has 32 rows (3,072 / 96), one small tile.
 # dk/dv programs own a key tile and stream query tiles, dq programs the reverse.
-# An optional fifth number caps the registers per thread (Triton's maxnreg): the compiler's own choice is often 255,
-# which leaves room for two 4-warp programs per SM (`python -m benchmarks.kernel_resources`).
+# The optional fifth number caps the registers per thread (Triton's maxnreg). These kernels are latency-bound: each
+# program makes a few dependent loads, so programs per SM (set by registers, `python -m benchmarks.kernel_resources`)
+# decide how much latency is hidden. The stride part's dk/dv compiles to 174 registers at head dim 64, two 4-warp
+# programs per SM; capped at 128 it spills 104 bytes but fits four, and runs faster.
 TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     ("fwd", 32): (64, 64, 4, 3),
-    ("fwd", 64): (64, 64, 4, 3),
+    # Head dim 64 forward and dk/dv: `tune_tiles` on an H200 with register caps among the candidates
+    # (results/profiles/tune_tiles-maxnreg-149bc34c9831.txt; forward-only ms / fwd+bwd ms over the three cases,
+    # strided 12,288 / fixed 12,288 / strided 3,072 x 8): forward 64 x 32 0.115 / 0.316 / 0.171 against 64 x 64's
+    # 0.118 / 0.317 / 0.187 (105 against 135 registers: 4 programs per SM instead of 3); dk/dv capped at 128
+    # registers 0.394 / 1.289 / 0.648 against 0.413 / 1.294 / 0.673 uncapped. Caps did not help dq (96 registers).
+    ("fwd", 64): (64, 32, 4, 2),
     ("fwd", 128): (64, 32, 4, 2),  # strided CUDA-graph fwd 0.042 ms vs 0.067 for (128, 64, 8, 3)
     ("dq", 32): (64, 32, 4, 2),
     ("dq", 64): (64, 32, 4, 2),
     ("dq", 128): (64, 32, 4, 2),  # fwd+bwd: strided 0.235 ms vs 0.261, fixed 0.394 vs 0.428
     ("dkdv", 32): (32, 64, 4, 2),
-    ("dkdv", 64): (32, 64, 4, 2),
+    ("dkdv", 64): (32, 64, 4, 2, 128),
     ("dkdv", 128): (32, 64, 4, 2),  # fwd+bwd: strided 0.228 ms vs 0.261, fixed 0.419 vs 0.425
     # The summary part's forward and dq: programs own sequence-order query tiles and stream the compact summary
     # keys, a dense-like loop of up to n / l * c keys, unlike the band's one or two tiles. Head dim 64: the
@@ -57,7 +65,9 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     # The summary part's dk/dv: a program owns summary keys and streams every later query, n / BLOCK_M tiles
     # one after another for the first keys, so this kernel's time is that serial loop (KERNEL_NOTES.md).
     ("dkdv_summary", 32): (32, 64, 4, 2),
-    ("dkdv_summary", 64): (64, 64, 4, 3),  # tune_tiles on an H100: fixed 12,288 fwd+bwd 1.376 ms vs 1.452 ms
+    # Head dim 64: 128 x 64 on an H200 (fixed 12,288 fwd+bwd 1.286 ms against 1.296 for 64 x 64, which had beaten
+    # 32 x 64 on an H100, 1.376 vs 1.452 ms; results/profiles/tune_tiles-maxnreg-149bc34c9831.txt).
+    ("dkdv_summary", 64): (128, 64, 4, 3),
     ("dkdv_summary", 128): (64, 64, 4, 3),  # fixed fwd+bwd 0.402 ms, best of the 8 searched
     # The band segments' one-kernel backward (off by default): (BLOCK, CHUNK, num_warps, num_stages): a program
     # owns BLOCK keys and the same BLOCK queries, and streams the other side CHUNK at a time. Head dims 64 and 128:

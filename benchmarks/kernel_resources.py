@@ -1,0 +1,204 @@
+"""The compiler's resource report for every kernel launch of one attention call: registers and spills per thread,
+shared memory, and how many programs that leaves on one SM. Needs no GPU: the launchers run with their launches
+recorded instead of made, and each recorded launch is compiled the way Triton's JIT would (same constexprs, same
+specialization of the arguments) for a named target, by default sm_90 (H100, H200).
+
+    python -m benchmarks.kernel_resources                                  # issue 7's three missed cases
+    python -m benchmarks.kernel_resources strided:3072:8:96 --head-dim 128 --heads 2
+    python -m benchmarks.kernel_resources --out results/kernel_resources.csv   # append rows with provenance
+
+A case is mode:n:batch[:local_attn_ctx[:summary_ctx]] in bf16. Per launch it prints the kernel, its tiles,
+registers per thread (`cuobjdump --dump-resource-usage`), spill bytes (STACK + LOCAL), shared memory per program,
+the programs per SM each limit allows (registers, shared memory, warps) and their minimum, and the launch's waves:
+programs / (SMs x programs per SM). A kernel whose programs each make a few dependent loads runs at the latency of
+those loads times its waves; fewer programs per SM means less latency hidden (benchmarks/KERNEL_NOTES.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import subprocess
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from triton.compiler.compiler import make_backend
+from triton.runtime.jit import create_function_from_signature
+
+import sparse
+from benchmarks.provenance import provenance
+from benchmarks.recorder import append_rows
+from sparse.kernels import launch as launch_module
+from sparse.kernels import plan as plan_module
+
+DEFAULT_CASES = ("strided:12288:1:128", "fixed:12288:1:128:32", "strided:3072:8:96")
+COLUMNS = [
+    "case", "head_dim", "launch", "kernel", "block_m", "block_n", "num_warps", "num_stages", "max_registers",
+    "registers", "spill_bytes", "shared_bytes", "programs_per_sm", "limited_by", "programs", "waves", "target", "sms",
+    "commit", "torch", "triton", "date",
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SM:
+    """Per-SM limits of compute capability 9.0 (CUDA C Programming Guide, table of technical specifications)."""
+
+    registers: int = 65536
+    shared_bytes: int = 233472  # 228 KB, of which each resident program also reserves 1 KB
+    warps: int = 64
+    programs: int = 32
+    register_unit: int = 256  # registers are allocated per warp in units of 256
+
+
+def programs_per_sm(registers: int, shared_bytes: int, num_warps: int, sm: SM = SM()) -> tuple[int, str]:
+    """How many programs of this kernel one SM can hold, and which limit decides it."""
+    per_warp = math.ceil(registers * 32 / sm.register_unit) * sm.register_unit
+    limits = {
+        "registers": sm.registers // (per_warp * num_warps),
+        "shared memory": sm.shared_bytes // (shared_bytes + 1024),
+        "warps": sm.warps // num_warps,
+        "programs": sm.programs,
+    }
+    name = min(limits, key=limits.get)
+    return limits[name], name
+
+
+@dataclass
+class RecordedLaunch:
+    kernel: object
+    grid: tuple[int, ...]
+    args: tuple
+    options: dict
+
+
+@contextmanager
+def recorded_launches(records: list[RecordedLaunch]):
+    """The launchers, compiled-kernel plans and dot mode of a GPU run, with launches recorded instead of made."""
+    saved = launch_module._launch, launch_module.plan_for, launch_module.interpreting
+    launch_module._launch = lambda kernel, grid, *args, **options: records.append(
+        RecordedLaunch(kernel, grid, args, options)
+    )
+    launch_module.plan_for = lambda q, p: plan_module.build_plan(p, q.shape[2], q.shape[3], interpret=False)
+    launch_module.interpreting = lambda: False
+    try:
+        yield
+    finally:
+        launch_module._launch, launch_module.plan_for, launch_module.interpreting = saved
+
+
+def parse_case(spec: str) -> tuple[sparse.patterns.Pattern, int, int]:
+    mode, n, batch, *ctx = spec.split(":")
+    l = int(ctx[0]) if ctx else None
+    c = int(ctx[1]) if len(ctx) > 1 else None
+    return sparse.pattern(mode, local_attn_ctx=l, summary_ctx=c), int(n), int(batch)
+
+
+def record_call(spec: str, heads: int, head_dim: int) -> list[RecordedLaunch]:
+    """Every launch of one forward + backward of the case, in order (tensors on the meta device: no memory)."""
+    p, n, batch = parse_case(spec)
+    q, k, v, do = (torch.empty(batch, heads, n, head_dim, dtype=torch.bfloat16, device="meta") for _ in range(4))
+    records: list[RecordedLaunch] = []
+    with recorded_launches(records):
+        out, lse2 = launch_module.sparse_forward(q, k, v, p, head_dim**-0.5)
+        launch_module.sparse_backward(do, q, k, v, out, lse2, p, head_dim**-0.5)
+    return records
+
+
+def compile_launch(record: RecordedLaunch, target: GPUTarget):
+    """Compile as JITFunction.run would for this launch, minus the driver: Triton's own binder specializes the
+    arguments (ints divisible by 16 or equal to 1, 16-byte aligned tensors) and picks the constexprs."""
+    kernel = record.kernel
+    backend = make_backend(target)
+    binder = create_function_from_signature(kernel.signature, kernel.params, backend)
+    options = dict(record.options)
+    bound_args, specialization, _ = binder(*record.args, **options)
+    parsed, signature, constexprs, attrs = kernel._pack_args(backend, options, bound_args, specialization, None)
+    return triton.compile(ASTSource(kernel, signature, constexprs, attrs), target=target, options=parsed.__dict__)
+
+
+def resource_usage(compiled) -> dict[str, int]:
+    """Registers and spill bytes from cuobjdump (Triton's wheel ships it), shared memory from the kernel's metadata."""
+    tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
+        cubin.write(compiled.asm["cubin"])
+        cubin.flush()
+        report = subprocess.run([tool, "--dump-resource-usage", cubin.name], capture_output=True, text=True, check=True)
+    line = next(line for line in report.stdout.splitlines() if "REG:" in line)
+    fields = dict(item.split(":", 1) for item in line.split() if ":" in item and item.split(":", 1)[1].isdigit())
+    return {
+        "registers": int(fields["REG"]),
+        "spill_bytes": int(fields.get("STACK", 0)) + int(fields.get("LOCAL", 0)),
+        "shared_bytes": int(compiled.metadata.shared),
+    }
+
+
+def launch_rows(spec: str, heads: int, head_dim: int, arch: int, sms: int) -> list[dict]:
+    target = GPUTarget("cuda", arch, 32)
+    rows = []
+    for index, record in enumerate(record_call(spec, heads, head_dim)):
+        usage = resource_usage(compile_launch(record, target))
+        options = record.options
+        warps = options.get("num_warps", 4)
+        per_sm, limit = programs_per_sm(usage["registers"], usage["shared_bytes"], warps)
+        programs = math.prod(record.grid)
+        rows.append({
+            "case": spec, "head_dim": head_dim, "launch": index, "kernel": record.kernel.__name__,
+            "block_m": options.get("BLOCK_M", options.get("BLOCK", options.get("BLOCK"))),
+            "block_n": options.get("BLOCK_N", options.get("CHUNK")),
+            "num_warps": warps, "num_stages": options.get("num_stages", 3), "max_registers": options.get("maxnreg", ""),
+            **usage, "programs_per_sm": per_sm, "limited_by": limit, "programs": programs,
+            "waves": round(programs / (sms * per_sm), 2), "target": f"sm_{arch}", "sms": sms,
+        })  # fmt: skip
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("cases", nargs="*", default=list(DEFAULT_CASES), help="mode:n:batch[:l[:c]] (bf16)")
+    parser.add_argument("--heads", type=int, default=16)
+    parser.add_argument("--head-dim", type=int, default=64, choices=(32, 64, 128))
+    parser.add_argument("--arch", type=int, default=90, help="compute capability x 10 to compile for (90: H100/H200)")
+    parser.add_argument(
+        "--sms", type=int, default=132, help="SMs of the card the waves are counted on (H100/H200 SXM: 132)"
+    )
+    parser.add_argument("--out", help="append the rows, with provenance, to this CSV")
+    args = parser.parse_args(argv)
+    if plan_module.interpreting():
+        parser.error("TRITON_INTERPRET=1 is set: the kernels were loaded for the interpreter and cannot be compiled; "
+                     "unset it")  # fmt: skip
+    for spec in args.cases:  # refuse a bad case before compiling anything
+        try:
+            parse_case(spec)
+        except (ValueError, TypeError) as err:
+            parser.error(f"bad case {spec!r}: {err}")
+    prov = provenance()
+    stamp = {key: prov[key] for key in ("commit", "torch", "triton", "date")}
+    print(
+        f"# target sm_{args.arch}, {args.sms} SMs; torch {prov['torch']}; triton {prov['triton']}; "
+        f"commit {prov['commit']}"
+    )
+    print(f"{'case':<22} {'#':>2} {'kernel':<20} {'tiles':>12} {'regs':>4} {'spill':>5} {'smem':>6} {'per SM':>6} "
+          f"{'limit':<13} {'programs':>8} {'waves':>6}")  # fmt: skip
+    for spec in args.cases:
+        rows = launch_rows(spec, args.heads, args.head_dim, args.arch, args.sms)
+        for r in rows:
+            cap = f"/{r['max_registers']}" if r["max_registers"] else ""
+            tiles = f"{r['block_m']}x{r['block_n']}w{r['num_warps']}s{r['num_stages']}{cap}"
+            print(
+                f"{spec:<22} {r['launch']:>2} {r['kernel']:<20} {tiles:>12} {r['registers']:>4} {r['spill_bytes']:>5} "
+                f"{r['shared_bytes']:>6} {r['programs_per_sm']:>6} {r['limited_by']:<13} {r['programs']:>8} "
+                f"{r['waves']:>6}",
+                flush=True,
+            )
+        if args.out:
+            append_rows(args.out, [{**r, **stamp} for r in rows], COLUMNS)
+
+
+if __name__ == "__main__":
+    main()

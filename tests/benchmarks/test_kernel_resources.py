@@ -1,0 +1,63 @@
+"""The resource report compiles the real launches for sm_90 on a machine without a GPU, reads registers and
+spills, and turns them into programs per SM; bad cases are refused before anything compiles."""
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import kernel_resources as kr
+from sparse.kernels import plan
+
+
+@pytest.mark.parametrize(
+    "registers, shared, warps, expected",
+    [
+        (255, 24576, 4, (2, "registers")),  # 255 x 32 rounds up to 8,192 registers a warp: 32,768 a program
+        (128, 24576, 4, (4, "registers")),
+        (96, 24576, 4, (5, "registers")),
+        (64, 116736, 4, (1, "shared memory")),  # 114 KB + the 1 KB each program reserves: one fits in 228 KB
+        (24, 1024, 8, (8, "warps")),
+    ],
+)
+def test_programs_per_sm_follows_the_sm90_limits(registers, shared, warps, expected):
+    assert kr.programs_per_sm(registers, shared, warps) == expected
+
+
+def test_every_launch_of_a_call_is_compiled_and_measured(tmp_path):
+    """In a process of its own: the test session runs the kernels under TRITON_INTERPRET=1, which cannot compile."""
+    out = tmp_path / "resources.csv"
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    args = ["strided:200:1:16", "--heads", "2", "--head-dim", "64", "--out", str(out)]
+    done = subprocess.run([sys.executable, "-m", "benchmarks.kernel_resources", *args], env=env, capture_output=True,
+                          text=True, timeout=600, cwd=Path(kr.__file__).parent.parent)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "_sparse_dkdv_kernel" in done.stdout
+    rows = list(csv.DictReader(out.open()))
+    kernels = [r["kernel"] for r in rows]
+    assert kernels == ["_sparse_fwd_kernel"] * 2 + ["_sparse_dq_kernel", "_sparse_dkdv_kernel"] * 2
+    for r in rows:
+        assert 0 < int(r["registers"]) <= 255 and int(r["programs_per_sm"]) >= 1 and r["target"] == "sm_90"
+        assert r["commit"] and r["triton"] and r["date"]
+    cap = plan.TILE_TABLE[("dkdv", 64)][4]  # head dim 64's dk/dv is capped
+    capped = [r for r in rows if r["kernel"] == "_sparse_dkdv_kernel"]
+    assert all(r["max_registers"] == str(cap) and int(r["registers"]) <= cap for r in capped)
+    # the stride part's groups (13 rows) shrink the tiles to 16; the band keeps the table's
+    assert (rows[0]["block_m"], rows[0]["block_n"]) == ("16", "16")
+
+
+def test_a_bad_case_is_refused_before_compiling(monkeypatch, capsys):
+    monkeypatch.setattr(kr, "launch_rows", lambda *a: pytest.fail("compiled despite a bad case"))
+    monkeypatch.setattr(plan, "interpreting", lambda: False)
+    with pytest.raises(SystemExit):
+        kr.main(["strided:12288:1:128", "strided:100:1"])  # strided needs local_attn_ctx
+    assert "bad case" in capsys.readouterr().err
+
+
+def test_under_the_interpreter_it_says_what_to_do(capsys):
+    with pytest.raises(SystemExit):
+        kr.main(["strided:256:1:16"])  # the test session sets TRITON_INTERPRET=1
+    assert "unset it" in capsys.readouterr().err
