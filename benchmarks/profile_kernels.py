@@ -10,7 +10,8 @@ SDPA, any other our Triton kernels. For each case and for the forward and forwar
   sizes), i.e. what Python, dispatch, autograd and the launchers cost on this machine's CPU;
 each for our kernels three times in the same process: `triton` (Triton's own launch path, D in a launch of its
 own: the host path before sparse/kernels/fast_launch.py), `direct` (HEAD) and `fused` (direct launches with the
-band segments' backward in one kernel, sparse/kernels/plan.py's FUSED_BAND_BACKWARD). Files made at
+band segments' backward in one kernel, sparse/kernels/plan.py's FUSED_BAND_BACKWARD) and `table-warps` (direct
+launches, tiles shrunk to short groups keep the table's warps: plan.SMALL_TILE_WARPS off). Files made at
 9c8a4c4b16df, where the one-kernel backward was the default, name its two-kernel backward `split` instead;
 then cProfile's top host functions of the forward + backward (by own time) and torch.profiler's GPU time per
 kernel. eager ~ max(host, graph): the larger of the two is what limits the call.
@@ -32,14 +33,15 @@ import sparse
 from benchmarks.host_breakdown import mean_us
 from sparse.kernels import fast_launch, launch, plan
 
-PATHS = ("triton", "direct", "fused")
+PATHS = ("triton", "direct", "fused", "table-warps")
 
 
 @contextlib.contextmanager
 def launch_path(name: str):
     """ "direct": HEAD's launch path; "triton": kernel[grid] for every launch and D in a launch of its own
     (the host path before fast_launch); "fused": direct launches with the one-kernel band backward (plan.py's
-    FUSED_BAND_BACKWARD on); for same-process comparisons."""
+    FUSED_BAND_BACKWARD on); "table-warps": direct launches, plan.SMALL_TILE_WARPS off; for same-process
+    comparisons."""
     if name == "direct":
         yield
         return
@@ -47,12 +49,16 @@ def launch_path(name: str):
     if name == "triton":
         fast_launch.DIRECT = False
         launch.plan_for = lambda q, p: dataclasses.replace(original(q, p), delta_source="own_launch")
-    else:
+    elif name == "fused":
         plan.FUSED_BAND_BACKWARD = True
+    else:
+        small_tile_warps, plan.SMALL_TILE_WARPS = plan.SMALL_TILE_WARPS, None
     try:
         yield
     finally:
         fast_launch.DIRECT, launch.plan_for, plan.FUSED_BAND_BACKWARD = True, original, False
+        if name == "table-warps":
+            plan.SMALL_TILE_WARPS = small_tile_warps
 
 
 def profile_case(spec: str, heads: int = 16, head_dim: int = 64) -> None:

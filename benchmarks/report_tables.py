@@ -659,7 +659,7 @@ def table_kernel_targets(results: Results) -> str:
 
 
 _PROFILE_LINE = re.compile(
-    r"^(?P<case>\S+) (?P<backend>\w+)(?: \((?P<path>\w+) launches\))? (?P<pass>fwd|fwd_bwd): "
+    r"^(?P<case>\S+) (?P<backend>\w+)(?: \((?P<path>[\w-]+) launches\))? (?P<pass>fwd|fwd_bwd): "
     r"eager (?P<eager>[\d.]+) ms, graph (?P<graph>[\d.]+) ms, host (?P<host>[\d.]+) ms$"
 )
 
@@ -674,7 +674,8 @@ def table_kernel_profiles(results: Results) -> str:
         "per call of 200 calls issued without waiting. A call is host-bound where host > graph. Launch path: "
         "`triton` = kernel[grid] for every launch and D in a launch of its own, `direct` = sparse/kernels/"
         "fast_launch.py with D inside the first segment's backward, `fused` = direct launches with the band segments' "
-        "backward in one kernel (at 9c8a4c4b16df that was `direct`, and `split` the two-kernel backward). "
+        "backward in one kernel (at 9c8a4c4b16df that was `direct`, and `split` the two-kernel backward), "
+        "`table-warps` = direct launches with tiles shrunk to short groups keeping the table's warps. "
         "The card is the file's `# gpu:` line, or for files "
         "made before that line existed, results/profiles/README.md.\n"
     )

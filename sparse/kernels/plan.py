@@ -77,6 +77,11 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     ("bwd", 64): (64, 32, 4, 3),
     ("bwd", 128): (64, 32, 4, 3),
 }
+# A tile shrunk to a short group (32 x 32 for the stride part at n = 3,072, l = 96) runs with fewer warps: its
+# programs each make a few dependent loads and little math, so more programs per SM hide more latency, and two warps
+# per program double them there (benchmarks/kernel_resources.py). None keeps the table's warps (for comparisons).
+SMALL_TILE_ELEMENTS = 32 * 32
+SMALL_TILE_WARPS: int | None = 2
 INTERPRETER_TILE = (16, 16, 1, 1)
 INTERPRETER_BWD_TILE = (32, 16, 1, 1)
 FUSED_BAND_BACKWARD = False
@@ -169,14 +174,17 @@ def _pow2_at_least(x: int) -> int:
     return 1 << max(0, math.ceil(math.log2(max(1, x))))
 
 
-def _tiles(kind: str, head_dim: int, group_len: int, interpret: bool) -> Tiles:
+def _tiles(kind: str, head_dim: int, group_len: int, interpret: bool, small_warps: int | None = None) -> Tiles:
     if interpret:
         bm, bn, warps, stages = INTERPRETER_BWD_TILE if kind == "bwd" else INTERPRETER_TILE
         fit = max(MIN_TILE, _pow2_at_least(group_len))
         return Tiles(min(bm, fit), min(bn, fit), warps, stages)
     bm, bn, warps, stages, *max_registers = TILE_TABLE[(kind, head_dim)]
     fit = max(MIN_TILE, _pow2_at_least(group_len))
-    return Tiles(min(bm, fit), min(bn, fit), warps, stages, *max_registers)
+    bm, bn = min(bm, fit), min(bn, fit)
+    if small_warps and bm * bn <= SMALL_TILE_ELEMENTS:
+        warps = min(warps, small_warps)
+    return Tiles(bm, bn, warps, stages, *max_registers)
 
 
 def _band_fwd_tiles(seg: BandSegment, n: int, group_len: int, t: Tiles) -> int:
@@ -211,14 +219,17 @@ def build_plan(
     pattern: Pattern, n: int, head_dim: int, interpret: bool | None = None, fused_band_backward: bool | None = None
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
-    environment variable, FUSED_BAND_BACKWARD), resolved before the cache lookup so that changing them counts."""
+    environment variable, FUSED_BAND_BACKWARD, SMALL_TILE_WARPS), resolved before the cache lookup so that changing
+    them counts."""
     interpret = interpreting() if interpret is None else interpret
     fused = FUSED_BAND_BACKWARD if fused_band_backward is None else fused_band_backward
-    return _cached_plan(pattern, n, head_dim, interpret, fused)
+    return _cached_plan(pattern, n, head_dim, interpret, fused, SMALL_TILE_WARPS)
 
 
 @functools.lru_cache(maxsize=256)
-def _cached_plan(pattern: Pattern, n: int, head_dim: int, interpret: bool, fused: bool) -> Plan:
+def _cached_plan(
+    pattern: Pattern, n: int, head_dim: int, interpret: bool, fused: bool, small_warps: int | None
+) -> Plan:
     launches = []
     segments = pattern.segments(n)
     # The dk/dv launcher zero-fills only for a leading summary segment (it writes summary keys alone).
@@ -226,8 +237,8 @@ def _cached_plan(pattern: Pattern, n: int, head_dim: int, interpret: bool, fused
     for seg in segments:
         if isinstance(seg, BandSegment):
             group_len = min(seg.group_len, n)
-            fwd, dq, dkdv = (_tiles(k, head_dim, group_len, interpret) for k in ("fwd", "dq", "dkdv"))
-            bwd = _tiles("bwd", head_dim, group_len, interpret) if fused else None
+            fwd, dq, dkdv = (_tiles(k, head_dim, group_len, interpret, small_warps) for k in ("fwd", "dq", "dkdv"))
+            bwd = _tiles("bwd", head_dim, group_len, interpret, small_warps) if fused else None
             launches.append(
                 SegmentLaunch(
                     segment=seg,
@@ -245,8 +256,8 @@ def _cached_plan(pattern: Pattern, n: int, head_dim: int, interpret: bool, fused
             )
         else:
             num_keys = math.ceil(n / seg.block) * seg.summary
-            fwd, dq = (_tiles(k, head_dim, n, interpret) for k in ("fwd_summary", "dq_summary"))
-            dkdv = _tiles("dkdv_summary", head_dim, num_keys, interpret)
+            fwd, dq = (_tiles(k, head_dim, n, interpret, small_warps) for k in ("fwd_summary", "dq_summary"))
+            dkdv = _tiles("dkdv_summary", head_dim, num_keys, interpret, small_warps)
             launches.append(
                 SegmentLaunch(
                     segment=seg,

@@ -183,3 +183,21 @@ def test_profile_kernels_fused_path_turns_the_one_kernel_backward_on_and_back_of
     with profile_kernels.launch_path("triton"):
         assert launch.plan_for(q, p).delta_source == "own_launch"
     assert launch.plan_for(q, p).delta_source == "first_dq"
+
+
+def test_tiles_shrunk_to_short_groups_run_with_fewer_warps(monkeypatch):
+    p = sparse.pattern("strided", local_attn_ctx=96)
+    stride, band = plan.build_plan(p, 3072, 64, interpret=False).launches
+    assert (stride.fwd.block_m, stride.fwd.block_n, stride.fwd.num_warps) == (32, 32, plan.SMALL_TILE_WARPS)
+    assert band.fwd.num_warps == 4  # 64 x 32 tiles keep the table's warps
+    monkeypatch.setattr(plan, "SMALL_TILE_WARPS", None)
+    assert plan.build_plan(p, 3072, 64, interpret=False).launches[0].fwd.num_warps == 4
+
+
+def test_profile_kernels_table_warps_path_restores_the_setting():
+    from benchmarks import profile_kernels
+
+    p = sparse.pattern("strided", local_attn_ctx=96)
+    with profile_kernels.launch_path("table-warps"):
+        assert plan.build_plan(p, 3072, 64, interpret=False).launches[0].fwd.num_warps == 4
+    assert plan.build_plan(p, 3072, 64, interpret=False).launches[0].fwd.num_warps == 2
