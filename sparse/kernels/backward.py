@@ -9,17 +9,18 @@ program reads back exactly the rows it then writes), in a fixed order: two runs 
 
 Two program bodies, as in Triton's fused-attention tutorial: `_dkdv_program` owns a key tile and streams the
 query tiles that attend it; `_dq_program` owns a query tile and streams its key tiles. Three kernels use them:
-- `_band_bwd_kernel` (band segments): one program runs both bodies on tile t of a group, the keys of tile t
-  and then the queries of tile t (the tutorial's one-kernel backward). Why: the backward is bound by memory
-  traffic (benchmarks/KERNEL_NOTES.md), and one launch reads q, k, v, dO from DRAM once where two launches
-  read them twice; the neighbours' tiles each body streams are read from L2. It writes dq, dk, dv: 7 (first
-  segment) or 10 (later) whole-tensor transfers instead of 11 or 14.
-- `_sparse_dq_kernel`, `_sparse_dkdv_kernel` (summary segments, whose query and key tiles do not pair up; and
-  band segments when plan.FUSED_BAND_BACKWARD is off, for a same-process comparison).
-D: the first segment's dq programs compute and store it when they own every row once (COMPUTE_DELTA); the
-dk/dv programs of that same launch, which need D of rows other programs own, compute it from O and dO per
-query tile (DELTA_FROM_O: only where each key tile sees a few query tiles, plan.delta_source); otherwise
-`_delta_kernel` runs first. Scores use the base-2 scale (the forward's lse2): P = exp2(q k^T * scale * log2 e - lse2).
+- `_band_bwd_kernel` (band segments, when plan.FUSED_BAND_BACKWARD is on; off by default): one program runs both
+  bodies on tile t of a group, the keys of tile t and then the queries of tile t (the tutorial's one-kernel
+  backward). It reads q, k, v, dO from DRAM once per segment where two launches read them twice (7 or 10
+  whole-tensor transfers instead of 11 or 14), but measured slower on an H200: half the programs, each a twice as
+  long chain of dependent loads, and these kernels are bound by that latency (benchmarks/KERNEL_NOTES.md).
+- `_sparse_dq_kernel`, `_sparse_dkdv_kernel` (every segment by default; summary segments always, their query and
+  key tiles do not pair up).
+D: the first segment's dq programs compute and store it when they own every row once (COMPUTE_DELTA), and the
+dk/dv launch after them reads it; in the one-kernel backward the dk/dv programs of that same launch, which need D
+of rows other programs own, compute it from O and dO per query tile instead (DELTA_FROM_O: only where each key
+tile sees a few query tiles, plan.delta_source). Otherwise `_delta_kernel` runs first. Summary segments split
+their loops into masked edges and an unmasked interior (MASKED=False where every pair of a tile is allowed). Scores use the base-2 scale (the forward's lse2): P = exp2(q k^T * scale * log2 e - lse2).
 """
 
 import triton
