@@ -174,12 +174,11 @@ def _pow2_at_least(x: int) -> int:
     return 1 << max(0, math.ceil(math.log2(max(1, x))))
 
 
-def _tiles(kind: str, head_dim: int, group_len: int, interpret: bool, small_warps: int | None = None) -> Tiles:
+def _tiles(kind: str, head_dim: int, group_len: int, interpret: bool, small_warps: int | None) -> Tiles:
     if interpret:
-        bm, bn, warps, stages = INTERPRETER_BWD_TILE if kind == "bwd" else INTERPRETER_TILE
-        fit = max(MIN_TILE, _pow2_at_least(group_len))
-        return Tiles(min(bm, fit), min(bn, fit), warps, stages)
-    bm, bn, warps, stages, *max_registers = TILE_TABLE[(kind, head_dim)]
+        bm, bn, warps, stages, *max_registers = INTERPRETER_BWD_TILE if kind == "bwd" else INTERPRETER_TILE
+    else:
+        bm, bn, warps, stages, *max_registers = TILE_TABLE[(kind, head_dim)]
     fit = max(MIN_TILE, _pow2_at_least(group_len))
     bm, bn = min(bm, fit), min(bn, fit)
     if small_warps and bm * bn <= SMALL_TILE_ELEMENTS:
