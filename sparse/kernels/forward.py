@@ -19,13 +19,12 @@ import triton
 import triton.language as tl
 
 from sparse.kernels.geometry import (
-    band_allowed,
     band_positions,
+    key_tile,
     mma,
-    summary_allowed,
     summary_key_end,
     summary_offset,
-    summary_positions,
+    tile_allowed,
 )
 
 
@@ -38,23 +37,17 @@ def _fwd_step(
     EXCLUDE_SELF: tl.constexpr, SAME_BLOCK: tl.constexpr, DOT_MODE: tl.constexpr, MASKED: tl.constexpr,
 ):  # fmt: skip
     """One key tile [start, start + BLOCK_N) into the running (m, l, acc); MASKED=False where every pair is allowed."""
-    dims = tl.arange(0, HEAD_DIM)
     k_index = start + tl.arange(0, BLOCK_N)
-    if IS_SUMMARY:
-        k_pos, k_block, k_valid = summary_positions(k_index, offset, n, l_block, c_sum)
-        k_valid &= k_index < hi
-    else:
-        k_pos, k_valid = band_positions(group, k_index, n, group_len, step, group_stride)
-    k_off = k_pos.to(tl.int64)[:, None]
-    k = tl.load(k_base + k_off * stride_kn + dims[None, :], mask=k_valid[:, None], other=0.0)
-    v = tl.load(v_base + k_off * stride_vn + dims[None, :], mask=k_valid[:, None], other=0.0)
+    k, v, k_pos, k_block, k_valid = key_tile(
+        k_base, v_base, stride_kn, stride_vn, k_index, offset, hi, n, group, group_len, step, group_stride, l_block,
+        c_sum, HEAD_DIM, IS_SUMMARY,
+    )  # fmt: skip
     qk = mma(q, tl.trans(k), DOT_MODE)
     if MASKED:
-        if IS_SUMMARY:
-            allowed = summary_allowed(q_pos, k_pos, k_block, l_block, SAME_BLOCK)
-        else:
-            allowed = band_allowed(q_index, k_index, window, HAS_WINDOW, EXCLUDE_SELF)
-        allowed &= k_valid[None, :] & q_valid[:, None]
+        allowed = tile_allowed(
+            q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
+            IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK,
+        )  # fmt: skip
         qk = tl.where(allowed, qk * scale_log2, float("-inf"))
     else:
         qk = qk * scale_log2

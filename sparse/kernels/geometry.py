@@ -80,3 +80,37 @@ def summary_key_end(last_query, l_block, c_sum, SAME_BLOCK: tl.constexpr):
         return (last_query // l_block + 1) * c_sum
     else:
         return (last_query // l_block) * c_sum
+
+
+@triton.jit
+def key_tile(
+    k_base, v_base, stride_kn, stride_vn, k_index, offset, hi, n, group, group_len, step, group_stride, l_block, c_sum,
+    HEAD_DIM: tl.constexpr, IS_SUMMARY: tl.constexpr,
+):  # fmt: skip
+    """The k and v rows of in-segment keys `k_index` (zeros where a key does not exist), with the keys' sequence
+    positions, summary blocks (band segments: unused) and existence. Summary keys from `hi` on do not exist."""
+    dims = tl.arange(0, HEAD_DIM)
+    if IS_SUMMARY:
+        k_pos, k_block, k_valid = summary_positions(k_index, offset, n, l_block, c_sum)
+        k_valid &= k_index < hi
+    else:
+        k_pos, k_valid = band_positions(group, k_index, n, group_len, step, group_stride)
+        k_block = k_index
+    k_off = k_pos.to(tl.int64)[:, None]
+    k = tl.load(k_base + k_off * stride_kn + dims[None, :], mask=k_valid[:, None], other=0.0)
+    v = tl.load(v_base + k_off * stride_vn + dims[None, :], mask=k_valid[:, None], other=0.0)
+    return k, v, k_pos, k_block, k_valid
+
+
+@triton.jit
+def tile_allowed(
+    q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
+    IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, SAME_BLOCK: tl.constexpr,
+):  # fmt: skip
+    """[queries, keys] mask of one tile: the segment's rule, where both the query and the key exist."""
+    if IS_SUMMARY:
+        allowed = summary_allowed(q_pos, k_pos, k_block, l_block, SAME_BLOCK)
+    else:
+        allowed = band_allowed(q_index, k_index, window, HAS_WINDOW, EXCLUDE_SELF)
+    allowed &= k_valid[None, :] & q_valid[:, None]
+    return allowed
