@@ -7,6 +7,9 @@ specialization of the arguments) for a named target, by default sm_90 (H100, H20
     python -m benchmarks.kernel_resources strided:3072:8:96 --head-dim 128 --heads 2
     python -m benchmarks.kernel_resources --out results/kernel_resources.csv   # append rows with provenance
 
+    python -m benchmarks.kernel_resources --sass-digest > before.txt      # then refactor, run again, diff:
+                                                                          # equal digests = the same machine code
+
 A case is mode:n:batch[:local_attn_ctx[:summary_ctx]] in bf16. Per launch it prints the kernel, its tiles,
 registers per thread (`cuobjdump --dump-resource-usage`), spill bytes (STACK + LOCAL), shared memory per program,
 the programs per SM each limit allows (registers, shared memory, warps) and their minimum, and the launch's waves:
@@ -17,8 +20,10 @@ those loads times its waves; fewer programs per SM means less latency hidden (be
 from __future__ import annotations
 
 import argparse
+import hashlib
 import math
 import os
+import re
 import subprocess
 import tempfile
 from contextlib import contextmanager
@@ -122,14 +127,26 @@ def compile_launch(record: RecordedLaunch, target: GPUTarget):
     return triton.compile(ASTSource(kernel, signature, constexprs, attrs), target=target, options=parsed.__dict__)
 
 
-def resource_usage(compiled) -> dict[str, int]:
-    """Registers and spill bytes from cuobjdump (Triton's wheel ships it), shared memory from the kernel's metadata."""
+def cuobjdump(compiled, flag: str) -> str:
+    """cuobjdump's output for the kernel's cubin (Triton's wheel ships the tool)."""
     tool = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
     with tempfile.NamedTemporaryFile(suffix=".cubin") as cubin:
         cubin.write(compiled.asm["cubin"])
         cubin.flush()
-        report = subprocess.run([tool, "--dump-resource-usage", cubin.name], capture_output=True, text=True, check=True)
-    line = next(line for line in report.stdout.splitlines() if "REG:" in line)
+        return subprocess.run([tool, flag, cubin.name], capture_output=True, text=True, check=True).stdout
+
+
+def sass_digest(compiled) -> str:
+    """A digest of the kernel's machine instructions alone: the cubin's bytes also hold source line numbers, which
+    any edit above a kernel moves."""
+    instructions = re.findall(r"/\*[0-9a-f]{4,}\*/\s+([^;]*);", cuobjdump(compiled, "--dump-sass"))
+    return hashlib.sha256("\n".join(instructions).encode()).hexdigest()[:16]
+
+
+def resource_usage(compiled) -> dict[str, int]:
+    """Registers and spill bytes from cuobjdump, shared memory from the kernel's metadata."""
+    report = cuobjdump(compiled, "--dump-resource-usage")
+    line = next(line for line in report.splitlines() if "REG:" in line)
     fields = dict(item.split(":", 1) for item in line.split() if ":" in item and item.split(":", 1)[1].isdigit())
     return {
         "registers": int(fields["REG"]),
@@ -138,11 +155,12 @@ def resource_usage(compiled) -> dict[str, int]:
     }
 
 
-def launch_rows(spec: str, heads: int, head_dim: int, arch: int, sms: int) -> list[dict]:
+def launch_rows(spec: str, heads: int, head_dim: int, arch: int, sms: int, digest: bool = False) -> list[dict]:
     target = GPUTarget("cuda", arch, 32)
     rows = []
     for index, record in enumerate(record_call(spec, heads, head_dim)):
-        usage = resource_usage(compile_launch(record, target))
+        compiled = compile_launch(record, target)
+        usage = resource_usage(compiled)
         options = record.options
         warps = options.get("num_warps", 4)
         per_sm, limit = programs_per_sm(usage["registers"], usage["shared_bytes"], warps)
@@ -155,6 +173,8 @@ def launch_rows(spec: str, heads: int, head_dim: int, arch: int, sms: int) -> li
             **usage, "programs_per_sm": per_sm, "limited_by": limit, "programs": programs,
             "waves": round(programs / (sms * per_sm), 2), "target": f"sm_{arch}", "sms": sms,
         })  # fmt: skip
+        if digest:
+            rows[-1]["sass"] = sass_digest(compiled)
     return rows
 
 
@@ -168,6 +188,7 @@ def main(argv: list[str] | None = None) -> None:
         "--sms", type=int, default=132, help="SMs of the card the waves are counted on (H100/H200 SXM: 132)"
     )
     parser.add_argument("--out", help="append the rows, with provenance, to this CSV")
+    parser.add_argument("--sass-digest", action="store_true", help="also print a digest of each kernel's instructions")
     args = parser.parse_args(argv)
     if plan_module.interpreting():
         parser.error("TRITON_INTERPRET=1 is set: the kernels were loaded for the interpreter and cannot be compiled; "
@@ -186,18 +207,18 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{'case':<22} {'#':>2} {'kernel':<20} {'tiles':>12} {'regs':>4} {'spill':>5} {'smem':>6} {'per SM':>6} "
           f"{'limit':<13} {'programs':>8} {'waves':>6}")  # fmt: skip
     for spec in args.cases:
-        rows = launch_rows(spec, args.heads, args.head_dim, args.arch, args.sms)
+        rows = launch_rows(spec, args.heads, args.head_dim, args.arch, args.sms, args.sass_digest)
         for r in rows:
             cap = f"/{r['max_registers']}" if r["max_registers"] else ""
             tiles = f"{r['block_m']}x{r['block_n']}w{r['num_warps']}s{r['num_stages']}{cap}"
             print(
                 f"{spec:<22} {r['launch']:>2} {r['kernel']:<20} {tiles:>12} {r['registers']:>4} {r['spill_bytes']:>5} "
                 f"{r['shared_bytes']:>6} {r['programs_per_sm']:>6} {r['limited_by']:<13} {r['programs']:>8} "
-                f"{r['waves']:>6}",
+                f"{r['waves']:>6}" + (f" {r['sass']}" if args.sass_digest else ""),
                 flush=True,
             )
         if args.out:
-            append_rows(args.out, [{**r, **stamp} for r in rows], COLUMNS)
+            append_rows(args.out, [{**{k: v for k, v in r.items() if k != "sass"}, **stamp} for r in rows], COLUMNS)
 
 
 if __name__ == "__main__":

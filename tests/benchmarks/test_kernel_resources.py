@@ -3,6 +3,7 @@ spills, and turns them into programs per SM; bad cases are refused before anythi
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,11 +32,12 @@ def test_every_launch_of_a_call_is_compiled_and_measured(tmp_path):
     """In a process of its own: the test session runs the kernels under TRITON_INTERPRET=1, which cannot compile."""
     out = tmp_path / "resources.csv"
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
-    args = ["strided:200:1:16", "--heads", "2", "--head-dim", "64", "--out", str(out)]
+    args = ["strided:200:1:16", "--heads", "2", "--head-dim", "64", "--out", str(out), "--sass-digest"]
     done = subprocess.run([sys.executable, "-m", "benchmarks.kernel_resources", *args], env=env, capture_output=True,
                           text=True, timeout=600, cwd=Path(kr.__file__).parent.parent)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "_sparse_dkdv_kernel" in done.stdout
+    launch_lines = [line for line in done.stdout.splitlines() if "_sparse_" in line]
+    assert len(launch_lines) == 6 and all(re.fullmatch(r"[0-9a-f]{16}", line.split()[-1]) for line in launch_lines)
     rows = list(csv.DictReader(out.open()))
     kernels = [r["kernel"] for r in rows]
     assert kernels == ["_sparse_fwd_kernel"] * 2 + ["_sparse_dq_kernel", "_sparse_dkdv_kernel"] * 2
