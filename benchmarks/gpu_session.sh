@@ -5,7 +5,7 @@ set -uo pipefail
 export PYTHONPATH=.
 OUT="${OUT:-out}"; mkdir -p "$OUT"
 python3 -c "import pytest, hypothesis, tqdm" 2>/dev/null \
-  || python3 -m pip install -q --no-deps --no-index --find-links .devwheels pytest hypothesis tqdm iniconfig pluggy \
+  || python3 -m pip install -q --no-deps --no-index --find-links .devwheels pytest hypothesis tqdm iniconfig pluggy pytest-xdist execnet \
        sortedcontainers
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
 bench=(python3 -m benchmarks.bench_kernels --out "$OUT/kernels.csv" --ceilings-out "$OUT/device_ceilings.csv")

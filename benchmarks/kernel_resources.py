@@ -168,7 +168,7 @@ def launch_rows(spec: str, heads: int, head_dim: int, arch: int, sms: int, diges
         rows.append({
             "case": spec, "head_dim": head_dim, "launch": index, "kernel": record.kernel.__name__,
             "block_m": options.get("BLOCK_M", options.get("BLOCK")),
-            "block_n": options.get("BLOCK_N", options.get("CHUNK")),
+            "block_n": options.get("BLOCK_N", options.get("CHUNK", options.get("BLOCK"))),
             "num_warps": warps, "num_stages": options.get("num_stages", 3), "max_registers": options.get("maxnreg", ""),
             **usage, "programs_per_sm": per_sm, "limited_by": limit, "programs": programs,
             "waves": round(programs / (sms * per_sm), 2), "target": f"sm_{arch}", "sms": sms,

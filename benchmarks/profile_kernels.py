@@ -10,8 +10,9 @@ SDPA, any other our Triton kernels. For each case and for the forward and forwar
   sizes), i.e. what Python, dispatch, autograd and the launchers cost on this machine's CPU;
 each for our kernels three times in the same process: `triton` (Triton's own launch path, D in a launch of its
 own: the host path before sparse/kernels/fast_launch.py), `direct` (HEAD) and `fused` (direct launches with the
-band segments' backward in one kernel, sparse/kernels/plan.py's FUSED_BAND_BACKWARD) and `table-warps` (direct
-launches, tiles shrunk to short groups keep the table's warps: plan.SMALL_TILE_WARPS off). Files made at
+band segments' backward in one kernel, sparse/kernels/plan.py's FUSED_BAND_BACKWARD), `table-warps` (direct
+launches, tiles shrunk to short groups keep the table's warps: plan.SMALL_TILE_WARPS off) and `split-groups` (direct
+launches, groups that fit one tile run the split dq and dk/dv kernels: plan.GROUP_BACKWARD off). Files made at
 9c8a4c4b16df, where the one-kernel backward was the default, name its two-kernel backward `split` instead;
 then cProfile's top host functions of the forward + backward (by own time) and torch.profiler's GPU time per
 kernel. eager ~ max(host, graph): the larger of the two is what limits the call.
@@ -33,15 +34,15 @@ import sparse
 from benchmarks.host_breakdown import mean_us
 from sparse.kernels import fast_launch, launch, plan
 
-PATHS = ("triton", "direct", "fused", "table-warps")
+PATHS = ("triton", "direct", "fused", "table-warps", "split-groups")
 
 
 @contextlib.contextmanager
 def launch_path(name: str):
     """ "direct": HEAD's launch path; "triton": kernel[grid] for every launch and D in a launch of its own
     (the host path before fast_launch); "fused": direct launches with the one-kernel band backward (plan.py's
-    FUSED_BAND_BACKWARD on); "table-warps": direct launches, plan.SMALL_TILE_WARPS off; for same-process
-    comparisons."""
+    FUSED_BAND_BACKWARD on); "table-warps": direct launches, plan.SMALL_TILE_WARPS off; "split-groups": direct
+    launches, plan.GROUP_BACKWARD off; for same-process comparisons."""
     if name == "direct":
         yield
         return
@@ -51,12 +52,14 @@ def launch_path(name: str):
         launch.plan_for = lambda q, p: dataclasses.replace(original(q, p), delta_source="own_launch")
     elif name == "fused":
         plan.FUSED_BAND_BACKWARD = True
+    elif name == "split-groups":
+        plan.GROUP_BACKWARD = False
     else:
         small_tile_warps, plan.SMALL_TILE_WARPS = plan.SMALL_TILE_WARPS, None
     try:
         yield
     finally:
-        fast_launch.DIRECT, launch.plan_for, plan.FUSED_BAND_BACKWARD = True, original, False
+        fast_launch.DIRECT, launch.plan_for, plan.FUSED_BAND_BACKWARD, plan.GROUP_BACKWARD = True, original, False, True
         if name == "table-warps":
             plan.SMALL_TILE_WARPS = small_tile_warps
 

@@ -35,6 +35,12 @@ SPACE = {
     # The band segments' one-kernel backward: (BLOCK owned keys = owned queries, CHUNK streamed, warps, stages).
     "bwd": [(64, 32, 4, 2), (64, 32, 4, 3), (128, 32, 4, 3), (128, 32, 8, 3), (64, 64, 4, 3), (128, 64, 8, 3),
             (32, 32, 4, 2), (64, 16, 4, 2)],
+    # Band segments whose groups fit one tile (the stride part of strided, fixed's local blocks): the whole-group
+    # backward's largest group (BLOCK, BLOCK, warps, stages[, register cap]; 64 sends groups of 65-128 rows back to
+    # the split kernels) and their forward (a whole group per program at 128 x 128).
+    "group_bwd": [(128, 128, 8, 1), (128, 128, 8, 1, 128), (128, 128, 8, 1, 168), (128, 128, 4, 1), (64, 64, 4, 1)],
+    "fwd_group": [(64, 32, 4, 2), (128, 128, 8, 1), (128, 128, 8, 1, 128), (128, 64, 8, 2), (128, 32, 4, 2),
+                  (64, 64, 4, 2), (32, 32, 2, 2)],
     # The summary part's forward and dq (fixed only): a dense-like loop over the compact summary keys, where
     # the larger tiles of dense flash attention may pay.
     "fwd_summary": [(128, 64, 8, 3, 128), (64, 64, 4, 3), (128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3),
@@ -75,7 +81,7 @@ def time_case(mode, n, batch, heads, l, c, kind, head_dim):
         torch.autograd.backward(fwd(), do)
         q.grad = k.grad = v.grad = None
 
-    fn = fwd if kind == "fwd" else fwd_bwd
+    fn = fwd if kind in ("fwd", "fwd_group") else fwd_bwd
     fn()
     return triton.testing.do_bench_cudagraph(fn, rep=50, return_mode="median")
 

@@ -14,7 +14,9 @@ query tiles that attend it; `_dq_program` owns a query tile and streams its key 
   backward). It reads q, k, v, dO from DRAM once per segment where two launches read them twice (7 or 10
   whole-tensor transfers instead of 11 or 14), but measured slower on an H200: half the programs, each a twice as
   long chain of dependent loads, and these kernels are bound by that latency (benchmarks/KERNEL_NOTES.md).
-- `_sparse_dq_kernel`, `_sparse_dkdv_kernel` (every segment by default; summary segments always, their query and
+- `_group_bwd_kernel` (band segments whose groups fit one tile, plan.GROUP_BACKWARD, on by default): one program
+  owns a whole group as queries and as keys and computes the scores once for dq, dk and dv; no loop at all.
+- `_sparse_dq_kernel`, `_sparse_dkdv_kernel` (every other segment; summary segments always, their query and
   key tiles do not pair up).
 D: the first segment's dq programs compute and store it when they own every row once (COMPUTE_DELTA), and the
 dk/dv launch after them reads it; in the one-kernel backward the dk/dv programs of that same launch, which need D
@@ -394,3 +396,75 @@ def _band_bwd_kernel(
         n, H, group_len, scale_log2, scale, step, group_stride, window, 1, 1,
         HEAD_DIM, BLOCK, CHUNK, False, HAS_WINDOW, EXCLUDE_SELF, False, False, HAS_PREV, DOT_MODE, DELTA_ON_THE_FLY,
     )  # fmt: skip
+
+
+@triton.jit
+def _group_bwd_kernel(
+    Q, K, V, DO, O, LSE, DELTA, DQ, DK, DV,
+    stride_qz, stride_qh, stride_qn,
+    stride_kz, stride_kh, stride_kn,
+    stride_vz, stride_vh, stride_vn,
+    stride_dz, stride_dh, stride_dn,
+    n, H, group_len, scale_log2, scale,
+    step, group_stride, window,
+    HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr,
+    HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
+    COMPUTE_DELTA: tl.constexpr,
+):  # fmt: skip
+    """Program g (grid: groups, batch x head) owns all of group g of a band segment, as queries and as keys, when the
+    group fits one tile (group_len <= BLOCK; plan.py's `group_bwd`): the stride part of strided attention (n / l rows
+    per group) and the local blocks of fixed attention (l rows).
+
+    Why: the split kernels run such a group as two or three short programs per kernel, each a chain of one or two
+    dependent loads, and read q, k, v, dO twice; here every load of the program is issued at once, the scores and
+    probabilities are computed once (not once for dq and again for dk, dv), and each input is read once: 5 reads and
+    3 writes of [group, D] tiles instead of 9 reads and 3 writes over two launches. The [BLOCK, BLOCK] scores live
+    in registers, which is what bounds BLOCK (TILE_TABLE's "group_bwd" entry)."""
+    tl.static_assert(BLOCK >= 16, "tl.dot needs tiles of at least 16")
+    tl.static_assert(not (COMPUTE_DELTA and HAS_PREV), "D is computed by the first segment's programs")
+    group = tl.program_id(0)
+    bh = tl.program_id(1)
+    batch = (bh // H).to(tl.int64)
+    head = bh % H
+    dims = tl.arange(0, HEAD_DIM)
+    index = tl.arange(0, BLOCK)
+    pos, valid = band_positions(group, index, n, group_len, step, group_stride)
+    off = pos.to(tl.int64)[:, None]
+    rows_valid = valid[:, None]
+    cols = dims[None, :]
+    q = tl.load(Q + batch * stride_qz + head * stride_qh + off * stride_qn + cols, mask=rows_valid, other=0.0)
+    k = tl.load(K + batch * stride_kz + head * stride_kh + off * stride_kn + cols, mask=rows_valid, other=0.0)
+    v = tl.load(V + batch * stride_vz + head * stride_vh + off * stride_vn + cols, mask=rows_valid, other=0.0)
+    do = tl.load(DO + batch * stride_dz + head * stride_dh + off * stride_dn + cols, mask=rows_valid, other=0.0)
+    row_base = bh.to(tl.int64) * n
+    lse2 = tl.load(LSE + row_base + pos, mask=valid, other=0.0)
+    if COMPUTE_DELTA:
+        # The first segment's programs own every row once (plan.delta_source "first_dq"): D = rowsum(dO * O) here,
+        # with dO already loaded; later segments read it back.
+        o = tl.load(O + row_base * HEAD_DIM + off * HEAD_DIM + cols, mask=rows_valid, other=0.0)
+        delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+        tl.store(DELTA + row_base + pos, delta, mask=valid)
+    else:
+        delta = tl.load(DELTA + row_base + pos, mask=valid, other=0.0)
+
+    allowed = tile_allowed(
+        index, pos, valid, index, pos, index, valid, window, 1, False, HAS_WINDOW, EXCLUDE_SELF, False
+    )  # fmt: skip
+    p = tl.math.exp2(mma(q, tl.trans(k), DOT_MODE) * scale_log2 - lse2[:, None])
+    p = tl.where(allowed, p, 0.0)
+    # dv first, so that its accumulator is stored before dp and ds need registers.
+    dv = mma(tl.trans(p.to(do.dtype)), do, DOT_MODE)
+    ds = p * (mma(do, tl.trans(v), DOT_MODE) - delta[:, None])
+    ds = ds.to(q.dtype)
+    out_off = row_base * HEAD_DIM + off * HEAD_DIM + cols
+    if HAS_PREV:
+        dv += tl.load(DV + out_off, mask=rows_valid, other=0.0).to(tl.float32)
+    tl.store(DV + out_off, dv.to(DV.dtype.element_ty), mask=rows_valid)
+    dq = mma(ds, k, DOT_MODE) * scale
+    if HAS_PREV:
+        dq += tl.load(DQ + out_off, mask=rows_valid, other=0.0).to(tl.float32)
+    tl.store(DQ + out_off, dq.to(DQ.dtype.element_ty), mask=rows_valid)
+    dk = mma(tl.trans(ds), q, DOT_MODE) * scale
+    if HAS_PREV:
+        dk += tl.load(DK + out_off, mask=rows_valid, other=0.0).to(tl.float32)
+    tl.store(DK + out_off, dk.to(DK.dtype.element_ty), mask=rows_valid)

@@ -16,7 +16,13 @@ import math
 
 import torch
 
-from sparse.kernels.backward import _band_bwd_kernel, _delta_kernel, _sparse_dkdv_kernel, _sparse_dq_kernel
+from sparse.kernels.backward import (
+    _band_bwd_kernel,
+    _delta_kernel,
+    _group_bwd_kernel,
+    _sparse_dkdv_kernel,
+    _sparse_dq_kernel,
+)
 from sparse.kernels.fast_launch import launch as _launch
 from sparse.kernels.forward import _sparse_fwd_kernel
 from sparse.kernels.geometry import DOT_IEEE_FP32, DOT_NATIVE, DOT_UPCAST
@@ -110,6 +116,18 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
     for index, launch in enumerate(plan.launches):
         geometry = _geometry(launch)
         scalars = (n, heads, launch.group_len, scale * LOG2_E, scale)
+        if launch.group_bwd is not None:
+            t = launch.group_bwd
+            _launch(
+                _group_bwd_kernel, (launch.segment.num_groups, batch * heads),
+                q, k, v, do, out, lse2, delta, dq, dk, dv, *strides, *scalars,
+                step=geometry["step"], group_stride=geometry["group_stride"], window=geometry["window"],
+                HEAD_DIM=head_dim, BLOCK=t.block_m, HAS_WINDOW=geometry["HAS_WINDOW"],
+                EXCLUDE_SELF=geometry["EXCLUDE_SELF"], HAS_PREV=index > 0, DOT_MODE=dot_mode,
+                COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq",
+                **t.launch_options,
+            )  # fmt: skip
+            continue
         if launch.bwd is not None:
             t = launch.bwd
             _launch(

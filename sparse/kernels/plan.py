@@ -11,9 +11,12 @@ compute mostly padding. Under the Triton interpreter (TRITON_INTERPRET=1) tiles 
 backward's owned tile 32, so that its owned tile and streamed chunk differ) so that small tests still cross
 tile boundaries.
 
-Band segments run their backward as two kernels (dq, then dk/dv). FUSED_BAND_BACKWARD switches them to one
-kernel (backward.py's `_band_bwd_kernel`), which reads q, k, v, dO from DRAM once instead of twice but measured
-slower on an H200 (benchmarks/KERNEL_NOTES.md, version "one-kernel band backward"); it stays for comparisons.
+Band segments run their backward as two kernels (dq, then dk/dv), except where each group fits one tile
+(GROUP_BACKWARD, TILE_TABLE's "group_bwd" entry: the stride part of strided attention, the local blocks of fixed):
+there one program per group computes dq, dk and dv at once (backward.py's `_group_bwd_kernel`).
+FUSED_BAND_BACKWARD switches the other band segments to one kernel (backward.py's `_band_bwd_kernel`), which reads
+q, k, v, dO from DRAM once instead of twice but measured slower on an H200 (benchmarks/KERNEL_NOTES.md, version
+"one-kernel band backward"); it stays for comparisons.
 """
 
 from __future__ import annotations
@@ -76,6 +79,17 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     ("bwd", 32): (64, 32, 4, 2),
     ("bwd", 64): (64, 32, 4, 3),
     ("bwd", 128): (64, 32, 4, 3),
+    # Whole-group backward (GROUP_BACKWARD): (BLOCK, BLOCK, num_warps, num_stages). BLOCK is the longest group one
+    # program owns whole (shorter groups shrink it to a power of two >= their length, and the warps with it, one per
+    # 16 rows); its [BLOCK, BLOCK] fp32 scores and their gradient live in registers. Not yet searched on a GPU.
+    # The forward of those same segments (groups that fit one whole-group backward tile): for now the band's
+    # tiles; a whole group per program (BLOCK_M = BLOCK_N = 128) is among `tune_tiles --kinds fwd_group`'s candidates.
+    ("fwd_group", 32): (64, 64, 4, 3),
+    ("fwd_group", 64): (64, 32, 4, 2),
+    ("fwd_group", 128): (64, 32, 4, 2),
+    ("group_bwd", 32): (128, 128, 8, 1),
+    ("group_bwd", 64): (128, 128, 8, 1),
+    ("group_bwd", 128): (64, 64, 4, 1),
 }
 # A tile shrunk to a short group (32 x 32 for the stride part at n = 3,072, l = 96) runs with fewer warps: its
 # programs each make a few dependent loads and little math, so more programs per SM hide more latency, and two warps
@@ -84,7 +98,11 @@ SMALL_TILE_ELEMENTS = 32 * 32
 SMALL_TILE_WARPS: int | None = 2
 INTERPRETER_TILE = (16, 16, 1, 1)
 INTERPRETER_BWD_TILE = (32, 16, 1, 1)
+# Under the interpreter groups of up to 32 rows run whole, so the tests' short groups take this kernel and their
+# longer ones (and every window of more than 32 rows) the split kernels.
+INTERPRETER_GROUP_TILE = (32, 32, 1, 1)
 FUSED_BAND_BACKWARD = False
+GROUP_BACKWARD = True
 # D = rowsum(dO * O) is recomputed per query tile by the one-kernel backward's dk/dv programs only where each key
 # tile sees a bounded number of query tiles: a window, or groups of at most this many rows.
 DELTA_ON_THE_FLY_MAX_ROWS = 256
@@ -128,6 +146,7 @@ class SegmentLaunch:
     fwd_tiles: int  # query-tile x key-tile products the forward computes, per batch x head
     bwd: Tiles | None = None
     bwd_programs: int = 0
+    group_bwd: Tiles | None = None  # set when each group fits one tile: one program per group (block_m = BLOCK)
 
 
 @dataclass(frozen=True)
@@ -137,7 +156,8 @@ class Plan:
     head_dim: int
     launches: tuple[SegmentLaunch, ...]
     allowed: int  # allowed (query, key) pairs per head, averaged over heads for distinct heads
-    # Who computes D = rowsum(dO * O): "first_dq" (the first segment's dq programs, which own every row once),
+    # Who computes D = rowsum(dO * O): "first_dq" (the first segment's dq or whole-group programs, which own every
+    # row once),
     # "on_the_fly" (the first segment's one-kernel backward: dq programs store it, dk/dv programs recompute it),
     # or "own_launch" (_delta_kernel, before the segments).
     delta_source: str
@@ -186,6 +206,17 @@ def _tiles(kind: str, head_dim: int, group_len: int, interpret: bool, small_warp
     return Tiles(bm, bn, warps, stages, *max_registers)
 
 
+def _group_tiles(head_dim: int, group_len: int, interpret: bool) -> Tiles | None:
+    """The whole-group backward's tile for groups of `group_len`, or None where a group does not fit one."""
+    bm, _, warps, stages, *max_registers = INTERPRETER_GROUP_TILE if interpret else TILE_TABLE[("group_bwd", head_dim)]
+    if group_len > bm:
+        return None
+    block = max(MIN_TILE, _pow2_at_least(group_len))
+    # One warp per 16 rows (a warp's share of an mma), at most the table's: a shrunk tile keeps each warp's part of
+    # the [BLOCK, BLOCK] scores the same, and more programs fit on an SM.
+    return Tiles(block, block, max(1, min(warps, block // 16)), stages, *max_registers)
+
+
 def _band_fwd_tiles(seg: BandSegment, n: int, group_len: int, t: Tiles) -> int:
     """Count the (query tile, key tile) products the band forward kernel visits, mirroring its loops."""
     total = 0
@@ -215,19 +246,26 @@ def _summary_fwd_tiles(seg: SummarySegment, n: int, t: Tiles) -> int:
 
 
 def build_plan(
-    pattern: Pattern, n: int, head_dim: int, interpret: bool | None = None, fused_band_backward: bool | None = None
+    pattern: Pattern,
+    n: int,
+    head_dim: int,
+    interpret: bool | None = None,
+    fused_band_backward: bool | None = None,
+    group_backward: bool | None = None,
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
-    environment variable, FUSED_BAND_BACKWARD, SMALL_TILE_WARPS), resolved before the cache lookup so that changing
-    them counts."""
+    environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, SMALL_TILE_WARPS), resolved before the cache lookup
+    so that changing them counts. The one-kernel band backward, when on, takes every band segment, short groups
+    too."""
     interpret = interpreting() if interpret is None else interpret
     fused = FUSED_BAND_BACKWARD if fused_band_backward is None else fused_band_backward
-    return _cached_plan(pattern, n, head_dim, interpret, fused, SMALL_TILE_WARPS)
+    whole_groups = GROUP_BACKWARD if group_backward is None else group_backward
+    return _cached_plan(pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS)
 
 
 @functools.lru_cache(maxsize=256)
 def _cached_plan(
-    pattern: Pattern, n: int, head_dim: int, interpret: bool, fused: bool, small_warps: int | None
+    pattern: Pattern, n: int, head_dim: int, interpret: bool, fused: bool, whole_groups: bool, small_warps: int | None
 ) -> Plan:
     launches = []
     segments = pattern.segments(n)
@@ -236,7 +274,9 @@ def _cached_plan(
     for seg in segments:
         if isinstance(seg, BandSegment):
             group_len = min(seg.group_len, n)
-            fwd, dq, dkdv = (_tiles(k, head_dim, group_len, interpret, small_warps) for k in ("fwd", "dq", "dkdv"))
+            group_bwd = _group_tiles(head_dim, group_len, interpret) if whole_groups else None
+            fwd_kind = "fwd" if group_bwd is None else "fwd_group"
+            fwd, dq, dkdv = (_tiles(k, head_dim, group_len, interpret, small_warps) for k in (fwd_kind, "dq", "dkdv"))
             bwd = _tiles("bwd", head_dim, group_len, interpret, small_warps) if fused else None
             launches.append(
                 SegmentLaunch(
@@ -251,6 +291,7 @@ def _cached_plan(
                     fwd_tiles=_band_fwd_tiles(seg, n, group_len, fwd),
                     bwd=bwd,
                     bwd_programs=seg.num_groups * math.ceil(group_len / bwd.block_m) if bwd else 0,
+                    group_bwd=group_bwd,
                 )
             )
         else:

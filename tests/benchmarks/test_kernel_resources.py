@@ -36,11 +36,13 @@ def test_every_launch_of_a_call_is_compiled_and_measured(tmp_path):
     done = subprocess.run([sys.executable, "-m", "benchmarks.kernel_resources", *args], env=env, capture_output=True,
                           text=True, timeout=600, cwd=Path(kr.__file__).parent.parent)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
-    launch_lines = [line for line in done.stdout.splitlines() if "_sparse_" in line]
-    assert len(launch_lines) == 6 and all(re.fullmatch(r"[0-9a-f]{16}", line.split()[-1]) for line in launch_lines)
+    launch_lines = [line for line in done.stdout.splitlines() if "_kernel " in line]
+    assert len(launch_lines) == 5 and all(re.fullmatch(r"[0-9a-f]{16}", line.split()[-1]) for line in launch_lines)
     rows = list(csv.DictReader(out.open()))
     kernels = [r["kernel"] for r in rows]
-    assert kernels == ["_sparse_fwd_kernel"] * 2 + ["_sparse_dq_kernel", "_sparse_dkdv_kernel"] * 2
+    # the stride part's groups of 13 rows fit one tile: one whole-group backward, then the band's dq and dk/dv
+    assert kernels == ["_sparse_fwd_kernel"] * 2 + ["_group_bwd_kernel", "_sparse_dq_kernel", "_sparse_dkdv_kernel"]
+    assert (rows[2]["block_m"], rows[2]["block_n"], rows[2]["num_warps"]) == ("16", "16", "1")
     for r in rows:
         assert 0 < int(r["registers"]) <= 255 and int(r["programs_per_sm"]) >= 1 and r["target"] == "sm_90"
         assert r["commit"] and r["triton"] and r["date"]

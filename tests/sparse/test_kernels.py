@@ -141,6 +141,46 @@ def test_one_kernel_band_backward_matches_reference(name, n, device, monkeypatch
     check_against_reference(p, (2, 3, n, 32), torch.float32, device, seed=n)
 
 
+@pytest.mark.parametrize("whole_groups", [True, False])
+@pytest.mark.parametrize(
+    "name, n",
+    [("strided", 37), ("strided-stride", 37), ("fixed", 37), ("fixed-distinct", 37), ("local", 7), ("all", 7)],
+)
+def test_whole_group_backward_on_and_off(name, n, whole_groups, device, monkeypatch):
+    """Groups that fit one tile (under the interpreter: up to 32 rows) run the whole-group backward, or with
+    GROUP_BACKWARD off the split dq and dk/dv kernels; both match the reference. The cases cover a first segment
+    (computing D), a later one (adding to the earlier segment's gradients), a window and self-exclusion."""
+    monkeypatch.setattr(plan_module, "GROUP_BACKWARD", whole_groups)
+    p = sparse.pattern(**PATTERNS[name])
+    bands = [launch for launch in build_plan(p, n, 32).launches if isinstance(launch.segment, BandSegment)]
+    short = [launch for launch in bands if launch.group_len <= 32]
+    assert short and all((launch.group_bwd is not None) == whole_groups for launch in short)
+    check_against_reference(p, (2, 3, n, 32), torch.float32, device, seed=n)
+
+
+def test_whole_group_backward_with_a_32_row_tile(device):
+    """Stride groups of 31 rows: the interpreter's largest whole-group tile, 32 x 32, with one padding row."""
+    p = sparse.pattern("strided", local_attn_ctx=2)
+    stride = build_plan(p, 61, 32).launches[0]
+    assert stride.group_bwd is not None and stride.group_bwd.block_m == 32 and stride.group_len == 31
+    check_against_reference(p, (1, 2, 61, 32), torch.float32, device, seed=61)
+
+
+def test_which_segments_run_the_whole_group_backward():
+    def plan(name, n=12288, fused=None, **kw):
+        return build_plan(sparse.pattern(name, **kw), n, 64, False, fused_band_backward=fused)
+
+    stride, local = plan("strided", local_attn_ctx=128).launches  # groups of 96 rows, then a window over 12,288
+    assert stride.group_bwd == plan_module.Tiles(128, 128, 8, 1) and local.group_bwd is None
+    assert stride.fwd == plan_module._tiles("fwd_group", 64, 96, False, plan_module.SMALL_TILE_WARPS)
+    short = plan("strided", n=3072, local_attn_ctx=96).launches[0]  # groups of 32 rows: one warp per 16
+    assert short.group_bwd == plan_module.Tiles(32, 32, 2, 1)
+    fixed = plan("fixed", local_attn_ctx=128, summary_ctx=32)
+    assert fixed.launches[0].group_bwd is None and fixed.launches[1].group_bwd.block_m == 128  # local blocks of 128
+    assert plan("strided", n=65536, local_attn_ctx=256).launches[0].group_bwd is None  # groups of 256 rows
+    assert all(launch.group_bwd is None for launch in plan("strided", fused=True, local_attn_ctx=128).launches)
+
+
 def test_who_computes_delta_under_each_backward():
     def plan(name, fused, **kw):
         return build_plan(sparse.pattern(name, **kw), 12288, 64, False, fused_band_backward=fused)
@@ -325,10 +365,11 @@ def test_tile_table_covers_supported_head_dims():
     from sparse.attention import KERNEL_HEAD_DIMS
     from sparse.kernels.plan import TILE_TABLE
 
-    for kind in ("fwd", "dq", "dkdv", "fwd_summary", "dq_summary", "dkdv_summary", "bwd"):
+    for kind in ("fwd", "dq", "dkdv", "fwd_summary", "dq_summary", "dkdv_summary", "bwd", "fwd_group", "group_bwd"):
         for d in KERNEL_HEAD_DIMS:
             bm, bn, *_ = TILE_TABLE[(kind, d)]
             assert math.log2(bm).is_integer() and math.log2(bn).is_integer() and min(bm, bn) >= 16
+            assert kind != "group_bwd" or bm == bn  # a program owns its group as queries and as keys
 
 
 def test_the_registered_ops_pass_torch_opcheck(device):
