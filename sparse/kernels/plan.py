@@ -81,15 +81,20 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     ("bwd", 128): (64, 32, 4, 3),
     # Whole-group backward (GROUP_BACKWARD): (BLOCK, BLOCK, num_warps, num_stages). BLOCK is the longest group one
     # program owns whole (shorter groups shrink it to a power of two >= their length, and the warps with it, one per
-    # 16 rows); its [BLOCK, BLOCK] fp32 scores and their gradient live in registers. Not yet searched on a GPU.
-    # The forward of those same segments (groups that fit one whole-group backward tile): for now the band's
-    # tiles; a whole group per program (BLOCK_M = BLOCK_N = 128) is among `tune_tiles --kinds fwd_group`'s candidates.
+    # 16 rows); its [BLOCK, BLOCK] fp32 scores and their gradient live in registers. Head dim 64, `tune_tiles --kinds
+    # group_bwd` on an H200 (results/profiles/tune_tiles-group_bwd-cbf9b3c8bb85.txt, CUDA-graph fwd+bwd): groups of
+    # 32 rows (strided 3,072 x 8) 0.550 ms whole against 0.633 split (profile_kernels, same process); groups of 96
+    # and 128 (strided and fixed 12,288) run slower whole (0.397 against 0.387 ms; 189 registers, one 8-warp
+    # program per SM, 15.5 waves), so 64 is the largest whole group. Head dims 32 and 128: not searched, the same.
+    ("group_bwd", 32): (64, 64, 4, 1),
+    ("group_bwd", 64): (64, 64, 4, 1),
+    ("group_bwd", 128): (64, 64, 4, 1),
+    # The forward of those same segments (groups that fit one whole-group backward tile): the band's tiles, which
+    # beat a whole group per program and the other candidates of `tune_tiles --kinds fwd_group` for head dim 64 on an
+    # H200 (same file: strided 12,288 forward 0.114 ms against 0.124 for 128 x 128; the others within 1%).
     ("fwd_group", 32): (64, 64, 4, 3),
     ("fwd_group", 64): (64, 32, 4, 2),
     ("fwd_group", 128): (64, 32, 4, 2),
-    ("group_bwd", 32): (128, 128, 8, 1),
-    ("group_bwd", 64): (128, 128, 8, 1),
-    ("group_bwd", 128): (64, 64, 4, 1),
 }
 # A tile shrunk to a short group (32 x 32 for the stride part at n = 3,072, l = 96) runs with fewer warps: its
 # programs each make a few dependent loads and little math, so more programs per SM hide more latency, and two warps

@@ -170,15 +170,15 @@ def test_which_segments_run_the_whole_group_backward():
     def plan(name, n=12288, fused=None, **kw):
         return build_plan(sparse.pattern(name, **kw), n, 64, False, fused_band_backward=fused)
 
-    stride, local = plan("strided", local_attn_ctx=128).launches  # groups of 96 rows, then a window over 12,288
-    assert stride.group_bwd == plan_module.Tiles(128, 128, 8, 1) and local.group_bwd is None
-    assert stride.fwd == plan_module._tiles("fwd_group", 64, 96, False, plan_module.SMALL_TILE_WARPS)
-    short = plan("strided", n=3072, local_attn_ctx=96).launches[0]  # groups of 32 rows: one warp per 16
-    assert short.group_bwd == plan_module.Tiles(32, 32, 2, 1)
-    fixed = plan("fixed", local_attn_ctx=128, summary_ctx=32)
-    assert fixed.launches[0].group_bwd is None and fixed.launches[1].group_bwd.block_m == 128  # local blocks of 128
-    assert plan("strided", n=65536, local_attn_ctx=256).launches[0].group_bwd is None  # groups of 256 rows
-    assert all(launch.group_bwd is None for launch in plan("strided", fused=True, local_attn_ctx=128).launches)
+    stride, local = plan("strided", n=3072, local_attn_ctx=96).launches  # groups of 32 rows: one warp per 16
+    assert stride.group_bwd == plan_module.Tiles(32, 32, 2, 1) and local.group_bwd is None  # a window over 3,072
+    assert stride.fwd == plan_module._tiles("fwd_group", 64, 32, False, plan_module.SMALL_TILE_WARPS)
+    largest = plan_module.TILE_TABLE[("group_bwd", 64)][0]
+    for name, kw in (("strided", dict(local_attn_ctx=128)), ("fixed", dict(local_attn_ctx=128, summary_ctx=32))):
+        for segment in plan(name, **kw).launches:  # groups of 96 and 128 rows: whole only if the table allows
+            assert (segment.group_bwd is not None) == (segment.group_len <= largest)
+    assert plan("fixed", local_attn_ctx=64, summary_ctx=16).launches[1].group_bwd.block_m == 64  # local blocks
+    assert all(launch.group_bwd is None for launch in plan("strided", n=3072, fused=True, local_attn_ctx=96).launches)
 
 
 def test_who_computes_delta_under_each_backward():
