@@ -385,3 +385,24 @@ def test_the_registered_ops_pass_torch_opcheck(device):
     out, lse2 = torch.ops.sparse.attention_forward(q, k, v, *fields)
     args = (do, q, k, v, out, lse2, *fields)
     torch.library.opcheck(torch.ops.sparse.attention_backward.default, args, test_utils=checks)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize(
+    "case",
+    [
+        ("strided", dict(local_attn_ctx=96), 3072, 64, 32),  # issue 7's 3,072 case: groups of 32 rows
+        ("strided", dict(local_attn_ctx=48), 3072, 64, 64),  # groups of 64: the largest whole group
+        ("fixed", dict(local_attn_ctx=64, summary_ctx=16), 4096, 64, 64),  # local blocks after the summary part
+        ("strided", dict(local_attn_ctx=96), 3072, 128, 32),  # the CIFAR-10 models' head dim
+    ],
+    ids=["strided-32rows", "strided-64rows", "fixed-64rows", "strided-32rows-d128"],
+)
+def test_gpu_whole_group_backward(case, dtype):
+    """The whole-group backward compiled at the tile sizes it runs at on the GPU (32 and 64 rows; the long-sequence
+    tests above reach only 16)."""
+    mode, kw, n, head_dim, block = case
+    p = sparse.pattern(mode, **kw)
+    assert any(s.group_bwd is not None and s.group_bwd.block_m == block for s in build_plan(p, n, head_dim).launches)
+    check_against_reference(p, (1, 2, n, head_dim), dtype, "cuda", seed=n)
