@@ -513,6 +513,8 @@ def _flex_ms(f_row: pd.Series | None, t_row: pd.Series | None) -> str:
             cell += " †"
     except (TypeError, ValueError):
         pass
+    if f_row is not None and t_row is not None and f_row["gpu"] != t_row["gpu"]:
+        cell += f" (on {str(f_row['gpu']).replace('NVIDIA ', '').split()[0]})"  # not the card of the row's gpu column
     return cell
 
 
@@ -527,8 +529,8 @@ def table_kernels(results: Results) -> str:
         "eager fallback, which materialises the n^2 scores, not FlexAttention's fused kernel "
         "(benchmarks/KERNEL_NOTES.md). The triton vs sdpa ratio is computed only when both rows come from one "
         "commit on one card (the benchmark measures every backend of a case in one process); a flex cell may "
-        "come from a later process on another card of the same kind (kernels.csv has each row's commit and "
-        "date), so read it as a magnitude, not a ratio.\n"
+        "come from a later process, on another card where the cell names it (kernels.csv has each row's commit, "
+        "card and date), so read it as a magnitude, not a ratio.\n"
     )
     headers = ["pattern", "l", "c", "n", "B", "H", "D", "pass", "triton ms", "flex ms", "sdpa ms (dense)",
                "triton vs sdpa", "triton TFLOP/s", "sdpa TFLOP/s", "triton GiB", "sdpa GiB", "gpu",

@@ -284,6 +284,24 @@ def test_kernel_targets_pair_rows_by_the_backward_thread(results):
     assert [r[8:11] for r in rows] == [["", "", ""], ["0.460", "2.300", "5.00x"]]  # graph times, same process
 
 
+def test_kernels_table_names_the_card_of_a_flex_cell_from_another_card(results):
+    def cell(backend, pattern, ms, gpu, peak=0.2):
+        return {"pattern": pattern, "local_attn_ctx": 128 if pattern != "all" else "", "summary_ctx": "",
+                "backend": backend, "n": 12288, "batch": 1, "heads": 16, "head_dim": 128, "dtype": "bfloat16",
+                "pass": "fwd", "median_ms": ms, "useful_tflops": 40.0, "peak_gib": peak, "status": "ok",
+                "gpu": gpu, "commit": "abc", "date": "2025-01-02T00:00:00Z"}  # fmt: skip
+
+    append_rows(results / "kernels.csv", [
+        cell("triton", "strided", 0.5, "NVIDIA H100 80GB HBM3"), cell("flex", "strided", 2.0, "NVIDIA H200"),
+        cell("triton", "local", 0.4, "NVIDIA H100 80GB HBM3"), cell("flex", "local", 9.0, "NVIDIA H100 80GB HBM3", 5),
+    ], KERNEL_COLUMNS)  # fmt: skip
+    report(results, patterns=False)
+    table = (results / "tables" / "kernels.md").read_text()
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in
+            table.splitlines() if line.startswith("| strided") or line.startswith("| local")}  # fmt: skip
+    assert rows["strided"][9] == "2.000 (on H200)" and rows["local"][9] == "9.000 †"
+
+
 def test_table4_prefers_the_largest_model_that_fits(results):
     append_rows(results / "runs.csv", [
         _run("paper", "audio", "strided", "paper", "2025-01-01T00:00:00Z", n=65536, val_bpd=7.3, steps=214,
