@@ -36,9 +36,11 @@ SPACE = {
     "bwd": [(64, 32, 4, 2), (64, 32, 4, 3), (128, 32, 4, 3), (128, 32, 8, 3), (64, 64, 4, 3), (128, 64, 8, 3),
             (32, 32, 4, 2), (64, 16, 4, 2)],
     # Band segments whose groups fit one tile (the stride part of strided, fixed's local blocks): the whole-group
-    # backward's largest group (BLOCK, BLOCK, warps, stages[, register cap]; 64 sends groups of 65-128 rows back to
-    # the split kernels) and their forward (a whole group per program at 128 x 128).
-    "group_bwd": [(128, 128, 8, 1), (128, 128, 8, 1, 128), (128, 128, 8, 1, 168), (128, 128, 4, 1), (64, 64, 4, 1)],
+    # backward's largest group and key tile (BLOCK, BLOCK_N, warps, stages[, register cap]; BLOCK = 64 sends groups
+    # of 65-128 rows back to the split kernels: the comparison's baseline) and their forward (a whole group per
+    # program at 128 x 128).
+    "group_bwd": [(64, 64, 4, 1), (128, 16, 8, 2), (128, 32, 8, 2), (128, 32, 8, 2, 128), (128, 32, 4, 2),
+                  (128, 64, 8, 2, 128), (128, 128, 8, 1)],
     "fwd_group": [(64, 32, 4, 2), (128, 128, 8, 1), (128, 128, 8, 1, 128), (128, 64, 8, 2), (128, 32, 4, 2),
                   (64, 64, 4, 2), (32, 32, 2, 2)],
     # The summary part's forward and dq (fixed only): a dense-like loop over the compact summary keys, where

@@ -14,8 +14,9 @@ query tiles that attend it; `_dq_program` owns a query tile and streams its key 
   backward). It reads q, k, v, dO from DRAM once per segment where two launches read them twice (7 or 10
   whole-tensor transfers instead of 11 or 14), but measured slower on an H200: half the programs, each a twice as
   long chain of dependent loads, and these kernels are bound by that latency (benchmarks/KERNEL_NOTES.md).
-- `_group_bwd_kernel` (band segments whose groups fit one tile, plan.GROUP_BACKWARD, on by default): one program
-  owns a whole group as queries and as keys and computes the scores once for dq, dk and dv; no loop at all.
+- `_group_bwd_kernel` (band segments whose groups fit one query tile, plan.GROUP_BACKWARD, on by default): one
+  program owns a whole group as queries and as keys, streams its key tiles (one, for short groups) and computes each
+  score once for dq, dk and dv.
 - `_sparse_dq_kernel`, `_sparse_dkdv_kernel` (every other segment; summary segments always, their query and
   key tiles do not pair up).
 D: the first segment's dq programs compute and store it when they own every row once (COMPUTE_DELTA), and the
@@ -399,6 +400,42 @@ def _band_bwd_kernel(
 
 
 @triton.jit
+def _group_key_step(
+    start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, DK, DV, row_base, index, pos, valid, n,
+    group, group_len, step, group_stride, window, scale_log2, scale,
+    HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr,
+    HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
+):  # fmt: skip
+    """Key tile [start, start + BLOCK_N) of a group whose every query the program holds: its dk and dv are complete
+    and stored here; its share of dq is added to `dq`."""
+    cols = tl.arange(0, HEAD_DIM)[None, :]
+    k_index = start + tl.arange(0, BLOCK_N)
+    k, v, k_pos, _, k_valid = key_tile(
+        k_base, v_base, stride_kn, stride_vn, k_index, 0, group_len, n, group, group_len, step, group_stride, 1, 1,
+        HEAD_DIM, False,
+    )  # fmt: skip
+    allowed = tile_allowed(
+        index, pos, valid, k_index, k_pos, k_index, k_valid, window, 1, False, HAS_WINDOW, EXCLUDE_SELF, False
+    )  # fmt: skip
+    p = tl.math.exp2(mma(q, tl.trans(k), DOT_MODE) * scale_log2 - lse2[:, None])
+    p = tl.where(allowed, p, 0.0)
+    # dv first, so that its accumulator is stored before dp and ds need registers.
+    dv = mma(tl.trans(p.to(do.dtype)), do, DOT_MODE)
+    kv_off = row_base * HEAD_DIM + k_pos.to(tl.int64)[:, None] * HEAD_DIM + cols
+    keys_valid = k_valid[:, None]
+    if HAS_PREV:
+        dv += tl.load(DV + kv_off, mask=keys_valid, other=0.0).to(tl.float32)
+    tl.store(DV + kv_off, dv.to(DV.dtype.element_ty), mask=keys_valid)
+    ds = p * (mma(do, tl.trans(v), DOT_MODE) - delta[:, None])
+    ds = ds.to(q.dtype)
+    dk = mma(tl.trans(ds), q, DOT_MODE) * scale
+    if HAS_PREV:
+        dk += tl.load(DK + kv_off, mask=keys_valid, other=0.0).to(tl.float32)
+    tl.store(DK + kv_off, dk.to(DK.dtype.element_ty), mask=keys_valid)
+    return dq + mma(ds, k, DOT_MODE)
+
+
+@triton.jit
 def _group_bwd_kernel(
     Q, K, V, DO, O, LSE, DELTA, DQ, DK, DV,
     stride_qz, stride_qh, stride_qn,
@@ -407,34 +444,35 @@ def _group_bwd_kernel(
     stride_dz, stride_dh, stride_dn,
     n, H, group_len, scale_log2, scale,
     step, group_stride, window,
-    HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr,
+    HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
     COMPUTE_DELTA: tl.constexpr,
 ):  # fmt: skip
     """Program g (grid: groups, batch x head) owns all of group g of a band segment, as queries and as keys, when the
-    group fits one tile (group_len <= BLOCK; plan.py's `group_bwd`): the stride part of strided attention (n / l rows
-    per group) and the local blocks of fixed attention (l rows).
+    group fits one query tile (group_len <= BLOCK; plan.py's `group_bwd`): the stride part of strided attention
+    (n / l rows per group) and the local blocks of fixed attention (l rows). It keeps the group's q and dO and
+    streams its keys BLOCK_N at a time; since every query of a key tile is its own, each key tile's dk and dv are
+    complete after one step and are stored there, and dq after the last step. BLOCK_N = BLOCK is one step.
 
     Why: the split kernels run such a group as two or three short programs per kernel, each a chain of one or two
-    dependent loads, and read q, k, v, dO twice; here every load of the program is issued at once, the scores and
-    probabilities are computed once (not once for dq and again for dk, dv), and each input is read once: 5 reads and
-    3 writes of [group, D] tiles instead of 9 reads and 3 writes over two launches. The [BLOCK, BLOCK] scores live
-    in registers, which is what bounds BLOCK (TILE_TABLE's "group_bwd" entry)."""
-    tl.static_assert(BLOCK >= 16, "tl.dot needs tiles of at least 16")
+    dependent loads, and read q, k, v, dO twice; here each score is computed once for dq, dk and dv, each input is
+    read once (5 reads and 3 writes of [group, D] tiles instead of 9 reads and 3 writes over two launches), and
+    there is one launch instead of two. The [BLOCK, BLOCK_N] scores live in registers: BLOCK_N < BLOCK keeps long
+    groups from needing a whole SM's registers per program (TILE_TABLE's "group_bwd" entry)."""
+    tl.static_assert(BLOCK >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
+    tl.static_assert(BLOCK % BLOCK_N == 0, "key tiles split the group's tile evenly")
     tl.static_assert(not (COMPUTE_DELTA and HAS_PREV), "D is computed by the first segment's programs")
     group = tl.program_id(0)
     bh = tl.program_id(1)
     batch = (bh // H).to(tl.int64)
     head = bh % H
     dims = tl.arange(0, HEAD_DIM)
+    cols = dims[None, :]
     index = tl.arange(0, BLOCK)
     pos, valid = band_positions(group, index, n, group_len, step, group_stride)
     off = pos.to(tl.int64)[:, None]
     rows_valid = valid[:, None]
-    cols = dims[None, :]
     q = tl.load(Q + batch * stride_qz + head * stride_qh + off * stride_qn + cols, mask=rows_valid, other=0.0)
-    k = tl.load(K + batch * stride_kz + head * stride_kh + off * stride_kn + cols, mask=rows_valid, other=0.0)
-    v = tl.load(V + batch * stride_vz + head * stride_vh + off * stride_vn + cols, mask=rows_valid, other=0.0)
     do = tl.load(DO + batch * stride_dz + head * stride_dh + off * stride_dn + cols, mask=rows_valid, other=0.0)
     row_base = bh.to(tl.int64) * n
     lse2 = tl.load(LSE + row_base + pos, mask=valid, other=0.0)
@@ -446,25 +484,27 @@ def _group_bwd_kernel(
         tl.store(DELTA + row_base + pos, delta, mask=valid)
     else:
         delta = tl.load(DELTA + row_base + pos, mask=valid, other=0.0)
+    k_base = K + batch * stride_kz + head * stride_kh
+    v_base = V + batch * stride_vz + head * stride_vh
+    dq = tl.zeros([BLOCK, HEAD_DIM], tl.float32)
+    if BLOCK_N == BLOCK:
+        # One key tile: straight-line code. As a one-trip loop the compiler keeps twice the registers (a 32-row
+        # group: 196-248 per thread instead of 100, benchmarks/kernel_resources.py), halving programs per SM.
+        dq = _group_key_step(
+            0, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, DK, DV, row_base, index, pos, valid, n,
+            group, group_len, step, group_stride, window, scale_log2, scale, HEAD_DIM, BLOCK_N, HAS_WINDOW,
+            EXCLUDE_SELF, HAS_PREV, DOT_MODE,
+        )  # fmt: skip
+    else:
+        for start in range(0, group_len, BLOCK_N):
+            dq = _group_key_step(
+                start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, DK, DV, row_base, index, pos,
+                valid, n, group, group_len, step, group_stride, window, scale_log2, scale, HEAD_DIM, BLOCK_N,
+                HAS_WINDOW, EXCLUDE_SELF, HAS_PREV, DOT_MODE,
+            )  # fmt: skip
 
-    allowed = tile_allowed(
-        index, pos, valid, index, pos, index, valid, window, 1, False, HAS_WINDOW, EXCLUDE_SELF, False
-    )  # fmt: skip
-    p = tl.math.exp2(mma(q, tl.trans(k), DOT_MODE) * scale_log2 - lse2[:, None])
-    p = tl.where(allowed, p, 0.0)
-    # dv first, so that its accumulator is stored before dp and ds need registers.
-    dv = mma(tl.trans(p.to(do.dtype)), do, DOT_MODE)
-    ds = p * (mma(do, tl.trans(v), DOT_MODE) - delta[:, None])
-    ds = ds.to(q.dtype)
+    dq *= scale
     out_off = row_base * HEAD_DIM + off * HEAD_DIM + cols
-    if HAS_PREV:
-        dv += tl.load(DV + out_off, mask=rows_valid, other=0.0).to(tl.float32)
-    tl.store(DV + out_off, dv.to(DV.dtype.element_ty), mask=rows_valid)
-    dq = mma(ds, k, DOT_MODE) * scale
     if HAS_PREV:
         dq += tl.load(DQ + out_off, mask=rows_valid, other=0.0).to(tl.float32)
     tl.store(DQ + out_off, dq.to(DQ.dtype.element_ty), mask=rows_valid)
-    dk = mma(tl.trans(ds), q, DOT_MODE) * scale
-    if HAS_PREV:
-        dk += tl.load(DK + out_off, mask=rows_valid, other=0.0).to(tl.float32)
-    tl.store(DK + out_off, dk.to(DK.dtype.element_ty), mask=rows_valid)

@@ -122,7 +122,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                 _group_bwd_kernel, (launch.segment.num_groups, batch * heads),
                 q, k, v, do, out, lse2, delta, dq, dk, dv, *strides, *scalars,
                 step=geometry["step"], group_stride=geometry["group_stride"], window=geometry["window"],
-                HEAD_DIM=head_dim, BLOCK=t.block_m, HAS_WINDOW=geometry["HAS_WINDOW"],
+                HEAD_DIM=head_dim, BLOCK=t.block_m, BLOCK_N=t.block_n, HAS_WINDOW=geometry["HAS_WINDOW"],
                 EXCLUDE_SELF=geometry["EXCLUDE_SELF"], HAS_PREV=index > 0, DOT_MODE=dot_mode,
                 COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq",
                 **t.launch_options,

@@ -79,9 +79,10 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     ("bwd", 32): (64, 32, 4, 2),
     ("bwd", 64): (64, 32, 4, 3),
     ("bwd", 128): (64, 32, 4, 3),
-    # Whole-group backward (GROUP_BACKWARD): (BLOCK, BLOCK, num_warps, num_stages). BLOCK is the longest group one
+    # Whole-group backward (GROUP_BACKWARD): (BLOCK, BLOCK_N, num_warps, num_stages). BLOCK is the longest group one
     # program owns whole (shorter groups shrink it to a power of two >= their length, and the warps with it, one per
-    # 16 rows); its [BLOCK, BLOCK] fp32 scores and their gradient live in registers. Head dim 64, `tune_tiles --kinds
+    # 16 rows), BLOCK_N the key tile it streams; its [BLOCK, BLOCK_N] fp32 scores and their gradient live in
+    # registers. Head dim 64, `tune_tiles --kinds
     # group_bwd` on an H200 (results/profiles/tune_tiles-group_bwd-cbf9b3c8bb85.txt, CUDA-graph fwd+bwd): groups of
     # 32 rows (strided 3,072 x 8) 0.550 ms whole against 0.633 split (profile_kernels, same process); groups of 96
     # and 128 (strided and fixed 12,288) run slower whole (0.397 against 0.387 ms; 189 registers, one 8-warp
@@ -103,9 +104,9 @@ SMALL_TILE_ELEMENTS = 32 * 32
 SMALL_TILE_WARPS: int | None = 2
 INTERPRETER_TILE = (16, 16, 1, 1)
 INTERPRETER_BWD_TILE = (32, 16, 1, 1)
-# Under the interpreter groups of up to 32 rows run whole, so the tests' short groups take this kernel and their
-# longer ones (and every window of more than 32 rows) the split kernels.
-INTERPRETER_GROUP_TILE = (32, 32, 1, 1)
+# Under the interpreter groups of up to 32 rows run whole, so the tests' short groups take this kernel (those of
+# 17-32 rows in two key tiles of 16) and their longer ones (and every window of more than 32 rows) the split kernels.
+INTERPRETER_GROUP_TILE = (32, 16, 1, 1)
 FUSED_BAND_BACKWARD = False
 GROUP_BACKWARD = True
 # D = rowsum(dO * O) is recomputed per query tile by the one-kernel backward's dk/dv programs only where each key
@@ -151,7 +152,7 @@ class SegmentLaunch:
     fwd_tiles: int  # query-tile x key-tile products the forward computes, per batch x head
     bwd: Tiles | None = None
     bwd_programs: int = 0
-    group_bwd: Tiles | None = None  # set when each group fits one tile: one program per group (block_m = BLOCK)
+    group_bwd: Tiles | None = None  # set when each group fits one query tile: one program per group (BLOCK, BLOCK_N)
 
 
 @dataclass(frozen=True)
@@ -213,13 +214,13 @@ def _tiles(kind: str, head_dim: int, group_len: int, interpret: bool, small_warp
 
 def _group_tiles(head_dim: int, group_len: int, interpret: bool) -> Tiles | None:
     """The whole-group backward's tile for groups of `group_len`, or None where a group does not fit one."""
-    bm, _, warps, stages, *max_registers = INTERPRETER_GROUP_TILE if interpret else TILE_TABLE[("group_bwd", head_dim)]
+    bm, bn, warps, stages, *max_registers = INTERPRETER_GROUP_TILE if interpret else TILE_TABLE[("group_bwd", head_dim)]
     if group_len > bm:
         return None
     block = max(MIN_TILE, _pow2_at_least(group_len))
     # One warp per 16 rows (a warp's share of an mma), at most the table's: a shrunk tile keeps each warp's part of
-    # the [BLOCK, BLOCK] scores the same, and more programs fit on an SM.
-    return Tiles(block, block, max(1, min(warps, block // 16)), stages, *max_registers)
+    # the [BLOCK, BLOCK_N] scores the same, and more programs fit on an SM.
+    return Tiles(block, min(bn, block), max(1, min(warps, block // 16)), stages, *max_registers)
 
 
 def _band_fwd_tiles(seg: BandSegment, n: int, group_len: int, t: Tiles) -> int:

@@ -159,10 +159,12 @@ def test_whole_group_backward_on_and_off(name, n, whole_groups, device, monkeypa
 
 
 def test_whole_group_backward_with_a_32_row_tile(device):
-    """Stride groups of 31 rows: the interpreter's largest whole-group tile, 32 x 32, with one padding row."""
+    """Stride groups of 31 rows: the interpreter's largest whole-group tile, 32 rows (one of them padding) streamed in
+    two key tiles of 16."""
     p = sparse.pattern("strided", local_attn_ctx=2)
     stride = build_plan(p, 61, 32).launches[0]
-    assert stride.group_bwd is not None and stride.group_bwd.block_m == 32 and stride.group_len == 31
+    assert stride.group_bwd is not None and stride.group_len == 31
+    assert (stride.group_bwd.block_m, stride.group_bwd.block_n) == (32, 16)  # two key tiles of 16
     check_against_reference(p, (1, 2, 61, 32), torch.float32, device, seed=61)
 
 
@@ -171,7 +173,9 @@ def test_which_segments_run_the_whole_group_backward():
         return build_plan(sparse.pattern(name, **kw), n, 64, False, fused_band_backward=fused)
 
     stride, local = plan("strided", n=3072, local_attn_ctx=96).launches  # groups of 32 rows: one warp per 16
-    assert stride.group_bwd == plan_module.Tiles(32, 32, 2, 1) and local.group_bwd is None  # a window over 3,072
+    _, key_tile, warps, stages, *cap = plan_module.TILE_TABLE[("group_bwd", 64)]
+    expected = plan_module.Tiles(32, min(key_tile, 32), min(warps, 2), stages, *cap)
+    assert stride.group_bwd == expected and local.group_bwd is None  # a window over 3,072
     assert stride.fwd == plan_module._tiles("fwd_group", 64, 32, False, plan_module.SMALL_TILE_WARPS)
     largest = plan_module.TILE_TABLE[("group_bwd", 64)][0]
     for name, kw in (("strided", dict(local_attn_ctx=128)), ("fixed", dict(local_attn_ctx=128, summary_ctx=32))):
