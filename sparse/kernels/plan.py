@@ -110,6 +110,12 @@ INTERPRETER_BWD_TILE = (32, 16, 1, 1)
 # Under the interpreter groups of up to 32 rows run whole, so the tests' short groups take this kernel (those of
 # 17-32 rows in two key tiles of 16) and their longer ones (and every window of more than 32 rows) the split kernels.
 INTERPRETER_GROUP_TILE = (32, 16, 1, 1)
+# Groups of up to this many rows run the whole-group backward in one key tile whatever the table's key tile: straight-
+# line code with the fewest registers (a 32-row group: 100 per thread against 148 in two steps of 16). Longer groups
+# stream the table's key tiles, so that their scores do not take a whole SM's registers. The interpreter's 16 makes
+# its groups of 17-32 rows take the loop.
+ONE_STEP_ROWS = 64
+INTERPRETER_ONE_STEP_ROWS = 16
 FUSED_BAND_BACKWARD = False
 GROUP_BACKWARD = True
 # D = rowsum(dO * O) is recomputed per query tile by the one-kernel backward's dk/dv programs only where each key
@@ -223,7 +229,8 @@ def _group_tiles(head_dim: int, group_len: int, interpret: bool) -> Tiles | None
     block = max(MIN_TILE, _pow2_at_least(group_len))
     # One warp per 16 rows (a warp's share of an mma), at most the table's: a shrunk tile keeps each warp's part of
     # the [BLOCK, BLOCK_N] scores the same, and more programs fit on an SM.
-    return Tiles(block, min(bn, block), max(1, min(warps, block // 16)), stages, *max_registers)
+    key_tile = block if block <= (INTERPRETER_ONE_STEP_ROWS if interpret else ONE_STEP_ROWS) else min(bn, block)
+    return Tiles(block, key_tile, max(1, min(warps, block // 16)), stages, *max_registers)
 
 
 def _band_fwd_tiles(seg: BandSegment, n: int, group_len: int, t: Tiles) -> int:
