@@ -87,11 +87,14 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     # 32 rows (strided 3,072 x 8) 0.550 ms whole against 0.633 split (profile_kernels, same process); groups of 96
     # and 128 (strided and fixed 12,288) run slower whole (0.397 against 0.387 ms; 189 registers, one 8-warp
     # program per SM, 15.5 waves), so 64 was the largest whole group. Since 51eb258911c1 the kernel streams key tiles
-    # of BLOCK_N: 128 x 16 at 8 warps needs 100 (strided) and 122 (fixed) registers, two programs per SM (the
-    # resource report), and is this commit's prediction for groups of up to 128 rows, searched in the same device
-    # call against the split kernels (BLOCK = 64). Head dims 32 and 128: not searched, the split kernels above 64.
+    # of BLOCK_N (groups of up to 64 rows still take one). The search of that version (tune_tiles-group_bwd-
+    # c7cb0d27a059.txt, same process, against BLOCK = 64, i.e. the split kernels for groups of 96 and 128): 128 x 32
+    # at 4 warps (224 registers, two programs per SM) strided 12,288 0.378 against 0.391 ms, fixed 1.287 against
+    # 1.276, strided 3,072 x 8 0.551 against 0.552; 128 x 64 at 8 warps capped at 128 registers 0.379 / 1.268 /
+    # 0.560; the predicted 128 x 16 at 8 warps (100 registers) lost, 0.412 / 1.306. Head dims 32 and 128: not
+    # searched, the split kernels above 64 rows.
     ("group_bwd", 32): (64, 64, 4, 1),
-    ("group_bwd", 64): (128, 16, 8, 2),
+    ("group_bwd", 64): (128, 32, 4, 2),
     ("group_bwd", 128): (64, 64, 4, 1),
     # The forward of those same segments (groups that fit one whole-group backward tile): the band's tiles, which
     # beat a whole group per program and the other candidates of `tune_tiles --kinds fwd_group` for head dim 64 on an
