@@ -11,9 +11,9 @@ compute mostly padding. Under the Triton interpreter (TRITON_INTERPRET=1) tiles 
 backward's owned tile 32, so that its owned tile and streamed chunk differ) so that small tests still cross
 tile boundaries.
 
-Band segments run their backward as two kernels (dq, then dk/dv), except where each group fits one tile
-(GROUP_BACKWARD, TILE_TABLE's "group_bwd" entry: the stride part of strided attention, the local blocks of fixed):
-there one program per group computes dq, dk and dv at once (backward.py's `_group_bwd_kernel`).
+Band segments run their backward as two kernels (dq, then dk/dv), except where each group fits one query tile
+(GROUP_BACKWARD, TILE_TABLE's "group_bwd" entry: strided attention's stride part, fixed's local blocks): one program per
+group computes dq, dk and dv, each score once (backward.py's `_group_bwd_kernel`).
 FUSED_BAND_BACKWARD switches the other band segments to one kernel (backward.py's `_band_bwd_kernel`), which reads
 q, k, v, dO from DRAM once instead of twice but measured slower on an H200 (benchmarks/KERNEL_NOTES.md, version
 "one-kernel band backward"); it stays for comparisons.
@@ -81,18 +81,15 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     ("bwd", 128): (64, 32, 4, 3),
     # Whole-group backward (GROUP_BACKWARD): (BLOCK, BLOCK_N, num_warps, num_stages). BLOCK is the longest group one
     # program owns whole (shorter groups shrink it to a power of two >= their length, and the warps with it, one per
-    # 16 rows), BLOCK_N the key tile it streams; its [BLOCK, BLOCK_N] fp32 scores and their gradient live in
-    # registers. Head dim 64, `tune_tiles --kinds
-    # group_bwd` on an H200 (results/profiles/tune_tiles-group_bwd-cbf9b3c8bb85.txt, CUDA-graph fwd+bwd): groups of
-    # 32 rows (strided 3,072 x 8) 0.550 ms whole against 0.633 split (profile_kernels, same process); groups of 96
-    # and 128 (strided and fixed 12,288) run slower whole (0.397 against 0.387 ms; 189 registers, one 8-warp
-    # program per SM, 15.5 waves), so 64 was the largest whole group. Since 51eb258911c1 the kernel streams key tiles
-    # of BLOCK_N (groups of up to 64 rows still take one). The search of that version (tune_tiles-group_bwd-
-    # c7cb0d27a059.txt, same process, against BLOCK = 64, i.e. the split kernels for groups of 96 and 128): 128 x 32
-    # at 4 warps (224 registers, two programs per SM) strided 12,288 0.378 against 0.391 ms, fixed 1.287 against
-    # 1.276, strided 3,072 x 8 0.551 against 0.552; 128 x 64 at 8 warps capped at 128 registers 0.379 / 1.268 /
-    # 0.560; the predicted 128 x 16 at 8 warps (100 registers) lost, 0.412 / 1.306. Head dims 32 and 128: not
-    # searched, the split kernels above 64 rows.
+    # 16 rows), BLOCK_N the key tile it streams; its [BLOCK, BLOCK_N] fp32 scores live in registers.
+    # Head dim 64, on an H200 (CUDA-graph fwd+bwd, same process each): groups of 32 rows (strided 3,072 x 8) 0.554 ms
+    # whole against 0.633 split (profile_kernels-cbf9b3c8bb85.txt). Groups of 96 and 128 rows (strided and fixed
+    # 12,288) in one [128, 128] step ran slower than split, 0.397 against 0.387 ms: 189 registers at 8 warps, one
+    # program per SM (tune_tiles-group_bwd-cbf9b3c8bb85.txt). Streamed in key tiles (tune_tiles-group_bwd-
+    # c7cb0d27a059.txt, against BLOCK = 64, i.e. split kernels for those groups): 128 x 32 at 4 warps (224 registers,
+    # two programs per SM) strided 12,288 0.378 against 0.391 ms, fixed 1.287 against 1.276, 3,072 x 8 0.551 against
+    # 0.552; 128 x 64 at 8 warps capped at 128 registers 0.379 / 1.268 / 0.560; 128 x 16 at 8 warps 0.412 / 1.306.
+    # Head dims 32 and 128: not searched; the split kernels above 64 rows.
     ("group_bwd", 32): (64, 64, 4, 1),
     ("group_bwd", 64): (128, 32, 4, 2),
     ("group_bwd", 128): (64, 64, 4, 1),
@@ -175,9 +172,8 @@ class Plan:
     launches: tuple[SegmentLaunch, ...]
     allowed: int  # allowed (query, key) pairs per head, averaged over heads for distinct heads
     # Who computes D = rowsum(dO * O): "first_dq" (the first segment's dq or whole-group programs, which own every
-    # row once),
-    # "on_the_fly" (the first segment's one-kernel backward: dq programs store it, dk/dv programs recompute it),
-    # or "own_launch" (_delta_kernel, before the segments).
+    # row once), "on_the_fly" (the first segment's one-kernel backward: dq programs store it, dk/dv programs
+    # recompute it), or "own_launch" (_delta_kernel, before the segments).
     delta_source: str
 
     @property
