@@ -37,12 +37,10 @@ SPACE = {
             (32, 32, 4, 2), (64, 16, 4, 2)],
     # Band segments whose groups fit one tile (the stride part of strided, fixed's local blocks): the whole-group
     # backward's largest group and key tile (BLOCK, BLOCK_N, warps, stages[, register cap]; BLOCK = 64 sends groups
-    # of 65-128 rows back to the split kernels: the comparison's baseline) and their forward (a whole group per
-    # program at 128 x 128).
+    # of 65-128 rows back to the split kernels: the comparison's baseline). Their forward had a kind of its own for
+    # one search (a whole group per program at 128 x 128): the band's tiles won (KERNEL_NOTES.md, v8).
     "group_bwd": [(64, 64, 4, 1), (128, 16, 8, 2), (128, 32, 8, 2), (128, 32, 8, 2, 128), (128, 32, 4, 2),
                   (128, 64, 8, 2, 128), (128, 128, 8, 1)],
-    "fwd_group": [(64, 32, 4, 2), (128, 128, 8, 1), (128, 128, 8, 1, 128), (128, 64, 8, 2), (128, 32, 4, 2),
-                  (64, 64, 4, 2), (32, 32, 2, 2)],
     # The summary part's forward and dq (fixed only): a dense-like loop over the compact summary keys, where
     # the larger tiles of dense flash attention may pay.
     "fwd_summary": [(128, 64, 8, 3, 128), (64, 64, 4, 3), (128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3),
@@ -83,7 +81,7 @@ def time_case(mode, n, batch, heads, l, c, kind, head_dim):
         torch.autograd.backward(fwd(), do)
         q.grad = k.grad = v.grad = None
 
-    fn = fwd if kind in ("fwd", "fwd_group") else fwd_bwd
+    fn = fwd if kind == "fwd" else fwd_bwd
     fn()
     return triton.testing.do_bench_cudagraph(fn, rep=50, return_mode="median")
 

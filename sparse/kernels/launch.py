@@ -116,29 +116,29 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
     for index, launch in enumerate(plan.launches):
         geometry = _geometry(launch)
         scalars = (n, heads, launch.group_len, scale * LOG2_E, scale)
-        if launch.group_bwd is not None:
-            t = launch.group_bwd
-            _launch(
-                _group_bwd_kernel, (launch.segment.num_groups, batch * heads),
-                q, k, v, do, out, lse2, delta, dq, dk, dv, *strides, *scalars,
+        if launch.group_bwd is not None or launch.bwd is not None:
+            # The two one-kernel band backwards take the same band geometry (no summary numbers).
+            band = dict(
                 step=geometry["step"], group_stride=geometry["group_stride"], window=geometry["window"],
-                HEAD_DIM=head_dim, BLOCK=t.block_m, BLOCK_N=t.block_n, HAS_WINDOW=geometry["HAS_WINDOW"],
-                EXCLUDE_SELF=geometry["EXCLUDE_SELF"], HAS_PREV=index > 0, DOT_MODE=dot_mode,
-                COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq",
-                **t.launch_options,
+                HAS_WINDOW=geometry["HAS_WINDOW"], EXCLUDE_SELF=geometry["EXCLUDE_SELF"], HEAD_DIM=head_dim,
+                HAS_PREV=index > 0, DOT_MODE=dot_mode,
             )  # fmt: skip
-            continue
-        if launch.bwd is not None:
-            t = launch.bwd
-            _launch(
-                _band_bwd_kernel, (launch.bwd_programs, batch * heads),
-                q, k, v, do, out, lse2, delta, dq, dk, dv, *strides, *scalars,
-                step=geometry["step"], group_stride=geometry["group_stride"], window=geometry["window"],
-                HEAD_DIM=head_dim, BLOCK=t.block_m, CHUNK=t.block_n, HAS_WINDOW=geometry["HAS_WINDOW"],
-                EXCLUDE_SELF=geometry["EXCLUDE_SELF"], HAS_PREV=index > 0, DOT_MODE=dot_mode,
-                DELTA_ON_THE_FLY=index == 0 and plan.delta_source == "on_the_fly",
-                **t.launch_options,
-            )  # fmt: skip
+            if launch.group_bwd is not None:
+                t = launch.group_bwd
+                _launch(
+                    _group_bwd_kernel, (launch.segment.num_groups, batch * heads),
+                    q, k, v, do, out, lse2, delta, dq, dk, dv, *strides, *scalars,
+                    BLOCK=t.block_m, BLOCK_N=t.block_n, COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq",
+                    **band, **t.launch_options,
+                )  # fmt: skip
+            else:
+                t = launch.bwd
+                _launch(
+                    _band_bwd_kernel, (launch.bwd_programs, batch * heads),
+                    q, k, v, do, out, lse2, delta, dq, dk, dv, *strides, *scalars,
+                    BLOCK=t.block_m, CHUNK=t.block_n, DELTA_ON_THE_FLY=index == 0 and plan.delta_source == "on_the_fly",
+                    **band, **t.launch_options,
+                )  # fmt: skip
             continue
         t = launch.dq
         _launch(

@@ -93,12 +93,6 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     ("group_bwd", 32): (64, 64, 4, 1),
     ("group_bwd", 64): (128, 32, 4, 2),
     ("group_bwd", 128): (64, 64, 4, 1),
-    # The forward of those same segments (groups that fit one whole-group backward tile): the band's tiles, which
-    # beat a whole group per program and the other candidates of `tune_tiles --kinds fwd_group` for head dim 64 on an
-    # H200 (same file: strided 12,288 forward 0.114 ms against 0.124 for 128 x 128; the others within 1%).
-    ("fwd_group", 32): (64, 64, 4, 3),
-    ("fwd_group", 64): (64, 32, 4, 2),
-    ("fwd_group", 128): (64, 32, 4, 2),
 }
 # A tile shrunk to a short group (32 x 32 for the stride part at n = 3,072, l = 96) runs with fewer warps: its
 # programs each make a few dependent loads and little math, so more programs per SM hide more latency, and two warps
@@ -289,9 +283,8 @@ def _cached_plan(
     for seg in segments:
         if isinstance(seg, BandSegment):
             group_len = min(seg.group_len, n)
+            fwd, dq, dkdv = (_tiles(k, head_dim, group_len, interpret, small_warps) for k in ("fwd", "dq", "dkdv"))
             group_bwd = _group_tiles(head_dim, group_len, interpret) if whole_groups else None
-            fwd_kind = "fwd" if group_bwd is None else "fwd_group"
-            fwd, dq, dkdv = (_tiles(k, head_dim, group_len, interpret, small_warps) for k in (fwd_kind, "dq", "dkdv"))
             bwd = _tiles("bwd", head_dim, group_len, interpret, small_warps) if fused else None
             launches.append(
                 SegmentLaunch(

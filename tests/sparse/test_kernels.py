@@ -176,7 +176,6 @@ def test_which_segments_run_the_whole_group_backward():
     _, _, warps, stages, *cap = plan_module.TILE_TABLE[("group_bwd", 64)]
     expected = plan_module.Tiles(32, 32, min(warps, 2), stages, *cap)  # short groups: one key tile
     assert stride.group_bwd == expected and local.group_bwd is None  # a window over 3,072
-    assert stride.fwd == plan_module._tiles("fwd_group", 64, 32, False, plan_module.SMALL_TILE_WARPS)
     largest = plan_module.TILE_TABLE[("group_bwd", 64)][0]
     for name, kw in (("strided", dict(local_attn_ctx=128)), ("fixed", dict(local_attn_ctx=128, summary_ctx=32))):
         for segment in plan(name, **kw).launches:  # groups of 96 and 128 rows: whole only if the table allows
@@ -369,7 +368,7 @@ def test_tile_table_covers_supported_head_dims():
     from sparse.attention import KERNEL_HEAD_DIMS
     from sparse.kernels.plan import TILE_TABLE
 
-    for kind in ("fwd", "dq", "dkdv", "fwd_summary", "dq_summary", "dkdv_summary", "bwd", "fwd_group", "group_bwd"):
+    for kind in ("fwd", "dq", "dkdv", "fwd_summary", "dq_summary", "dkdv_summary", "bwd", "group_bwd"):
         for d in KERNEL_HEAD_DIMS:
             bm, bn, *_ = TILE_TABLE[(kind, d)]
             assert math.log2(bm).is_integer() and math.log2(bn).is_integer() and min(bm, bn) >= 16
