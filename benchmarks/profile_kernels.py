@@ -11,8 +11,9 @@ SDPA, any other our Triton kernels. For each case and for the forward and forwar
 each for our kernels three times in the same process: `triton` (Triton's own launch path, D in a launch of its
 own: the host path before sparse/kernels/fast_launch.py), `direct` (HEAD) and `fused` (direct launches with the
 band segments' backward in one kernel, sparse/kernels/plan.py's FUSED_BAND_BACKWARD), `table-warps` (direct
-launches, tiles shrunk to short groups keep the table's warps: plan.SMALL_TILE_WARPS off) and `split-groups` (direct
-launches, groups that fit one tile run the split dq and dk/dv kernels: plan.GROUP_BACKWARD off). Files made at
+launches, tiles shrunk to short groups keep the table's warps: plan.SMALL_TILE_WARPS off), `split-groups` (direct
+launches, groups that fit one tile run the split dq and dk/dv kernels: plan.GROUP_BACKWARD off) and `persistent`
+(direct launches, windowed bands' forward in persistent programs: plan.PERSISTENT_BAND_FORWARD on). Files made at
 9c8a4c4b16df, where the one-kernel backward was the default, name its two-kernel backward `split` instead;
 then cProfile's top host functions of the forward + backward (by own time) and torch.profiler's GPU time per
 kernel. eager ~ max(host, graph): the larger of the two is what limits the call.
@@ -34,7 +35,7 @@ import sparse
 from benchmarks.host_breakdown import mean_us
 from sparse.kernels import fast_launch, launch, plan
 
-PATHS = ("triton", "direct", "fused", "table-warps", "split-groups")
+PATHS = ("triton", "direct", "fused", "table-warps", "split-groups", "persistent")
 
 
 @contextlib.contextmanager
@@ -42,7 +43,8 @@ def launch_path(name: str):
     """ "direct": HEAD's launch path; "triton": kernel[grid] for every launch and D in a launch of its own
     (the host path before fast_launch); "fused": direct launches with the one-kernel band backward (plan.py's
     FUSED_BAND_BACKWARD on); "table-warps": direct launches, plan.SMALL_TILE_WARPS off; "split-groups": direct
-    launches, plan.GROUP_BACKWARD off; for same-process comparisons."""
+    launches, plan.GROUP_BACKWARD off; "persistent": direct launches, plan.PERSISTENT_BAND_FORWARD on; for
+    same-process comparisons."""
     if name == "direct":
         yield
         return
@@ -54,12 +56,15 @@ def launch_path(name: str):
         plan.FUSED_BAND_BACKWARD = True
     elif name == "split-groups":
         plan.GROUP_BACKWARD = False
+    elif name == "persistent":
+        plan.PERSISTENT_BAND_FORWARD = True
     else:
         small_tile_warps, plan.SMALL_TILE_WARPS = plan.SMALL_TILE_WARPS, None
     try:
         yield
     finally:
         fast_launch.DIRECT, launch.plan_for, plan.FUSED_BAND_BACKWARD, plan.GROUP_BACKWARD = True, original, False, True
+        plan.PERSISTENT_BAND_FORWARD = False
         if name == "table-warps":
             plan.SMALL_TILE_WARPS = small_tile_warps
 

@@ -679,7 +679,8 @@ def table_kernel_profiles(results: Results) -> str:
         "backward in one kernel (at 9c8a4c4b16df that was `direct`, and `split` the two-kernel backward), "
         "`table-warps` = direct launches with tiles shrunk to short groups keeping the table's warps, "
         "`split-groups` = direct launches with groups that fit one tile running the split dq and dk/dv kernels "
-        "instead of the whole-group backward (from the commit that added it on, the `direct` path runs it). "
+        "instead of the whole-group backward (from the commit that added it on, the `direct` path runs it), "
+        "`persistent` = direct launches with windowed bands' forward in persistent programs. "
         "The card is the file's `# gpu:` line, or for files "
         "made before that line existed, results/profiles/README.md.\n"
     )

@@ -62,8 +62,8 @@ def _fwd_step(
 
 
 @triton.jit
-def _sparse_fwd_kernel(
-    Q, K, V, O, LSE, O_PREV, LSE_PREV,
+def _fwd_program(
+    pid, bh, Q, K, V, O, LSE, O_PREV, LSE_PREV,
     stride_qz, stride_qh, stride_qn,
     stride_kz, stride_kh, stride_kn,
     stride_vz, stride_vh, stride_vn,
@@ -71,12 +71,10 @@ def _sparse_fwd_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     step, group_stride, window, l_block, c_sum,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
-    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
+    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, KEY_STEPS: tl.constexpr,
 ):  # fmt: skip
-    tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
-    tl.static_assert(HEAD_DIM == 32 or HEAD_DIM == 64 or HEAD_DIM == 128, "head dim must be 32, 64 or 128")
-    pid = tl.program_id(0)
-    bh = tl.program_id(1)
+    """The BLOCK_M queries of tile `pid` of batch x head `bh`, streaming the key tiles their segment allows (band
+    segments with KEY_STEPS > 0: exactly KEY_STEPS tiles from the first)."""
     batch = (bh // H).to(tl.int64)
     head = bh % H
     dims = tl.arange(0, HEAD_DIM)
@@ -137,6 +135,15 @@ def _sparse_fwd_kernel(
                 hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, HEAD_DIM, BLOCK_N,
                 IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True,
             )  # fmt: skip
+    elif KEY_STEPS > 0:
+        # A fixed number of key tiles from `lo`, the same for every tile: the persistent kernel's loop nest can only
+        # be flattened when the inner loop's bounds do not depend on the item. Tiles past `hi` are causally masked.
+        for key_step in range(0, KEY_STEPS):
+            m_i, l_i, acc = _fwd_step(
+                lo + key_step * BLOCK_N, m_i, l_i, acc, q, k_base, v_base, stride_kn, stride_vn, q_index, q_pos,
+                q_valid, group, offset, hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2,
+                HEAD_DIM, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True,
+            )  # fmt: skip
     else:
         for start in range(lo, hi, BLOCK_N):
             m_i, l_i, acc = _fwd_step(
@@ -151,3 +158,55 @@ def _sparse_fwd_kernel(
     tl.store(LSE + row_base + q_pos, lse2, mask=q_valid)
     o_ptrs = O + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
     tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=q_valid[:, None])
+
+
+@triton.jit
+def _sparse_fwd_kernel(
+    Q, K, V, O, LSE, O_PREV, LSE_PREV,
+    stride_qz, stride_qh, stride_qn,
+    stride_kz, stride_kh, stride_kn,
+    stride_vz, stride_vh, stride_vn,
+    n, H, group_len, tiles_per_group, scale_log2,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    step, group_stride, window, l_block, c_sum,
+    IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
+    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
+):  # fmt: skip
+    tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
+    tl.static_assert(HEAD_DIM == 32 or HEAD_DIM == 64 or HEAD_DIM == 128, "head dim must be 32, 64 or 128")
+    _fwd_program(
+        tl.program_id(0), tl.program_id(1), Q, K, V, O, LSE, O_PREV, LSE_PREV,
+        stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn, stride_vz, stride_vh, stride_vn,
+        n, H, group_len, tiles_per_group, scale_log2, HEAD_DIM, BLOCK_M, BLOCK_N, step, group_stride, window,
+        l_block, c_sum, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV, DOT_MODE, 0,
+    )  # fmt: skip
+
+
+@triton.jit
+def _band_fwd_persistent_kernel(
+    Q, K, V, O, LSE, O_PREV, LSE_PREV,
+    stride_qz, stride_qh, stride_qn,
+    stride_kz, stride_kh, stride_kn,
+    stride_vz, stride_vh, stride_vn,
+    n, H, group_len, tiles_per_group, scale_log2, programs_per_head, items,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+    step, group_stride, window,
+    HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
+    KEY_STEPS: tl.constexpr,
+):  # fmt: skip
+    """A band segment's forward in persistent programs (plan.PERSISTENT_BAND_FORWARD; grid: a few programs per SM):
+    program p runs items p, p + P, ... (item = bh * programs_per_head + tile), each over KEY_STEPS key tiles (the most
+    any tile needs; plan.persistent_key_steps). The item loop and the key-tile loop are flattened into one loop
+    (`tl.range(flatten=True)`; Triton fuses a nest only when the inner bounds do not depend on the outer index, hence
+    the fixed count), which the pipeliner overlaps as a whole: the next item's first key tiles load while this
+    item's last ones compute, where a program per item waits for its first loads with nothing else to do (the band
+    kernels are latency-bound, benchmarks/KERNEL_NOTES.md). Windowed bands only: there every tile needs about the
+    same number of key tiles, so the fixed count wastes little."""
+    tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
+    for item in tl.range(tl.program_id(0), items, tl.num_programs(0), flatten=True):
+        _fwd_program(
+            item % programs_per_head, item // programs_per_head, Q, K, V, O, LSE, O_PREV, LSE_PREV,
+            stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn, stride_vz, stride_vh, stride_vn,
+            n, H, group_len, tiles_per_group, scale_log2, HEAD_DIM, BLOCK_M, BLOCK_N, step, group_stride, window,
+            1, 1, False, HAS_WINDOW, EXCLUDE_SELF, False, False, HAS_PREV, DOT_MODE, KEY_STEPS,
+        )  # fmt: skip

@@ -112,6 +112,11 @@ ONE_STEP_ROWS = 64
 INTERPRETER_ONE_STEP_ROWS = 16
 FUSED_BAND_BACKWARD = False
 GROUP_BACKWARD = True
+# Windowed band segments' forward in persistent programs (forward.py's `_band_fwd_persistent_kernel`, read by the
+# launcher at each call): a few programs per SM, each running many query tiles in one flattened, pipelined loop.
+# Off: not yet measured on a GPU (benchmarks/profile_kernels.py's `persistent` path compares it in one process).
+PERSISTENT_BAND_FORWARD = False
+PERSISTENT_PROGRAMS_PER_SM = 4
 # D = rowsum(dO * O) is recomputed per query tile by the one-kernel backward's dk/dv programs only where each key
 # tile sees a bounded number of query tiles: a window, or groups of at most this many rows.
 DELTA_ON_THE_FLY_MAX_ROWS = 256
@@ -224,6 +229,12 @@ def _group_tiles(head_dim: int, group_len: int, interpret: bool) -> Tiles | None
     # the [BLOCK, BLOCK_N] scores the same, and more programs fit on an SM.
     key_tile = block if block <= (INTERPRETER_ONE_STEP_ROWS if interpret else ONE_STEP_ROWS) else min(bn, block)
     return Tiles(block, key_tile, max(1, min(warps, block // 16)), stages, *max_registers)
+
+
+def persistent_key_steps(window: int, t: Tiles) -> int:
+    """Key tiles the persistent band forward runs per query tile: the most any tile of a band of this window needs,
+    from the first key tile it may attend (rounded down to BLOCK_N) to its last query."""
+    return math.ceil((t.block_m + window - 1 + t.block_n - 1) / t.block_n)
 
 
 def _band_fwd_tiles(seg: BandSegment, n: int, group_len: int, t: Tiles) -> int:

@@ -168,6 +168,30 @@ def test_whole_group_backward_with_a_32_row_tile(device):
     check_against_reference(p, (1, 2, 61, 32), torch.float32, device, seed=61)
 
 
+@pytest.mark.parametrize("name, n", [("strided", 37), ("strided-local", 37), ("local", 7), ("local", 37)])
+def test_persistent_band_forward(name, n, device, monkeypatch):
+    """The windowed band's forward in persistent programs (off by default, for same-process comparisons): a fixed
+    number of key tiles per query tile, each program running several tiles (two programs off the GPU)."""
+    monkeypatch.setattr(plan_module, "PERSISTENT_BAND_FORWARD", True)
+    launched = []
+    real = launch._launch
+    monkeypatch.setattr(
+        launch, "_launch", lambda kernel, *a, **kw: (launched.append(kernel.__name__), real(kernel, *a, **kw))
+    )
+    check_against_reference(sparse.pattern(**PATTERNS[name]), (2, 3, n, 32), torch.float32, device, seed=n)
+    assert "_band_fwd_persistent_kernel" in launched
+
+
+def test_persistent_key_steps_cover_every_tile():
+    """The fixed key-tile count reaches every key any query tile of a window may attend, from its first key tile."""
+    for window in (1, 5, 96, 128, 256):
+        for t in (plan_module.Tiles(64, 32, 4, 2), plan_module.Tiles(16, 16, 1, 1), plan_module.Tiles(32, 64, 4, 2)):
+            steps = plan_module.persistent_key_steps(window, t)
+            for tile in range(12):
+                lo = max(0, tile * t.block_m - window + 1) // t.block_n * t.block_n
+                assert lo + steps * t.block_n >= (tile + 1) * t.block_m, (window, t, tile)
+
+
 def test_which_segments_run_the_whole_group_backward():
     def plan(name, n=12288, fused=None, **kw):
         return build_plan(sparse.pattern(name, **kw), n, 64, False, fused_band_backward=fused)
