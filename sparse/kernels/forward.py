@@ -11,6 +11,10 @@ next segment's program reads back its own rows, starts from them (m = lse2, l = 
 paper's merged head, with no extra pass and no extra buffer (the partial output is rounded once to the
 output dtype on the way). Segments are disjoint: the overlap j = i is kept in one of them only.
 
+Two kernels run the same program body (`_fwd_program`): `_sparse_fwd_kernel`, a program per query tile (the
+default), and `_band_fwd_persistent_kernel`, for windowed bands when plan.PERSISTENT_BAND_FORWARD is on (off: not
+yet measured), a few programs per SM each looping over query tiles in one flattened, pipelined loop.
+
 Rows with no allowed key (possible in a segment, e.g. the first row of a stride group, and in some parts
 alone) carry m = -inf, l = 0; they are guarded so they never produce NaN, and the final output is 0.
 """
