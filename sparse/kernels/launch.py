@@ -58,6 +58,11 @@ def _geometry(launch: SegmentLaunch) -> dict:
     )  # fmt: skip
 
 
+def _band_geometry(geometry: dict) -> dict:
+    """The band numbers and mask shape alone: what the kernels that only run band segments take."""
+    return {key: geometry[key] for key in ("step", "group_stride", "window", "HAS_WINDOW", "EXCLUDE_SELF")}
+
+
 def _dot_mode(dtype: torch.dtype) -> int:
     if dtype == torch.float32:
         return DOT_IEEE_FP32
@@ -101,10 +106,9 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
                 *strides,
                 n, heads, launch.group_len, math.ceil(launch.group_len / t.block_m), scale * LOG2_E,
                 launch.fwd_programs, items,
-                HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, step=geometry["step"],
-                group_stride=geometry["group_stride"], window=geometry["window"], HAS_WINDOW=geometry["HAS_WINDOW"],
-                EXCLUDE_SELF=geometry["EXCLUDE_SELF"], HAS_PREV=index > 0, DOT_MODE=_dot_mode(q.dtype),
-                KEY_STEPS=persistent_key_steps(geometry["window"], t), **t.launch_options,
+                HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
+                DOT_MODE=_dot_mode(q.dtype), KEY_STEPS=persistent_key_steps(geometry["window"], t),
+                **_band_geometry(geometry), **t.launch_options,
             )  # fmt: skip
             continue
         _launch(
@@ -144,12 +148,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
         geometry = _geometry(launch)
         scalars = (n, heads, launch.group_len, scale * LOG2_E, scale)
         if launch.group_bwd is not None or launch.bwd is not None:
-            # The two one-kernel band backwards take the same band geometry (no summary numbers).
-            band = dict(
-                step=geometry["step"], group_stride=geometry["group_stride"], window=geometry["window"],
-                HAS_WINDOW=geometry["HAS_WINDOW"], EXCLUDE_SELF=geometry["EXCLUDE_SELF"], HEAD_DIM=head_dim,
-                HAS_PREV=index > 0, DOT_MODE=dot_mode,
-            )  # fmt: skip
+            band = dict(HEAD_DIM=head_dim, HAS_PREV=index > 0, DOT_MODE=dot_mode, **_band_geometry(geometry))
             if launch.group_bwd is not None:
                 t = launch.group_bwd
                 _launch(
