@@ -1,6 +1,7 @@
 """Where the time of one attention call goes, for tuning notes (benchmarks/KERNEL_NOTES.md quotes it).
 
     python -m benchmarks.profile_kernels strided:12288:1:128 fixed:12288:1:128:32 strided:3072:8:96 all:12288:1
+    python -m benchmarks.profile_kernels --paths=direct,persistent strided:3072:8:96   # a subset of the paths
 
 A case is mode:n:batch[:local_attn_ctx[:summary_ctx]] at H = 16, D = 64, bf16 on the GPU; mode "all" runs
 SDPA, any other our Triton kernels. For each case and for the forward and forward + backward it prints:
@@ -69,7 +70,7 @@ def launch_path(name: str):
             plan.SMALL_TILE_WARPS = small_tile_warps
 
 
-def profile_case(spec: str, heads: int = 16, head_dim: int = 64) -> None:
+def profile_case(spec: str, paths: tuple[str, ...] = PATHS, heads: int = 16, head_dim: int = 64) -> None:
     mode, n, batch, *ctx = spec.split(":")
     n, batch = int(n), int(batch)
     l = int(ctx[0]) if ctx else None
@@ -88,7 +89,7 @@ def profile_case(spec: str, heads: int = 16, head_dim: int = 64) -> None:
         torch.autograd.backward(out, do)
         q.grad = k.grad = v.grad = None
 
-    for path in PATHS if backend == "triton" else ("direct",):
+    for path in paths if backend == "triton" else ("direct",):
         with launch_path(path):
             for fn in (fwd, fwd_bwd):
                 fn()
@@ -122,6 +123,13 @@ def profile_case(spec: str, heads: int = 16, head_dim: int = 64) -> None:
 if __name__ == "__main__":
     from benchmarks.provenance import provenance_line
 
+    args = sys.argv[1:]
+    paths = PATHS
+    if args and args[0].startswith("--paths="):
+        paths = tuple(args.pop(0).removeprefix("--paths=").split(","))
+        unknown = sorted(set(paths) - set(PATHS))
+        if unknown:
+            sys.exit(f"unknown path(s) {unknown}; choose from {', '.join(PATHS)}")
     print(provenance_line())  # the report (results/tables/kernel_profiles.md) reads it
-    for spec in sys.argv[1:]:
-        profile_case(spec)
+    for spec in args:
+        profile_case(spec, paths)
