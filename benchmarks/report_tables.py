@@ -680,7 +680,8 @@ def table_kernel_profiles(results: Results) -> str:
         "`table-warps` = direct launches with tiles shrunk to short groups keeping the table's warps, "
         "`split-groups` = direct launches with groups that fit one tile running the split dq and dk/dv kernels "
         "instead of the whole-group backward (from the commit that added it on, the `direct` path runs it), "
-        "`persistent` = direct launches with windowed bands' forward in persistent programs. "
+        "`persistent` = direct launches with windowed bands' forward in persistent programs; "
+        "`band-first` = direct launches with the sequence-order band segment first. "
         "The card is the file's `# gpu:` line, or for files "
         "made before that line existed, results/profiles/README.md.\n"
     )
