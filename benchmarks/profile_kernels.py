@@ -1,7 +1,7 @@
 """Where the time of one attention call goes, for tuning notes (benchmarks/KERNEL_NOTES.md quotes it).
 
     python -m benchmarks.profile_kernels strided:12288:1:128 fixed:12288:1:128:32 strided:3072:8:96 all:12288:1
-    python -m benchmarks.profile_kernels --paths=direct,persistent strided:3072:8:96   # a subset of the paths
+    python -m benchmarks.profile_kernels --paths=direct,split-groups strided:3072:8:96   # a subset of the paths
 
 A case is mode:n:batch[:local_attn_ctx[:summary_ctx]] at H = 16, D = 64, bf16 on the GPU; mode "all" runs
 SDPA, any other our Triton kernels. For each case and for the forward and forward + backward it prints:
@@ -13,9 +13,9 @@ each for our kernels three times in the same process: `triton` (Triton's own lau
 own: the host path before sparse/kernels/fast_launch.py), `direct` (HEAD) and `fused` (direct launches with the
 band segments' backward in one kernel, sparse/kernels/plan.py's FUSED_BAND_BACKWARD), `table-warps` (direct
 launches, tiles shrunk to short groups keep the table's warps: plan.SMALL_TILE_WARPS off), `split-groups` (direct
-launches, groups that fit one tile run the split dq and dk/dv kernels: plan.GROUP_BACKWARD off) and `persistent`
-(direct launches, windowed bands' forward in persistent programs: plan.PERSISTENT_BAND_FORWARD on), `band-first`
-(direct launches, the sequence-order band segment first: plan.BAND_FIRST on). Files made at
+launches, groups that fit one tile run the split dq and dk/dv kernels: plan.GROUP_BACKWARD off). Files made at
+d424e0272e52 and b286b07c6346 also have `persistent` (windowed bands' forward in persistent programs) and
+`band-first` (the sequence-order band segment first), two experiments that lost and were removed. Files made at
 9c8a4c4b16df, where the one-kernel backward was the default, name its two-kernel backward `split` instead;
 then cProfile's top host functions of the forward + backward (by own time) and torch.profiler's GPU time per
 kernel. eager ~ max(host, graph): the larger of the two is what limits the call.
@@ -37,7 +37,7 @@ import sparse
 from benchmarks.host_breakdown import mean_us
 from sparse.kernels import fast_launch, launch, plan
 
-PATHS = ("triton", "direct", "fused", "table-warps", "split-groups", "persistent", "band-first")
+PATHS = ("triton", "direct", "fused", "table-warps", "split-groups")
 
 
 @contextlib.contextmanager
@@ -45,8 +45,7 @@ def launch_path(name: str):
     """ "direct": HEAD's launch path; "triton": kernel[grid] for every launch and D in a launch of its own
     (the host path before fast_launch); "fused": direct launches with the one-kernel band backward (plan.py's
     FUSED_BAND_BACKWARD on); "table-warps": direct launches, plan.SMALL_TILE_WARPS off; "split-groups": direct
-    launches, plan.GROUP_BACKWARD off; "persistent": direct launches, plan.PERSISTENT_BAND_FORWARD on; "band-first":
-    direct launches, plan.BAND_FIRST on; for same-process comparisons."""
+    launches, plan.GROUP_BACKWARD off; for same-process comparisons."""
     if name == "direct":
         yield
         return
@@ -58,17 +57,12 @@ def launch_path(name: str):
         plan.FUSED_BAND_BACKWARD = True
     elif name == "split-groups":
         plan.GROUP_BACKWARD = False
-    elif name == "persistent":
-        plan.PERSISTENT_BAND_FORWARD = True
-    elif name == "band-first":
-        plan.BAND_FIRST = True
     else:
         small_tile_warps, plan.SMALL_TILE_WARPS = plan.SMALL_TILE_WARPS, None
     try:
         yield
     finally:
         fast_launch.DIRECT, launch.plan_for, plan.FUSED_BAND_BACKWARD, plan.GROUP_BACKWARD = True, original, False, True
-        plan.PERSISTENT_BAND_FORWARD = plan.BAND_FIRST = False
         if name == "table-warps":
             plan.SMALL_TILE_WARPS = small_tile_warps
 

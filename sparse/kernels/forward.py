@@ -11,10 +11,6 @@ next segment's program reads back its own rows, starts from them (m = lse2, l = 
 paper's merged head, with no extra pass and no extra buffer (the partial output is rounded once to the
 output dtype on the way). Segments are disjoint: the overlap j = i is kept in one of them only.
 
-Two kernels run the same program body (`_fwd_program`): `_sparse_fwd_kernel`, a program per query tile (the
-default), and `_band_fwd_persistent_kernel`, for windowed bands when plan.PERSISTENT_BAND_FORWARD is on (off: not
-yet measured), a few programs per SM each looping over query tiles in one flattened, pipelined loop.
-
 Rows with no allowed key (possible in a segment, e.g. the first row of a stride group, and in some parts
 alone) carry m = -inf, l = 0; they are guarded so they never produce NaN, and the final output is 0.
 """
@@ -75,10 +71,9 @@ def _fwd_program(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     step, group_stride, window, l_block, c_sum,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
-    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, KEY_STEPS: tl.constexpr,
+    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
 ):  # fmt: skip
-    """The BLOCK_M queries of tile `pid` of batch x head `bh`, streaming the key tiles their segment allows (band
-    segments with KEY_STEPS > 0: exactly KEY_STEPS tiles from the first)."""
+    """The BLOCK_M queries of tile `pid` of batch x head `bh`, streaming the key tiles their segment allows."""
     batch = (bh // H).to(tl.int64)
     head = bh % H
     dims = tl.arange(0, HEAD_DIM)
@@ -139,15 +134,6 @@ def _fwd_program(
                 hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, HEAD_DIM, BLOCK_N,
                 IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True,
             )  # fmt: skip
-    elif KEY_STEPS > 0:
-        # A fixed number of key tiles from `lo`, the same for every tile: the persistent kernel's loop nest can only
-        # be flattened when the inner loop's bounds do not depend on the item. Tiles past `hi` are causally masked.
-        for key_step in range(0, KEY_STEPS):
-            m_i, l_i, acc = _fwd_step(
-                lo + key_step * BLOCK_N, m_i, l_i, acc, q, k_base, v_base, stride_kn, stride_vn, q_index, q_pos,
-                q_valid, group, offset, hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2,
-                HEAD_DIM, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True,
-            )  # fmt: skip
     else:
         for start in range(lo, hi, BLOCK_N):
             m_i, l_i, acc = _fwd_step(
@@ -182,35 +168,5 @@ def _sparse_fwd_kernel(
         tl.program_id(0), tl.program_id(1), Q, K, V, O, LSE, O_PREV, LSE_PREV,
         stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn, stride_vz, stride_vh, stride_vn,
         n, H, group_len, tiles_per_group, scale_log2, HEAD_DIM, BLOCK_M, BLOCK_N, step, group_stride, window,
-        l_block, c_sum, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV, DOT_MODE, 0,
+        l_block, c_sum, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV, DOT_MODE,
     )  # fmt: skip
-
-
-@triton.jit
-def _band_fwd_persistent_kernel(
-    Q, K, V, O, LSE, O_PREV, LSE_PREV,
-    stride_qz, stride_qh, stride_qn,
-    stride_kz, stride_kh, stride_kn,
-    stride_vz, stride_vh, stride_vn,
-    n, H, group_len, tiles_per_group, scale_log2, programs_per_head, items,
-    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    step, group_stride, window,
-    HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
-    KEY_STEPS: tl.constexpr,
-):  # fmt: skip
-    """A band segment's forward in persistent programs (plan.PERSISTENT_BAND_FORWARD; grid: a few programs per SM):
-    program p runs items p, p + P, ... (item = bh * programs_per_head + tile), each over KEY_STEPS key tiles (the most
-    any tile needs; plan.persistent_key_steps). The item loop and the key-tile loop are flattened into one loop
-    (`tl.range(flatten=True)`; Triton fuses a nest only when the inner bounds do not depend on the outer index, hence
-    the fixed count), which the pipeliner overlaps as a whole: the next item's first key tiles load while this
-    item's last ones compute, where a program per item waits for its first loads with nothing else to do (the band
-    kernels are latency-bound, benchmarks/KERNEL_NOTES.md). Windowed bands only: there every tile needs about the
-    same number of key tiles, so the fixed count wastes little."""
-    tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
-    for item in tl.range(tl.program_id(0), items, tl.num_programs(0), flatten=True):
-        _fwd_program(
-            item % programs_per_head, item // programs_per_head, Q, K, V, O, LSE, O_PREV, LSE_PREV,
-            stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn, stride_vz, stride_vh, stride_vn,
-            n, H, group_len, tiles_per_group, scale_log2, HEAD_DIM, BLOCK_M, BLOCK_N, step, group_stride, window,
-            1, 1, False, HAS_WINDOW, EXCLUDE_SELF, False, False, HAS_PREV, DOT_MODE, KEY_STEPS,
-        )  # fmt: skip

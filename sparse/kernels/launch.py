@@ -16,7 +16,6 @@ import math
 
 import torch
 
-from sparse.kernels import plan as plan_module
 from sparse.kernels.backward import (
     _band_bwd_kernel,
     _delta_kernel,
@@ -25,9 +24,9 @@ from sparse.kernels.backward import (
     _sparse_dq_kernel,
 )
 from sparse.kernels.fast_launch import launch as _launch
-from sparse.kernels.forward import _band_fwd_persistent_kernel, _sparse_fwd_kernel
+from sparse.kernels.forward import _sparse_fwd_kernel
 from sparse.kernels.geometry import DOT_IEEE_FP32, DOT_NATIVE, DOT_UPCAST
-from sparse.kernels.plan import Plan, SegmentLaunch, build_plan, interpreting, persistent_key_steps
+from sparse.kernels.plan import Plan, SegmentLaunch, build_plan, interpreting
 from sparse.patterns import Pattern, SummarySegment
 
 LOG2_E = 1.4426950408889634
@@ -73,15 +72,6 @@ def _strides(t: torch.Tensor) -> tuple[int, int, int]:
     return t.stride(0), t.stride(1), t.stride(2)
 
 
-@functools.lru_cache(maxsize=16)
-def _sm_count(device: torch.device) -> int:
-    """SMs of a CUDA device; elsewhere (the interpreter, the meta device) a small number, so that each persistent
-    program runs several items."""
-    if device.type != "cuda":
-        return 2
-    return torch.cuda.get_device_properties(device).multi_processor_count
-
-
 def plan_for(q: torch.Tensor, pattern: Pattern) -> Plan:
     return build_plan(pattern, q.shape[2], q.shape[3])
 
@@ -93,24 +83,9 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
     out = _empty((batch, heads, n, head_dim), dtype=q.dtype, device=q.device)
     lse2 = _empty((batch * heads, n), dtype=torch.float32, device=q.device)
     strides = (*_strides(q), *_strides(k), *_strides(v))
-    persistent = plan_module.PERSISTENT_BAND_FORWARD
     for index, launch in enumerate(plan.launches):
         t = launch.fwd
         geometry = _geometry(launch)
-        if persistent and geometry["HAS_WINDOW"]:
-            items = launch.fwd_programs * batch * heads
-            programs = min(items, _sm_count(q.device) * plan_module.PERSISTENT_PROGRAMS_PER_SM)
-            _launch(
-                _band_fwd_persistent_kernel, (programs,),
-                q, k, v, out, lse2, out, lse2,
-                *strides,
-                n, heads, launch.group_len, math.ceil(launch.group_len / t.block_m), scale * LOG2_E,
-                launch.fwd_programs, items,
-                HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
-                DOT_MODE=_dot_mode(q.dtype), KEY_STEPS=persistent_key_steps(geometry["window"], t),
-                **_band_geometry(geometry), **t.launch_options,
-            )  # fmt: skip
-            continue
         _launch(
             _sparse_fwd_kernel, (launch.fwd_programs, batch * heads),
             q, k, v, out, lse2, out, lse2,

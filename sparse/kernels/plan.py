@@ -112,18 +112,6 @@ ONE_STEP_ROWS = 64
 INTERPRETER_ONE_STEP_ROWS = 16
 FUSED_BAND_BACKWARD = False
 GROUP_BACKWARD = True
-# Windowed band segments' forward in persistent programs (forward.py's `_band_fwd_persistent_kernel`, read by the
-# launcher at each call): a few programs per SM, each running many query tiles in one flattened, pipelined loop.
-# Off: not yet measured on a GPU (benchmarks/profile_kernels.py's `persistent` path compares it in one process).
-PERSISTENT_BAND_FORWARD = False
-PERSISTENT_PROGRAMS_PER_SM = 4
-# Run the sequence-order band (strided's and fixed's local part: step 1, every row once) first, the stride or
-# summary part after it. Why it may pay: a later segment reads back what the earlier ones wrote (o and lse in the
-# forward, dq, dk, dv in the backward), and those read-backs cost least in the kernel nearest the copy rate: the
-# stride part's whole-group programs run near it, the band's streaming ones at 50-65% (benchmarks/KERNEL_NOTES.md).
-# With the band first, fixed also drops its two zero-fills (the band writes every key's dk, dv). Off until a
-# same-process comparison on a GPU (profile_kernels' `band-first` path) says otherwise.
-BAND_FIRST = False
 # D = rowsum(dO * O) is recomputed per query tile by the one-kernel backward's dk/dv programs only where each key
 # tile sees a bounded number of query tiles: a window, or groups of at most this many rows.
 DELTA_ON_THE_FLY_MAX_ROWS = 256
@@ -238,16 +226,6 @@ def _group_tiles(head_dim: int, group_len: int, interpret: bool) -> Tiles | None
     return Tiles(block, key_tile, max(1, min(warps, block // 16)), stages, *max_registers)
 
 
-def persistent_key_steps(window: int, t: Tiles) -> int:
-    """Key tiles the persistent band forward runs per query tile: the most any tile of a band of this window needs,
-    from the first key tile it may attend (rounded down to BLOCK_N) to its last query. Where BLOCK_M is a multiple of
-    BLOCK_N every tile starts on a key-tile boundary, so the rounding adds at most what the window's own rounding does
-    (l = 128 at 64 x 32: 6 key tiles, not 7)."""
-    if t.block_m % t.block_n == 0:
-        return t.block_m // t.block_n + math.ceil((window - 1) / t.block_n)
-    return math.ceil((t.block_m + window - 1 + t.block_n - 1) / t.block_n)
-
-
 def _band_fwd_tiles(seg: BandSegment, n: int, group_len: int, t: Tiles) -> int:
     """Count the (query tile, key tile) products the band forward kernel visits, mirroring its loops."""
     total = 0
@@ -283,49 +261,25 @@ def build_plan(
     interpret: bool | None = None,
     fused_band_backward: bool | None = None,
     group_backward: bool | None = None,
-    band_first: bool | None = None,
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
-    environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, BAND_FIRST, SMALL_TILE_WARPS), resolved before the
-    cache lookup so that changing them counts. The one-kernel band backward, when on, takes every band segment,
-    short groups too."""
+    environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, SMALL_TILE_WARPS), resolved before the cache lookup
+    so that changing them counts. The one-kernel band backward, when on, takes every band segment, short groups
+    too."""
     interpret = interpreting() if interpret is None else interpret
     fused = FUSED_BAND_BACKWARD if fused_band_backward is None else fused_band_backward
     whole_groups = GROUP_BACKWARD if group_backward is None else group_backward
-    band_first = BAND_FIRST if band_first is None else band_first
-    return _cached_plan(
-        pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS, band_first
-    )
-
-
-def _launch_order(segments: tuple[Segment, ...], n: int, band_first: bool) -> tuple[Segment, ...]:
-    """The pattern's order, or with `band_first` its sequence-order band (step 1, every row once) moved to the front.
-    Either way the first segment writes every row of o and every key's dk, dv, except a leading summary segment,
-    which writes its summary keys alone (the dk/dv launcher zero-fills for it)."""
-    bands = [i for i, s in enumerate(segments) if isinstance(s, BandSegment) and s.step == 1]
-    bands = [i for i in bands if covers_every_row_once(segments[i], n)]
-    if band_first and bands:
-        i = bands[0]
-        segments = (segments[i], *segments[:i], *segments[i + 1 :])
-    assert all(not isinstance(s, SummarySegment) for s in segments[1:]) or (
-        isinstance(segments[0], BandSegment) and covers_every_row_once(segments[0], n)
-    ), "a summary segment must come first, or after a band that writes every key"
-    return segments
+    return _cached_plan(pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS)
 
 
 @functools.lru_cache(maxsize=256)
 def _cached_plan(
-    pattern: Pattern,
-    n: int,
-    head_dim: int,
-    interpret: bool,
-    fused: bool,
-    whole_groups: bool,
-    small_warps: int | None,
-    band_first: bool,
+    pattern: Pattern, n: int, head_dim: int, interpret: bool, fused: bool, whole_groups: bool, small_warps: int | None
 ) -> Plan:
     launches = []
-    segments = _launch_order(pattern.segments(n), n, band_first)
+    segments = pattern.segments(n)
+    # The dk/dv launcher zero-fills only for a leading summary segment (it writes summary keys alone).
+    assert all(not isinstance(s, SummarySegment) for s in segments[1:]), "a summary segment must come first"
     for seg in segments:
         if isinstance(seg, BandSegment):
             group_len = min(seg.group_len, n)

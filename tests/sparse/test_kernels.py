@@ -168,61 +168,6 @@ def test_whole_group_backward_with_a_32_row_tile(device):
     check_against_reference(p, (1, 2, 61, 32), torch.float32, device, seed=61)
 
 
-@pytest.mark.parametrize("name, n", [("strided", 37), ("strided-local", 37), ("local", 7), ("local", 37)])
-def test_persistent_band_forward(name, n, device, monkeypatch):
-    """The windowed band's forward in persistent programs (off by default, for same-process comparisons): a fixed
-    number of key tiles per query tile, each program running several tiles (two programs off the GPU)."""
-    monkeypatch.setattr(plan_module, "PERSISTENT_BAND_FORWARD", True)
-    launched = []
-    real = launch._launch
-    monkeypatch.setattr(
-        launch, "_launch", lambda kernel, *a, **kw: (launched.append(kernel.__name__), real(kernel, *a, **kw))
-    )
-    check_against_reference(sparse.pattern(**PATTERNS[name]), (2, 3, n, 32), torch.float32, device, seed=n)
-    assert "_band_fwd_persistent_kernel" in launched
-
-
-@pytest.mark.parametrize("whole_groups", [True, False])
-@pytest.mark.parametrize(
-    "name, n", [("strided", 37), ("strided", 61), ("fixed", 37), ("fixed-distinct", 61), ("local", 7), ("all", 7)]
-)
-def test_band_first_order(name, n, whole_groups, device, monkeypatch):
-    """With BAND_FIRST the sequence-order band runs first (computing D, writing every row and every key) and the stride
-    or summary part adds to it; the result matches the reference either way, and a summary part no longer needs its
-    dk, dv zero-filled."""
-    monkeypatch.setattr(plan_module, "BAND_FIRST", True)
-    monkeypatch.setattr(plan_module, "GROUP_BACKWARD", whole_groups)
-    p = sparse.pattern(**PATTERNS[name])
-    first = build_plan(p, n, 32).launches[0].segment
-    assert isinstance(first, BandSegment) and first.step == 1
-    zero_fills = []
-    real = launch._zeros
-    monkeypatch.setattr(launch, "_zeros", lambda *a, **kw: (zero_fills.append(a), real(*a, **kw))[1])
-    check_against_reference(p, (2, 3, n, 32), torch.float32, device, seed=n)
-    assert zero_fills == []
-
-
-def test_band_first_keeps_single_segment_and_default_orders():
-    strided = sparse.pattern("strided", local_attn_ctx=8)
-    fixed = sparse.pattern("fixed", local_attn_ctx=8, summary_ctx=2)
-    for p in (strided, fixed):
-        default = [launch.segment for launch in build_plan(p, 64, 32, band_first=False).launches]
-        swapped = [launch.segment for launch in build_plan(p, 64, 32, band_first=True).launches]
-        assert default == list(p.segments(64)) and swapped == default[::-1]
-    local = sparse.pattern("local", local_attn_ctx=8)
-    assert build_plan(local, 64, 32, band_first=True) == build_plan(local, 64, 32, band_first=False)
-
-
-def test_persistent_key_steps_cover_every_tile():
-    """The fixed key-tile count reaches every key any query tile of a window may attend, from its first key tile."""
-    for window in (1, 5, 96, 128, 256):
-        for t in [plan_module.Tiles(*shape, 4, 2) for shape in ((64, 32), (16, 16), (32, 64), (48, 32))]:
-            steps = plan_module.persistent_key_steps(window, t)
-            for tile in range(12):
-                lo = max(0, tile * t.block_m - window + 1) // t.block_n * t.block_n
-                assert lo + steps * t.block_n >= (tile + 1) * t.block_m, (window, t, tile)
-
-
 def test_which_segments_run_the_whole_group_backward():
     def plan(name, n=12288, fused=None, **kw):
         return build_plan(sparse.pattern(name, **kw), n, 64, False, fused_band_backward=fused)
