@@ -13,7 +13,9 @@ each for our kernels three times in the same process: `triton` (Triton's own lau
 own: the host path before sparse/kernels/fast_launch.py), `direct` (HEAD) and `fused` (direct launches with the
 band segments' backward in one kernel, sparse/kernels/plan.py's FUSED_BAND_BACKWARD), `table-warps` (direct
 launches, tiles shrunk to short groups keep the table's warps: plan.SMALL_TILE_WARPS off), `split-groups` (direct
-launches, groups that fit one tile run the split dq and dk/dv kernels: plan.GROUP_BACKWARD off). Files made at
+launches, groups that fit one tile run the split dq and dk/dv kernels: plan.GROUP_BACKWARD off) and `tma` (direct
+launches with plan.TMA_BAND_LOADS switched: the band kernels' tiles by tensor descriptor where HEAD loads them by
+pointer, or the reverse; the file's second line says which HEAD does). Files made at
 d424e0272e52 and b286b07c6346 also have `persistent` (windowed bands' forward in persistent programs) and
 `band-first` (the sequence-order band segment first), two experiments that lost and were removed. Files made at
 9c8a4c4b16df, where the one-kernel backward was the default, name its two-kernel backward `split` instead;
@@ -37,7 +39,7 @@ import sparse
 from benchmarks.host_breakdown import mean_us
 from sparse.kernels import fast_launch, launch, plan
 
-PATHS = ("triton", "direct", "fused", "table-warps", "split-groups")
+PATHS = ("triton", "direct", "fused", "table-warps", "split-groups", "tma")
 
 
 @contextlib.contextmanager
@@ -45,7 +47,8 @@ def launch_path(name: str):
     """ "direct": HEAD's launch path; "triton": kernel[grid] for every launch and D in a launch of its own
     (the host path before fast_launch); "fused": direct launches with the one-kernel band backward (plan.py's
     FUSED_BAND_BACKWARD on); "table-warps": direct launches, plan.SMALL_TILE_WARPS off; "split-groups": direct
-    launches, plan.GROUP_BACKWARD off; for same-process comparisons."""
+    launches, plan.GROUP_BACKWARD off; "tma": direct launches, plan.TMA_BAND_LOADS switched (band tiles by tensor
+    descriptor or by pointer, whichever HEAD does not); for same-process comparisons."""
     if name == "direct":
         yield
         return
@@ -57,6 +60,8 @@ def launch_path(name: str):
         plan.FUSED_BAND_BACKWARD = True
     elif name == "split-groups":
         plan.GROUP_BACKWARD = False
+    elif name == "tma":
+        tma_band_loads, plan.TMA_BAND_LOADS = plan.TMA_BAND_LOADS, not plan.TMA_BAND_LOADS
     else:
         small_tile_warps, plan.SMALL_TILE_WARPS = plan.SMALL_TILE_WARPS, None
     try:
@@ -65,6 +70,8 @@ def launch_path(name: str):
         fast_launch.DIRECT, launch.plan_for, plan.FUSED_BAND_BACKWARD, plan.GROUP_BACKWARD = True, original, False, True
         if name == "table-warps":
             plan.SMALL_TILE_WARPS = small_tile_warps
+        if name == "tma":
+            plan.TMA_BAND_LOADS = tma_band_loads
 
 
 def profile_case(spec: str, paths: tuple[str, ...] = PATHS, heads: int = 16, head_dim: int = 64) -> None:
@@ -128,5 +135,6 @@ if __name__ == "__main__":
         if unknown:
             sys.exit(f"unknown path(s) {unknown}; choose from {', '.join(PATHS)}")
     print(provenance_line())  # the report (results/tables/kernel_profiles.md) reads it
+    print(f"# HEAD's plan.TMA_BAND_LOADS: {plan.TMA_BAND_LOADS} (the `tma` path runs the other setting)")
     for spec in args:
         profile_case(spec, paths)

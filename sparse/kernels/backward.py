@@ -38,6 +38,7 @@ from sparse.kernels.geometry import (
     summary_offset,
     summary_positions,
     tile_allowed,
+    tma_rows,
 )
 
 
@@ -59,15 +60,16 @@ def _delta_kernel(O, DO, DELTA, stride_dz, stride_dh, stride_dn, n, H, HEAD_DIM:
 @triton.jit
 def _dq_step(
     start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group,
-    offset, hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2,
+    offset, hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, k_desc, v_desc, batch32, head,
     HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr,
     EXCLUDE_SELF: tl.constexpr, SAME_BLOCK: tl.constexpr, DOT_MODE: tl.constexpr, MASKED: tl.constexpr,
+    TMA: tl.constexpr,
 ):  # fmt: skip
     """One key tile [start, start + BLOCK_N) into dq; MASKED=False where every pair is allowed."""
     k_index = start + tl.arange(0, BLOCK_N)
     k, v, k_pos, k_block, k_valid = key_tile(
-        k_base, v_base, stride_kn, stride_vn, k_index, offset, hi, n, group, group_len, step, group_stride, l_block,
-        c_sum, HEAD_DIM, IS_SUMMARY,
+        k_base, v_base, stride_kn, stride_vn, start, k_index, offset, hi, n, group, group_len, step, group_stride,
+        l_block, c_sum, k_desc, v_desc, batch32, head, HEAD_DIM, IS_SUMMARY, TMA,
     )  # fmt: skip
     qk = mma(q, tl.trans(k), DOT_MODE) * scale_log2
     p = tl.math.exp2(qk - lse2[:, None])
@@ -85,10 +87,10 @@ def _dq_step(
 @triton.jit
 def _dkdv_step(
     start, dk, dv, k, v, q_base, do_base, O, LSE, DELTA, stride_qn, stride_dn, row_base, k_index, k_pos,
-    k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2,
-    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr,
+    k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, q_desc, do_desc, batch32,
+    head, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr,
     EXCLUDE_SELF: tl.constexpr, SAME_BLOCK: tl.constexpr, DOT_MODE: tl.constexpr, DELTA_FROM_O: tl.constexpr,
-    MASKED: tl.constexpr,
+    MASKED: tl.constexpr, TMA: tl.constexpr,
 ):  # fmt: skip
     """One query tile [start, start + BLOCK_M) into dk, dv; MASKED=False where every pair is allowed and every query
     exists."""
@@ -99,9 +101,13 @@ def _dkdv_step(
         q_valid = q_pos < n
     else:
         q_pos, q_valid = band_positions(group, q_index, n, group_len, step, group_stride)
-    q_off = q_pos.to(tl.int64)[:, None]
-    q = tl.load(q_base + q_off * stride_qn + dims[None, :], mask=q_valid[:, None], other=0.0)
-    do = tl.load(do_base + q_off * stride_dn + dims[None, :], mask=q_valid[:, None], other=0.0)
+    if TMA:
+        q = tma_rows(q_desc, batch32, head, group * group_stride + start)
+        do = tma_rows(do_desc, batch32, head, group * group_stride + start)
+    else:
+        q_off = q_pos.to(tl.int64)[:, None]
+        q = tl.load(q_base + q_off * stride_qn + dims[None, :], mask=q_valid[:, None], other=0.0)
+        do = tl.load(do_base + q_off * stride_dn + dims[None, :], mask=q_valid[:, None], other=0.0)
     lse2 = tl.load(LSE + row_base + q_pos, mask=q_valid, other=0.0)
     if DELTA_FROM_O:
         # D of rows other programs of this launch own, and may not have stored yet: recomputed from O (an L2 read
@@ -129,7 +135,7 @@ def _dkdv_step(
 
 @triton.jit
 def _dq_program(
-    pid, bh, Q, K, V, DO, O, LSE, DELTA, DQ,
+    pid, bh, Q, K, V, DO, O, LSE, DELTA, DQ, Q_DESC, K_DESC, V_DESC, DO_DESC,
     stride_qz, stride_qh, stride_qn,
     stride_kz, stride_kh, stride_kn,
     stride_vz, stride_vh, stride_vn,
@@ -139,8 +145,10 @@ def _dq_program(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, COMPUTE_DELTA: tl.constexpr,
+    TMA: tl.constexpr,
 ):  # fmt: skip
-    """dq of the BLOCK_M queries program `pid` owns, streaming their key tiles BLOCK_N at a time."""
+    """dq of the BLOCK_M queries program `pid` owns, streaming their key tiles BLOCK_N at a time (TMA: every tile by
+    tensor descriptor, band segments of step 1 only)."""
     tl.static_assert(not (COMPUTE_DELTA and HAS_PREV), "D is computed by the first segment's programs")
     batch = (bh // H).to(tl.int64)
     head = bh % H
@@ -170,9 +178,16 @@ def _dq_program(
             lo = 0
         offset = 0
 
-    q_off = q_pos.to(tl.int64)[:, None]
-    q = tl.load(Q + batch * stride_qz + head * stride_qh + q_off * stride_qn + dims[None, :], mask=q_valid[:, None])
-    do = tl.load(DO + batch * stride_dz + head * stride_dh + q_off * stride_dn + dims[None, :], mask=q_valid[:, None])
+    batch32 = bh // H
+    if TMA:
+        q = tma_rows(Q_DESC, batch32, head, group * group_stride + tile * BLOCK_M)
+        do = tma_rows(DO_DESC, batch32, head, group * group_stride + tile * BLOCK_M)
+    else:
+        q_off = q_pos.to(tl.int64)[:, None]
+        q_ptrs = Q + batch * stride_qz + head * stride_qh + q_off * stride_qn + dims[None, :]
+        do_ptrs = DO + batch * stride_dz + head * stride_dh + q_off * stride_dn + dims[None, :]
+        q = tl.load(q_ptrs, mask=q_valid[:, None])
+        do = tl.load(do_ptrs, mask=q_valid[:, None])
     row_base = bh.to(tl.int64) * n
     lse2 = tl.load(LSE + row_base + q_pos, mask=q_valid, other=0.0)
     if COMPUTE_DELTA:
@@ -194,21 +209,24 @@ def _dq_program(
         for start in range(lo, mid, BLOCK_N):
             dq = _dq_step(
                 start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group,
-                offset, hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, HEAD_DIM, BLOCK_N,
-                IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, False,
+                offset, hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, K_DESC, V_DESC,
+                batch32, head, HEAD_DIM, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, False,
+                TMA,
             )  # fmt: skip
         for start in range(mid, hi, BLOCK_N):
             dq = _dq_step(
                 start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group,
-                offset, hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, HEAD_DIM, BLOCK_N,
-                IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True,
+                offset, hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, K_DESC, V_DESC,
+                batch32, head, HEAD_DIM, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True,
+                TMA,
             )  # fmt: skip
     else:
         for start in range(lo, hi, BLOCK_N):
             dq = _dq_step(
                 start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group,
-                offset, hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, HEAD_DIM, BLOCK_N,
-                IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True,
+                offset, hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, K_DESC, V_DESC,
+                batch32, head, HEAD_DIM, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True,
+                TMA,
             )  # fmt: skip
 
     dq *= scale
@@ -220,7 +238,7 @@ def _dq_program(
 
 @triton.jit
 def _dkdv_program(
-    pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV,
+    pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC, K_DESC, V_DESC, DO_DESC,
     stride_qz, stride_qh, stride_qn,
     stride_kz, stride_kh, stride_kn,
     stride_vz, stride_vh, stride_vn,
@@ -230,8 +248,10 @@ def _dkdv_program(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, DELTA_FROM_O: tl.constexpr,
+    TMA: tl.constexpr,
 ):  # fmt: skip
-    """dk, dv of the BLOCK_N keys program `pid` owns, streaming the query tiles that attend them BLOCK_M at a time."""
+    """dk, dv of the BLOCK_N keys program `pid` owns, streaming the query tiles that attend them BLOCK_M at a time (TMA:
+    every tile by tensor descriptor, band segments of step 1 only)."""
     batch = (bh // H).to(tl.int64)
     head = bh % H
     dims = tl.arange(0, HEAD_DIM)
@@ -261,9 +281,16 @@ def _dkdv_program(
         else:
             hi = group_len
 
-    k_off = k_pos.to(tl.int64)[:, None]
-    k = tl.load(K + batch * stride_kz + head * stride_kh + k_off * stride_kn + dims[None, :], mask=k_valid[:, None])
-    v = tl.load(V + batch * stride_vz + head * stride_vh + k_off * stride_vn + dims[None, :], mask=k_valid[:, None])
+    batch32 = bh // H
+    if TMA:
+        k = tma_rows(K_DESC, batch32, head, group * group_stride + tile * BLOCK_N)
+        v = tma_rows(V_DESC, batch32, head, group * group_stride + tile * BLOCK_N)
+    else:
+        k_off = k_pos.to(tl.int64)[:, None]
+        k_ptrs = K + batch * stride_kz + head * stride_kh + k_off * stride_kn + dims[None, :]
+        v_ptrs = V + batch * stride_vz + head * stride_vh + k_off * stride_vn + dims[None, :]
+        k = tl.load(k_ptrs, mask=k_valid[:, None])
+        v = tl.load(v_ptrs, mask=k_valid[:, None])
     q_base = Q + batch * stride_qz + head * stride_qh
     do_base = DO + batch * stride_dz + head * stride_dh
     row_base = bh.to(tl.int64) * n
@@ -283,28 +310,32 @@ def _dkdv_program(
         for start in range(lo, mid, BLOCK_M):
             dk, dv = _dkdv_step(
                 start, dk, dv, k, v, q_base, do_base, O, LSE, DELTA, stride_qn, stride_dn, row_base, k_index, k_pos,
-                k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, HEAD_DIM,
-                BLOCK_M, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, DELTA_FROM_O, True,
+                k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, Q_DESC,
+                DO_DESC, batch32, head, HEAD_DIM, BLOCK_M, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE,
+                DELTA_FROM_O, True, TMA,
             )  # fmt: skip
         for start in range(mid, end, BLOCK_M):
             dk, dv = _dkdv_step(
                 start, dk, dv, k, v, q_base, do_base, O, LSE, DELTA, stride_qn, stride_dn, row_base, k_index, k_pos,
-                k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, HEAD_DIM,
-                BLOCK_M, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, DELTA_FROM_O, False,
+                k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, Q_DESC,
+                DO_DESC, batch32, head, HEAD_DIM, BLOCK_M, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE,
+                DELTA_FROM_O, False, TMA,
             )  # fmt: skip
         for start in range(end, hi, BLOCK_M):
             dk, dv = _dkdv_step(
                 start, dk, dv, k, v, q_base, do_base, O, LSE, DELTA, stride_qn, stride_dn, row_base, k_index, k_pos,
-                k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, HEAD_DIM,
-                BLOCK_M, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, DELTA_FROM_O, True,
+                k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, Q_DESC,
+                DO_DESC, batch32, head, HEAD_DIM, BLOCK_M, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE,
+                DELTA_FROM_O, True, TMA,
             )  # fmt: skip
     else:
         k_block = k_index  # unused by band segments
         for start in range(lo, hi, BLOCK_M):
             dk, dv = _dkdv_step(
                 start, dk, dv, k, v, q_base, do_base, O, LSE, DELTA, stride_qn, stride_dn, row_base, k_index, k_pos,
-                k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, HEAD_DIM,
-                BLOCK_M, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, DELTA_FROM_O, True,
+                k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, Q_DESC,
+                DO_DESC, batch32, head, HEAD_DIM, BLOCK_M, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE,
+                DELTA_FROM_O, True, TMA,
             )  # fmt: skip
 
     dk *= scale
@@ -318,7 +349,7 @@ def _dkdv_program(
 
 @triton.jit
 def _sparse_dq_kernel(
-    Q, K, V, DO, O, LSE, DELTA, DQ,
+    Q, K, V, DO, O, LSE, DELTA, DQ, Q_DESC, K_DESC, V_DESC, DO_DESC,
     stride_qz, stride_qh, stride_qn,
     stride_kz, stride_kh, stride_kn,
     stride_vz, stride_vh, stride_vn,
@@ -328,21 +359,23 @@ def _sparse_dq_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, COMPUTE_DELTA: tl.constexpr,
+    TMA: tl.constexpr,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
+    tl.static_assert(not (TMA and IS_SUMMARY), "tensor descriptors serve band segments of step 1 alone")
     _dq_program(
-        tl.program_id(0), tl.program_id(1), Q, K, V, DO, O, LSE, DELTA, DQ,
+        tl.program_id(0), tl.program_id(1), Q, K, V, DO, O, LSE, DELTA, DQ, Q_DESC, K_DESC, V_DESC, DO_DESC,
         stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
         stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
         n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
         HEAD_DIM, BLOCK_M, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV, DOT_MODE,
-        COMPUTE_DELTA,
+        COMPUTE_DELTA, TMA,
     )  # fmt: skip
 
 
 @triton.jit
 def _sparse_dkdv_kernel(
-    Q, K, V, DO, O, LSE, DELTA, DK, DV,
+    Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC, K_DESC, V_DESC, DO_DESC,
     stride_qz, stride_qh, stride_qn,
     stride_kz, stride_kh, stride_kn,
     stride_vz, stride_vh, stride_vn,
@@ -351,16 +384,17 @@ def _sparse_dkdv_kernel(
     step, group_stride, window, l_block, c_sum,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
-    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
+    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
+    tl.static_assert(not (TMA and IS_SUMMARY), "tensor descriptors serve band segments of step 1 alone")
     _dkdv_program(
-        tl.program_id(0), tl.program_id(1), Q, K, V, DO, O, LSE, DELTA, DK, DV,
+        tl.program_id(0), tl.program_id(1), Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC, K_DESC, V_DESC, DO_DESC,
         stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
         stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
         n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
         HEAD_DIM, BLOCK_M, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV, DOT_MODE,
-        False,
+        False, TMA,
     )  # fmt: skip
 
 
@@ -384,18 +418,20 @@ def _band_bwd_kernel(
     pid = tl.program_id(0)
     bh = tl.program_id(1)
     _dkdv_program(
-        pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV,
+        pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV, Q, K, V, DO,
         stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
         stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
         n, H, group_len, scale_log2, scale, step, group_stride, window, 1, 1,
         HEAD_DIM, CHUNK, BLOCK, False, HAS_WINDOW, EXCLUDE_SELF, False, False, HAS_PREV, DOT_MODE, DELTA_ON_THE_FLY,
+        False,
     )  # fmt: skip
     _dq_program(
-        pid, bh, Q, K, V, DO, O, LSE, DELTA, DQ,
+        pid, bh, Q, K, V, DO, O, LSE, DELTA, DQ, Q, K, V, DO,
         stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
         stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
         n, H, group_len, scale_log2, scale, step, group_stride, window, 1, 1,
         HEAD_DIM, BLOCK, CHUNK, False, HAS_WINDOW, EXCLUDE_SELF, False, False, HAS_PREV, DOT_MODE, DELTA_ON_THE_FLY,
+        False,
     )  # fmt: skip
 
 
@@ -411,8 +447,8 @@ def _group_key_step(
     cols = tl.arange(0, HEAD_DIM)[None, :]
     k_index = start + tl.arange(0, BLOCK_N)
     k, v, k_pos, _, k_valid = key_tile(
-        k_base, v_base, stride_kn, stride_vn, k_index, 0, group_len, n, group, group_len, step, group_stride, 1, 1,
-        HEAD_DIM, False,
+        k_base, v_base, stride_kn, stride_vn, start, k_index, 0, group_len, n, group, group_len, step, group_stride, 1,
+        1, k_base, v_base, 0, 0, HEAD_DIM, False, False,
     )  # fmt: skip
     allowed = tile_allowed(
         index, pos, valid, k_index, k_pos, k_index, k_valid, window, 1, False, HAS_WINDOW, EXCLUDE_SELF, False

@@ -10,21 +10,22 @@ and the paper-size Enwik8 step spent more host time in this op than in cuDNN's (
 How: the first call of each specialization goes through Triton (which compiles or loads the kernel) and the
 CompiledKernel it returns is kept; later calls with the same key call that kernel's launcher directly. The key
 holds everything Triton specializes a launch on, so a kept kernel is only reused where Triton would have
-picked the same one: each tensor's dtype and 16-byte alignment, each int's value (divisibility by 16,
-equality to 1 and the int width follow from it), each float's type, the constexprs and launch options (by
-name and value), the kernel and the device.
+picked the same one: each tensor's dtype and 16-byte alignment, each tensor descriptor's dtype and block shape,
+each int's value (divisibility by 16, equality to 1 and the int width follow from it), each float's type, the
+constexprs and launch options (by name and value), the kernel and the device.
 
-Contract: `args` are the kernel's leading parameters in signature order (tensors, ints, floats; the first a
-tensor); `options` hold every remaining parameter by name (the constexprs) plus Triton's launch options (num_warps,
-num_stages). The direct path is skipped, and Triton's own path taken, under the interpreter
-(TRITON_INTERPRET=1), for tensors off the GPU, and whenever a launch hook is installed (profilers such as
-proton install one).
+Contract: `args` are the kernel's leading parameters in signature order (tensors, tensor descriptors, ints,
+floats; the first a tensor); `options` hold every remaining parameter by name (the constexprs) plus Triton's
+launch options (num_warps, num_stages). The direct path is skipped, and Triton's own path taken, under the
+interpreter (TRITON_INTERPRET=1), for tensors off the GPU, and whenever a launch hook is installed (profilers
+such as proton install one).
 """
 
 from __future__ import annotations
 
 import torch
 import triton
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 from sparse.kernels.plan import interpreting
 
@@ -38,6 +39,8 @@ def _spec(arg):
     """What Triton specializes a launch on, for one argument."""
     if isinstance(arg, torch.Tensor):
         return arg.dtype, arg.data_ptr() % 16 == 0
+    if isinstance(arg, TensorDescriptor):
+        return TensorDescriptor, arg.base.dtype, tuple(arg.block_shape)  # what Triton's signature holds of one
     if isinstance(arg, float):
         return float  # floats are never specialized on their value
     return arg  # ints (and bools, None): their value decides divisibility, == 1 and width

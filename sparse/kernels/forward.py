@@ -25,6 +25,7 @@ from sparse.kernels.geometry import (
     summary_key_end,
     summary_offset,
     tile_allowed,
+    tma_rows,
 )
 
 
@@ -32,15 +33,16 @@ from sparse.kernels.geometry import (
 def _fwd_step(
     start, m_i, l_i, acc,
     q, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group, offset, hi, n, group_len, step,
-    group_stride, window, l_block, c_sum, scale_log2,
+    group_stride, window, l_block, c_sum, scale_log2, k_desc, v_desc, batch32, head,
     HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr,
     EXCLUDE_SELF: tl.constexpr, SAME_BLOCK: tl.constexpr, DOT_MODE: tl.constexpr, MASKED: tl.constexpr,
+    TMA: tl.constexpr,
 ):  # fmt: skip
     """One key tile [start, start + BLOCK_N) into the running (m, l, acc); MASKED=False where every pair is allowed."""
     k_index = start + tl.arange(0, BLOCK_N)
     k, v, k_pos, k_block, k_valid = key_tile(
-        k_base, v_base, stride_kn, stride_vn, k_index, offset, hi, n, group, group_len, step, group_stride, l_block,
-        c_sum, HEAD_DIM, IS_SUMMARY,
+        k_base, v_base, stride_kn, stride_vn, start, k_index, offset, hi, n, group, group_len, step, group_stride,
+        l_block, c_sum, k_desc, v_desc, batch32, head, HEAD_DIM, IS_SUMMARY, TMA,
     )  # fmt: skip
     qk = mma(q, tl.trans(k), DOT_MODE)
     if MASKED:
@@ -63,7 +65,7 @@ def _fwd_step(
 
 @triton.jit
 def _fwd_program(
-    pid, bh, Q, K, V, O, LSE, O_PREV, LSE_PREV,
+    pid, bh, Q, K, V, O, LSE, O_PREV, LSE_PREV, Q_DESC, K_DESC, V_DESC,
     stride_qz, stride_qh, stride_qn,
     stride_kz, stride_kh, stride_kn,
     stride_vz, stride_vh, stride_vn,
@@ -71,9 +73,10 @@ def _fwd_program(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     step, group_stride, window, l_block, c_sum,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
-    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
+    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr,
 ):  # fmt: skip
-    """The BLOCK_M queries of tile `pid` of batch x head `bh`, streaming the key tiles their segment allows."""
+    """The BLOCK_M queries of tile `pid` of batch x head `bh`, streaming the key tiles their segment allows. TMA: q, k
+    and v come by tensor descriptor (band segments of step 1 only, geometry.tma_rows)."""
     batch = (bh // H).to(tl.int64)
     head = bh % H
     dims = tl.arange(0, HEAD_DIM)
@@ -101,8 +104,12 @@ def _fwd_program(
             lo = 0
         offset = 0
 
-    q_ptrs = Q + batch * stride_qz + head * stride_qh + q_pos.to(tl.int64)[:, None] * stride_qn + dims[None, :]
-    q = tl.load(q_ptrs, mask=q_valid[:, None], other=0.0)
+    batch32 = bh // H
+    if TMA:
+        q = tma_rows(Q_DESC, batch32, head, group * group_stride + tile * BLOCK_M)
+    else:
+        q_ptrs = Q + batch * stride_qz + head * stride_qh + q_pos.to(tl.int64)[:, None] * stride_qn + dims[None, :]
+        q = tl.load(q_ptrs, mask=q_valid[:, None], other=0.0)
     k_base = K + batch * stride_kz + head * stride_kh
     v_base = V + batch * stride_vz + head * stride_vh
     row_base = bh.to(tl.int64) * n
@@ -125,21 +132,21 @@ def _fwd_program(
         for start in range(lo, mid, BLOCK_N):
             m_i, l_i, acc = _fwd_step(
                 start, m_i, l_i, acc, q, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group, offset,
-                hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, HEAD_DIM, BLOCK_N,
-                IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, False,
+                hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, K_DESC, V_DESC, batch32, head,
+                HEAD_DIM, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, False, TMA,
             )  # fmt: skip
         for start in range(mid, hi, BLOCK_N):
             m_i, l_i, acc = _fwd_step(
                 start, m_i, l_i, acc, q, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group, offset,
-                hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, HEAD_DIM, BLOCK_N,
-                IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True,
+                hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, K_DESC, V_DESC, batch32, head,
+                HEAD_DIM, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True, TMA,
             )  # fmt: skip
     else:
         for start in range(lo, hi, BLOCK_N):
             m_i, l_i, acc = _fwd_step(
                 start, m_i, l_i, acc, q, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group, offset,
-                hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, HEAD_DIM, BLOCK_N,
-                IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True,
+                hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, K_DESC, V_DESC, batch32, head,
+                HEAD_DIM, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True, TMA,
             )  # fmt: skip
 
     empty = l_i == 0.0
@@ -152,7 +159,7 @@ def _fwd_program(
 
 @triton.jit
 def _sparse_fwd_kernel(
-    Q, K, V, O, LSE, O_PREV, LSE_PREV,
+    Q, K, V, O, LSE, O_PREV, LSE_PREV, Q_DESC, K_DESC, V_DESC,
     stride_qz, stride_qh, stride_qn,
     stride_kz, stride_kh, stride_kn,
     stride_vz, stride_vh, stride_vn,
@@ -160,13 +167,14 @@ def _sparse_fwd_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     step, group_stride, window, l_block, c_sum,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
-    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
+    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr,
 ):  # fmt: skip
+    tl.static_assert(not TMA or (not IS_SUMMARY), "tensor descriptors serve band segments of step 1 alone")
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert(HEAD_DIM == 32 or HEAD_DIM == 64 or HEAD_DIM == 128, "head dim must be 32, 64 or 128")
     _fwd_program(
-        tl.program_id(0), tl.program_id(1), Q, K, V, O, LSE, O_PREV, LSE_PREV,
+        tl.program_id(0), tl.program_id(1), Q, K, V, O, LSE, O_PREV, LSE_PREV, Q_DESC, K_DESC, V_DESC,
         stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn, stride_vz, stride_vh, stride_vn,
         n, H, group_len, tiles_per_group, scale_log2, HEAD_DIM, BLOCK_M, BLOCK_N, step, group_stride, window,
-        l_block, c_sum, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV, DOT_MODE,
+        l_block, c_sum, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV, DOT_MODE, TMA,
     )  # fmt: skip

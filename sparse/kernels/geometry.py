@@ -83,12 +83,23 @@ def summary_key_end(last_query, l_block, c_sum, SAME_BLOCK: tl.constexpr):
 
 
 @triton.jit
+def tma_rows(desc, batch, head, first):
+    """Rows [first, first + BLOCK) of one (batch, head) of a [B, H, n, D] tensor descriptor, as [BLOCK, D]:
+    one asynchronous copy by Hopper's tensor memory accelerator, which needs no per-row address registers or masks
+    and fills rows past n with zeros. For rows that are contiguous in the sequence (band segments of step 1); rows
+    past a group's end but before n are real rows, which the callers' masks drop as they drop any other."""
+    tile = desc.load([batch, head, first, 0])
+    return tile.reshape(tile.shape[2], tile.shape[3])
+
+
+@triton.jit
 def key_tile(
-    k_base, v_base, stride_kn, stride_vn, k_index, offset, hi, n, group, group_len, step, group_stride, l_block, c_sum,
-    HEAD_DIM: tl.constexpr, IS_SUMMARY: tl.constexpr,
+    k_base, v_base, stride_kn, stride_vn, start, k_index, offset, hi, n, group, group_len, step, group_stride, l_block,
+    c_sum, k_desc, v_desc, batch, head, HEAD_DIM: tl.constexpr, IS_SUMMARY: tl.constexpr, TMA: tl.constexpr,
 ):  # fmt: skip
-    """The k and v rows of in-segment keys `k_index` (zeros where a key does not exist), with the keys' sequence
-    positions, summary blocks (band segments: unused) and existence. Summary keys from `hi` on do not exist."""
+    """The k and v rows of in-segment keys `k_index` = start + arange (zeros where a key does not exist; with TMA, a
+    band of step 1, by descriptor: see `tma_rows`), with the keys' sequence positions, summary blocks (band segments:
+    unused) and existence. Summary keys from `hi` on do not exist."""
     dims = tl.arange(0, HEAD_DIM)
     if IS_SUMMARY:
         k_pos, k_block, k_valid = summary_positions(k_index, offset, n, l_block, c_sum)
@@ -96,9 +107,13 @@ def key_tile(
     else:
         k_pos, k_valid = band_positions(group, k_index, n, group_len, step, group_stride)
         k_block = k_index
-    k_off = k_pos.to(tl.int64)[:, None]
-    k = tl.load(k_base + k_off * stride_kn + dims[None, :], mask=k_valid[:, None], other=0.0)
-    v = tl.load(v_base + k_off * stride_vn + dims[None, :], mask=k_valid[:, None], other=0.0)
+    if TMA:
+        k = tma_rows(k_desc, batch, head, group * group_stride + start)
+        v = tma_rows(v_desc, batch, head, group * group_stride + start)
+    else:
+        k_off = k_pos.to(tl.int64)[:, None]
+        k = tl.load(k_base + k_off * stride_kn + dims[None, :], mask=k_valid[:, None], other=0.0)
+        v = tl.load(v_base + k_off * stride_vn + dims[None, :], mask=k_valid[:, None], other=0.0)
     return k, v, k_pos, k_block, k_valid
 
 

@@ -15,6 +15,7 @@ import functools
 import math
 
 import torch
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 from sparse.kernels.backward import (
     _band_bwd_kernel,
@@ -26,7 +27,7 @@ from sparse.kernels.backward import (
 from sparse.kernels.fast_launch import launch as _launch
 from sparse.kernels.forward import _sparse_fwd_kernel
 from sparse.kernels.geometry import DOT_IEEE_FP32, DOT_NATIVE, DOT_UPCAST
-from sparse.kernels.plan import Plan, SegmentLaunch, build_plan, interpreting
+from sparse.kernels.plan import Plan, SegmentLaunch, Tiles, build_plan, interpreting
 from sparse.patterns import Pattern, SummarySegment
 
 LOG2_E = 1.4426950408889634
@@ -72,6 +73,23 @@ def _strides(t: torch.Tensor) -> tuple[int, int, int]:
     return t.stride(0), t.stride(1), t.stride(2)
 
 
+def _row_tiles(launch: SegmentLaunch, t: Tiles, q, k, v, do=None) -> tuple:
+    """What the kernels' descriptor parameters get: for a segment that loads by TMA (launch.tma) and tensors that a
+    descriptor can address (16-byte aligned base and strides), [B, H, n, D] descriptors of q and dO with blocks of
+    t.block_m rows and of k and v with t.block_n rows, and True; else the tensors themselves (unused) and False."""
+    tensors = (q, k, v) if do is None else (q, k, v, do)
+    if not launch.tma or not all(_tma_addressable(x) for x in tensors):
+        return tensors, False
+    rows = (t.block_m, t.block_n, t.block_n, t.block_m)
+    return tuple(
+        TensorDescriptor(x, list(x.shape), list(x.stride()), [1, 1, r, x.shape[3]]) for x, r in zip(tensors, rows)
+    ), True
+
+
+def _tma_addressable(t: torch.Tensor) -> bool:
+    return t.data_ptr() % 16 == 0 and all(s * t.element_size() % 16 == 0 for s in t.stride()[:-1])
+
+
 def plan_for(q: torch.Tensor, pattern: Pattern) -> Plan:
     return build_plan(pattern, q.shape[2], q.shape[3])
 
@@ -86,13 +104,14 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
     for index, launch in enumerate(plan.launches):
         t = launch.fwd
         geometry = _geometry(launch)
+        descriptors, tma = _row_tiles(launch, t, q, k, v)
         _launch(
             _sparse_fwd_kernel, (launch.fwd_programs, batch * heads),
-            q, k, v, out, lse2, out, lse2,
+            q, k, v, out, lse2, out, lse2, *descriptors,
             *strides,
             n, heads, launch.group_len, math.ceil(launch.group_len / t.block_m), scale * LOG2_E,
             HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
-            DOT_MODE=_dot_mode(q.dtype), **t.launch_options,
+            DOT_MODE=_dot_mode(q.dtype), TMA=tma, **t.launch_options,
             **geometry,
         )  # fmt: skip
     return out, lse2
@@ -142,18 +161,20 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                 )  # fmt: skip
             continue
         t = launch.dq
+        descriptors, tma = _row_tiles(launch, t, q, k, v, do)
         _launch(
             _sparse_dq_kernel, (launch.dq_programs, batch * heads),
-            q, k, v, do, out, lse2, delta, dq, *strides, *scalars,
+            q, k, v, do, out, lse2, delta, dq, *descriptors, *strides, *scalars,
             HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode,
-            COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq",
+            COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq", TMA=tma,
             **t.launch_options, **geometry,
         )  # fmt: skip
         t = launch.dkdv
+        descriptors, tma = _row_tiles(launch, t, q, k, v, do)
         _launch(
             _sparse_dkdv_kernel, (launch.dkdv_programs, batch * heads),
-            q, k, v, do, out, lse2, delta, dk, dv, *strides, *scalars,
-            HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode,
+            q, k, v, do, out, lse2, delta, dk, dv, *descriptors, *strides, *scalars,
+            HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode, TMA=tma,
             **t.launch_options, **geometry,
         )  # fmt: skip
     return dq, dk, dv

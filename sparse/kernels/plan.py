@@ -112,6 +112,11 @@ ONE_STEP_ROWS = 64
 INTERPRETER_ONE_STEP_ROWS = 16
 FUSED_BAND_BACKWARD = False
 GROUP_BACKWARD = True
+# Band segments of step 1 (strided's local band, fixed's local blocks) load their q, k, v and dO tiles in the forward,
+# dq and dk/dv kernels through tensor descriptors (Hopper's TMA; geometry.tma_rows): their rows are contiguous in
+# the sequence, so a tile is one asynchronous bulk copy with no per-row address registers or masks. The launcher uses
+# them where the tensors allow (16-byte aligned base and strides), else pointer loads. Off until measured.
+TMA_BAND_LOADS = False
 # D = rowsum(dO * O) is recomputed per query tile by the one-kernel backward's dk/dv programs only where each key
 # tile sees a bounded number of query tiles: a window, or groups of at most this many rows.
 DELTA_ON_THE_FLY_MAX_ROWS = 256
@@ -156,6 +161,7 @@ class SegmentLaunch:
     bwd: Tiles | None = None
     bwd_programs: int = 0
     group_bwd: Tiles | None = None  # set when each group fits one query tile: one program per group (BLOCK, BLOCK_N)
+    tma: bool = False  # the forward, dq and dk/dv kernels load tiles by tensor descriptor (TMA_BAND_LOADS)
 
 
 @dataclass(frozen=True)
@@ -261,20 +267,29 @@ def build_plan(
     interpret: bool | None = None,
     fused_band_backward: bool | None = None,
     group_backward: bool | None = None,
+    tma_band_loads: bool | None = None,
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
-    environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, SMALL_TILE_WARPS), resolved before the cache lookup
-    so that changing them counts. The one-kernel band backward, when on, takes every band segment, short groups
-    too."""
+    environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, SMALL_TILE_WARPS), resolved before the
+    cache lookup so that changing them counts. The one-kernel band backward, when on, takes every band segment,
+    short groups too."""
     interpret = interpreting() if interpret is None else interpret
     fused = FUSED_BAND_BACKWARD if fused_band_backward is None else fused_band_backward
     whole_groups = GROUP_BACKWARD if group_backward is None else group_backward
-    return _cached_plan(pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS)
+    tma = TMA_BAND_LOADS if tma_band_loads is None else tma_band_loads
+    return _cached_plan(pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS, tma)
 
 
 @functools.lru_cache(maxsize=256)
 def _cached_plan(
-    pattern: Pattern, n: int, head_dim: int, interpret: bool, fused: bool, whole_groups: bool, small_warps: int | None
+    pattern: Pattern,
+    n: int,
+    head_dim: int,
+    interpret: bool,
+    fused: bool,
+    whole_groups: bool,
+    small_warps: int | None,
+    tma: bool,
 ) -> Plan:
     launches = []
     segments = pattern.segments(n)
@@ -300,6 +315,7 @@ def _cached_plan(
                     bwd=bwd,
                     bwd_programs=seg.num_groups * math.ceil(group_len / bwd.block_m) if bwd else 0,
                     group_bwd=group_bwd,
+                    tma=tma and seg.step == 1,
                 )
             )
         else:

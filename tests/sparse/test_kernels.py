@@ -168,6 +168,40 @@ def test_whole_group_backward_with_a_32_row_tile(device):
     check_against_reference(p, (1, 2, 61, 32), torch.float32, device, seed=61)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    "name, n", [("strided", 37), ("strided-local", 37), ("local", 7), ("fixed", 37), ("fixed-local", 37), ("all", 37)]
+)
+def test_tma_band_loads(name, n, dtype, device, monkeypatch):
+    """With TMA_BAND_LOADS the band segments of step 1 load q, k, v, dO by tensor descriptor in the forward, dq and
+    dk/dv kernels (rows past n come as zeros, rows past a group's end as real rows the masks drop): the same results.
+    Odd n, so that the last tiles hang over the end of each head's rows."""
+    monkeypatch.setattr(plan_module, "TMA_BAND_LOADS", True)
+    launched = []
+    real = launch._launch
+    monkeypatch.setattr(
+        launch, "_launch", lambda kernel, *a, **kw: (launched.append(kw.get("TMA")), real(kernel, *a, **kw))[1]
+    )
+    check_against_reference(sparse.pattern(**PATTERNS[name]), (2, 3, n, 32), dtype, device, seed=n)
+    assert True in launched
+
+
+def test_tma_needs_addressable_tensors(device, monkeypatch):
+    """A tensor a descriptor cannot address (a row stride of 40 bytes) takes the pointer loads, with the same result."""
+    monkeypatch.setattr(plan_module, "TMA_BAND_LOADS", True)
+    launched = []
+    real = launch._launch
+    monkeypatch.setattr(
+        launch, "_launch", lambda kernel, *a, **kw: (launched.append(kw.get("TMA")), real(kernel, *a, **kw))[1]
+    )
+    p = sparse.pattern("strided", local_attn_ctx=5)
+    q, k, v = (torch.randn(1, 2, 20, 42, device=device)[..., :32].requires_grad_() for _ in range(3))  # 168-byte rows
+    check = sparse.attention(q, k, v, p, backend="triton")
+    assert True not in launched
+    monkeypatch.setattr(plan_module, "TMA_BAND_LOADS", False)
+    torch.testing.assert_close(check, sparse.attention(q, k, v, p, backend="triton"), rtol=0, atol=0)
+
+
 def test_which_segments_run_the_whole_group_backward():
     def plan(name, n=12288, fused=None, **kw):
         return build_plan(sparse.pattern(name, **kw), n, 64, False, fused_band_backward=fused)
