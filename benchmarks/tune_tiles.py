@@ -5,6 +5,7 @@ benchmarks/KERNEL_NOTES.md (the space searched is declared here, as data).
     python -m benchmarks.tune_tiles                    # on a GPU; about 3 minutes
     python -m benchmarks.tune_tiles --kinds dkdv_summary   # one pass only
     python -m benchmarks.tune_tiles --head-dim 128         # the CIFAR-10 models' shape (2 heads of 128)
+    python -m benchmarks.tune_tiles --kinds fwd --cases strided:3072   # the cases of that mode and n only
 """
 
 from __future__ import annotations
@@ -92,14 +93,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--head-dim", type=int, default=64, choices=sorted(CASES), help="head dim whose tiles to search"
     )
+    parser.add_argument("--cases", help="comma-separated mode:n of the head dim's cases to search (default: all)")
     args = parser.parse_args(argv)
     kinds = args.kinds.split(",")
+    cases = CASES[args.head_dim]
+    if args.cases:
+        wanted = set(args.cases.split(","))
+        known = {f"{mode}:{n}" for mode, n, *_ in cases}
+        if wanted - known:
+            parser.error(f"unknown case(s) {sorted(wanted - known)}; choose from {sorted(known)}")
+        cases = [case for case in cases if f"{case[0]}:{case[1]}" in wanted]
     unknown = sorted(set(kinds) - set(SPACE))
     if unknown:
         parser.error(f"unknown kind(s) {unknown}; choose from {list(SPACE)}")
     default = dict(plan_module.TILE_TABLE)
     print(provenance_line(), flush=True)  # a saved printout carries its card and commit
-    for mode, n, batch, heads, l, c in CASES[args.head_dim]:
+    for mode, n, batch, heads, l, c in cases:
         for kind in kinds:
             if kind.endswith("_summary") and c is None:  # patterns without a summary part never use them
                 continue

@@ -186,6 +186,13 @@ def test_tma_band_loads(name, n, dtype, device, monkeypatch):
     assert True in launched
 
 
+def test_tma_band_loads_on_a_transposed_layout(device, monkeypatch):
+    """q, k, v laid out [B, n, H, D] and viewed as [B, H, n, D] (a fused projection's layout): the [B, H, n, D]
+    descriptors take any 16-byte strides."""
+    monkeypatch.setattr(plan_module, "TMA_BAND_LOADS", True)
+    check_against_reference(sparse.pattern(**PATTERNS["strided"]), (2, 3, 37, 32), torch.float32, device, 7, False)
+
+
 def test_tma_needs_addressable_tensors(device, monkeypatch):
     """A tensor a descriptor cannot address (a row stride of 40 bytes) takes the pointer loads, with the same result."""
     monkeypatch.setattr(plan_module, "TMA_BAND_LOADS", True)
@@ -443,3 +450,28 @@ def test_gpu_whole_group_backward(case, dtype):
     p = sparse.pattern(mode, **kw)
     assert any(s.group_bwd is not None and s.group_bwd.block_m == block for s in build_plan(p, n, head_dim).launches)
     check_against_reference(p, (1, 2, n, head_dim), dtype, "cuda", seed=n)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize(
+    "name, kw, n, head_dim",
+    [
+        ("strided", dict(local_attn_ctx=96), 3072, 64),  # issue 7's 3,072 case, batch 2
+        ("strided", dict(local_attn_ctx=128), 4099, 64),  # tiles hang over n
+        ("fixed", dict(local_attn_ctx=128, summary_ctx=32), 4099, 64),  # the local blocks' forward
+        ("local", dict(local_attn_ctx=100), 1000, 128),  # head dim 128: 256-byte rows
+    ],
+    ids=["strided-3072", "strided-4099", "fixed-4099", "local-d128"],
+)
+def test_gpu_tma_band_loads(name, kw, n, head_dim, dtype, monkeypatch):
+    """The band kernels with tiles loaded by tensor descriptor (TMA_BAND_LOADS on), compiled for the GPU, against the
+    reference."""
+    monkeypatch.setattr(plan_module, "TMA_BAND_LOADS", True)
+    launched = []
+    real = launch._launch
+    monkeypatch.setattr(
+        launch, "_launch", lambda kernel, *a, **kw: (launched.append(kw.get("TMA")), real(kernel, *a, **kw))[1]
+    )
+    check_against_reference(sparse.pattern(name, **kw), (2, 2, n, head_dim), dtype, "cuda", seed=n)
+    assert True in launched
