@@ -681,7 +681,9 @@ def table_kernel_profiles(results: Results) -> str:
         "`split-groups` = direct launches with groups that fit one tile running the split dq and dk/dv kernels "
         "instead of the whole-group backward (from the commit that added it on, the `direct` path runs it), "
         "`persistent` = direct launches with windowed bands' forward in persistent programs; "
-        "`band-first` = direct launches with the sequence-order band segment first. "
+        "`band-first` = direct launches with the sequence-order band segment first; "
+        "`direct, descriptors on|off` and `tma, descriptors on|off` = direct launches with the band kernels' tiles "
+        "loaded by tensor descriptor (TMA) or by pointer, as the file's second line records for HEAD. "
         "The card is the file's `# gpu:` line, or for files "
         "made before that line existed, results/profiles/README.md.\n"
     )
@@ -692,6 +694,7 @@ def table_kernel_profiles(results: Results) -> str:
         card = next(
             (line[len("# gpu: ") :].split(";")[0] for line in text.splitlines() if line.startswith("# gpu: ")), ""
         )
+        tma_at_head = re.search(r"^# HEAD's plan.TMA_BAND_LOADS: (True|False)", text, re.MULTILINE)
         for line in text.splitlines():
             match = _PROFILE_LINE.match(line.strip())
             if not match:
@@ -699,6 +702,9 @@ def table_kernel_profiles(results: Results) -> str:
             m = match.groupdict()
             graph, host = float(m["graph"]), float(m["host"])
             path = (m["path"] or "triton") if m["backend"] == "triton" else ""  # files before the A/B: triton's path
+            if tma_at_head and path in ("direct", "tma"):
+                on = (tma_at_head.group(1) == "True") == (path == "direct")
+                path += f", descriptors {'on' if on else 'off'}"
             rows.append([
                 m["case"], m["backend"], path, m["pass"].replace("_", "+"),
                 m["eager"], m["graph"], m["host"], "host" if host > graph else "GPU", card or "see README", name,

@@ -369,3 +369,18 @@ def test_step_gpu_table_reads_profiled_steps_and_bounds_the_step_ratio(tmp_path)
     empty = tmp_path / "empty"
     empty.mkdir()
     assert plot_step_gpu(load(empty), empty / "plots") == []  # nothing profiled: no figure
+
+
+def test_kernel_profiles_name_the_descriptor_setting_of_each_path(results):
+    """A file that records HEAD's TMA_BAND_LOADS names which of `direct` and `tma` loaded by descriptor."""
+    folder = results / "profiles"
+    folder.mkdir()
+    (folder / "profile_kernels-def.txt").write_text(
+        "# gpu: H200; torch 2.11; triton 3.6; commit def; 2025-01-01T00:00:00Z\n"
+        "# HEAD's plan.TMA_BAND_LOADS: True (the `tma` path runs the other setting)\n"
+        "strided:3072:8:96 triton (direct launches) fwd: eager 0.2 ms, graph 0.15 ms, host 0.1 ms\n"
+        "strided:3072:8:96 triton (tma launches) fwd: eager 0.2 ms, graph 0.16 ms, host 0.1 ms\n"
+    )
+    report(results, patterns=False)
+    table = (results / "tables" / "kernel_profiles.md").read_text()
+    assert "| triton | direct, descriptors on | fwd |" in table and "| triton | tma, descriptors off | fwd |" in table
