@@ -24,15 +24,17 @@ from sparse.kernels import plan as plan_module
 # The 8-warp entries are head dim 128's starting points (the tutorial's); larger tiles that do not fit in shared
 # memory at head dim 128 fail to compile and are reported as failed.
 SPACE = {
+    # The last two of fwd, dq and dk/dv: the table's tiles with deeper pipelines, which tiles loaded by tensor
+    # descriptor (plan.TMA_BAND_LOADS) hold in shared memory rather than in registers.
     "fwd": [(64, 64, 4, 3, 168), (64, 64, 4, 3, 128), (64, 32, 4, 2, 168), (32, 64, 4, 2, 168),
             (128, 64, 4, 3), (64, 64, 4, 3), (128, 32, 4, 3), (64, 32, 4, 2), (128, 128, 8, 3), (64, 128, 4, 3),
-            (128, 64, 8, 3), (64, 64, 8, 2)],
+            (128, 64, 8, 3), (64, 64, 8, 2), (64, 32, 4, 3), (64, 32, 4, 4)],
     "dq": [(64, 32, 4, 2, 168), (64, 32, 4, 2, 128), (32, 32, 4, 2, 128),
            (128, 32, 4, 3), (64, 32, 4, 2), (64, 64, 4, 3), (128, 64, 8, 3), (32, 64, 4, 2), (128, 32, 8, 2),
-           (64, 64, 8, 2)],
+           (64, 64, 8, 2), (64, 32, 4, 3), (64, 32, 4, 4)],
     "dkdv": [(32, 64, 4, 2, 168), (32, 64, 4, 2, 128), (32, 32, 4, 2, 128),
              (32, 128, 4, 3), (64, 64, 4, 3), (32, 64, 4, 2), (64, 128, 8, 3), (16, 64, 4, 2), (32, 128, 8, 2),
-             (64, 64, 8, 2)],
+             (64, 64, 8, 2), (32, 64, 4, 3, 128), (32, 64, 4, 4, 128)],
     # The band segments' one-kernel backward: (BLOCK owned keys = owned queries, CHUNK streamed, warps, stages).
     "bwd": [(64, 32, 4, 2), (64, 32, 4, 3), (128, 32, 4, 3), (128, 32, 8, 3), (64, 64, 4, 3), (128, 64, 8, 3),
             (32, 32, 4, 2), (64, 16, 4, 2)],
