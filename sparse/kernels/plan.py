@@ -49,10 +49,13 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     ("fwd", 64): (64, 32, 4, 2),
     ("fwd", 128): (64, 32, 4, 2),  # strided CUDA-graph fwd 0.042 ms vs 0.067 for (128, 64, 8, 3)
     ("dq", 32): (64, 32, 4, 2),
-    ("dq", 64): (64, 32, 4, 2),
+    # Head dim 64 dq and dk/dv: one pipeline stage more once tiles come by tensor descriptor (TMA_BAND_LOADS), which
+    # holds them in shared memory, not registers: strided 3,072 x 8 fwd+bwd 0.516 / 0.513 ms against 0.525 / 0.524
+    # with 2 stages, each searched alone (results/profiles/tune_tiles-stages-fb5b7bc71774.txt).
+    ("dq", 64): (64, 32, 4, 3),
     ("dq", 128): (64, 32, 4, 2),  # fwd+bwd: strided 0.235 ms vs 0.261, fixed 0.394 vs 0.428
     ("dkdv", 32): (32, 64, 4, 2),
-    ("dkdv", 64): (32, 64, 4, 2, 128),
+    ("dkdv", 64): (32, 64, 4, 3, 128),
     ("dkdv", 128): (32, 64, 4, 2),  # fwd+bwd: strided 0.228 ms vs 0.261, fixed 0.419 vs 0.425
     # The summary part's forward and dq: programs own sequence-order query tiles and stream the compact summary
     # keys, a dense-like loop of up to n / l * c keys, unlike the band's one or two tiles. Head dim 64: the
