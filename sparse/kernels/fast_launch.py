@@ -19,6 +19,12 @@ floats; the first a tensor); `options` hold every remaining parameter by name (t
 launch options (num_warps, num_stages). The direct path is skipped, and Triton's own path taken, under the
 interpreter (TRITON_INTERPRET=1), for tensors off the GPU, and whenever a launch hook is installed (profilers
 such as proton install one).
+
+Tensor descriptors: Triton's CUDA launcher encodes each host tensor descriptor into a CUtensorMap at every launch
+(triton/backends/nvidia/driver.py's make_tensordesc_arg). The band kernels pass four per launch, the same ones
+call after call, so `keep_encoded_descriptors` (run at import) wraps that function with a bounded cache keyed on
+everything the encoding reads (address, shape, strides, padding, and the compiled kernel's descriptor metadata by
+identity). Its result holds no tensor, so the cache keeps no memory alive.
 """
 
 from __future__ import annotations
@@ -82,6 +88,44 @@ def launch(kernel, grid: tuple[int, ...], *args, **options) -> None:
 
 
 def clear_cache() -> None:
-    """Forget the kept kernels (tests; or after changing Triton's knobs)."""
+    """Forget the kept kernels and encoded descriptors (tests; or after changing Triton's knobs)."""
     _compiled.clear()
     _trailing_names.clear()
+    _encoded.clear()
+
+
+_encoded: dict[tuple, tuple[object, list]] = {}
+
+
+def _keeping_encoded(encode):
+    """`encode` (make_tensordesc_arg's signature) with its results kept per descriptor and kernel metadata. Without
+    metadata Triton passes the descriptor's tensor itself through, so those calls are not kept."""
+
+    def make_tensordesc_arg(arg, metadata):
+        if metadata is None:
+            return encode(arg, metadata)
+        key = (arg.base.data_ptr(), tuple(arg.shape), tuple(arg.strides), arg.padding, id(metadata))
+        hit = _encoded.get(key)
+        if hit is not None and hit[0] is metadata:  # `is`: an id may be reused once a kernel is gone
+            return hit[1]
+        if len(_encoded) >= _MAX_ENTRIES:
+            _encoded.clear()
+        encoded = encode(arg, metadata)
+        _encoded[key] = (metadata, encoded)
+        return encoded
+
+    make_tensordesc_arg.keeps_encoded = True
+    return make_tensordesc_arg
+
+
+def keep_encoded_descriptors() -> None:
+    """Wrap Triton's per-launch descriptor encoding with a cache (see the module docstring); idempotent."""
+    try:
+        from triton.backends.nvidia import driver
+    except ImportError:  # a Triton without the CUDA backend: nothing to wrap
+        return
+    if not getattr(driver.make_tensordesc_arg, "keeps_encoded", False):
+        driver.make_tensordesc_arg = _keeping_encoded(driver.make_tensordesc_arg)
+
+
+keep_encoded_descriptors()

@@ -115,6 +115,45 @@ def test_launch_hooks_and_cpu_tensors_take_tritons_path(fake_gpu, monkeypatch):
     assert [entry[0] for entry in kernel.log] == ["triton"] * 4
 
 
+def test_a_descriptor_block_shape_or_dtype_is_a_new_specialization(fake_gpu):
+    """Triton's signature holds a tensor descriptor's dtype and block shape (not its address, shape or strides)."""
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    kernel = _Kernel()
+    x = torch.zeros(2, 3, 64, 32).as_subclass(_GpuTensor)
+
+    def call(rows=16, dtype=torch.float32, offset=0):
+        t = torch.zeros(2, 3, 64 + offset, 32, dtype=dtype)[:, :, offset:]
+        desc = TensorDescriptor(t, list(t.shape), list(t.stride()), [1, 1, rows, 32])
+        fast_launch.launch(kernel, (1,), x, desc, 5, 0.5, BLOCK=16, FLAG=False)
+
+    call()
+    call(offset=16)  # another address, shape and strides: the same kernel
+    call(rows=32)
+    call(dtype=torch.bfloat16)
+    assert [entry[0] for entry in kernel.log] == ["triton", "direct", "triton", "triton"]
+
+
+def test_encoded_descriptors_are_kept_per_address_and_kernel_metadata():
+    from triton.backends.nvidia import driver
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    assert driver.make_tensordesc_arg.keeps_encoded  # installed at import
+    calls = []
+    encode = fast_launch._keeping_encoded(lambda arg, metadata: calls.append(metadata) or ["map", *arg.shape])
+    fast_launch.clear_cache()
+    t = torch.zeros(2, 3, 64, 32)
+    desc = TensorDescriptor(t, list(t.shape), list(t.stride()), [1, 1, 16, 32])
+    meta, other_meta = {"swizzle": 128}, {"swizzle": 64}
+    assert encode(desc, meta) == encode(desc, meta) == ["map", 2, 3, 64, 32] and calls == [meta]
+    encode(desc, other_meta)
+    encode(TensorDescriptor(t[:, :, 1:], [2, 3, 63, 32], list(t.stride()), [1, 1, 16, 32]), meta)  # another address
+    assert calls == [meta, other_meta, meta]
+    encode(desc, None), encode(desc, None)  # no metadata: Triton passes the tensor itself, which must not be kept
+    assert calls[-2:] == [None, None] and all(m is not None for m, _ in fast_launch._encoded.values())
+    fast_launch.clear_cache()
+
+
 def test_a_missing_parameter_is_named(fake_gpu):
     kernel, x = _Kernel(), torch.zeros(64).as_subclass(_GpuTensor)
     fast_launch.launch(kernel, (1,), x, 100, 0.5, BLOCK=16)  # the stand-in does not check; Triton would
