@@ -20,7 +20,8 @@ import torch
 import sparse
 from sparse.kernels import launch
 
-KERNELS = ("_sparse_fwd_kernel", "_sparse_dq_kernel", "_sparse_dkdv_kernel", "_delta_kernel")
+# Every kernel the launchers call: each name of sparse/kernels/launch.py that ends in "_kernel".
+KERNELS = tuple(name for name in vars(launch) if name.startswith("_") and name.endswith("_kernel"))
 
 
 class _NoLaunch:

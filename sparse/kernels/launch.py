@@ -73,12 +73,11 @@ def _strides(t: torch.Tensor) -> tuple[int, int, int]:
     return t.stride(0), t.stride(1), t.stride(2)
 
 
-def _row_tiles(launch: SegmentLaunch, t: Tiles, q, k, v, do=None) -> tuple:
-    """What the kernels' descriptor parameters get: for a segment that loads by TMA (launch.tma) and tensors that a
-    descriptor can address (16-byte aligned base and strides), [B, H, n, D] descriptors of q and dO with blocks of
+def _row_tiles(launch: SegmentLaunch, t: Tiles, tensors: tuple, addressable: bool) -> tuple:
+    """What the kernels' descriptor parameters get for (q, k, v[, dO]): for a segment that loads by TMA (launch.tma)
+    and tensors a descriptor can address (`addressable`), [B, H, n, D] descriptors of q and dO with blocks of
     t.block_m rows and of k and v with t.block_n rows, and True; else the tensors themselves (unused) and False."""
-    tensors = (q, k, v) if do is None else (q, k, v, do)
-    if not launch.tma or not all(_tma_addressable(x) for x in tensors):
+    if not (launch.tma and addressable):
         return tensors, False
     rows = (t.block_m, t.block_n, t.block_n, t.block_m)
     return tuple(
@@ -86,8 +85,12 @@ def _row_tiles(launch: SegmentLaunch, t: Tiles, q, k, v, do=None) -> tuple:
     ), True
 
 
-def _tma_addressable(t: torch.Tensor) -> bool:
-    return t.data_ptr() % 16 == 0 and all(s * t.element_size() % 16 == 0 for s in t.stride()[:-1])
+def _tma_addressable(plan: Plan, *tensors: torch.Tensor) -> bool:
+    """Whether the plan loads any tile by descriptor and every tensor allows it (16-byte aligned base and strides);
+    checked once per call."""
+    return any(launch.tma for launch in plan.launches) and all(
+        t.data_ptr() % 16 == 0 and all(s * t.element_size() % 16 == 0 for s in t.stride()[:-1]) for t in tensors
+    )
 
 
 def plan_for(q: torch.Tensor, pattern: Pattern) -> Plan:
@@ -101,10 +104,11 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
     out = _empty((batch, heads, n, head_dim), dtype=q.dtype, device=q.device)
     lse2 = _empty((batch * heads, n), dtype=torch.float32, device=q.device)
     strides = (*_strides(q), *_strides(k), *_strides(v))
+    addressable = _tma_addressable(plan, q, k, v)
     for index, launch in enumerate(plan.launches):
         t = launch.fwd
         geometry = _geometry(launch)
-        descriptors, tma = _row_tiles(launch, t, q, k, v)
+        descriptors, tma = _row_tiles(launch, t, (q, k, v), addressable)
         _launch(
             _sparse_fwd_kernel, (launch.fwd_programs, batch * heads),
             q, k, v, out, lse2, out, lse2, *descriptors,
@@ -138,6 +142,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
     dk, dv = alloc(shape, dtype=q.dtype, device=device), alloc(shape, dtype=q.dtype, device=device)
     strides = (*_strides(q), *_strides(k), *_strides(v), *_strides(do))
     dot_mode = _dot_mode(q.dtype)
+    addressable = _tma_addressable(plan, q, k, v, do)
     for index, launch in enumerate(plan.launches):
         geometry = _geometry(launch)
         scalars = (n, heads, launch.group_len, scale * LOG2_E, scale)
@@ -161,7 +166,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                 )  # fmt: skip
             continue
         t = launch.dq
-        descriptors, tma = _row_tiles(launch, t, q, k, v, do)
+        descriptors, tma = _row_tiles(launch, t, (q, k, v, do), addressable)
         _launch(
             _sparse_dq_kernel, (launch.dq_programs, batch * heads),
             q, k, v, do, out, lse2, delta, dq, *descriptors, *strides, *scalars,
@@ -170,7 +175,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
             **t.launch_options, **geometry,
         )  # fmt: skip
         t = launch.dkdv
-        descriptors, tma = _row_tiles(launch, t, q, k, v, do)
+        descriptors, tma = _row_tiles(launch, t, (q, k, v, do), addressable)
         _launch(
             _sparse_dkdv_kernel, (launch.dkdv_programs, batch * heads),
             q, k, v, do, out, lse2, delta, dk, dv, *descriptors, *strides, *scalars,
