@@ -39,10 +39,15 @@ def main(argv: list[str]) -> int:
     from benchmarks.recorder import ResultsRecorder
     from benchmarks.step_profiler import StepProfiler
 
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
     stage = argv.pop(0) if argv and argv[0] in STAGES else "fit"
     if not argv:
         raise SystemExit(f"usage: python -m benchmarks.fit_config [{'|'.join(STAGES)}] CONFIG [key=value ...]")
     path, overrides = argv[0], argv[1:]
+    if not Path(path).is_file():
+        raise SystemExit(f"no config file {path!r}")
     config = yaml.safe_load(Path(path).read_text())
     for item in overrides:
         key, sep, value = item.partition("=")

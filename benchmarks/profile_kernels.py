@@ -30,7 +30,6 @@ import cProfile
 import dataclasses
 import io
 import pstats
-import sys
 
 import torch
 import triton.testing
@@ -74,12 +73,19 @@ def launch_path(name: str):
             plan.TMA_BAND_LOADS = tma_band_loads
 
 
-def profile_case(spec: str, paths: tuple[str, ...] = PATHS, heads: int = 16, head_dim: int = 64) -> None:
-    mode, n, batch, *ctx = spec.split(":")
-    n, batch = int(n), int(batch)
+def parse_case(spec: str):
+    """mode:n:batch[:local_attn_ctx[:summary_ctx]] -> (pattern, n, batch); a bad spec raises ValueError."""
+    mode, n, batch, *ctx = spec.split(":") if spec.count(":") >= 2 else (None, None, None)
+    if mode is None or len(ctx) > 2:
+        raise ValueError(f"case {spec!r} is not mode:n:batch[:local_attn_ctx[:summary_ctx]]")
     l = int(ctx[0]) if ctx else None
     c = int(ctx[1]) if len(ctx) > 1 else None
-    p = sparse.pattern(mode, local_attn_ctx=l, summary_ctx=c)
+    return sparse.pattern(mode, local_attn_ctx=l, summary_ctx=c), int(n), int(batch)
+
+
+def profile_case(spec: str, paths: tuple[str, ...] = PATHS, heads: int = 16, head_dim: int = 64) -> None:
+    p, n, batch = parse_case(spec)
+    mode = p.attn_mode
     backend = "sdpa" if mode == "all" else "triton"
     q, k, v, do = (torch.randn(batch, heads, n, head_dim, device="cuda", dtype=torch.bfloat16) for _ in range(4))
     q, k, v = (t.requires_grad_() for t in (q, k, v))
@@ -124,17 +130,29 @@ def profile_case(spec: str, paths: tuple[str, ...] = PATHS, heads: int = 16, hea
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=10, max_name_column_width=50))
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
+    import argparse
+
     from benchmarks.provenance import provenance_line
 
-    args = sys.argv[1:]
-    paths = PATHS
-    if args and args[0].startswith("--paths="):
-        paths = tuple(args.pop(0).removeprefix("--paths=").split(","))
-        unknown = sorted(set(paths) - set(PATHS))
-        if unknown:
-            sys.exit(f"unknown path(s) {unknown}; choose from {', '.join(PATHS)}")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("cases", nargs="+", help="mode:n:batch[:l[:c]], e.g. strided:12288:1:128")
+    parser.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated launch paths of {', '.join(PATHS)}")
+    args = parser.parse_args(argv)
+    paths = tuple(args.paths.split(","))
+    unknown = sorted(set(paths) - set(PATHS))
+    if unknown:
+        parser.error(f"unknown path(s) {unknown}; choose from {', '.join(PATHS)}")
+    for spec in args.cases:  # every case is checked before any GPU work
+        try:
+            parse_case(spec)
+        except ValueError as err:
+            parser.error(str(err))
     print(provenance_line())  # the report (results/tables/kernel_profiles.md) reads it
     print(f"# HEAD's plan.TMA_BAND_LOADS: {plan.TMA_BAND_LOADS} (the `tma` path runs the other setting)")
-    for spec in args:
+    for spec in args.cases:
         profile_case(spec, paths)
+
+
+if __name__ == "__main__":
+    main()

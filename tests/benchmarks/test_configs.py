@@ -269,3 +269,11 @@ def test_fit_series_runs_in_one_process_and_goes_on_after_a_failure(tmp_path, mo
     fit_row, test_row = read_rows(tmp_path / "runs.csv")
     assert (fit_row["stage"], test_row["stage"]) == ("fit", "test")
     assert fit_row["note"] == test_row["note"] == "table2, one process"
+
+
+def test_fit_config_help_and_a_missing_config(capsys):
+    from benchmarks.fit_config import main
+
+    assert main(["--help"]) == 0 and "Run `fit` from a config" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="no config file"):
+        main(["test", "benchmarks/configs/nope.yaml"])

@@ -1,5 +1,7 @@
 """profile_kernels' launch paths switch one setting each for a same-process comparison and restore every one."""
 
+import pytest
+
 from benchmarks import profile_kernels
 from sparse.kernels import fast_launch, launch, plan
 
@@ -19,3 +21,23 @@ def test_every_path_changes_at_most_its_setting_and_restores_all():
     assert changed["direct"] == []
     assert changed["triton"] == [0, 1] and changed["fused"] == [2] and changed["split-groups"] == [3]
     assert changed["table-warps"] == [4] and changed["tma"] == [5]
+
+
+@pytest.mark.parametrize(
+    "argv, text",
+    [
+        (["strided:12"], "is not mode:n:batch"),
+        (["bogus:12:1"], "attn_mode must be one of"),
+        (["--paths=direct,nope", "strided:12:1:4"], "unknown path"),
+        (["strided:12:1:4", "strided:x:1:4"], "invalid literal"),
+    ],
+)
+def test_bad_cases_and_paths_stop_before_any_gpu_work(argv, text, capsys):
+    with pytest.raises(SystemExit):
+        profile_kernels.main(argv)
+    assert text in capsys.readouterr().err
+
+
+def test_a_case_names_its_pattern_length_and_batch():
+    p, n, batch = profile_kernels.parse_case("fixed:12288:2:128:32")
+    assert (p.attn_mode, p.local_attn_ctx, p.summary_ctx, n, batch) == ("fixed", 128, 32, 12288, 2)
