@@ -24,7 +24,8 @@ dk/dv launch after them reads it; in the one-kernel backward the dk/dv programs 
 of rows other programs own, compute it from O and dO per query tile instead (DELTA_FROM_O: only where each key
 tile sees a few query tiles, plan.delta_source). Otherwise `_delta_kernel` runs first. Summary segments split
 their loops into masked edges and an unmasked interior (MASKED=False where every pair of a tile is allowed).
-Scores use the base-2 scale (the forward's lse2): P = exp2(q k^T * scale * log2 e - lse2).
+Scores use the base-2 scale (the forward's lse2): P = exp2(q k^T * scale * log2 e - lse2). The split dq and dk/dv
+kernels of band segments of step 1 load their q, k, v and dO tiles by tensor descriptor (TMA=True, as the forward).
 """
 
 import triton

@@ -13,6 +13,9 @@ output dtype on the way). Segments are disjoint: the overlap j = i is kept in on
 
 Rows with no allowed key (possible in a segment, e.g. the first row of a stride group, and in some parts
 alone) carry m = -inf, l = 0; they are guarded so they never produce NaN, and the final output is 0.
+
+Band segments of step 1 (rows contiguous in the sequence) load their q, k and v tiles by tensor descriptor (TMA=True,
+plan.TMA_BAND_LOADS; geometry.tma_rows) where the launcher can build one, else by pointer.
 """
 
 import triton
@@ -64,8 +67,8 @@ def _fwd_step(
 
 
 @triton.jit
-def _fwd_program(
-    pid, bh, Q, K, V, O, LSE, O_PREV, LSE_PREV, Q_DESC, K_DESC, V_DESC,
+def _sparse_fwd_kernel(
+    Q, K, V, O, LSE, O_PREV, LSE_PREV, Q_DESC, K_DESC, V_DESC,
     stride_qz, stride_qh, stride_qn,
     stride_kz, stride_kh, stride_kn,
     stride_vz, stride_vh, stride_vn,
@@ -75,8 +78,13 @@ def _fwd_program(
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr,
 ):  # fmt: skip
-    """The BLOCK_M queries of tile `pid` of batch x head `bh`, streaming the key tiles their segment allows. TMA: q, k
-    and v come by tensor descriptor (band segments of step 1 only, geometry.tma_rows)."""
+    """Program (pid, bh): the BLOCK_M queries of tile `pid` of batch x head `bh`, streaming the key tiles their segment
+    allows. TMA: q, k and v come by tensor descriptor (band segments of step 1 only, geometry.tma_rows)."""
+    tl.static_assert(not (TMA and IS_SUMMARY), "tensor descriptors serve band segments of step 1 alone")
+    tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
+    tl.static_assert(HEAD_DIM == 32 or HEAD_DIM == 64 or HEAD_DIM == 128, "head dim must be 32, 64 or 128")
+    pid = tl.program_id(0)
+    bh = tl.program_id(1)
     batch = (bh // H).to(tl.int64)
     head = bh % H
     dims = tl.arange(0, HEAD_DIM)
@@ -155,26 +163,3 @@ def _fwd_program(
     tl.store(LSE + row_base + q_pos, lse2, mask=q_valid)
     o_ptrs = O + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
     tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=q_valid[:, None])
-
-
-@triton.jit
-def _sparse_fwd_kernel(
-    Q, K, V, O, LSE, O_PREV, LSE_PREV, Q_DESC, K_DESC, V_DESC,
-    stride_qz, stride_qh, stride_qn,
-    stride_kz, stride_kh, stride_kn,
-    stride_vz, stride_vh, stride_vn,
-    n, H, group_len, tiles_per_group, scale_log2,
-    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    step, group_stride, window, l_block, c_sum,
-    IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
-    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr,
-):  # fmt: skip
-    tl.static_assert(not TMA or (not IS_SUMMARY), "tensor descriptors serve band segments of step 1 alone")
-    tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
-    tl.static_assert(HEAD_DIM == 32 or HEAD_DIM == 64 or HEAD_DIM == 128, "head dim must be 32, 64 or 128")
-    _fwd_program(
-        tl.program_id(0), tl.program_id(1), Q, K, V, O, LSE, O_PREV, LSE_PREV, Q_DESC, K_DESC, V_DESC,
-        stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn, stride_vz, stride_vh, stride_vn,
-        n, H, group_len, tiles_per_group, scale_log2, HEAD_DIM, BLOCK_M, BLOCK_N, step, group_stride, window,
-        l_block, c_sum, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV, DOT_MODE, TMA,
-    )  # fmt: skip

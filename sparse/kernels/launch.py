@@ -85,7 +85,7 @@ def _row_tiles(launch: SegmentLaunch, t: Tiles, tensors: tuple, addressable: boo
     ), True
 
 
-def _tma_addressable(plan: Plan, *tensors: torch.Tensor) -> bool:
+def _descriptors_usable(plan: Plan, *tensors: torch.Tensor) -> bool:
     """Whether the plan loads any tile by descriptor and every tensor allows it (16-byte aligned base and strides);
     checked once per call."""
     return any(launch.tma for launch in plan.launches) and all(
@@ -104,7 +104,7 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
     out = _empty((batch, heads, n, head_dim), dtype=q.dtype, device=q.device)
     lse2 = _empty((batch * heads, n), dtype=torch.float32, device=q.device)
     strides = (*_strides(q), *_strides(k), *_strides(v))
-    addressable = _tma_addressable(plan, q, k, v)
+    addressable = _descriptors_usable(plan, q, k, v)
     for index, launch in enumerate(plan.launches):
         t = launch.fwd
         geometry = _geometry(launch)
@@ -142,7 +142,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
     dk, dv = alloc(shape, dtype=q.dtype, device=device), alloc(shape, dtype=q.dtype, device=device)
     strides = (*_strides(q), *_strides(k), *_strides(v), *_strides(do))
     dot_mode = _dot_mode(q.dtype)
-    addressable = _tma_addressable(plan, q, k, v, do)
+    addressable = _descriptors_usable(plan, q, k, v, do)
     for index, launch in enumerate(plan.launches):
         geometry = _geometry(launch)
         scalars = (n, heads, launch.group_len, scale * LOG2_E, scale)
