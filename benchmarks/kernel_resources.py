@@ -98,7 +98,10 @@ def recorded_launches(records: list[RecordedLaunch]):
 
 
 def parse_case(spec: str) -> tuple[sparse.patterns.Pattern, int, int]:
-    mode, n, batch, *ctx = spec.split(":")
+    """mode:n:batch[:local_attn_ctx[:summary_ctx]] -> (pattern, n, batch); a bad spec raises ValueError."""
+    mode, n, batch, *ctx = spec.split(":") if spec.count(":") >= 2 else (None, None, None)
+    if mode is None or len(ctx) > 2:
+        raise ValueError(f"case {spec!r} is not mode:n:batch[:local_attn_ctx[:summary_ctx]]")
     l = int(ctx[0]) if ctx else None
     c = int(ctx[1]) if len(ctx) > 1 else None
     return sparse.pattern(mode, local_attn_ctx=l, summary_ctx=c), int(n), int(batch)

@@ -36,6 +36,7 @@ import triton.testing
 
 import sparse
 from benchmarks.host_breakdown import mean_us
+from benchmarks.kernel_resources import parse_case
 from sparse.kernels import fast_launch, launch, plan
 
 PATHS = ("triton", "direct", "fused", "table-warps", "split-groups", "tma")
@@ -71,16 +72,6 @@ def launch_path(name: str):
             plan.SMALL_TILE_WARPS = small_tile_warps
         if name == "tma":
             plan.TMA_BAND_LOADS = tma_band_loads
-
-
-def parse_case(spec: str):
-    """mode:n:batch[:local_attn_ctx[:summary_ctx]] -> (pattern, n, batch); a bad spec raises ValueError."""
-    mode, n, batch, *ctx = spec.split(":") if spec.count(":") >= 2 else (None, None, None)
-    if mode is None or len(ctx) > 2:
-        raise ValueError(f"case {spec!r} is not mode:n:batch[:local_attn_ctx[:summary_ctx]]")
-    l = int(ctx[0]) if ctx else None
-    c = int(ctx[1]) if len(ctx) > 1 else None
-    return sparse.pattern(mode, local_attn_ctx=l, summary_ctx=c), int(n), int(batch)
 
 
 def profile_case(spec: str, paths: tuple[str, ...] = PATHS, heads: int = 16, head_dim: int = 64) -> None:
@@ -146,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
     for spec in args.cases:  # every case is checked before any GPU work
         try:
             parse_case(spec)
-        except ValueError as err:
+        except (ValueError, TypeError) as err:
             parser.error(str(err))
     print(provenance_line())  # the report (results/tables/kernel_profiles.md) reads it
     print(f"# HEAD's plan.TMA_BAND_LOADS: {plan.TMA_BAND_LOADS} (the `tma` path runs the other setting)")
