@@ -168,22 +168,28 @@ def test_whole_group_backward_with_a_32_row_tile(device):
     check_against_reference(p, (1, 2, 61, 32), torch.float32, device, seed=61)
 
 
+@pytest.fixture
+def tma_launches(monkeypatch):
+    """The TMA setting of every launch from here on (None for kernels without descriptor loads)."""
+    settings = []
+    real = launch._launch
+    monkeypatch.setattr(
+        launch, "_launch", lambda kernel, *a, **kw: (settings.append(kw.get("TMA")), real(kernel, *a, **kw))[1]
+    )
+    return settings
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize(
     "name, n", [("strided", 37), ("strided-local", 37), ("local", 7), ("fixed", 37), ("fixed-local", 37), ("all", 37)]
 )
-def test_tma_band_loads(name, n, dtype, device, monkeypatch):
+def test_tma_band_loads(name, n, dtype, device, monkeypatch, tma_launches):
     """With TMA_BAND_LOADS the band segments of step 1 load q, k, v, dO by tensor descriptor in the forward, dq and
     dk/dv kernels (rows past n come as zeros, rows past a group's end as real rows the masks drop): the same results.
     Odd n, so that the last tiles hang over the end of each head's rows."""
     monkeypatch.setattr(plan_module, "TMA_BAND_LOADS", True)
-    launched = []
-    real = launch._launch
-    monkeypatch.setattr(
-        launch, "_launch", lambda kernel, *a, **kw: (launched.append(kw.get("TMA")), real(kernel, *a, **kw))[1]
-    )
     check_against_reference(sparse.pattern(**PATTERNS[name]), (2, 3, n, 32), dtype, device, seed=n)
-    assert True in launched
+    assert True in tma_launches
 
 
 def test_tma_band_loads_on_a_transposed_layout(device, monkeypatch):
@@ -193,18 +199,13 @@ def test_tma_band_loads_on_a_transposed_layout(device, monkeypatch):
     check_against_reference(sparse.pattern(**PATTERNS["strided"]), (2, 3, 37, 32), torch.float32, device, 7, False)
 
 
-def test_tma_needs_addressable_tensors(device, monkeypatch):
-    """A tensor a descriptor cannot address (a row stride of 40 bytes) takes the pointer loads, with the same result."""
+def test_tma_needs_addressable_tensors(device, monkeypatch, tma_launches):
+    """A tensor a descriptor cannot address (168-byte rows) takes the pointer loads, with the same result."""
     monkeypatch.setattr(plan_module, "TMA_BAND_LOADS", True)
-    launched = []
-    real = launch._launch
-    monkeypatch.setattr(
-        launch, "_launch", lambda kernel, *a, **kw: (launched.append(kw.get("TMA")), real(kernel, *a, **kw))[1]
-    )
     p = sparse.pattern("strided", local_attn_ctx=5)
     q, k, v = (torch.randn(1, 2, 20, 42, device=device)[..., :32].requires_grad_() for _ in range(3))  # 168-byte rows
     check = sparse.attention(q, k, v, p, backend="triton")
-    assert True not in launched
+    assert True not in tma_launches
     monkeypatch.setattr(plan_module, "TMA_BAND_LOADS", False)
     torch.testing.assert_close(check, sparse.attention(q, k, v, p, backend="triton"), rtol=0, atol=0)
 
@@ -464,14 +465,9 @@ def test_gpu_whole_group_backward(case, dtype):
     ],
     ids=["strided-3072", "strided-4099", "fixed-4099", "local-d128"],
 )
-def test_gpu_tma_band_loads(name, kw, n, head_dim, dtype, monkeypatch):
+def test_gpu_tma_band_loads(name, kw, n, head_dim, dtype, monkeypatch, tma_launches):
     """The band kernels with tiles loaded by tensor descriptor (TMA_BAND_LOADS on), compiled for the GPU, against the
     reference."""
     monkeypatch.setattr(plan_module, "TMA_BAND_LOADS", True)
-    launched = []
-    real = launch._launch
-    monkeypatch.setattr(
-        launch, "_launch", lambda kernel, *a, **kw: (launched.append(kw.get("TMA")), real(kernel, *a, **kw))[1]
-    )
     check_against_reference(sparse.pattern(name, **kw), (2, 2, n, head_dim), dtype, "cuda", seed=n)
-    assert True in launched
+    assert True in tma_launches
