@@ -9,13 +9,14 @@ SDPA, any other our Triton kernels. For each case and for the forward and forwar
 - graph: do_bench_cudagraph's median (the same calls replayed from a CUDA graph: GPU time alone);
 - host: wall time per call of 200 calls issued without waiting for the GPU (the queue never fills at these
   sizes), i.e. what Python, dispatch, autograd and the launchers cost on this machine's CPU;
-each for our kernels three times in the same process: `triton` (Triton's own launch path, D in a launch of its
+each for our kernels once per launch path, in the same process: `triton` (Triton's own launch path, D in a launch of its
 own: the host path before sparse/kernels/fast_launch.py), `direct` (HEAD) and `fused` (direct launches with the
 band segments' backward in one kernel, sparse/kernels/plan.py's FUSED_BAND_BACKWARD), `table-warps` (direct
 launches, tiles shrunk to short groups keep the table's warps: plan.SMALL_TILE_WARPS off), `split-groups` (direct
-launches, groups that fit one tile run the split dq and dk/dv kernels: plan.GROUP_BACKWARD off) and `tma` (direct
+launches, groups that fit one tile run the split dq and dk/dv kernels: plan.GROUP_BACKWARD off), `tma` (direct
 launches with plan.TMA_BAND_LOADS switched: the band kernels' tiles by tensor descriptor where HEAD loads them by
-pointer, or the reverse; the file's second line says which HEAD does). Files made at
+pointer, or the reverse; the file's second line says which HEAD does) and `encode-each-launch` (direct launches
+with fast_launch.KEEP_ENCODED off: the host cost of re-encoding descriptors at every launch). Files made at
 d424e0272e52 and b286b07c6346 also have `persistent` (windowed bands' forward in persistent programs) and
 `band-first` (the sequence-order band segment first), two experiments that lost and were removed. Files made at
 9c8a4c4b16df, where the one-kernel backward was the default, name its two-kernel backward `split` instead;
@@ -39,7 +40,7 @@ from benchmarks.host_breakdown import mean_us
 from benchmarks.kernel_resources import parse_case
 from sparse.kernels import fast_launch, launch, plan
 
-PATHS = ("triton", "direct", "fused", "table-warps", "split-groups", "tma")
+PATHS = ("triton", "direct", "fused", "table-warps", "split-groups", "tma", "encode-each-launch")
 
 
 @contextlib.contextmanager
@@ -48,7 +49,8 @@ def launch_path(name: str):
     (the host path before fast_launch); "fused": direct launches with the one-kernel band backward (plan.py's
     FUSED_BAND_BACKWARD on); "table-warps": direct launches, plan.SMALL_TILE_WARPS off; "split-groups": direct
     launches, plan.GROUP_BACKWARD off; "tma": direct launches, plan.TMA_BAND_LOADS switched (band tiles by tensor
-    descriptor or by pointer, whichever HEAD does not); for same-process comparisons."""
+    descriptor or by pointer, whichever HEAD does not); "encode-each-launch": direct launches with Triton encoding
+    every tensor descriptor at every launch (fast_launch.KEEP_ENCODED off); for same-process comparisons."""
     if name == "direct":
         yield
         return
@@ -62,12 +64,15 @@ def launch_path(name: str):
         plan.GROUP_BACKWARD = False
     elif name == "tma":
         tma_band_loads, plan.TMA_BAND_LOADS = plan.TMA_BAND_LOADS, not plan.TMA_BAND_LOADS
+    elif name == "encode-each-launch":
+        fast_launch.KEEP_ENCODED = False
     else:
         small_tile_warps, plan.SMALL_TILE_WARPS = plan.SMALL_TILE_WARPS, None
     try:
         yield
     finally:
         fast_launch.DIRECT, launch.plan_for, plan.FUSED_BAND_BACKWARD, plan.GROUP_BACKWARD = True, original, False, True
+        fast_launch.KEEP_ENCODED = True
         if name == "table-warps":
             plan.SMALL_TILE_WARPS = small_tile_warps
         if name == "tma":

@@ -683,7 +683,8 @@ def table_kernel_profiles(results: Results) -> str:
         "`persistent` = direct launches with windowed bands' forward in persistent programs; "
         "`band-first` = direct launches with the sequence-order band segment first; "
         "`direct, descriptors on|off` and `tma, descriptors on|off` = direct launches with the band kernels' tiles "
-        "loaded by tensor descriptor (TMA) or by pointer, as the file's second line records for HEAD. "
+        "loaded by tensor descriptor (TMA) or by pointer, as the file's second line records for HEAD; "
+        "`encode-each-launch` = direct launches with Triton encoding every descriptor at every launch. "
         "The card is the file's `# gpu:` line, or for files "
         "made before that line existed, results/profiles/README.md.\n"
     )

@@ -36,6 +36,7 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 from sparse.kernels.plan import interpreting
 
 DIRECT = True  # False: always Triton's own path (benchmarks/profile_kernels.py compares the two in one process)
+KEEP_ENCODED = True  # False: Triton encodes every descriptor at every launch (profile_kernels' `encode-each-launch`)
 _MAX_ENTRIES = 4096
 _compiled: dict[tuple, object] = {}
 _trailing_names: dict[tuple[int, int], tuple[str, ...]] = {}
@@ -102,7 +103,7 @@ def _keeping_encoded(encode):
     metadata Triton passes the descriptor's tensor itself through, so those calls are not kept."""
 
     def make_tensordesc_arg(arg, metadata):
-        if metadata is None:
+        if metadata is None or not KEEP_ENCODED:
             return encode(arg, metadata)
         key = (arg.base.data_ptr(), tuple(arg.shape), tuple(arg.strides), arg.padding, id(metadata))
         hit = _encoded.get(key)

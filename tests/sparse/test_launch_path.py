@@ -134,7 +134,7 @@ def test_a_descriptor_block_shape_or_dtype_is_a_new_specialization(fake_gpu):
     assert [entry[0] for entry in kernel.log] == ["triton", "direct", "triton", "triton"]
 
 
-def test_encoded_descriptors_are_kept_per_address_and_kernel_metadata():
+def test_encoded_descriptors_are_kept_per_address_and_kernel_metadata(monkeypatch):
     from triton.backends.nvidia import driver
     from triton.tools.tensor_descriptor import TensorDescriptor
 
@@ -151,6 +151,9 @@ def test_encoded_descriptors_are_kept_per_address_and_kernel_metadata():
     assert calls == [meta, other_meta, meta]
     encode(desc, None), encode(desc, None)  # no metadata: Triton passes the tensor itself, which must not be kept
     assert calls[-2:] == [None, None] and all(m is not None for m, _ in fast_launch._encoded.values())
+    monkeypatch.setattr(fast_launch, "KEEP_ENCODED", False)  # profile_kernels' `encode-each-launch`
+    encode(desc, meta)
+    assert calls[-1] is meta and len(calls) == 6
     fast_launch.clear_cache()
 
 
