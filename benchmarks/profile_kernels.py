@@ -15,7 +15,9 @@ band segments' backward in one kernel, sparse/kernels/plan.py's FUSED_BAND_BACKW
 launches, tiles shrunk to short groups keep the table's warps: plan.SMALL_TILE_WARPS off), `split-groups` (direct
 launches, groups that fit one tile run the split dq and dk/dv kernels: plan.GROUP_BACKWARD off), `tma` (direct
 launches with plan.TMA_BAND_LOADS switched: the band kernels' tiles by tensor descriptor where HEAD loads them by
-pointer, or the reverse; the file's second line says which HEAD does) and `encode-each-launch` (direct launches
+pointer, or the reverse; the file's second line says which HEAD does), `tma-stride` and `group-keys-tma` (the same
+for the stride part's tiles, plan.TMA_STRIDE_LOADS, and for the whole-group backward's key tiles,
+plan.TMA_GROUP_KEYS; the third line lists HEAD's settings) and `encode-each-launch` (direct launches
 with fast_launch.KEEP_ENCODED off: the host cost of re-encoding descriptors at every launch). Files made at
 d424e0272e52 and b286b07c6346 also have `persistent` (windowed bands' forward in persistent programs) and
 `band-first` (the sequence-order band segment first), two experiments that lost and were removed. Files made at
@@ -40,43 +42,44 @@ from benchmarks.host_breakdown import mean_us
 from benchmarks.kernel_resources import parse_case
 from sparse.kernels import fast_launch, launch, plan
 
-PATHS = ("triton", "direct", "fused", "table-warps", "split-groups", "tma", "encode-each-launch")
+_TOGGLE = object()  # a switch that flips a boolean setting to whichever value HEAD does not use
+# Each path but "triton" and "direct": direct launches with one setting changed (module, name, value).
+SWITCHES = {
+    "fused": (plan, "FUSED_BAND_BACKWARD", True),
+    "table-warps": (plan, "SMALL_TILE_WARPS", None),
+    "split-groups": (plan, "GROUP_BACKWARD", False),
+    "tma": (plan, "TMA_BAND_LOADS", _TOGGLE),
+    "tma-stride": (plan, "TMA_STRIDE_LOADS", _TOGGLE),
+    "group-keys-tma": (plan, "TMA_GROUP_KEYS", _TOGGLE),
+    "encode-each-launch": (fast_launch, "KEEP_ENCODED", False),
+}
+PATHS = ("triton", "direct", *SWITCHES)
 
 
 @contextlib.contextmanager
 def launch_path(name: str):
     """ "direct": HEAD's launch path; "triton": kernel[grid] for every launch and D in a launch of its own
-    (the host path before fast_launch); "fused": direct launches with the one-kernel band backward (plan.py's
-    FUSED_BAND_BACKWARD on); "table-warps": direct launches, plan.SMALL_TILE_WARPS off; "split-groups": direct
-    launches, plan.GROUP_BACKWARD off; "tma": direct launches, plan.TMA_BAND_LOADS switched (band tiles by tensor
-    descriptor or by pointer, whichever HEAD does not); "encode-each-launch": direct launches with Triton encoding
-    every tensor descriptor at every launch (fast_launch.KEEP_ENCODED off); for same-process comparisons."""
+    (the host path before fast_launch); any other: direct launches with the one setting SWITCHES names changed
+    (a boolean setting flipped, whichever way HEAD has it), restored afterwards; for same-process comparisons."""
     if name == "direct":
         yield
         return
-    original = launch.plan_for
     if name == "triton":
+        original = launch.plan_for
         fast_launch.DIRECT = False
         launch.plan_for = lambda q, p: dataclasses.replace(original(q, p), delta_source="own_launch")
-    elif name == "fused":
-        plan.FUSED_BAND_BACKWARD = True
-    elif name == "split-groups":
-        plan.GROUP_BACKWARD = False
-    elif name == "tma":
-        tma_band_loads, plan.TMA_BAND_LOADS = plan.TMA_BAND_LOADS, not plan.TMA_BAND_LOADS
-    elif name == "encode-each-launch":
-        fast_launch.KEEP_ENCODED = False
-    else:
-        small_tile_warps, plan.SMALL_TILE_WARPS = plan.SMALL_TILE_WARPS, None
+        try:
+            yield
+        finally:
+            fast_launch.DIRECT, launch.plan_for = True, original
+        return
+    module, setting, value = SWITCHES[name]
+    saved = getattr(module, setting)
+    setattr(module, setting, (not saved) if value is _TOGGLE else value)
     try:
         yield
     finally:
-        fast_launch.DIRECT, launch.plan_for, plan.FUSED_BAND_BACKWARD, plan.GROUP_BACKWARD = True, original, False, True
-        fast_launch.KEEP_ENCODED = True
-        if name == "table-warps":
-            plan.SMALL_TILE_WARPS = small_tile_warps
-        if name == "tma":
-            plan.TMA_BAND_LOADS = tma_band_loads
+        setattr(module, setting, saved)
 
 
 def profile_case(spec: str, paths: tuple[str, ...] = PATHS, heads: int = 16, head_dim: int = 64) -> None:
@@ -146,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
             parser.error(str(err))
     print(provenance_line())  # the report (results/tables/kernel_profiles.md) reads it
     print(f"# HEAD's plan.TMA_BAND_LOADS: {plan.TMA_BAND_LOADS} (the `tma` path runs the other setting)")
+    toggled = ", ".join(f"{setting}={getattr(module, setting)}" for module, setting, value in SWITCHES.values())
+    print(f"# HEAD's settings (each path but triton and direct changes one): {toggled}")
     for spec in args.cases:
         profile_case(spec, paths)
 

@@ -103,8 +103,8 @@ def _dkdv_step(
     else:
         q_pos, q_valid = band_positions(group, q_index, n, group_len, step, group_stride)
     if TMA:
-        q = tma_rows(q_desc, batch32, head, group * group_stride + start)
-        do = tma_rows(do_desc, batch32, head, group * group_stride + start)
+        q = tma_rows(q_desc, batch32, head, group, group_stride, start, TMA)
+        do = tma_rows(do_desc, batch32, head, group, group_stride, start, TMA)
     else:
         q_off = q_pos.to(tl.int64)[:, None]
         q = tl.load(q_base + q_off * stride_qn + dims[None, :], mask=q_valid[:, None], other=0.0)
@@ -181,8 +181,8 @@ def _dq_program(
 
     batch32 = bh // H
     if TMA:
-        q = tma_rows(Q_DESC, batch32, head, group * group_stride + tile * BLOCK_M)
-        do = tma_rows(DO_DESC, batch32, head, group * group_stride + tile * BLOCK_M)
+        q = tma_rows(Q_DESC, batch32, head, group, group_stride, tile * BLOCK_M, TMA)
+        do = tma_rows(DO_DESC, batch32, head, group, group_stride, tile * BLOCK_M, TMA)
     else:
         q_off = q_pos.to(tl.int64)[:, None]
         q_ptrs = Q + batch * stride_qz + head * stride_qh + q_off * stride_qn + dims[None, :]
@@ -284,8 +284,8 @@ def _dkdv_program(
 
     batch32 = bh // H
     if TMA:
-        k = tma_rows(K_DESC, batch32, head, group * group_stride + tile * BLOCK_N)
-        v = tma_rows(V_DESC, batch32, head, group * group_stride + tile * BLOCK_N)
+        k = tma_rows(K_DESC, batch32, head, group, group_stride, tile * BLOCK_N, TMA)
+        v = tma_rows(V_DESC, batch32, head, group, group_stride, tile * BLOCK_N, TMA)
     else:
         k_off = k_pos.to(tl.int64)[:, None]
         k_ptrs = K + batch * stride_kz + head * stride_kh + k_off * stride_kn + dims[None, :]
@@ -363,7 +363,7 @@ def _sparse_dq_kernel(
     TMA: tl.constexpr,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
-    tl.static_assert(not (TMA and IS_SUMMARY), "tensor descriptors serve band segments of step 1 alone")
+    tl.static_assert(not (TMA and IS_SUMMARY), "tensor descriptors serve band segments alone")
     _dq_program(
         tl.program_id(0), tl.program_id(1), Q, K, V, DO, O, LSE, DELTA, DQ, Q_DESC, K_DESC, V_DESC, DO_DESC,
         stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
@@ -388,7 +388,7 @@ def _sparse_dkdv_kernel(
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
-    tl.static_assert(not (TMA and IS_SUMMARY), "tensor descriptors serve band segments of step 1 alone")
+    tl.static_assert(not (TMA and IS_SUMMARY), "tensor descriptors serve band segments alone")
     _dkdv_program(
         tl.program_id(0), tl.program_id(1), Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC, K_DESC, V_DESC, DO_DESC,
         stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
@@ -439,9 +439,9 @@ def _band_bwd_kernel(
 @triton.jit
 def _group_key_step(
     start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, DK, DV, row_base, index, pos, valid, n,
-    group, group_len, step, group_stride, window, scale_log2, scale,
+    group, group_len, step, group_stride, window, scale_log2, scale, k_desc, v_desc, batch32, head,
     HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr,
-    HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
+    HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr,
 ):  # fmt: skip
     """Key tile [start, start + BLOCK_N) of a group whose every query the program holds: its dk and dv are complete
     and stored here; its share of dq is added to `dq`."""
@@ -449,7 +449,7 @@ def _group_key_step(
     k_index = start + tl.arange(0, BLOCK_N)
     k, v, k_pos, _, k_valid = key_tile(
         k_base, v_base, stride_kn, stride_vn, start, k_index, 0, group_len, n, group, group_len, step, group_stride, 1,
-        1, k_base, v_base, 0, 0, HEAD_DIM, False, False,
+        1, k_desc, v_desc, batch32, head, HEAD_DIM, False, TMA,
     )  # fmt: skip
     allowed = tile_allowed(
         index, pos, valid, k_index, k_pos, k_index, k_valid, window, 1, False, HAS_WINDOW, EXCLUDE_SELF, False
@@ -474,7 +474,7 @@ def _group_key_step(
 
 @triton.jit
 def _group_bwd_kernel(
-    Q, K, V, DO, O, LSE, DELTA, DQ, DK, DV,
+    Q, K, V, DO, O, LSE, DELTA, DQ, DK, DV, K_DESC, V_DESC,
     stride_qz, stride_qh, stride_qn,
     stride_kz, stride_kh, stride_kn,
     stride_vz, stride_vh, stride_vn,
@@ -483,7 +483,7 @@ def _group_bwd_kernel(
     step, group_stride, window,
     HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
-    COMPUTE_DELTA: tl.constexpr,
+    COMPUTE_DELTA: tl.constexpr, TMA: tl.constexpr,
 ):  # fmt: skip
     """Program g (grid: groups, batch x head) owns all of group g of a band segment, as queries and as keys, when the
     group fits one query tile (group_len <= BLOCK; plan.py's `group_bwd`): the stride part of strided attention
@@ -509,6 +509,10 @@ def _group_bwd_kernel(
     pos, valid = band_positions(group, index, n, group_len, step, group_stride)
     off = pos.to(tl.int64)[:, None]
     rows_valid = valid[:, None]
+    batch32 = bh // H
+    # q and dO by pointer even with TMA: by descriptor they cost registers here (sm_90, strided 3,072 x 8's 32-row
+    # groups: 168 per thread with all four tiles by descriptor, 127 with k and v alone, 100 with none;
+    # benchmarks/kernel_resources.py), and programs per SM are what hides these programs' load latency.
     q = tl.load(Q + batch * stride_qz + head * stride_qh + off * stride_qn + cols, mask=rows_valid, other=0.0)
     do = tl.load(DO + batch * stride_dz + head * stride_dh + off * stride_dn + cols, mask=rows_valid, other=0.0)
     row_base = bh.to(tl.int64) * n
@@ -529,15 +533,15 @@ def _group_bwd_kernel(
         # group: 196-248 per thread instead of 100, benchmarks/kernel_resources.py), halving programs per SM.
         dq = _group_key_step(
             0, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, DK, DV, row_base, index, pos, valid, n,
-            group, group_len, step, group_stride, window, scale_log2, scale, HEAD_DIM, BLOCK_N, HAS_WINDOW,
-            EXCLUDE_SELF, HAS_PREV, DOT_MODE,
+            group, group_len, step, group_stride, window, scale_log2, scale, K_DESC, V_DESC, batch32, head, HEAD_DIM,
+            BLOCK_N, HAS_WINDOW, EXCLUDE_SELF, HAS_PREV, DOT_MODE, TMA,
         )  # fmt: skip
     else:
         for start in range(0, group_len, BLOCK_N):
             dq = _group_key_step(
                 start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, DK, DV, row_base, index, pos,
-                valid, n, group, group_len, step, group_stride, window, scale_log2, scale, HEAD_DIM, BLOCK_N,
-                HAS_WINDOW, EXCLUDE_SELF, HAS_PREV, DOT_MODE,
+                valid, n, group, group_len, step, group_stride, window, scale_log2, scale, K_DESC, V_DESC, batch32,
+                head, HEAD_DIM, BLOCK_N, HAS_WINDOW, EXCLUDE_SELF, HAS_PREV, DOT_MODE, TMA,
             )  # fmt: skip
 
     dq *= scale

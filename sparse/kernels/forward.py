@@ -80,7 +80,7 @@ def _sparse_fwd_kernel(
 ):  # fmt: skip
     """Program (pid, bh): the BLOCK_M queries of tile `pid` of batch x head `bh`, streaming the key tiles their segment
     allows. TMA: q, k and v come by tensor descriptor (band segments of step 1 only, geometry.tma_rows)."""
-    tl.static_assert(not (TMA and IS_SUMMARY), "tensor descriptors serve band segments of step 1 alone")
+    tl.static_assert(not (TMA and IS_SUMMARY), "tensor descriptors serve band segments alone")
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert(HEAD_DIM == 32 or HEAD_DIM == 64 or HEAD_DIM == 128, "head dim must be 32, 64 or 128")
     pid = tl.program_id(0)
@@ -114,7 +114,7 @@ def _sparse_fwd_kernel(
 
     batch32 = bh // H
     if TMA:
-        q = tma_rows(Q_DESC, batch32, head, group * group_stride + tile * BLOCK_M)
+        q = tma_rows(Q_DESC, batch32, head, group, group_stride, tile * BLOCK_M, TMA)
     else:
         q_ptrs = Q + batch * stride_qz + head * stride_qh + q_pos.to(tl.int64)[:, None] * stride_qn + dims[None, :]
         q = tl.load(q_ptrs, mask=q_valid[:, None], other=0.0)

@@ -82,14 +82,29 @@ def summary_key_end(last_query, l_block, c_sum, SAME_BLOCK: tl.constexpr):
         return (last_query // l_block) * c_sum
 
 
+# How a segment's tiles are loaded (a constexpr of the kernels; plan.SegmentLaunch.tma): by pointer, or by one
+# asynchronous TMA copy from a host tensor descriptor, which needs no per-row address registers or masks.
+# TMA_ROWS: band segments of step 1, rows contiguous in the sequence; a [B, H, n, D] descriptor.
+# TMA_GROUP_ROWS: the stride part (step l, group_stride 1, l groups, n a multiple of l): row t of group g is position
+# t * l + g, i.e. element [g, t] of the sequence seen as [l, n / l] with strides (1, l) rows; a [B, H, l, n / l, D]
+# descriptor. Rows and head dim are the box's last two dimensions, so a tile lands in shared memory as for TMA_ROWS
+# (with the unit dimension between them, [.., n / l, l, D], the compiler copied tiles through registers: 20-70 more
+# per thread in the resource report).
+TMA_OFF, TMA_ROWS, TMA_GROUP_ROWS = 0, 1, 2
+
+
 @triton.jit
-def tma_rows(desc, batch, head, first):
-    """Rows [first, first + BLOCK) of one (batch, head) of a [B, H, n, D] tensor descriptor, as [BLOCK, D]:
-    one asynchronous copy by Hopper's tensor memory accelerator, which needs no per-row address registers or masks
-    and fills rows past n with zeros. For rows that are contiguous in the sequence (band segments of step 1); rows
-    past a group's end but before n are real rows, which the callers' masks drop as they drop any other."""
-    tile = desc.load([batch, head, first, 0])
-    return tile.reshape(tile.shape[2], tile.shape[3])
+def tma_rows(desc, batch, head, group, group_stride, first, TMA: tl.constexpr):
+    """In-group rows [first, first + BLOCK) of group `group` of one (batch, head), as [BLOCK, D], from the descriptor
+    of layout TMA (see TMA_ROWS, TMA_GROUP_ROWS). Rows past n (TMA_ROWS) or past n / l (TMA_GROUP_ROWS) come as zeros;
+    rows past a group's end but before n are real rows, which the callers' masks drop as they drop any other."""
+    tl.static_assert(TMA == 1 or TMA == 2, "tma_rows serves the descriptor layouts alone")
+    if TMA == 1:
+        tile = desc.load([batch, head, group * group_stride + first, 0])
+        return tile.reshape(tile.shape[2], tile.shape[3])
+    else:
+        tile = desc.load([batch, head, group, first, 0])
+        return tile.reshape(tile.shape[3], tile.shape[4])
 
 
 @triton.jit
@@ -98,7 +113,7 @@ def key_tile(
     c_sum, k_desc, v_desc, batch, head, HEAD_DIM: tl.constexpr, IS_SUMMARY: tl.constexpr, TMA: tl.constexpr,
 ):  # fmt: skip
     """The k and v rows of in-segment keys `k_index` = start + arange (zeros where a key does not exist; with TMA, a
-    band of step 1, by descriptor: see `tma_rows`), with the keys' sequence positions, summary blocks (band segments:
+    band segment, by descriptor: see `tma_rows`), with the keys' sequence positions, summary blocks (band segments:
     unused) and existence. Summary keys from `hi` on do not exist."""
     dims = tl.arange(0, HEAD_DIM)
     if IS_SUMMARY:
@@ -108,8 +123,8 @@ def key_tile(
         k_pos, k_valid = band_positions(group, k_index, n, group_len, step, group_stride)
         k_block = k_index
     if TMA:
-        k = tma_rows(k_desc, batch, head, group * group_stride + start)
-        v = tma_rows(v_desc, batch, head, group * group_stride + start)
+        k = tma_rows(k_desc, batch, head, group, group_stride, start, TMA)
+        v = tma_rows(v_desc, batch, head, group, group_stride, start, TMA)
     else:
         k_off = k_pos.to(tl.int64)[:, None]
         k = tl.load(k_base + k_off * stride_kn + dims[None, :], mask=k_valid[:, None], other=0.0)

@@ -26,9 +26,9 @@ from sparse.kernels.backward import (
 )
 from sparse.kernels.fast_launch import launch as _launch
 from sparse.kernels.forward import _sparse_fwd_kernel
-from sparse.kernels.geometry import DOT_IEEE_FP32, DOT_NATIVE, DOT_UPCAST
+from sparse.kernels.geometry import DOT_IEEE_FP32, DOT_NATIVE, DOT_UPCAST, TMA_GROUP_ROWS, TMA_OFF, TMA_ROWS
 from sparse.kernels.plan import Plan, SegmentLaunch, Tiles, build_plan, interpreting
-from sparse.patterns import Pattern, SummarySegment
+from sparse.patterns import BandSegment, Pattern, SummarySegment
 
 LOG2_E = 1.4426950408889634
 
@@ -73,22 +73,35 @@ def _strides(t: torch.Tensor) -> tuple[int, int, int]:
     return t.stride(0), t.stride(1), t.stride(2)
 
 
-def _row_tiles(launch: SegmentLaunch, t: Tiles, tensors: tuple, addressable: bool) -> tuple:
-    """What the kernels' descriptor parameters get for (q, k, v[, dO]): for a segment that loads by TMA (launch.tma)
-    and tensors a descriptor can address (`addressable`), [B, H, n, D] descriptors of q and dO with blocks of
-    t.block_m rows and of k and v with t.block_n rows, and True; else the tensors themselves (unused) and False."""
-    if not (launch.tma and addressable):
-        return tensors, False
+def _row_tiles(layout: int, segment: BandSegment, t: Tiles, tensors: tuple, addressable: bool) -> tuple:
+    """What the kernels' descriptor parameters get for (q, k, v[, dO]), and their TMA constexpr: for a segment that
+    loads by TMA (`layout`: its launch's tma or group_bwd_tma) and tensors a descriptor can address (`addressable`),
+    descriptors of q and dO with blocks of t.block_m rows and of k and v with t.block_n rows, and the layout; else the
+    tensors themselves (unused) and TMA_OFF. Layouts (geometry.py): TMA_ROWS, [B, H, n, D] with blocks [1, 1, rows,
+    D]; TMA_GROUP_ROWS, the same memory as [B, H, l, n / l, D] (row t * l + g at [g, t]: strides need not grow with
+    the dimension) with blocks [1, 1, 1, rows, D], so that a tile's rows and head dim are the box's last two
+    dimensions, as for TMA_ROWS."""
+    if not (layout and addressable):
+        return tensors, TMA_OFF
     rows = (t.block_m, t.block_n, t.block_n, t.block_m)
-    return tuple(
-        TensorDescriptor(x, list(x.shape), list(x.stride()), [1, 1, r, x.shape[3]]) for x, r in zip(tensors, rows)
-    ), True
+    if layout == TMA_ROWS:
+        return tuple(
+            TensorDescriptor(x, list(x.shape), list(x.stride()), [1, 1, r, x.shape[3]]) for x, r in zip(tensors, rows)
+        ), TMA_ROWS
+    step = segment.step
+    descriptors = []
+    for x, r in zip(tensors, rows):
+        batch, heads, n, head_dim = x.shape
+        sz, sh, sn, sd = x.stride()
+        shape, strides = [batch, heads, step, n // step, head_dim], [sz, sh, sn, step * sn, sd]
+        descriptors.append(TensorDescriptor(x, shape, strides, [1, 1, 1, r, head_dim]))
+    return tuple(descriptors), TMA_GROUP_ROWS
 
 
 def _descriptors_usable(plan: Plan, *tensors: torch.Tensor) -> bool:
     """Whether the plan loads any tile by descriptor and every tensor allows it (16-byte aligned base and strides);
     checked once per call."""
-    return any(launch.tma for launch in plan.launches) and all(
+    return any(launch.tma or launch.group_bwd_tma for launch in plan.launches) and all(
         t.data_ptr() % 16 == 0 and all(s * t.element_size() % 16 == 0 for s in t.stride()[:-1]) for t in tensors
     )
 
@@ -108,7 +121,7 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
     for index, launch in enumerate(plan.launches):
         t = launch.fwd
         geometry = _geometry(launch)
-        descriptors, tma = _row_tiles(launch, t, (q, k, v), addressable)
+        descriptors, tma = _row_tiles(launch.tma, launch.segment, t, (q, k, v), addressable)
         _launch(
             _sparse_fwd_kernel, (launch.fwd_programs, batch * heads),
             q, k, v, out, lse2, out, lse2, *descriptors,
@@ -150,11 +163,12 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
             band = dict(HEAD_DIM=head_dim, HAS_PREV=index > 0, DOT_MODE=dot_mode, **_band_geometry(geometry))
             if launch.group_bwd is not None:
                 t = launch.group_bwd
+                descriptors, tma = _row_tiles(launch.group_bwd_tma, launch.segment, t, (q, k, v, do), addressable)
                 _launch(
                     _group_bwd_kernel, (launch.segment.num_groups, batch * heads),
-                    q, k, v, do, out, lse2, delta, dq, dk, dv, *strides, *scalars,
+                    q, k, v, do, out, lse2, delta, dq, dk, dv, *descriptors[1:3], *strides, *scalars,
                     BLOCK=t.block_m, BLOCK_N=t.block_n, COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq",
-                    **band, **t.launch_options,
+                    TMA=tma, **band, **t.launch_options,
                 )  # fmt: skip
             else:
                 t = launch.bwd
@@ -166,7 +180,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                 )  # fmt: skip
             continue
         t = launch.dq
-        descriptors, tma = _row_tiles(launch, t, (q, k, v, do), addressable)
+        descriptors, tma = _row_tiles(launch.tma, launch.segment, t, (q, k, v, do), addressable)
         _launch(
             _sparse_dq_kernel, (launch.dq_programs, batch * heads),
             q, k, v, do, out, lse2, delta, dq, *descriptors, *strides, *scalars,
@@ -175,7 +189,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
             **t.launch_options, **geometry,
         )  # fmt: skip
         t = launch.dkdv
-        descriptors, tma = _row_tiles(launch, t, (q, k, v, do), addressable)
+        descriptors, tma = _row_tiles(launch.tma, launch.segment, t, (q, k, v, do), addressable)
         _launch(
             _sparse_dkdv_kernel, (launch.dkdv_programs, batch * heads),
             q, k, v, do, out, lse2, delta, dk, dv, *descriptors, *strides, *scalars,

@@ -26,6 +26,7 @@ import math
 import os
 from dataclasses import dataclass
 
+from sparse.kernels.geometry import TMA_GROUP_ROWS, TMA_OFF, TMA_ROWS
 from sparse.patterns import BandSegment, Pattern, Segment, SummarySegment
 
 # (pass, head_dim) -> (BLOCK_M queries, BLOCK_N keys, num_warps, num_stages[, max registers per thread]).
@@ -123,6 +124,14 @@ GROUP_BACKWARD = True
 # 12,288 1.290 against 1.296 (results/profiles/profile_kernels-5c5371057fe2.txt and -d7696bb5e5e3.txt). The host
 # pays for it: Triton's launcher encodes each descriptor at every launch.
 TMA_BAND_LOADS = True
+# The stride part of strided attention (step l, one group per residue, n a multiple of l) loads its tiles by
+# descriptor too, in the forward and the split dq and dk/dv kernels: row t of group g is position t * l + g, so a
+# [B, H, l, n / l, D] descriptor of the same memory holds each group's rows as one box (geometry.TMA_GROUP_ROWS). By
+# pointer, each of its tiles is BLOCK rows l * D elements apart.
+TMA_STRIDE_LOADS = True
+# The whole-group backward of such a segment loads its k and v tiles by descriptor too (never q and dO: see
+# backward.py's `_group_bwd_kernel`, registers); False keeps it on pointers (profile_kernels' `group-pointers` path).
+TMA_GROUP_KEYS = True
 # D = rowsum(dO * O) is recomputed per query tile by the one-kernel backward's dk/dv programs only where each key
 # tile sees a bounded number of query tiles: a window, or groups of at most this many rows.
 DELTA_ON_THE_FLY_MAX_ROWS = 256
@@ -167,7 +176,11 @@ class SegmentLaunch:
     bwd: Tiles | None = None
     bwd_programs: int = 0
     group_bwd: Tiles | None = None  # set when each group fits one query tile: one program per group (BLOCK, BLOCK_N)
-    tma: bool = False  # the forward, dq and dk/dv kernels load tiles by tensor descriptor (TMA_BAND_LOADS)
+    # How every kernel of the segment loads its q, k, v, dO tiles: geometry.TMA_OFF (by pointer), TMA_ROWS (band of step
+    # 1, TMA_BAND_LOADS) or TMA_GROUP_ROWS (the stride part, TMA_STRIDE_LOADS); the launcher falls back to pointers
+    # where a tensor is not 16-byte addressable.
+    tma: int = TMA_OFF
+    group_bwd_tma: int = TMA_OFF  # the whole-group backward's k and v loads (TMA_GROUP_KEYS)
 
 
 @dataclass(frozen=True)
@@ -274,16 +287,23 @@ def build_plan(
     fused_band_backward: bool | None = None,
     group_backward: bool | None = None,
     tma_band_loads: bool | None = None,
+    tma_stride_loads: bool | None = None,
+    tma_group_keys: bool | None = None,
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
-    environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, SMALL_TILE_WARPS), resolved before the
-    cache lookup so that changing them counts. The one-kernel band backward, when on, takes every band segment,
-    short groups too."""
+    environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, TMA_STRIDE_LOADS, TMA_GROUP_KEYS,
+    SMALL_TILE_WARPS), resolved before the cache lookup so that changing them counts. The one-kernel band backward,
+    when on, takes every band segment, short groups too."""
     interpret = interpreting() if interpret is None else interpret
     fused = FUSED_BAND_BACKWARD if fused_band_backward is None else fused_band_backward
     whole_groups = GROUP_BACKWARD if group_backward is None else group_backward
-    tma = TMA_BAND_LOADS if tma_band_loads is None else tma_band_loads
-    return _cached_plan(pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS, tma)
+    tma_band = TMA_BAND_LOADS if tma_band_loads is None else tma_band_loads
+    tma_stride = TMA_STRIDE_LOADS if tma_stride_loads is None else tma_stride_loads
+    tma_group = TMA_GROUP_KEYS if tma_group_keys is None else tma_group_keys
+    return _cached_plan(
+        pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS, tma_band, tma_stride,
+        tma_group,
+    )  # fmt: skip
 
 
 @functools.lru_cache(maxsize=256)
@@ -295,7 +315,9 @@ def _cached_plan(
     fused: bool,
     whole_groups: bool,
     small_warps: int | None,
-    tma: bool,
+    tma_band: bool,
+    tma_stride: bool,
+    tma_group: bool,
 ) -> Plan:
     launches = []
     segments = pattern.segments(n)
@@ -321,7 +343,8 @@ def _cached_plan(
                     bwd=bwd,
                     bwd_programs=seg.num_groups * math.ceil(group_len / bwd.block_m) if bwd else 0,
                     group_bwd=group_bwd,
-                    tma=tma and seg.step == 1,
+                    tma=_tma_layout(seg, n, tma_band, tma_stride),
+                    group_bwd_tma=_tma_layout(seg, n, tma_band, tma_stride) if group_bwd and tma_group else TMA_OFF,
                 )
             )
         else:
@@ -352,6 +375,14 @@ def _cached_plan(
 
 
 build_plan.cache_clear = _cached_plan.cache_clear  # after editing TILE_TABLE (benchmarks/tune_tiles.py)
+
+
+def _tma_layout(seg: BandSegment, n: int, band: bool, stride: bool) -> int:
+    if seg.step == 1:
+        return TMA_ROWS if band else TMA_OFF
+    # The [n / l, l] view needs n a multiple of l; one group per residue (g < l) keeps element [t, g] at t * l + g.
+    is_stride_part = seg.group_stride == 1 and seg.num_groups == seg.step and n % seg.step == 0
+    return TMA_GROUP_ROWS if stride and is_stride_part else TMA_OFF
 
 
 def _delta_source(first: SegmentLaunch, n: int) -> str:

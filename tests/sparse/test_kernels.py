@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import sparse
 from sparse.kernels import build_plan, launch
 from sparse.kernels import plan as plan_module
+from sparse.kernels.geometry import TMA_GROUP_ROWS, TMA_OFF, TMA_ROWS
 from sparse.patterns import BandSegment
 from sparse.reference import reference_attention
 
@@ -189,7 +190,7 @@ def test_tma_band_loads(name, n, dtype, device, monkeypatch, tma_launches):
     Odd n, so that the last tiles hang over the end of each head's rows."""
     monkeypatch.setattr(plan_module, "TMA_BAND_LOADS", True)
     check_against_reference(sparse.pattern(**PATTERNS[name]), (2, 3, n, 32), dtype, device, seed=n)
-    assert True in tma_launches
+    assert TMA_ROWS in tma_launches
 
 
 def test_tma_band_loads_on_a_transposed_layout(device, monkeypatch):
@@ -205,9 +206,56 @@ def test_tma_needs_addressable_tensors(device, monkeypatch, tma_launches):
     p = sparse.pattern("strided", local_attn_ctx=5)
     q, k, v = (torch.randn(1, 2, 20, 42, device=device)[..., :32].requires_grad_() for _ in range(3))  # 168-byte rows
     check = sparse.attention(q, k, v, p, backend="triton")
-    assert True not in tma_launches
+    assert set(tma_launches) <= {TMA_OFF, None}
     monkeypatch.setattr(plan_module, "TMA_BAND_LOADS", False)
     torch.testing.assert_close(check, sparse.attention(q, k, v, p, backend="triton"), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    "kw, n",
+    [
+        (dict(local_attn_ctx=6), 36),  # groups of 6 rows: the whole-group backward (k and v by descriptor)
+        (dict(local_attn_ctx=2), 70),  # groups of 35 rows: the split dq and dk/dv kernels, tiles hang over n / l
+        (dict(local_attn_ctx=4, part="stride"), 44),  # the stride part alone: first and only segment
+    ],
+    ids=["whole-groups", "split", "stride-alone"],
+)
+@pytest.mark.parametrize("group_keys", [True, False], ids=["group-keys-tma", "group-keys-pointer"])
+def test_tma_stride_loads(kw, n, dtype, group_keys, device, monkeypatch, tma_launches):
+    """With TMA_STRIDE_LOADS the stride part (n a multiple of l) loads its tiles from [B, H, l, n / l, D] descriptors
+    in every kernel it runs (row t of group g is position t * l + g); rows past n / l come as zeros."""
+    monkeypatch.setattr(plan_module, "TMA_STRIDE_LOADS", True)
+    monkeypatch.setattr(plan_module, "TMA_GROUP_KEYS", group_keys)
+    check_against_reference(sparse.pattern("strided", **kw), (2, 3, n, 32), dtype, device, seed=n)
+    assert TMA_GROUP_ROWS in tma_launches
+
+
+def test_tma_stride_loads_on_a_transposed_layout(device, monkeypatch, tma_launches):
+    """[B, H, l, n / l, D] descriptors of a [B, n, H, D] layout viewed as [B, H, n, D]: the strides are the tensor's."""
+    monkeypatch.setattr(plan_module, "TMA_STRIDE_LOADS", True)
+    p = sparse.pattern("strided", local_attn_ctx=2)
+    check_against_reference(p, (2, 3, 70, 32), torch.float32, device, 3, False)
+    assert TMA_GROUP_ROWS in tma_launches
+
+
+def test_which_segments_load_by_descriptor():
+    """Band segments of step 1: TMA_ROWS; the stride part: TMA_GROUP_ROWS where n is a multiple of l, else pointers
+    (the [n / l, l] view would end past the tensor); summary segments: pointers. Each flag turns its own layout off."""
+
+    def layouts(name, n, **kw):
+        plan = build_plan(sparse.pattern(name, **kw), n, 64, False, tma_band_loads=True, tma_stride_loads=True)
+        return [(launch.tma, launch.group_bwd_tma) for launch in plan.launches]
+
+    assert layouts("strided", 3072, local_attn_ctx=96) == [(TMA_GROUP_ROWS, TMA_GROUP_ROWS), (TMA_ROWS, TMA_OFF)]
+    assert layouts("strided", 3000, local_attn_ctx=96) == [(TMA_OFF, TMA_OFF), (TMA_ROWS, TMA_OFF)]
+    assert layouts("strided", 65536, local_attn_ctx=256)[0] == (TMA_GROUP_ROWS, TMA_OFF)  # split kernels
+    assert layouts("fixed", 12288, local_attn_ctx=128, summary_ctx=32) == [(TMA_OFF, TMA_OFF), (TMA_ROWS, TMA_ROWS)]
+    p = sparse.pattern("strided", local_attn_ctx=96)
+    off = build_plan(p, 3072, 64, False, tma_band_loads=False, tma_stride_loads=False)
+    assert [(launch.tma, launch.group_bwd_tma) for launch in off.launches] == [(TMA_OFF, TMA_OFF)] * 2
+    keys_off = build_plan(p, 3072, 64, False, tma_group_keys=False)
+    assert keys_off.launches[0].group_bwd_tma == TMA_OFF
 
 
 def test_which_segments_run_the_whole_group_backward():
@@ -462,12 +510,15 @@ def test_gpu_whole_group_backward(case, dtype):
         ("strided", dict(local_attn_ctx=128), 4099, 64),  # tiles hang over n
         ("fixed", dict(local_attn_ctx=128, summary_ctx=32), 4099, 64),  # the local blocks' forward
         ("local", dict(local_attn_ctx=100), 1000, 128),  # head dim 128: 256-byte rows
+        ("strided", dict(local_attn_ctx=32), 4096, 64),  # stride groups of 128 rows: split dq and dk/dv kernels
     ],
-    ids=["strided-3072", "strided-4099", "fixed-4099", "local-d128"],
+    ids=["strided-3072", "strided-4099", "fixed-4099", "local-d128", "strided-4096-l32"],
 )
 def test_gpu_tma_band_loads(name, kw, n, head_dim, dtype, monkeypatch, tma_launches):
-    """The band kernels with tiles loaded by tensor descriptor (TMA_BAND_LOADS on), compiled for the GPU, against the
-    reference."""
-    monkeypatch.setattr(plan_module, "TMA_BAND_LOADS", True)
+    """The kernels with tiles loaded by tensor descriptor (TMA_BAND_LOADS, TMA_STRIDE_LOADS and TMA_GROUP_KEYS on),
+    compiled for the GPU, against the reference; n = 3,072 and 4,096 have the stride part by descriptor too."""
+    for flag in ("TMA_BAND_LOADS", "TMA_STRIDE_LOADS", "TMA_GROUP_KEYS"):
+        monkeypatch.setattr(plan_module, flag, True)
     check_against_reference(sparse.pattern(name, **kw), (2, 2, n, head_dim), dtype, "cuda", seed=n)
-    assert True in tma_launches
+    stride_by_descriptor = name == "strided" and n % kw["local_attn_ctx"] == 0
+    assert TMA_ROWS in tma_launches and (TMA_GROUP_ROWS in tma_launches) == stride_by_descriptor
