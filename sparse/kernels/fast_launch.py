@@ -43,14 +43,19 @@ _trailing_names: dict[tuple[int, int], tuple[str, ...]] = {}
 
 
 def _spec(arg):
-    """What Triton specializes a launch on, for one argument."""
+    """What Triton specializes a launch on, for one argument. Most arguments are ints: their type is tested first."""
+    kind = type(arg)
+    if kind is int or kind is bool or arg is None:
+        return arg  # their value decides divisibility, == 1 and width
+    if kind is float:
+        return float  # floats are never specialized on their value
+    if kind is TensorDescriptor:
+        return TensorDescriptor, arg.base.dtype, tuple(arg.block_shape)  # what Triton's signature holds of one
     if isinstance(arg, torch.Tensor):
         return arg.dtype, arg.data_ptr() % 16 == 0
     if isinstance(arg, TensorDescriptor):
-        return TensorDescriptor, arg.base.dtype, tuple(arg.block_shape)  # what Triton's signature holds of one
-    if isinstance(arg, float):
-        return float  # floats are never specialized on their value
-    return arg  # ints (and bools, None): their value decides divisibility, == 1 and width
+        return TensorDescriptor, arg.base.dtype, tuple(arg.block_shape)
+    return arg
 
 
 def _hooks_installed() -> bool:

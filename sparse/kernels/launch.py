@@ -26,8 +26,8 @@ from sparse.kernels.backward import (
 )
 from sparse.kernels.fast_launch import launch as _launch
 from sparse.kernels.forward import _sparse_fwd_kernel
-from sparse.kernels.geometry import DOT_IEEE_FP32, DOT_NATIVE, DOT_UPCAST, TMA_GROUP_ROWS, TMA_OFF, TMA_ROWS
-from sparse.kernels.plan import Plan, SegmentLaunch, Tiles, build_plan, interpreting
+from sparse.kernels.geometry import DOT_IEEE_FP32, DOT_NATIVE, DOT_UPCAST, TMA_OFF, TMA_ROWS
+from sparse.kernels.plan import Plan, SegmentLaunch, build_plan, interpreting
 from sparse.patterns import BandSegment, Pattern, SummarySegment
 
 LOG2_E = 1.4426950408889634
@@ -73,29 +73,37 @@ def _strides(t: torch.Tensor) -> tuple[int, int, int]:
     return t.stride(0), t.stride(1), t.stride(2)
 
 
-def _row_tiles(layout: int, segment: BandSegment, t: Tiles, tensors: tuple, addressable: bool) -> tuple:
-    """What the kernels' descriptor parameters get for (q, k, v[, dO]), and their TMA constexpr: for a segment that
-    loads by TMA (`layout`: its launch's tma or group_bwd_tma) and tensors a descriptor can address (`addressable`),
-    descriptors of q and dO with blocks of t.block_m rows and of k and v with t.block_n rows, and the layout; else the
-    tensors themselves (unused) and TMA_OFF. Layouts (geometry.py): TMA_ROWS, [B, H, n, D] with blocks [1, 1, rows,
+def _descriptor(base: torch.Tensor, shape: list, strides: list, block_shape: list) -> TensorDescriptor:
+    """TensorDescriptor(base, shape, strides, block_shape) without its __post_init__ checks (a few microseconds of host
+    time each, 16 descriptors per strided forward + backward): `_descriptors_usable` checked the base and strides once
+    per call, and the blocks are tile sizes and head dims, powers of two (tests run the checked constructor beside)."""
+    descriptor = object.__new__(TensorDescriptor)
+    descriptor.base, descriptor.shape, descriptor.strides = base, shape, strides
+    descriptor.block_shape, descriptor.padding = block_shape, "zero"
+    return descriptor
+
+
+def _row_tiles(layout: int, segment: BandSegment, rows: tuple, tensors: tuple, addressable: bool) -> tuple:
+    """What the kernels' descriptor parameters get for `tensors` (some of q, k, v, dO), and their TMA constexpr: for a
+    segment that loads by TMA (`layout`: its launch's tma or group_bwd_tma) and tensors a descriptor can address
+    (`addressable`), a descriptor of each tensor with blocks of `rows` rows (the matching entry), and the layout; else
+    the tensors themselves (unused) and TMA_OFF. Layouts (geometry.py): TMA_ROWS, [B, H, n, D] with blocks [1, 1, rows,
     D]; TMA_GROUP_ROWS, the same memory as [B, H, l, n / l, D] (row t * l + g at [g, t]: strides need not grow with
     the dimension) with blocks [1, 1, 1, rows, D], so that a tile's rows and head dim are the box's last two
     dimensions, as for TMA_ROWS."""
     if not (layout and addressable):
         return tensors, TMA_OFF
-    rows = (t.block_m, t.block_n, t.block_n, t.block_m)
-    if layout == TMA_ROWS:
-        return tuple(
-            TensorDescriptor(x, list(x.shape), list(x.stride()), [1, 1, r, x.shape[3]]) for x, r in zip(tensors, rows)
-        ), TMA_ROWS
-    step = segment.step
     descriptors = []
     for x, r in zip(tensors, rows):
         batch, heads, n, head_dim = x.shape
         sz, sh, sn, sd = x.stride()
-        shape, strides = [batch, heads, step, n // step, head_dim], [sz, sh, sn, step * sn, sd]
-        descriptors.append(TensorDescriptor(x, shape, strides, [1, 1, 1, r, head_dim]))
-    return tuple(descriptors), TMA_GROUP_ROWS
+        if layout == TMA_ROWS:
+            descriptors.append(_descriptor(x, [batch, heads, n, head_dim], [sz, sh, sn, sd], [1, 1, r, head_dim]))
+        else:
+            step = segment.step
+            shape, strides = [batch, heads, step, n // step, head_dim], [sz, sh, sn, step * sn, sd]
+            descriptors.append(_descriptor(x, shape, strides, [1, 1, 1, r, head_dim]))
+    return tuple(descriptors), layout
 
 
 def _descriptors_usable(plan: Plan, *tensors: torch.Tensor) -> bool:
@@ -121,7 +129,8 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
     for index, launch in enumerate(plan.launches):
         t = launch.fwd
         geometry = _geometry(launch)
-        descriptors, tma = _row_tiles(launch.tma, launch.segment, t, (q, k, v), addressable)
+        rows = (t.block_m, t.block_n, t.block_n)
+        descriptors, tma = _row_tiles(launch.tma, launch.segment, rows, (q, k, v), addressable)
         _launch(
             _sparse_fwd_kernel, (launch.fwd_programs, batch * heads),
             q, k, v, out, lse2, out, lse2, *descriptors,
@@ -163,10 +172,11 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
             band = dict(HEAD_DIM=head_dim, HAS_PREV=index > 0, DOT_MODE=dot_mode, **_band_geometry(geometry))
             if launch.group_bwd is not None:
                 t = launch.group_bwd
-                descriptors, tma = _row_tiles(launch.group_bwd_tma, launch.segment, t, (q, k, v, do), addressable)
+                rows = (t.block_n, t.block_n)
+                descriptors, tma = _row_tiles(launch.group_bwd_tma, launch.segment, rows, (k, v), addressable)
                 _launch(
                     _group_bwd_kernel, (launch.segment.num_groups, batch * heads),
-                    q, k, v, do, out, lse2, delta, dq, dk, dv, *descriptors[1:3], *strides, *scalars,
+                    q, k, v, do, out, lse2, delta, dq, dk, dv, *descriptors, *strides, *scalars,
                     BLOCK=t.block_m, BLOCK_N=t.block_n, COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq",
                     TMA=tma, **band, **t.launch_options,
                 )  # fmt: skip
@@ -180,7 +190,8 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                 )  # fmt: skip
             continue
         t = launch.dq
-        descriptors, tma = _row_tiles(launch.tma, launch.segment, t, (q, k, v, do), addressable)
+        rows = (t.block_m, t.block_n, t.block_n, t.block_m)
+        descriptors, tma = _row_tiles(launch.tma, launch.segment, rows, (q, k, v, do), addressable)
         _launch(
             _sparse_dq_kernel, (launch.dq_programs, batch * heads),
             q, k, v, do, out, lse2, delta, dq, *descriptors, *strides, *scalars,
@@ -189,7 +200,8 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
             **t.launch_options, **geometry,
         )  # fmt: skip
         t = launch.dkdv
-        descriptors, tma = _row_tiles(launch.tma, launch.segment, t, (q, k, v, do), addressable)
+        rows = (t.block_m, t.block_n, t.block_n, t.block_m)
+        descriptors, tma = _row_tiles(launch.tma, launch.segment, rows, (q, k, v, do), addressable)
         _launch(
             _sparse_dkdv_kernel, (launch.dkdv_programs, batch * heads),
             q, k, v, do, out, lse2, delta, dk, dv, *descriptors, *strides, *scalars,

@@ -8,6 +8,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from triton.tools.tensor_descriptor import TensorDescriptor
 
 import sparse
 from sparse.kernels import build_plan, launch
@@ -97,6 +98,22 @@ def check_against_reference(p, shape, dtype, device, seed=0, contiguous=True):
         assert got.dtype == dtype and got.shape == want.shape
         assert torch.isfinite(got).all(), f"{name} has non-finite values"
         assert rel_err(got, want) < tol, f"{name}: relative error {rel_err(got, want):.2e} >= {tol}"
+
+
+@pytest.fixture(autouse=True)
+def checked_descriptors(monkeypatch):
+    """Every descriptor the launchers build without Triton's checks (launch._descriptor) also passes them: the
+    checked constructor must accept the same fields."""
+    unchecked = launch._descriptor
+
+    def descriptor(base, shape, strides, block_shape):
+        checked = TensorDescriptor(base, shape, strides, block_shape)
+        made = unchecked(base, shape, strides, block_shape)
+        assert made.base is checked.base and (made.shape, made.strides) == (checked.shape, checked.strides)
+        assert (made.block_shape, made.padding) == (checked.block_shape, checked.padding)
+        return made
+
+    monkeypatch.setattr(launch, "_descriptor", descriptor)
 
 
 @pytest.fixture(autouse=True)
