@@ -52,8 +52,6 @@ SWITCHES = {
     "tma-stride": (plan, "TMA_STRIDE_LOADS", _TOGGLE),
     "group-keys-tma": (plan, "TMA_GROUP_KEYS", _TOGGLE),
     "encode-each-launch": (fast_launch, "KEEP_ENCODED", False),
-    "late-read-back": (plan, "EARLY_READ_BACK", ()),
-    "early-dq-only": (plan, "EARLY_READ_BACK", ("dq",)),
 }
 PATHS = ("triton", "direct", *SWITCHES)
 

@@ -5,9 +5,7 @@ merged row, and D = rowsum(dO * O) of the whole merged output, the gradient of t
 dS = P * (dP - D) element by element. So each disjoint segment computes its share of dq, dk, dv from the
 global L and D, and the shares add up. Each output element is owned by exactly one program per launch,
 and segments run one after another, each adding to the previous segment's result in place (HAS_PREV: a
-program reads back exactly the rows it then writes), in a fixed order: two runs give bitwise-equal gradients. The
-split dq and dk/dv kernels read back after their loop (HAS_PREV = READ_BACK_LAST) or before it, starting their
-accumulators from the earlier sums (READ_BACK_FIRST, plan.EARLY_READ_BACK); the other kernels take HAS_PREV as a bool.
+program reads back exactly the rows it then writes), in a fixed order: two runs give bitwise-equal gradients.
 
 Two program bodies, as in Triton's fused-attention tutorial: `_dkdv_program` owns a key tile and streams the
 query tiles that attend it; `_dq_program` owns a query tile and streams its key tiles. Three kernels use them:
@@ -204,13 +202,7 @@ def _dq_program(
         delta = tl.load(DELTA + row_base + q_pos, mask=q_valid, other=0.0)
     k_base = K + batch * stride_kz + head * stride_kh
     v_base = V + batch * stride_vz + head * stride_vh
-    dq_ptrs = DQ + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
-    if HAS_PREV == 2:  # READ_BACK_FIRST (geometry.py; a kernel reads constexpr globals alone)
-        # The earlier segments' dq starts the accumulator (over the scale the sum is multiplied by at the end): its
-        # load overlaps the first key tiles' instead of ending the program, and costs no register beyond the sum's.
-        dq = tl.load(dq_ptrs, mask=q_valid[:, None], other=0.0).to(tl.float32) / scale
-    else:
-        dq = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
+    dq = tl.zeros([BLOCK_M, HEAD_DIM], tl.float32)
 
     if IS_SUMMARY:
         # Every query of the tile attends every summary key of the windows before its first query's: no mask there.
@@ -239,7 +231,8 @@ def _dq_program(
             )  # fmt: skip
 
     dq *= scale
-    if HAS_PREV == 1:  # READ_BACK_LAST
+    dq_ptrs = DQ + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
+    if HAS_PREV:
         dq += tl.load(dq_ptrs, mask=q_valid[:, None], other=0.0).to(tl.float32)
     tl.store(dq_ptrs, dq.to(DQ.dtype.element_ty), mask=q_valid[:, None])
 
@@ -302,13 +295,8 @@ def _dkdv_program(
     q_base = Q + batch * stride_qz + head * stride_qh
     do_base = DO + batch * stride_dz + head * stride_dh
     row_base = bh.to(tl.int64) * n
-    kv_off = row_base * HEAD_DIM + k_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
-    if HAS_PREV == 2:  # READ_BACK_FIRST: as in _dq_program, the earlier segments' sums start the accumulators
-        dk = tl.load(DK + kv_off, mask=k_valid[:, None], other=0.0).to(tl.float32) / scale
-        dv = tl.load(DV + kv_off, mask=k_valid[:, None], other=0.0).to(tl.float32)
-    else:
-        dk = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
-        dv = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
+    dk = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
+    dv = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
 
     if IS_SUMMARY:
         # Queries of windows after the tile's last summary block attend all of its keys (and, the tail tile apart,
@@ -352,7 +340,8 @@ def _dkdv_program(
             )  # fmt: skip
 
     dk *= scale
-    if HAS_PREV == 1:  # READ_BACK_LAST
+    kv_off = row_base * HEAD_DIM + k_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
+    if HAS_PREV:
         dk += tl.load(DK + kv_off, mask=k_valid[:, None], other=0.0).to(tl.float32)
         dv += tl.load(DV + kv_off, mask=k_valid[:, None], other=0.0).to(tl.float32)
     tl.store(DK + kv_off, dk.to(DK.dtype.element_ty), mask=k_valid[:, None])

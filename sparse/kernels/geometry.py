@@ -82,10 +82,6 @@ def summary_key_end(last_query, l_block, c_sum, SAME_BLOCK: tl.constexpr):
         return (last_query // l_block) * c_sum
 
 
-# When the split dq and dk/dv kernels of a later segment read back the earlier segments' sums (their HAS_PREV):
-# after their loop, adding them to this segment's, or before it, starting the accumulators from them.
-READ_BACK_LAST, READ_BACK_FIRST = 1, 2
-
 # How a segment's tiles are loaded (a constexpr of the kernels; plan.SegmentLaunch.tma): by pointer, or by one
 # asynchronous TMA copy from a host tensor descriptor, which needs no per-row address registers or masks.
 # TMA_ROWS: band segments of step 1, rows contiguous in the sequence; a [B, H, n, D] descriptor.

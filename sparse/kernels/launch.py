@@ -168,7 +168,6 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
     for index, launch in enumerate(plan.launches):
         geometry = _geometry(launch)
         scalars = (n, heads, launch.group_len, scale * LOG2_E, scale)
-        later = index > 0
         if launch.group_bwd is not None or launch.bwd is not None:
             band = dict(HEAD_DIM=head_dim, HAS_PREV=index > 0, DOT_MODE=dot_mode, **_band_geometry(geometry))
             if launch.group_bwd is not None:
@@ -196,8 +195,8 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
         _launch(
             _sparse_dq_kernel, (launch.dq_programs, batch * heads),
             q, k, v, do, out, lse2, delta, dq, *descriptors, *strides, *scalars,
-            HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=plan.read_back_dq if later else 0,
-            DOT_MODE=dot_mode, COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq", TMA=tma,
+            HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode,
+            COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq", TMA=tma,
             **t.launch_options, **geometry,
         )  # fmt: skip
         t = launch.dkdv
@@ -206,8 +205,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
         _launch(
             _sparse_dkdv_kernel, (launch.dkdv_programs, batch * heads),
             q, k, v, do, out, lse2, delta, dk, dv, *descriptors, *strides, *scalars,
-            HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=plan.read_back_dkdv if later else 0,
-            DOT_MODE=dot_mode, TMA=tma,
+            HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode, TMA=tma,
             **t.launch_options, **geometry,
         )  # fmt: skip
     return dq, dk, dv

@@ -26,7 +26,7 @@ import math
 import os
 from dataclasses import dataclass
 
-from sparse.kernels.geometry import READ_BACK_FIRST, READ_BACK_LAST, TMA_GROUP_ROWS, TMA_OFF, TMA_ROWS
+from sparse.kernels.geometry import TMA_GROUP_ROWS, TMA_OFF, TMA_ROWS
 from sparse.patterns import BandSegment, Pattern, Segment, SummarySegment
 
 # (pass, head_dim) -> (BLOCK_M queries, BLOCK_N keys, num_warps, num_stages[, max registers per thread]).
@@ -132,11 +132,6 @@ TMA_STRIDE_LOADS = True
 # The whole-group backward of such a segment loads its k and v tiles by descriptor too (never q and dO: see
 # backward.py's `_group_bwd_kernel`, registers); False keeps it on pointers (profile_kernels' `group-pointers` path).
 TMA_GROUP_KEYS = True
-# Which of a later segment's split kernels ("dq", "dkdv") start their accumulators from the earlier segments' sums,
-# loaded before their loop, instead of adding them after it, where the load's latency ends every program
-# (geometry.READ_BACK_FIRST). It costs registers: dq 82 -> 92 per thread, dk/dv (capped at 128) spills 72 bytes
-# instead of 8 (sm_90, head dim 64, benchmarks/kernel_resources.py).
-EARLY_READ_BACK: tuple[str, ...] = ("dq", "dkdv")
 # D = rowsum(dO * O) is recomputed per query tile by the one-kernel backward's dk/dv programs only where each key
 # tile sees a bounded number of query tiles: a window, or groups of at most this many rows.
 DELTA_ON_THE_FLY_MAX_ROWS = 256
@@ -199,9 +194,6 @@ class Plan:
     # row once), "on_the_fly" (the first segment's one-kernel backward: dq programs store it, dk/dv programs
     # recompute it), or "own_launch" (_delta_kernel, before the segments).
     delta_source: str
-    # The split dq and dk/dv kernels' HAS_PREV in later segments (EARLY_READ_BACK)
-    read_back_dq: int = READ_BACK_LAST
-    read_back_dkdv: int = READ_BACK_LAST
 
     @property
     def tiles(self) -> int:
@@ -297,22 +289,20 @@ def build_plan(
     tma_band_loads: bool | None = None,
     tma_stride_loads: bool | None = None,
     tma_group_keys: bool | None = None,
-    early_read_back: tuple[str, ...] | None = None,
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
     environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, TMA_STRIDE_LOADS, TMA_GROUP_KEYS,
-    EARLY_READ_BACK, SMALL_TILE_WARPS), resolved before the cache lookup so that changing them counts. The one-kernel
-    band backward, when on, takes every band segment, short groups too."""
+    SMALL_TILE_WARPS), resolved before the cache lookup so that changing them counts. The one-kernel band backward,
+    when on, takes every band segment, short groups too."""
     interpret = interpreting() if interpret is None else interpret
     fused = FUSED_BAND_BACKWARD if fused_band_backward is None else fused_band_backward
     whole_groups = GROUP_BACKWARD if group_backward is None else group_backward
     tma_band = TMA_BAND_LOADS if tma_band_loads is None else tma_band_loads
     tma_stride = TMA_STRIDE_LOADS if tma_stride_loads is None else tma_stride_loads
     tma_group = TMA_GROUP_KEYS if tma_group_keys is None else tma_group_keys
-    early = EARLY_READ_BACK if early_read_back is None else early_read_back
     return _cached_plan(
         pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS, tma_band, tma_stride,
-        tma_group, tuple(early),
+        tma_group,
     )  # fmt: skip
 
 
@@ -328,7 +318,6 @@ def _cached_plan(
     tma_band: bool,
     tma_stride: bool,
     tma_group: bool,
-    early_read_back: tuple[str, ...],
 ) -> Plan:
     launches = []
     segments = pattern.segments(n)
@@ -382,8 +371,6 @@ def _cached_plan(
         launches=tuple(launches),
         allowed=pattern.allowed_count(n, 1),
         delta_source=_delta_source(launches[0], n),
-        read_back_dq=READ_BACK_FIRST if "dq" in early_read_back else READ_BACK_LAST,
-        read_back_dkdv=READ_BACK_FIRST if "dkdv" in early_read_back else READ_BACK_LAST,
     )
 
 

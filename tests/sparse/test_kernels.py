@@ -256,27 +256,6 @@ def test_tma_stride_loads_on_a_transposed_layout(device, monkeypatch, tma_launch
     assert TMA_GROUP_ROWS in tma_launches
 
 
-@pytest.mark.parametrize("early", [(), ("dq",), ("dkdv",)], ids=["late", "dq-early", "dkdv-early"])
-@pytest.mark.parametrize(
-    "kw, n, whole_groups",
-    [
-        (dict(attn_mode="strided", local_attn_ctx=5), 37, True),  # the band after whole-group stride groups
-        (dict(attn_mode="strided", local_attn_ctx=2), 70, True),  # the band after split stride groups of 35 rows
-        (dict(attn_mode="fixed", local_attn_ctx=8, summary_ctx=2), 37, False),  # local blocks after the summary part
-    ],
-    ids=["strided", "strided-long-groups", "fixed-split"],
-)
-def test_read_back_before_or_after_the_loop(kw, n, whole_groups, early, device, monkeypatch):
-    """A later segment's split dq and dk/dv kernels add the earlier segments' sums after their loop or start from them
-    (plan.EARLY_READ_BACK; the default, both early, runs in every other test): the same gradients."""
-    monkeypatch.setattr(plan_module, "EARLY_READ_BACK", early)
-    monkeypatch.setattr(plan_module, "GROUP_BACKWARD", whole_groups)
-    p = sparse.pattern(**kw)
-    last = build_plan(p, n, 32).launches[-1]
-    assert len(build_plan(p, n, 32).launches) == 2 and last.group_bwd is None and last.bwd is None  # split kernels
-    check_against_reference(p, (2, 3, n, 32), torch.bfloat16, device, seed=n)
-
-
 def test_which_segments_load_by_descriptor():
     """Band segments of step 1: TMA_ROWS; the stride part: TMA_GROUP_ROWS where n is a multiple of l, else pointers
     (the [n / l, l] view would end past the tensor); summary segments: pointers. Each flag turns its own layout off."""
