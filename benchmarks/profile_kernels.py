@@ -20,7 +20,9 @@ for the stride part's tiles, plan.TMA_STRIDE_LOADS, and for the whole-group back
 plan.TMA_GROUP_KEYS; the third line lists HEAD's settings) and `encode-each-launch` (direct launches
 with fast_launch.KEEP_ENCODED off: the host cost of re-encoding descriptors at every launch). Files made at
 d424e0272e52 and b286b07c6346 also have `persistent` (windowed bands' forward in persistent programs) and
-`band-first` (the sequence-order band segment first), two experiments that lost and were removed. Files made at
+`band-first` (the sequence-order band segment first), two experiments that lost and were removed; files made at
+9f5d441f6b66 have `late-read-back` and `early-dq-only` (a later segment's split dq and dk/dv kernels reading back the
+earlier sums before their loop, both or dq alone, where `direct` did both), an experiment that lost too. Files made at
 9c8a4c4b16df, where the one-kernel backward was the default, name its two-kernel backward `split` instead;
 then cProfile's top host functions of the forward + backward (by own time) and torch.profiler's GPU time per
 kernel. eager ~ max(host, graph): the larger of the two is what limits the call.
