@@ -24,10 +24,13 @@ Tensor descriptors: Triton's CUDA launcher encodes each host tensor descriptor i
 (triton/backends/nvidia/driver.py's make_tensordesc_arg). The band kernels pass four per launch, the same ones
 call after call, so `keep_encoded_descriptors` (run at import) wraps that function with a bounded cache keyed on
 everything the encoding reads (address, shape, strides, padding, and the compiled kernel's descriptor metadata by
-identity). Its result holds no tensor, so the cache keeps no memory alive.
+identity). Its result holds no tensor, so the cache keeps no memory alive. The wrapper also makes sure the calling
+thread has a CUDA context before any encoding (`_bind_context_to_this_thread`).
 """
 
 from __future__ import annotations
+
+import threading
 
 import torch
 import triton
@@ -101,6 +104,19 @@ def clear_cache() -> None:
 
 
 _encoded: dict[tuple, tuple[object, list]] = {}
+_thread_state = threading.local()
+
+
+def _bind_context_to_this_thread() -> None:
+    """Encoding a descriptor (cuTensorMapEncodeTiled, in Triton's fill_tma_descriptor) needs a CUDA context current on
+    the calling thread, and Triton does not make one current before it (its launcher does, after). A thread whose first
+    CUDA work is a direct launch with descriptors has none: the autograd engine's device thread, when the backward's
+    kernels were compiled and kept on another thread, failed with "invalid device context" (benchmarks/host_breakdown.py
+    on an H200). Any CUDA runtime call binds the device's primary context to its thread; a stream query is one that
+    neither waits nor allocates. Once per thread."""
+    if not getattr(_thread_state, "bound", False):
+        torch.cuda.current_stream().query()
+        _thread_state.bound = True
 
 
 def _keeping_encoded(encode):
@@ -108,6 +124,8 @@ def _keeping_encoded(encode):
     metadata Triton passes the descriptor's tensor itself through, so those calls are not kept."""
 
     def make_tensordesc_arg(arg, metadata):
+        if metadata is not None:
+            _bind_context_to_this_thread()
         if metadata is None or not KEEP_ENCODED:
             return encode(arg, metadata)
         key = (arg.base.data_ptr(), tuple(arg.shape), tuple(arg.strides), arg.padding, id(metadata))

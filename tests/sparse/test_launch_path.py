@@ -139,6 +139,7 @@ def test_encoded_descriptors_are_kept_per_address_and_kernel_metadata(monkeypatc
     from triton.tools.tensor_descriptor import TensorDescriptor
 
     assert driver.make_tensordesc_arg.keeps_encoded  # installed at import
+    monkeypatch.setattr(fast_launch, "_bind_context_to_this_thread", lambda: None)  # no CUDA here
     calls = []
     encode = fast_launch._keeping_encoded(lambda arg, metadata: calls.append(metadata) or ["map", *arg.shape])
     fast_launch.clear_cache()
@@ -155,6 +156,63 @@ def test_encoded_descriptors_are_kept_per_address_and_kernel_metadata(monkeypatc
     encode(desc, meta)
     assert calls[-1] is meta and len(calls) == 6
     fast_launch.clear_cache()
+
+
+def test_each_thread_gets_a_cuda_context_once_before_it_encodes(monkeypatch):
+    """Encoding needs a CUDA context on the calling thread (the autograd engine's device thread may have none): the
+    encoding wrapper binds one with a stream query, once per thread, and only for encodings with kernel metadata."""
+    import threading
+
+    queries = []
+
+    class _Stream:
+        def query(self):
+            queries.append(threading.get_ident())
+            return True
+
+    monkeypatch.setattr(fast_launch.torch.cuda, "current_stream", lambda: _Stream())
+    monkeypatch.setattr(fast_launch, "_thread_state", threading.local())
+    encode = fast_launch._keeping_encoded(lambda arg, metadata: ["map"])
+    monkeypatch.setattr(fast_launch, "KEEP_ENCODED", False)
+    encode(None, None)  # no metadata: Triton passes the tensor through, nothing is encoded
+    assert queries == []
+    encode(None, {}), encode(None, {})
+    worker = threading.Thread(target=lambda: (encode(None, {}), encode(None, {})))
+    worker.start()
+    worker.join()
+    assert len(queries) == 2 and queries[0] == threading.get_ident() and queries[1] != queries[0]
+
+
+@pytest.mark.cuda
+def test_gpu_backward_on_a_fresh_thread_after_kernels_were_kept_on_another(monkeypatch):
+    """The failure `_bind_context_to_this_thread` fixes: the backward's kernels compiled and kept on this thread, then a
+    backward with tensors at new addresses (so their descriptors are encoded) on a thread that has done no CUDA work."""
+    import threading
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    p = sparse.pattern("strided", local_attn_ctx=32)
+
+    def call():
+        q, k, v, do = (torch.randn(1, 2, 1024, 64, device="cuda", dtype=torch.bfloat16) for _ in range(4))
+        out, lse2 = launch.sparse_forward(q, k, v, p, 0.125)
+        return launch.sparse_backward(do, q, k, v, out, lse2, p, 0.125)
+
+    call()
+    outcome = []
+
+    def on_a_fresh_thread():
+        try:
+            call()
+            torch.cuda.synchronize()
+            outcome.append("ok")
+        except Exception as error:  # the thread's exception would not reach the test otherwise
+            outcome.append(repr(error))
+
+    worker = threading.Thread(target=on_a_fresh_thread)
+    worker.start()
+    worker.join()
+    assert outcome == ["ok"]
 
 
 def test_a_missing_parameter_is_named(fake_gpu):
