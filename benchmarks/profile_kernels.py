@@ -17,7 +17,8 @@ launches, groups that fit one tile run the split dq and dk/dv kernels: plan.GROU
 launches with plan.TMA_BAND_LOADS switched: the band kernels' tiles by tensor descriptor where HEAD loads them by
 pointer, or the reverse; the file's second line says which HEAD does), `tma-stride` and `group-keys-tma` (the same
 for the stride part's tiles, plan.TMA_STRIDE_LOADS, and for the whole-group backward's key tiles,
-plan.TMA_GROUP_KEYS; the third line lists HEAD's settings) and `encode-each-launch` (direct launches
+plan.TMA_GROUP_KEYS; the third line lists HEAD's settings), `no-pdl` (plan.PROGRAMMATIC_LAUNCH switched: every launch
+waits for the one before, or the reverse) and `encode-each-launch` (direct launches
 with fast_launch.KEEP_ENCODED off: the host cost of re-encoding descriptors at every launch). Files made at
 d424e0272e52 and b286b07c6346 also have `persistent` (windowed bands' forward in persistent programs) and
 `band-first` (the sequence-order band segment first), two experiments that lost and were removed; files made at
@@ -54,6 +55,7 @@ SWITCHES = {
     "tma-stride": (plan, "TMA_STRIDE_LOADS", _TOGGLE),
     "group-keys-tma": (plan, "TMA_GROUP_KEYS", _TOGGLE),
     "encode-each-launch": (fast_launch, "KEEP_ENCODED", False),
+    "no-pdl": (plan, "PROGRAMMATIC_LAUNCH", _TOGGLE),
 }
 PATHS = ("triton", "direct", *SWITCHES)
 

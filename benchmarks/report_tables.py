@@ -688,7 +688,8 @@ def table_kernel_profiles(results: Results) -> str:
         "64533b273d44 on), `group-keys-tma` = the same for the whole-group backward's k and v tiles; "
         "`late-read-back` and `early-dq-only` = the early read-back experiment of 9f5d441f6b66 (its `direct` read "
         "back dq, dk, dv before the loop; removed after it lost); "
-        "`encode-each-launch` = direct launches with Triton encoding every descriptor at every launch. "
+        "`no-pdl` = direct launches with programmatic dependent launch switched (HEAD: on from the commit that "
+        "added it); `encode-each-launch` = direct launches with Triton encoding every descriptor at every launch. "
         "The card is the file's `# gpu:` line, or for files "
         "made before that line existed, results/profiles/README.md.\n"
     )

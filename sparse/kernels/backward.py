@@ -34,12 +34,14 @@ import triton.language as tl
 from sparse.kernels.geometry import (
     band_positions,
     key_tile,
+    let_next_launch_start,
     mma,
     summary_key_end,
     summary_offset,
     summary_positions,
     tile_allowed,
     tma_rows,
+    wait_for_previous_launch,
 )
 
 
@@ -146,7 +148,7 @@ def _dq_program(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, COMPUTE_DELTA: tl.constexpr,
-    TMA: tl.constexpr,
+    TMA: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     """dq of the BLOCK_M queries program `pid` owns, streaming their key tiles BLOCK_N at a time (TMA: every tile by
     tensor descriptor, band segments of step 1 only)."""
@@ -190,6 +192,7 @@ def _dq_program(
         q = tl.load(q_ptrs, mask=q_valid[:, None])
         do = tl.load(do_ptrs, mask=q_valid[:, None])
     row_base = bh.to(tl.int64) * n
+    wait_for_previous_launch(PDL)  # q and dO are inputs; D and the earlier segments' dq are not
     lse2 = tl.load(LSE + row_base + q_pos, mask=q_valid, other=0.0)
     if COMPUTE_DELTA:
         # These programs own every row once (plan.delta_source), and dO is in registers already: D = rowsum(dO * O)
@@ -249,7 +252,7 @@ def _dkdv_program(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, DELTA_FROM_O: tl.constexpr,
-    TMA: tl.constexpr,
+    TMA: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     """dk, dv of the BLOCK_N keys program `pid` owns, streaming the query tiles that attend them BLOCK_M at a time (TMA:
     every tile by tensor descriptor, band segments of step 1 only)."""
@@ -295,6 +298,7 @@ def _dkdv_program(
     q_base = Q + batch * stride_qz + head * stride_qh
     do_base = DO + batch * stride_dz + head * stride_dh
     row_base = bh.to(tl.int64) * n
+    wait_for_previous_launch(PDL)  # k and v are inputs; D (read in the loop) and the earlier dk, dv are not
     dk = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
     dv = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
 
@@ -360,17 +364,18 @@ def _sparse_dq_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, COMPUTE_DELTA: tl.constexpr,
-    TMA: tl.constexpr,
+    TMA: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert(not (TMA and IS_SUMMARY), "tensor descriptors serve band segments alone")
+    let_next_launch_start(PDL)
     _dq_program(
         tl.program_id(0), tl.program_id(1), Q, K, V, DO, O, LSE, DELTA, DQ, Q_DESC, K_DESC, V_DESC, DO_DESC,
         stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
         stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
         n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
         HEAD_DIM, BLOCK_M, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV, DOT_MODE,
-        COMPUTE_DELTA, TMA,
+        COMPUTE_DELTA, TMA, PDL,
     )  # fmt: skip
 
 
@@ -385,17 +390,18 @@ def _sparse_dkdv_kernel(
     step, group_stride, window, l_block, c_sum,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
-    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr,
+    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert(not (TMA and IS_SUMMARY), "tensor descriptors serve band segments alone")
+    let_next_launch_start(PDL)
     _dkdv_program(
         tl.program_id(0), tl.program_id(1), Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC, K_DESC, V_DESC, DO_DESC,
         stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
         stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
         n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
         HEAD_DIM, BLOCK_M, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV, DOT_MODE,
-        False, TMA,
+        False, TMA, PDL,
     )  # fmt: skip
 
 
@@ -424,7 +430,7 @@ def _band_bwd_kernel(
         stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
         n, H, group_len, scale_log2, scale, step, group_stride, window, 1, 1,
         HEAD_DIM, CHUNK, BLOCK, False, HAS_WINDOW, EXCLUDE_SELF, False, False, HAS_PREV, DOT_MODE, DELTA_ON_THE_FLY,
-        False,
+        False, 0,
     )  # fmt: skip
     _dq_program(
         pid, bh, Q, K, V, DO, O, LSE, DELTA, DQ, Q, K, V, DO,
@@ -432,7 +438,7 @@ def _band_bwd_kernel(
         stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
         n, H, group_len, scale_log2, scale, step, group_stride, window, 1, 1,
         HEAD_DIM, BLOCK, CHUNK, False, HAS_WINDOW, EXCLUDE_SELF, False, False, HAS_PREV, DOT_MODE, DELTA_ON_THE_FLY,
-        False,
+        False, 0,
     )  # fmt: skip
 
 
@@ -483,7 +489,7 @@ def _group_bwd_kernel(
     step, group_stride, window,
     HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
-    COMPUTE_DELTA: tl.constexpr, TMA: tl.constexpr,
+    COMPUTE_DELTA: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     """Program g (grid: groups, batch x head) owns all of group g of a band segment, as queries and as keys, when the
     group fits one query tile (group_len <= BLOCK; plan.py's `group_bwd`): the stride part of strided attention
@@ -499,6 +505,7 @@ def _group_bwd_kernel(
     tl.static_assert(BLOCK >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert(BLOCK % BLOCK_N == 0, "key tiles split the group's tile evenly")
     tl.static_assert(not (COMPUTE_DELTA and HAS_PREV), "D is computed by the first segment's programs")
+    let_next_launch_start(PDL)
     group = tl.program_id(0)
     bh = tl.program_id(1)
     batch = (bh // H).to(tl.int64)
@@ -516,6 +523,7 @@ def _group_bwd_kernel(
     q = tl.load(Q + batch * stride_qz + head * stride_qh + off * stride_qn + cols, mask=rows_valid, other=0.0)
     do = tl.load(DO + batch * stride_dz + head * stride_dh + off * stride_dn + cols, mask=rows_valid, other=0.0)
     row_base = bh.to(tl.int64) * n
+    wait_for_previous_launch(PDL)  # q and dO are inputs; D and the earlier segments' sums are not
     lse2 = tl.load(LSE + row_base + pos, mask=valid, other=0.0)
     if COMPUTE_DELTA:
         # The first segment's programs own every row once (plan.delta_source "first_dq"): D = rowsum(dO * O) here,

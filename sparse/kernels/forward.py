@@ -24,11 +24,13 @@ import triton.language as tl
 from sparse.kernels.geometry import (
     band_positions,
     key_tile,
+    let_next_launch_start,
     mma,
     summary_key_end,
     summary_offset,
     tile_allowed,
     tma_rows,
+    wait_for_previous_launch,
 )
 
 
@@ -76,13 +78,14 @@ def _sparse_fwd_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     step, group_stride, window, l_block, c_sum,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
-    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr,
+    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     """Program (pid, bh): the BLOCK_M queries of tile `pid` of batch x head `bh`, streaming the key tiles their segment
     allows. TMA: q, k and v come by tensor descriptor (band segments of step 1 only, geometry.tma_rows)."""
     tl.static_assert(not (TMA and IS_SUMMARY), "tensor descriptors serve band segments alone")
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert(HEAD_DIM == 32 or HEAD_DIM == 64 or HEAD_DIM == 128, "head dim must be 32, 64 or 128")
+    let_next_launch_start(PDL)
     pid = tl.program_id(0)
     bh = tl.program_id(1)
     batch = (bh // H).to(tl.int64)
@@ -121,6 +124,7 @@ def _sparse_fwd_kernel(
     k_base = K + batch * stride_kz + head * stride_kh
     v_base = V + batch * stride_vz + head * stride_vh
     row_base = bh.to(tl.int64) * n
+    wait_for_previous_launch(PDL)  # q is an input; the previous segment's o and lse are not
 
     if HAS_PREV:
         # Continue the previous segment's softmax: a normalised output is (m = lse, l = 1, acc = o).

@@ -11,6 +11,7 @@ band, windowed or not, self excluded or not) is constexpr.
 
 import triton
 import triton.language as tl
+from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 # How tl.dot is issued (a constexpr of every kernel): natively (bf16/fp16 tensor cores, fp32 accumulation),
 # in IEEE fp32 for fp32 inputs (Triton's default tf32 would miss the 1e-5 tolerance), or upcast to fp32 first:
@@ -91,6 +92,28 @@ def summary_key_end(last_query, l_block, c_sum, SAME_BLOCK: tl.constexpr):
 # (with the unit dimension between them, [.., n / l, l, D], the compiler copied tiles through registers: 20-70 more
 # per thread in the resource report).
 TMA_OFF, TMA_ROWS, TMA_GROUP_ROWS = 0, 1, 2
+
+
+# Programmatic dependent launch (Hopper; the kernels' PDL constexpr, plan.PROGRAMMATIC_LAUNCH): the launches of one op
+# run back to back, each short, so the gap between two (the next grid's launch and the last wave's tail) is a few
+# percent of each. PDL_FIRST: the op's first launch (or one after a kernel that is not ours), launched normally; it lets
+# the next launch start as soon as every one of its programs has started. PDL_EARLY: launched early (launch_pdl), so it
+# may run beside the previous launch; it loads only the op's inputs (q, k, v, dO: written before the op's first launch
+# began) until `wait_for_previous_launch`, which returns once the previous launch has finished and its writes are
+# visible (and that one waited for its own previous, so every earlier launch of the op has finished too).
+PDL_OFF, PDL_FIRST, PDL_EARLY = 0, 1, 2
+
+
+@triton.jit
+def let_next_launch_start(PDL: tl.constexpr):
+    if PDL > 0:  # PDL_FIRST or PDL_EARLY
+        gdc_launch_dependents()
+
+
+@triton.jit
+def wait_for_previous_launch(PDL: tl.constexpr):
+    if PDL == 2:  # PDL_EARLY (kernels read constexpr globals alone)
+        gdc_wait()
 
 
 @triton.jit

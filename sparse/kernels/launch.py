@@ -26,7 +26,16 @@ from sparse.kernels.backward import (
 )
 from sparse.kernels.fast_launch import launch as _launch
 from sparse.kernels.forward import _sparse_fwd_kernel
-from sparse.kernels.geometry import DOT_IEEE_FP32, DOT_NATIVE, DOT_UPCAST, TMA_OFF, TMA_ROWS
+from sparse.kernels.geometry import (
+    DOT_IEEE_FP32,
+    DOT_NATIVE,
+    DOT_UPCAST,
+    PDL_EARLY,
+    PDL_FIRST,
+    PDL_OFF,
+    TMA_OFF,
+    TMA_ROWS,
+)
 from sparse.kernels.plan import Plan, SegmentLaunch, build_plan, interpreting
 from sparse.patterns import BandSegment, Pattern, SummarySegment
 
@@ -114,6 +123,15 @@ def _descriptors_usable(plan: Plan, *tensors: torch.Tensor) -> bool:
     )
 
 
+def _pdl(plan: Plan, first: bool) -> dict:
+    """The PDL constexpr and launch option of a PDL-aware launch: the first of a forward or backward is launched
+    normally and lets the next start early; every later one starts early (launch_pdl) and waits in the kernel before it
+    reads anything but the op's inputs (geometry.PDL_EARLY). Kernels that do not wait are never launched early."""
+    if not plan.pdl:
+        return dict(PDL=PDL_OFF)
+    return dict(PDL=PDL_FIRST) if first else dict(PDL=PDL_EARLY, launch_pdl=True)
+
+
 def plan_for(q: torch.Tensor, pattern: Pattern) -> Plan:
     return build_plan(pattern, q.shape[2], q.shape[3])
 
@@ -137,7 +155,7 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
             *strides,
             n, heads, launch.group_len, math.ceil(launch.group_len / t.block_m), scale * LOG2_E,
             HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
-            DOT_MODE=_dot_mode(q.dtype), TMA=tma, **t.launch_options,
+            DOT_MODE=_dot_mode(q.dtype), TMA=tma, **t.launch_options, **_pdl(plan, first=index == 0),
             **geometry,
         )  # fmt: skip
     return out, lse2
@@ -151,6 +169,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
     # D_i = rowsum(dO_i * O_i) of the merged output: the softmax-normalisation term every segment shares. The
     # first segment's programs compute it when they own every row once (plan.delta_source); else its own launch.
     delta = _empty((batch * heads, n), dtype=torch.float32, device=q.device)
+    first = True  # no launch of this backward yet (the delta kernel and the fused band kernel do not take part in PDL)
     if plan.delta_source == "own_launch":
         block = 16 if interpreting() else 64
         _launch(
@@ -178,8 +197,9 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                     _group_bwd_kernel, (launch.segment.num_groups, batch * heads),
                     q, k, v, do, out, lse2, delta, dq, dk, dv, *descriptors, *strides, *scalars,
                     BLOCK=t.block_m, BLOCK_N=t.block_n, COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq",
-                    TMA=tma, **band, **t.launch_options,
+                    TMA=tma, **band, **t.launch_options, **_pdl(plan, first),
                 )  # fmt: skip
+                first = False
             else:
                 t = launch.bwd
                 _launch(
@@ -197,8 +217,9 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
             q, k, v, do, out, lse2, delta, dq, *descriptors, *strides, *scalars,
             HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode,
             COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq", TMA=tma,
-            **t.launch_options, **geometry,
+            **t.launch_options, **geometry, **_pdl(plan, first),
         )  # fmt: skip
+        first = False
         t = launch.dkdv
         rows = (t.block_m, t.block_n, t.block_n, t.block_m)
         descriptors, tma = _row_tiles(launch.tma, launch.segment, rows, (q, k, v, do), addressable)
@@ -206,6 +227,6 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
             _sparse_dkdv_kernel, (launch.dkdv_programs, batch * heads),
             q, k, v, do, out, lse2, delta, dk, dv, *descriptors, *strides, *scalars,
             HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode, TMA=tma,
-            **t.launch_options, **geometry,
+            **t.launch_options, **geometry, **_pdl(plan, first=False),
         )  # fmt: skip
     return dq, dk, dv

@@ -132,6 +132,10 @@ TMA_STRIDE_LOADS = True
 # The whole-group backward of such a segment loads its k and v tiles by descriptor too (never q and dO: see
 # backward.py's `_group_bwd_kernel`, registers); False keeps it on pointers (profile_kernels' `group-pointers` path).
 TMA_GROUP_KEYS = True
+# The launches of one forward or backward after its first start early, beside the one before, by programmatic
+# dependent launch (Hopper; geometry.PDL_EARLY): they load their input tiles, then wait for it to finish. Off under the
+# interpreter.
+PROGRAMMATIC_LAUNCH = True
 # D = rowsum(dO * O) is recomputed per query tile by the one-kernel backward's dk/dv programs only where each key
 # tile sees a bounded number of query tiles: a window, or groups of at most this many rows.
 DELTA_ON_THE_FLY_MAX_ROWS = 256
@@ -194,6 +198,7 @@ class Plan:
     # row once), "on_the_fly" (the first segment's one-kernel backward: dq programs store it, dk/dv programs
     # recompute it), or "own_launch" (_delta_kernel, before the segments).
     delta_source: str
+    pdl: bool = False  # launches after the first start early (PROGRAMMATIC_LAUNCH)
 
     @property
     def tiles(self) -> int:
@@ -289,20 +294,22 @@ def build_plan(
     tma_band_loads: bool | None = None,
     tma_stride_loads: bool | None = None,
     tma_group_keys: bool | None = None,
+    programmatic_launch: bool | None = None,
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
     environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, TMA_STRIDE_LOADS, TMA_GROUP_KEYS,
-    SMALL_TILE_WARPS), resolved before the cache lookup so that changing them counts. The one-kernel band backward,
-    when on, takes every band segment, short groups too."""
+    PROGRAMMATIC_LAUNCH, SMALL_TILE_WARPS), resolved before the cache lookup so that changing them counts. The
+    one-kernel band backward, when on, takes every band segment, short groups too."""
     interpret = interpreting() if interpret is None else interpret
     fused = FUSED_BAND_BACKWARD if fused_band_backward is None else fused_band_backward
     whole_groups = GROUP_BACKWARD if group_backward is None else group_backward
     tma_band = TMA_BAND_LOADS if tma_band_loads is None else tma_band_loads
     tma_stride = TMA_STRIDE_LOADS if tma_stride_loads is None else tma_stride_loads
     tma_group = TMA_GROUP_KEYS if tma_group_keys is None else tma_group_keys
+    pdl = PROGRAMMATIC_LAUNCH if programmatic_launch is None else programmatic_launch
     return _cached_plan(
         pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS, tma_band, tma_stride,
-        tma_group,
+        tma_group, pdl and not interpret,
     )  # fmt: skip
 
 
@@ -318,6 +325,7 @@ def _cached_plan(
     tma_band: bool,
     tma_stride: bool,
     tma_group: bool,
+    pdl: bool,
 ) -> Plan:
     launches = []
     segments = pattern.segments(n)
@@ -371,6 +379,7 @@ def _cached_plan(
         launches=tuple(launches),
         allowed=pattern.allowed_count(n, 1),
         delta_source=_delta_source(launches[0], n),
+        pdl=pdl,
     )
 
 

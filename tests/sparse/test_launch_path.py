@@ -284,3 +284,36 @@ def test_profile_kernels_table_warps_path_restores_the_setting():
     with profile_kernels.launch_path("table-warps"):
         assert plan.build_plan(p, 3072, 64, interpret=False).launches[0].fwd.num_warps == 4
     assert plan.build_plan(p, 3072, 64, interpret=False).launches[0].fwd.num_warps == 2
+
+
+@pytest.mark.parametrize(
+    "spec", ["strided:3072:8:96", "strided:12288:1:128", "fixed:12288:1:128:32", "all:1024:1", "strided:3000:1:96"]
+)
+def test_programmatic_launch_order(spec, monkeypatch):
+    """Every launch of a forward or backward after the first starts early (launch_pdl) and is a kernel that waits
+    (PDL_EARLY); the first is launched normally and only lets the next start (PDL_FIRST); the delta kernel and the fused
+    band kernel, which do not wait, are never launched early. Recorded, not run (kernel_resources' meta tensors)."""
+    from benchmarks.kernel_resources import record_call
+    from sparse.kernels.geometry import PDL_EARLY, PDL_FIRST
+
+    for fused in (False, True):
+        monkeypatch.setattr(plan, "FUSED_BAND_BACKWARD", fused)
+        records = record_call(spec, heads=2, head_dim=64)
+        forward = [r for r in records if r.kernel.__name__ == "_sparse_fwd_kernel"]
+        backward = records[len(forward) :]
+        for calls in (forward, backward):
+            aware = [r for r in calls if "PDL" in r.options]
+            assert [r.kernel.__name__ for r in calls if "PDL" not in r.options] == [
+                r.kernel.__name__ for r in calls if r.kernel.__name__ in ("_delta_kernel", "_band_bwd_kernel")
+            ]
+            assert not any(r.options.get("launch_pdl") for r in calls if "PDL" not in r.options)
+            later = len(aware) - 1
+            assert [r.options["PDL"] for r in aware] == [PDL_FIRST, *[PDL_EARLY] * later][: len(aware)]
+            assert [bool(r.options.get("launch_pdl")) for r in aware] == [False, *[True] * later][: len(aware)]
+
+
+def test_programmatic_launch_is_off_under_the_interpreter_and_by_its_flag():
+    p = sparse.pattern("strided", local_attn_ctx=96)
+    assert not plan.build_plan(p, 3072, 64, interpret=True, programmatic_launch=True).pdl
+    assert plan.build_plan(p, 3072, 64, interpret=False, programmatic_launch=True).pdl
+    assert not plan.build_plan(p, 3072, 64, interpret=False, programmatic_launch=False).pdl
