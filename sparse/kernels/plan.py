@@ -47,7 +47,10 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     # strided 12,288 / fixed 12,288 / strided 3,072 x 8): forward 64 x 32 0.115 / 0.316 / 0.171 against 64 x 64's
     # 0.118 / 0.317 / 0.187 (105 against 135 registers: 4 programs per SM instead of 3); dk/dv capped at 128
     # registers 0.394 / 1.289 / 0.648 against 0.413 / 1.294 / 0.673 uncapped. Caps did not help dq (96 registers).
-    ("fwd", 64): (64, 32, 4, 2),
+    # Then three stages, once the stride part also came by descriptor and launches started early (714d009df299): the
+    # forward alone (CUDA graphs; strided 12,288 / fixed 12,288 / strided 3,072 x 8) 0.0939 / 0.3117 / 0.1468 ms
+    # against 0.1004 / 0.3125 / 0.1486 with two (results/profiles/tune_tiles-pdl-714d009df299.txt).
+    ("fwd", 64): (64, 32, 4, 3),
     ("fwd", 128): (64, 32, 4, 2),  # strided CUDA-graph fwd 0.042 ms vs 0.067 for (128, 64, 8, 3)
     ("dq", 32): (64, 32, 4, 2),
     # Head dim 64 dq and dk/dv: one pipeline stage more once tiles come by tensor descriptor (TMA_BAND_LOADS), which
