@@ -85,16 +85,16 @@ class RecordedLaunch:
 @contextmanager
 def recorded_launches(records: list[RecordedLaunch]):
     """The launchers, compiled-kernel plans and dot mode of a GPU run, with launches recorded instead of made."""
-    saved = launch_module._launch, launch_module.plan_for, launch_module.interpreting
-    launch_module._launch = lambda kernel, grid, *args, **options: records.append(
-        RecordedLaunch(kernel, grid, args, options)
+    saved = launch_module._launch_at, launch_module.plan_for, launch_module.interpreting
+    launch_module._launch_at = lambda site, kernel, grid, args, options: records.append(
+        RecordedLaunch(kernel, grid, args, options())
     )
     launch_module.plan_for = lambda q, p: plan_module.build_plan(p, q.shape[2], q.shape[3], interpret=False)
     launch_module.interpreting = lambda: False
     try:
         yield
     finally:
-        launch_module._launch, launch_module.plan_for, launch_module.interpreting = saved
+        launch_module._launch_at, launch_module.plan_for, launch_module.interpreting = saved
 
 
 def parse_case(spec: str) -> tuple[sparse.patterns.Pattern, int, int]:

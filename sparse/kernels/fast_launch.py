@@ -14,6 +14,11 @@ picked the same one: each tensor's dtype and 16-byte alignment, each tensor desc
 each int's value (divisibility by 16, equality to 1 and the int width follow from it), each float's type, the
 constexprs and launch options (by name and value), the kernel and the device.
 
+`launch_site(site, kernel, grid, args, options)` goes one step further for callers that can name their own
+specialization (sparse/kernels/launch.py's launchers: the plan, the inputs' dtypes, strides and alignment, the head
+count): after a site's first launch, the kept kernel and its constexpr values are looked up by the site alone, so the
+per-argument key and the options (a callable, built only for that first launch) cost nothing per call.
+
 Contract: `args` are the kernel's leading parameters in signature order (tensors, tensor descriptors, ints,
 floats; the first a tensor); `options` hold every remaining parameter by name (the constexprs) plus Triton's
 launch options (num_warps, num_stages). The direct path is skipped, and Triton's own path taken, under the
@@ -96,11 +101,44 @@ def launch(kernel, grid: tuple[int, ...], *args, **options) -> None:
     compiled.run(grid_x, grid_y, grid_z, stream, compiled.function, compiled.packed_metadata, None, None, None, *values)
 
 
+def launch_site(site: tuple, kernel, grid: tuple[int, ...], args: tuple, options) -> None:
+    """`launch(kernel, grid, *args, **options())` for a call site that names its own specialization: `site` must
+    determine the value of every argument that is not a tensor or descriptor, each tensor's dtype and 16-byte alignment,
+    each descriptor's dtype and block shape, and every option. Once a site has launched, later calls with the same site
+    reuse its kernel and its constexpr values without looking at the arguments or building the options (`options` is a
+    zero-argument callable, called only then): per launch, the work `launch` does per argument (the specialization key)
+    and the options' dict merges, most of a launcher's Python (benchmarks/KERNEL_NOTES.md, host rows)."""
+    if not DIRECT or interpreting() or not args[0].is_cuda or _hooks_installed():
+        kernel[grid](*args, **options())
+        return
+    device = torch.cuda.current_device()
+    entry = _sites.get((device, site))
+    if entry is None:
+        named = options()
+        key = (id(kernel), device, tuple(named.items()), tuple(map(_spec, args)))
+        launch(kernel, grid, *args, **named)
+        compiled = _compiled.get(key)
+        if compiled is not None:  # kept by `launch` (always, unless its cache was just cleared)
+            if len(_sites) >= _MAX_ENTRIES:
+                _sites.clear()
+            _sites[(device, site)] = (compiled, tuple(named[name] for name in kernel.arg_names[len(args) :]))
+        return
+    compiled, trailing = entry
+    grid_x, grid_y, grid_z = (*grid, 1, 1)[:3]
+    stream = torch._C._cuda_getCurrentRawStream(device)
+    compiled.run(grid_x, grid_y, grid_z, stream, compiled.function, compiled.packed_metadata, None, None, None, *args,
+                 *trailing)  # fmt: skip
+
+
+_sites: dict[tuple, tuple[object, tuple]] = {}
+
+
 def clear_cache() -> None:
     """Forget the kept kernels and encoded descriptors (tests; or after changing Triton's knobs)."""
     _compiled.clear()
     _trailing_names.clear()
     _encoded.clear()
+    _sites.clear()
 
 
 _encoded: dict[tuple, tuple[object, list]] = {}

@@ -24,7 +24,7 @@ from sparse.kernels.backward import (
     _sparse_dkdv_kernel,
     _sparse_dq_kernel,
 )
-from sparse.kernels.fast_launch import launch as _launch
+from sparse.kernels.fast_launch import launch_site as _launch_at
 from sparse.kernels.forward import _sparse_fwd_kernel
 from sparse.kernels.geometry import (
     DOT_IEEE_FP32,
@@ -136,6 +136,18 @@ def plan_for(q: torch.Tensor, pattern: Pattern) -> Plan:
     return build_plan(pattern, q.shape[2], q.shape[3])
 
 
+def _options(*parts: dict, **named) -> dict:
+    """A launch's constexprs and launch options, merged only when fast_launch.launch_site needs them (a call site's
+    first launch, or Triton's own path)."""
+    for part in parts:
+        named.update(part)
+    return named
+
+
+def _aligned(*tensors: torch.Tensor) -> tuple[bool, ...]:
+    return tuple(t.data_ptr() % 16 == 0 for t in tensors)
+
+
 def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
     batch, heads, n, head_dim = q.shape
@@ -144,19 +156,23 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
     lse2 = _empty((batch * heads, n), dtype=torch.float32, device=q.device)
     strides = (*_strides(q), *_strides(k), *_strides(v))
     addressable = _descriptors_usable(plan, q, k, v)
+    # What a call site's kernel depends on beyond the plan (fast_launch.launch_site): the inputs' dtypes, strides and
+    # alignment, the head count (an int Triton specializes on) and whether descriptors serve. The buffers allocated
+    # here are 16-byte aligned (the caching allocator aligns to 512 bytes) in q's dtype or float32.
+    call = (plan.token, q.dtype, k.dtype, v.dtype, strides, heads, _aligned(q, k, v), addressable)
     for index, launch in enumerate(plan.launches):
         t = launch.fwd
-        geometry = _geometry(launch)
         rows = (t.block_m, t.block_n, t.block_n)
         descriptors, tma = _row_tiles(launch.tma, launch.segment, rows, (q, k, v), addressable)
-        _launch(
-            _sparse_fwd_kernel, (launch.fwd_programs, batch * heads),
-            q, k, v, out, lse2, out, lse2, *descriptors,
-            *strides,
-            n, heads, launch.group_len, math.ceil(launch.group_len / t.block_m), scale * LOG2_E,
-            HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
-            DOT_MODE=_dot_mode(q.dtype), TMA=tma, **t.launch_options, **_pdl(plan, first=index == 0),
-            **geometry,
+        _launch_at(
+            ("fwd", index, call), _sparse_fwd_kernel, (launch.fwd_programs, batch * heads),
+            (q, k, v, out, lse2, out, lse2, *descriptors, *strides, n, heads, launch.group_len,
+             math.ceil(launch.group_len / t.block_m), scale * LOG2_E),
+            functools.partial(
+                _options, t.launch_options, _geometry(launch), _pdl(plan, first=index == 0),
+                HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
+                DOT_MODE=_dot_mode(q.dtype), TMA=tma,
+            ),
         )  # fmt: skip
     return out, lse2
 
@@ -166,24 +182,26 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
     batch, heads, n, head_dim = q.shape
     plan = plan_for(q, pattern)
     out = out.contiguous()  # the forward's own output, contiguous: a no-op, and the kernels index it so
+    strides = (*_strides(q), *_strides(k), *_strides(v), *_strides(do))
+    addressable = _descriptors_usable(plan, q, k, v, do)
+    # As in sparse_forward; out and lse2 are the forward's own (aligned) buffers.
+    call = (plan.token, q.dtype, k.dtype, v.dtype, do.dtype, strides, heads, _aligned(q, k, v, do), addressable)
     # D_i = rowsum(dO_i * O_i) of the merged output: the softmax-normalisation term every segment shares. The
     # first segment's programs compute it when they own every row once (plan.delta_source); else its own launch.
     delta = _empty((batch * heads, n), dtype=torch.float32, device=q.device)
     first = True  # no launch of this backward yet (the delta kernel and the fused band kernel do not take part in PDL)
     if plan.delta_source == "own_launch":
         block = 16 if interpreting() else 64
-        _launch(
-            _delta_kernel, (math.ceil(n / block), batch * heads),
-            out, do, delta, *_strides(do), n, heads, HEAD_DIM=head_dim, BLOCK=block,
+        _launch_at(
+            ("delta", call), _delta_kernel, (math.ceil(n / block), batch * heads),
+            (out, do, delta, *_strides(do), n, heads), functools.partial(_options, HEAD_DIM=head_dim, BLOCK=block),
         )  # fmt: skip
     shape, device = (batch, heads, n, head_dim), q.device
     # A summary segment comes first and writes only its summary keys: every other key's dk, dv start at zero.
     alloc = _zeros if isinstance(plan.launches[0].segment, SummarySegment) else _empty
     dq = _empty(shape, dtype=q.dtype, device=device)
     dk, dv = alloc(shape, dtype=q.dtype, device=device), alloc(shape, dtype=q.dtype, device=device)
-    strides = (*_strides(q), *_strides(k), *_strides(v), *_strides(do))
     dot_mode = _dot_mode(q.dtype)
-    addressable = _descriptors_usable(plan, q, k, v, do)
     for index, launch in enumerate(plan.launches):
         geometry = _geometry(launch)
         scalars = (n, heads, launch.group_len, scale * LOG2_E, scale)
@@ -193,40 +211,50 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                 t = launch.group_bwd
                 rows = (t.block_n, t.block_n)
                 descriptors, tma = _row_tiles(launch.group_bwd_tma, launch.segment, rows, (k, v), addressable)
-                _launch(
-                    _group_bwd_kernel, (launch.segment.num_groups, batch * heads),
-                    q, k, v, do, out, lse2, delta, dq, dk, dv, *descriptors, *strides, *scalars,
-                    BLOCK=t.block_m, BLOCK_N=t.block_n, COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq",
-                    TMA=tma, **band, **t.launch_options, **_pdl(plan, first),
+                pdl = _pdl(plan, first)
+                _launch_at(
+                    ("group", index, call, first), _group_bwd_kernel, (launch.segment.num_groups, batch * heads),
+                    (q, k, v, do, out, lse2, delta, dq, dk, dv, *descriptors, *strides, *scalars),
+                    functools.partial(
+                        _options, band, t.launch_options, pdl, BLOCK=t.block_m, BLOCK_N=t.block_n,
+                        COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq", TMA=tma,
+                    ),
                 )  # fmt: skip
                 first = False
             else:
                 t = launch.bwd
-                _launch(
-                    _band_bwd_kernel, (launch.bwd_programs, batch * heads),
-                    q, k, v, do, out, lse2, delta, dq, dk, dv, *strides, *scalars,
-                    BLOCK=t.block_m, CHUNK=t.block_n, DELTA_ON_THE_FLY=index == 0 and plan.delta_source == "on_the_fly",
-                    **band, **t.launch_options,
+                _launch_at(
+                    ("fused", index, call), _band_bwd_kernel, (launch.bwd_programs, batch * heads),
+                    (q, k, v, do, out, lse2, delta, dq, dk, dv, *strides, *scalars),
+                    functools.partial(
+                        _options, band, t.launch_options, BLOCK=t.block_m, CHUNK=t.block_n,
+                        DELTA_ON_THE_FLY=index == 0 and plan.delta_source == "on_the_fly",
+                    ),
                 )  # fmt: skip
             continue
         t = launch.dq
         rows = (t.block_m, t.block_n, t.block_n, t.block_m)
         descriptors, tma = _row_tiles(launch.tma, launch.segment, rows, (q, k, v, do), addressable)
-        _launch(
-            _sparse_dq_kernel, (launch.dq_programs, batch * heads),
-            q, k, v, do, out, lse2, delta, dq, *descriptors, *strides, *scalars,
-            HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode,
-            COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq", TMA=tma,
-            **t.launch_options, **geometry, **_pdl(plan, first),
+        pdl = _pdl(plan, first)
+        _launch_at(
+            ("dq", index, call, first), _sparse_dq_kernel, (launch.dq_programs, batch * heads),
+            (q, k, v, do, out, lse2, delta, dq, *descriptors, *strides, *scalars),
+            functools.partial(
+                _options, t.launch_options, geometry, pdl, HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n,
+                HAS_PREV=index > 0, DOT_MODE=dot_mode, COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq",
+                TMA=tma,
+            ),
         )  # fmt: skip
         first = False
         t = launch.dkdv
         rows = (t.block_m, t.block_n, t.block_n, t.block_m)
         descriptors, tma = _row_tiles(launch.tma, launch.segment, rows, (q, k, v, do), addressable)
-        _launch(
-            _sparse_dkdv_kernel, (launch.dkdv_programs, batch * heads),
-            q, k, v, do, out, lse2, delta, dk, dv, *descriptors, *strides, *scalars,
-            HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode, TMA=tma,
-            **t.launch_options, **geometry, **_pdl(plan, first=False),
+        _launch_at(
+            ("dkdv", index, call), _sparse_dkdv_kernel, (launch.dkdv_programs, batch * heads),
+            (q, k, v, do, out, lse2, delta, dk, dv, *descriptors, *strides, *scalars),
+            functools.partial(
+                _options, t.launch_options, geometry, _pdl(plan, first=False), HEAD_DIM=head_dim, BLOCK_M=t.block_m,
+                BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode, TMA=tma,
+            ),
         )  # fmt: skip
     return dq, dk, dv

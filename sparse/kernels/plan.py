@@ -22,9 +22,10 @@ q, k, v, dO from DRAM once instead of twice but measured slower on an H200 (benc
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sparse.kernels.geometry import TMA_GROUP_ROWS, TMA_OFF, TMA_ROWS
 from sparse.patterns import BandSegment, Pattern, Segment, SummarySegment
@@ -202,6 +203,9 @@ class Plan:
     # recompute it), or "own_launch" (_delta_kernel, before the segments).
     delta_source: str
     pdl: bool = False  # launches after the first start early (PROGRAMMATIC_LAUNCH)
+    # This plan object's own number: the launchers' call sites key their kept kernels on it (fast_launch.launch_site),
+    # so a plan rebuilt after the cache dropped it, or changed by dataclasses.replace, never reuses another's.
+    token: int = field(init=False, compare=False, default_factory=itertools.count().__next__)
 
     @property
     def tiles(self) -> int:

@@ -190,9 +190,14 @@ def test_whole_group_backward_with_a_32_row_tile(device):
 def tma_launches(monkeypatch):
     """The TMA setting of every launch from here on (None for kernels without descriptor loads)."""
     settings = []
-    real = launch._launch
+    real = launch._launch_at
     monkeypatch.setattr(
-        launch, "_launch", lambda kernel, *a, **kw: (settings.append(kw.get("TMA")), real(kernel, *a, **kw))[1]
+        launch,
+        "_launch_at",
+        lambda site, kernel, grid, args, options: (
+            settings.append(options().get("TMA")),
+            real(site, kernel, grid, args, options),
+        )[1],
     )
     return settings
 

@@ -198,6 +198,54 @@ def test_gpu_host_breakdown_pieces_in_order():
     torch.cuda.synchronize()
 
 
+def test_a_call_site_launches_its_kept_kernel_without_building_options(fake_gpu):
+    """fast_launch.launch_site: the site's first call goes through `launch` (Triton's path, then kept); later calls with
+    the same site run the kept kernel with the constexprs of that first call, and never call `options`; another site
+    keeps its own; clear_cache forgets them."""
+    kernel, x = _Kernel(), torch.zeros(64).as_subclass(_GpuTensor)
+    built = []
+
+    def options(block=16):
+        built.append(block)
+        return dict(BLOCK=block, FLAG=True, num_warps=4)
+
+    fast_launch.launch_site(("a",), kernel, (3,), (x, 100, 0.5), options)
+    fast_launch.launch_site(("a",), kernel, (5,), (x, 100, 0.5), options)
+    fast_launch.launch_site(("a",), kernel, (5,), (x, 100, 0.5), options)
+    assert built == [16] and [entry[0] for entry in kernel.log] == ["triton", "direct", "direct"]
+    assert kernel.log[1][1] == (5, 1, 1, 1234, "function", "metadata", None, None, None, x, 100, 0.5, 16, True)
+    fast_launch.launch_site(("b",), kernel, (5,), (x, 100, 0.5), lambda: options(32))  # another site: its own kernel
+    assert built == [16, 32] and kernel.log[-1][0] == "triton" and kernel.log[-1][3]["BLOCK"] == 32
+    fast_launch.clear_cache()
+    fast_launch.launch_site(("a",), kernel, (5,), (x, 100, 0.5), options)
+    assert built == [16, 32, 16] and kernel.log[-1][0] == "triton"
+
+
+def test_launch_sites_name_what_their_kernel_depends_on(monkeypatch):
+    """The launchers' site keys (sparse/kernels/launch.py) hold the plan's token, the inputs' dtypes, strides and
+    alignment, the head count and whether descriptors serve: each differs between calls that specialize differently."""
+    sites = []
+    monkeypatch.setattr(launch, "_launch_at", lambda site, kernel, grid, args, options: sites.append(site))
+    monkeypatch.setattr(launch, "interpreting", lambda: False)
+    monkeypatch.setattr(launch, "plan_for", lambda q, p: plan.build_plan(p, q.shape[2], q.shape[3], interpret=False))
+    p = sparse.pattern("strided", local_attn_ctx=16)
+
+    def forward_sites(batch=1, heads=2, n=64, dtype=torch.bfloat16, transposed=False, offset=0):
+        sites.clear()
+        if transposed:
+            q = torch.zeros(batch, n, heads, 64 + offset, dtype=dtype)[..., offset:].transpose(1, 2)
+        else:
+            q = torch.zeros(batch, heads, n, 64 + offset, dtype=dtype)[..., offset:]
+        launch.sparse_forward(q, q, q, p, 0.125)
+        return list(sites)
+
+    base = forward_sites()
+    assert len(base) == 2 and len(set(base)) == 2  # one site per segment
+    assert forward_sites() == base and forward_sites(batch=3) == base  # the batch is only the grid
+    for change in (dict(heads=3), dict(n=80), dict(dtype=torch.float16), dict(transposed=True), dict(offset=4)):
+        assert not set(forward_sites(**change)) & set(base), change
+
+
 def test_a_missing_parameter_is_named(fake_gpu):
     kernel, x = _Kernel(), torch.zeros(64).as_subclass(_GpuTensor)
     fast_launch.launch(kernel, (1,), x, 100, 0.5, BLOCK=16)  # the stand-in does not check; Triton would
