@@ -184,8 +184,10 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
     out = out.contiguous()  # the forward's own output, contiguous: a no-op, and the kernels index it so
     strides = (*_strides(q), *_strides(k), *_strides(v), *_strides(do))
     addressable = _descriptors_usable(plan, q, k, v, do)
-    # As in sparse_forward; out and lse2 are the forward's own (aligned) buffers.
-    call = (plan.token, q.dtype, k.dtype, v.dtype, do.dtype, strides, heads, _aligned(q, k, v, do), addressable)
+    # As in sparse_forward; out and lse2 come from the caller (the forward's own buffers, unless the op is called
+    # directly), so their alignment is part of the key too.
+    aligned = _aligned(q, k, v, do, out, lse2)
+    call = (plan.token, q.dtype, k.dtype, v.dtype, do.dtype, out.dtype, strides, heads, aligned, addressable)
     # D_i = rowsum(dO_i * O_i) of the merged output: the softmax-normalisation term every segment shares. The
     # first segment's programs compute it when they own every row once (plan.delta_source); else its own launch.
     delta = _empty((batch * heads, n), dtype=torch.float32, device=q.device)
