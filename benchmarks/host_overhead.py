@@ -1,5 +1,7 @@
 """The host side of one sparse attention call: Python, dispatch and autograd, with the kernel launches replaced
-by no-ops, so it runs on any machine (benchmarks/KERNEL_NOTES.md quotes it).
+by no-ops, so it runs on any machine (benchmarks/KERNEL_NOTES.md quotes it). Since 3f2bb5e0e1b7 it times the GPU's
+path through sparse/kernels/fast_launch.py (the compiled kernels' plans, a kept kernel per call site, descriptors),
+with only the final launcher call stubbed; before, the interpreter's path (every launch through kernel[grid]).
 
     python -m benchmarks.host_overhead [--n 256] [--calls 500] [--repeats 3]
 
@@ -18,22 +20,48 @@ from unittest import mock
 import torch
 
 import sparse
-from sparse.kernels import launch
+from sparse.kernels import fast_launch, launch
+from sparse.kernels.plan import build_plan
 
 # Every kernel the launchers call: each name of sparse/kernels/launch.py that ends in "_kernel".
 KERNELS = tuple(name for name in vars(launch) if name.startswith("_") and name.endswith("_kernel"))
 
 
+class _Compiled:
+    """A compiled kernel whose launcher does nothing."""
+
+    function, packed_metadata = None, None
+
+    def run(self, *args):
+        pass
+
+
 class _NoLaunch:
+    """Stands in for a @triton.jit kernel: `kernel[grid](...)` "compiles" to a _Compiled (fast_launch keeps it)."""
+
+    def __init__(self, kernel):
+        self.arg_names = kernel.arg_names
+
     def __getitem__(self, grid):
-        return lambda *args, **kwargs: None
+        return lambda *args, **kwargs: _Compiled()
 
 
 def measure(p, n: int, calls: int, repeats: int) -> tuple[float, float]:
     """(forward us, forward + backward us), the best of `repeats` means over `calls` calls."""
     q, k, v = (torch.randn(1, n, 2, 64).transpose(1, 2).requires_grad_() for _ in range(3))
     grad = torch.randn(1, 2, n, 64)
-    with mock.patch.multiple(launch, **{name: _NoLaunch() for name in KERNELS}):
+    stand_ins = {name: _NoLaunch(getattr(launch, name)) for name in KERNELS}
+    # The GPU's path through fast_launch (a kept kernel per call site, launched directly), on CPU tensors: the
+    # direct path allowed, the compiled kernels' plans, no device or stream to ask for.
+    with (
+        mock.patch.multiple(launch, **stand_ins),
+        mock.patch.object(fast_launch, "_direct_path", lambda first_arg: True),
+        mock.patch.object(launch, "interpreting", lambda: False),
+        mock.patch.object(launch, "plan_for", lambda q, p: build_plan(p, q.shape[2], q.shape[3], interpret=False)),
+        mock.patch.object(torch.cuda, "current_device", lambda: 0),
+        mock.patch.object(torch._C, "_cuda_getCurrentRawStream", lambda device: 0, create=True),
+    ):
+        fast_launch.clear_cache()
         for _ in range(20):
             sparse.attention(q, k, v, p).backward(grad)
         best_fwd = best_both = float("inf")
@@ -46,6 +74,7 @@ def measure(p, n: int, calls: int, repeats: int) -> tuple[float, float]:
             for _ in range(calls):
                 sparse.attention(q, k, v, p).backward(grad)
             best_both = min(best_both, (time.perf_counter() - start) / calls)
+    fast_launch.clear_cache()
     return best_fwd * 1e6, best_both * 1e6
 
 

@@ -71,8 +71,14 @@ def _hooks_installed() -> bool:
     return bool(runtime.launch_enter_hook.calls or runtime.launch_exit_hook.calls)
 
 
+def _direct_path(first_arg) -> bool:
+    """Whether a launch may skip Triton's path (see the module docstring); benchmarks/host_overhead.py replaces it to
+    time the direct path's Python on a machine without a GPU."""
+    return DIRECT and not interpreting() and first_arg.is_cuda and not _hooks_installed()
+
+
 def launch(kernel, grid: tuple[int, ...], *args, **options) -> None:
-    if not DIRECT or interpreting() or not args[0].is_cuda or _hooks_installed():
+    if not _direct_path(args[0]):
         kernel[grid](*args, **options)
         return
     device = torch.cuda.current_device()
@@ -108,7 +114,7 @@ def launch_site(site: tuple, kernel, grid: tuple[int, ...], args: tuple, options
     reuse its kernel and its constexpr values without looking at the arguments or building the options (`options` is a
     zero-argument callable, called only then): per launch, the work `launch` does per argument (the specialization key)
     and the options' dict merges, most of a launcher's Python (benchmarks/KERNEL_NOTES.md, host rows)."""
-    if not DIRECT or interpreting() or not args[0].is_cuda or _hooks_installed():
+    if not _direct_path(args[0]):
         kernel[grid](*args, **options())
         return
     device = torch.cuda.current_device()
