@@ -81,6 +81,11 @@ def launch(kernel, grid: tuple[int, ...], *args, **options) -> None:
     if not _direct_path(args[0]):
         kernel[grid](*args, **options)
         return
+    _launch_kept(kernel, grid, args, options)
+
+
+def _launch_kept(kernel, grid: tuple[int, ...], args: tuple, options: dict):
+    """The direct path of `launch`; returns the kept compiled kernel it launched."""
     device = torch.cuda.current_device()
     key = (id(kernel), device, tuple(options.items()), tuple(map(_spec, args)))
     compiled = _compiled.get(key)
@@ -91,7 +96,7 @@ def launch(kernel, grid: tuple[int, ...], *args, **options) -> None:
         if len(_compiled) >= _MAX_ENTRIES:
             _compiled.clear()
         _compiled[key] = compiled
-        return
+        return compiled
     names = _trailing_names.get((id(kernel), len(args)))
     if names is None:
         names = tuple(kernel.arg_names[len(args) :])
@@ -105,6 +110,7 @@ def launch(kernel, grid: tuple[int, ...], *args, **options) -> None:
     grid_x, grid_y, grid_z = (*grid, 1, 1)[:3]
     stream = torch._C._cuda_getCurrentRawStream(device)  # what Triton's CUDA driver binds get_current_stream to
     compiled.run(grid_x, grid_y, grid_z, stream, compiled.function, compiled.packed_metadata, None, None, None, *values)
+    return compiled
 
 
 def launch_site(site: tuple, kernel, grid: tuple[int, ...], args: tuple, options) -> None:
@@ -121,13 +127,10 @@ def launch_site(site: tuple, kernel, grid: tuple[int, ...], args: tuple, options
     entry = _sites.get((device, site))
     if entry is None:
         named = options()
-        key = (id(kernel), device, tuple(named.items()), tuple(map(_spec, args)))
-        launch(kernel, grid, *args, **named)
-        compiled = _compiled.get(key)
-        if compiled is not None:  # kept by `launch` (always, unless its cache was just cleared)
-            if len(_sites) >= _MAX_ENTRIES:
-                _sites.clear()
-            _sites[(device, site)] = (compiled, tuple(named[name] for name in kernel.arg_names[len(args) :]))
+        compiled = _launch_kept(kernel, grid, args, named)
+        if len(_sites) >= _MAX_ENTRIES:
+            _sites.clear()
+        _sites[(device, site)] = (compiled, tuple(named[name] for name in kernel.arg_names[len(args) :]))
         return
     compiled, trailing = entry
     grid_x, grid_y, grid_z = (*grid, 1, 1)[:3]
