@@ -134,7 +134,7 @@ TMA_BAND_LOADS = True
 # pointer, each of its tiles is BLOCK rows l * D elements apart.
 TMA_STRIDE_LOADS = True
 # The whole-group backward of such a segment loads its k and v tiles by descriptor too (never q and dO: see
-# backward.py's `_group_bwd_kernel`, registers); False keeps it on pointers (profile_kernels' `group-pointers` path).
+# backward.py's `_group_bwd_kernel`, registers); False keeps it on pointers (profile_kernels' `group-keys-tma` path).
 TMA_GROUP_KEYS = True
 # The launches of one forward or backward after its first start early, beside the one before, by programmatic
 # dependent launch (Hopper; geometry.PDL_EARLY): they load their input tiles, then wait for it to finish. Off under the
@@ -344,6 +344,7 @@ def _cached_plan(
             fwd, dq, dkdv = (_tiles(k, head_dim, group_len, interpret, small_warps) for k in ("fwd", "dq", "dkdv"))
             group_bwd = _group_tiles(head_dim, group_len, interpret) if whole_groups else None
             bwd = _tiles("bwd", head_dim, group_len, interpret, small_warps) if fused else None
+            layout = _tma_layout(seg, n, tma_band, tma_stride)
             launches.append(
                 SegmentLaunch(
                     segment=seg,
@@ -358,8 +359,8 @@ def _cached_plan(
                     bwd=bwd,
                     bwd_programs=seg.num_groups * math.ceil(group_len / bwd.block_m) if bwd else 0,
                     group_bwd=group_bwd,
-                    tma=_tma_layout(seg, n, tma_band, tma_stride),
-                    group_bwd_tma=_tma_layout(seg, n, tma_band, tma_stride) if group_bwd and tma_group else TMA_OFF,
+                    tma=layout,
+                    group_bwd_tma=layout if group_bwd and tma_group else TMA_OFF,
                 )
             )
         else:
@@ -396,7 +397,7 @@ build_plan.cache_clear = _cached_plan.cache_clear  # after editing TILE_TABLE (b
 def _tma_layout(seg: BandSegment, n: int, band: bool, stride: bool) -> int:
     if seg.step == 1:
         return TMA_ROWS if band else TMA_OFF
-    # The [n / l, l] view needs n a multiple of l; one group per residue (g < l) keeps element [t, g] at t * l + g.
+    # The [l, n / l] view needs n a multiple of l; one group per residue (g < l) keeps element [g, t] at t * l + g.
     is_stride_part = seg.group_stride == 1 and seg.num_groups == seg.step and n % seg.step == 0
     return TMA_GROUP_ROWS if stride and is_stride_part else TMA_OFF
 
