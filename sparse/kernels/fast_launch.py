@@ -57,12 +57,10 @@ def _spec(arg):
         return arg  # their value decides divisibility, == 1 and width
     if kind is float:
         return float  # floats are never specialized on their value
-    if kind is TensorDescriptor:
-        return TensorDescriptor, arg.base.dtype, tuple(arg.block_shape)  # what Triton's signature holds of one
     if isinstance(arg, torch.Tensor):
         return arg.dtype, arg.data_ptr() % 16 == 0
     if isinstance(arg, TensorDescriptor):
-        return TensorDescriptor, arg.base.dtype, tuple(arg.block_shape)
+        return TensorDescriptor, arg.base.dtype, tuple(arg.block_shape)  # what Triton's signature holds of one
     return arg
 
 
