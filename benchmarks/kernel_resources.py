@@ -170,8 +170,9 @@ def launch_rows(spec: str, heads: int, head_dim: int, arch: int, sms: int, diges
         programs = math.prod(record.grid)
         rows.append({
             "case": spec, "head_dim": head_dim, "launch": index, "kernel": record.kernel.__name__,
-            "block_m": options.get("BLOCK_M", options.get("BLOCK")),
-            "block_n": options.get("BLOCK_N", options.get("CHUNK", options.get("BLOCK"))),
+            # _dq_dkdv_kernel: its dk/dv tile (the grid's first programs, and its launch options).
+            "block_m": options.get("BLOCK_M", options.get("BLOCK", options.get("KV_BLOCK_M"))),
+            "block_n": options.get("BLOCK_N", options.get("CHUNK", options.get("BLOCK", options.get("KV_BLOCK_N")))),
             "num_warps": warps, "num_stages": options.get("num_stages", 3), "max_registers": options.get("maxnreg", ""),
             **usage, "programs_per_sm": per_sm, "limited_by": limit, "programs": programs,
             "waves": round(programs / (sms * per_sm), 2), "target": f"sm_{arch}", "sms": sms,

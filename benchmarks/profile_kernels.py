@@ -56,6 +56,8 @@ SWITCHES = {
     "group-keys-tma": (plan, "TMA_GROUP_KEYS", _TOGGLE),
     "encode-each-launch": (fast_launch, "KEEP_ENCODED", False),
     "no-pdl": (plan, "PROGRAMMATIC_LAUNCH", _TOGGLE),
+    "summary-tma": (plan, "TMA_SUMMARY_QUERIES", _TOGGLE),
+    "one-grid": (plan, "ONE_GRID_BAND_BACKWARD", _TOGGLE),
 }
 PATHS = ("triton", "direct", *SWITCHES)
 

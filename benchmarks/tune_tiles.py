@@ -52,6 +52,16 @@ SPACE = {
                    (128, 32, 8, 2), (128, 64, 4, 3)],
     # Only patterns with a summary part (fixed) use it: longer query tiles shorten its serial loop.
     "dkdv_summary": [
+        # Key tiles of 128 (the tutorial's dk/dv shape: 128 keys owned, short query tiles streamed), searched once the
+        # query tiles came by descriptor (TMA_SUMMARY_QUERIES); registers from `kernel_resources` on the CPU.
+        (32, 128, 4, 3),
+        (16, 128, 4, 3),
+        (32, 128, 8, 3),
+        (32, 128, 8, 3, 128),
+        (64, 128, 8, 3),
+        (64, 128, 8, 3, 128),
+        (32, 64, 4, 3),
+        (64, 64, 4, 4),
         (128, 64, 8, 3, 128),
         (128, 64, 4, 3, 168),
         (32, 64, 4, 2),

@@ -18,14 +18,16 @@ query tiles that attend it; `_dq_program` owns a query tile and streams its key 
   program owns a whole group as queries and as keys, streams its key tiles (one, for short groups) and computes each
   score once for dq, dk and dv.
 - `_sparse_dq_kernel`, `_sparse_dkdv_kernel` (every other segment; summary segments always, their query and
-  key tiles do not pair up).
+  key tiles do not pair up), or `_dq_dkdv_kernel`, both bodies' programs in one grid (a band segment after the first,
+  plan.ONE_GRID_BAND_BACKWARD).
 D: the first segment's dq programs compute and store it when they own every row once (COMPUTE_DELTA), and the
 dk/dv launch after them reads it; in the one-kernel backward the dk/dv programs of that same launch, which need D
 of rows other programs own, compute it from O and dO per query tile instead (DELTA_FROM_O: only where each key
 tile sees a few query tiles, plan.delta_source). Otherwise `_delta_kernel` runs first. Summary segments split
 their loops into masked edges and an unmasked interior (MASKED=False where every pair of a tile is allowed).
 Scores use the base-2 scale (the forward's lse2): P = exp2(q k^T * scale * log2 e - lse2). The split dq and dk/dv
-kernels of band segments of step 1 load their q, k, v and dO tiles by tensor descriptor (TMA=True, as the forward).
+kernels of band segments of step 1 load their q, k, v and dO tiles by tensor descriptor (TMA=True, as the forward);
+a summary segment's dk/dv loads its streamed q and dO tiles so (plan.TMA_SUMMARY_QUERIES), its keys by pointer.
 """
 
 import triton
@@ -286,7 +288,7 @@ def _dkdv_program(
             hi = group_len
 
     batch32 = bh // H
-    if TMA:
+    if TMA and not IS_SUMMARY:  # a summary segment's keys are gathered; only its query tiles come by descriptor
         k = tma_rows(K_DESC, batch32, head, group, group_stride, tile * BLOCK_N, TMA)
         v = tma_rows(V_DESC, batch32, head, group, group_stride, tile * BLOCK_N, TMA)
     else:
@@ -393,7 +395,7 @@ def _sparse_dkdv_kernel(
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
-    tl.static_assert(not (TMA and IS_SUMMARY), "tensor descriptors serve band segments alone")
+    tl.static_assert(TMA != 2 or not IS_SUMMARY, "a summary segment's query tiles are rows of the sequence (TMA_ROWS)")
     let_next_launch_start(PDL)
     _dkdv_program(
         tl.program_id(0), tl.program_id(1), Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC, K_DESC, V_DESC, DO_DESC,
@@ -403,6 +405,51 @@ def _sparse_dkdv_kernel(
         HEAD_DIM, BLOCK_M, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV, DOT_MODE,
         False, TMA, PDL,
     )  # fmt: skip
+
+
+@triton.jit
+def _dq_dkdv_kernel(
+    Q, K, V, DO, O, LSE, DELTA, DQ, DK, DV,
+    Q_DESC_DQ, K_DESC_DQ, V_DESC_DQ, DO_DESC_DQ, Q_DESC_KV, K_DESC_KV, V_DESC_KV, DO_DESC_KV,
+    stride_qz, stride_qh, stride_qn,
+    stride_kz, stride_kh, stride_kn,
+    stride_vz, stride_vh, stride_vn,
+    stride_dz, stride_dh, stride_dn,
+    n, H, group_len, scale_log2, scale, dkdv_programs,
+    step, group_stride, window, l_block, c_sum,
+    HEAD_DIM: tl.constexpr, DQ_BLOCK_M: tl.constexpr, DQ_BLOCK_N: tl.constexpr, KV_BLOCK_M: tl.constexpr,
+    KV_BLOCK_N: tl.constexpr, IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr,
+    DISTINCT: tl.constexpr, SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
+    TMA: tl.constexpr, PDL: tl.constexpr,
+):  # fmt: skip
+    """The dk/dv and dq programs of one segment in one grid (plan.ONE_GRID_BAND_BACKWARD): programs below
+    `dkdv_programs` run `_dkdv_program` on key tile pid, the rest `_dq_program` on query tile pid - dkdv_programs, each
+    at its own tile sizes and descriptors (*_DQ, *_KV). Neither body reads what the other writes, so no program waits
+    for another of this launch; D comes from an earlier launch (never computed here). dk/dv programs come first: they
+    are the longer ones, and the scheduler starts programs in order."""
+    tl.static_assert(DQ_BLOCK_M >= 16 and DQ_BLOCK_N >= 16 and KV_BLOCK_M >= 16 and KV_BLOCK_N >= 16, "tl.dot tiles")
+    tl.static_assert(not (TMA and IS_SUMMARY), "a summary segment's dq gathers its keys: no descriptors")
+    let_next_launch_start(PDL)
+    pid = tl.program_id(0)
+    bh = tl.program_id(1)
+    if pid < dkdv_programs:
+        _dkdv_program(
+            pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC_KV, K_DESC_KV, V_DESC_KV, DO_DESC_KV,
+            stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
+            stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
+            n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
+            HEAD_DIM, KV_BLOCK_M, KV_BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV,
+            DOT_MODE, False, TMA, PDL,
+        )  # fmt: skip
+    else:
+        _dq_program(
+            pid - dkdv_programs, bh, Q, K, V, DO, O, LSE, DELTA, DQ, Q_DESC_DQ, K_DESC_DQ, V_DESC_DQ, DO_DESC_DQ,
+            stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
+            stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
+            n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
+            HEAD_DIM, DQ_BLOCK_M, DQ_BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV,
+            DOT_MODE, False, TMA, PDL,
+        )  # fmt: skip
 
 
 @triton.jit

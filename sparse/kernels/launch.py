@@ -20,6 +20,7 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 from sparse.kernels.backward import (
     _band_bwd_kernel,
     _delta_kernel,
+    _dq_dkdv_kernel,
     _group_bwd_kernel,
     _sparse_dkdv_kernel,
     _sparse_dq_kernel,
@@ -37,7 +38,7 @@ from sparse.kernels.geometry import (
     TMA_ROWS,
 )
 from sparse.kernels.plan import Plan, SegmentLaunch, build_plan, interpreting
-from sparse.patterns import BandSegment, Pattern, SummarySegment
+from sparse.patterns import Pattern, Segment, SummarySegment
 
 LOG2_E = 1.4426950408889634
 
@@ -92,10 +93,11 @@ def _descriptor(base: torch.Tensor, shape: list, strides: list, block_shape: lis
     return descriptor
 
 
-def _row_tiles(layout: int, segment: BandSegment, rows: tuple, tensors: tuple, addressable: bool) -> tuple:
+def _row_tiles(layout: int, segment: Segment, rows: tuple, tensors: tuple, addressable: bool) -> tuple:
     """What the kernels' descriptor parameters get for `tensors` (some of q, k, v, dO), and their TMA constexpr: for a
     segment that loads by TMA (`layout`: its launch's tma or group_bwd_tma) and tensors a descriptor can address
-    (`addressable`), a descriptor of each tensor with blocks of `rows` rows (the matching entry), and the layout; else
+    (`addressable`), a descriptor of each tensor with blocks of `rows` rows (the matching entry; None: the tensor
+    itself, for an operand that kernel gathers by pointer), and the layout; else
     the tensors themselves (unused) and TMA_OFF. Layouts (geometry.py): TMA_ROWS, [B, H, n, D] with blocks [1, 1, rows,
     D]; TMA_GROUP_ROWS, the same memory as [B, H, l, n / l, D] (row t * l + g at [g, t]: strides need not grow with
     the dimension) with blocks [1, 1, 1, rows, D], so that a tile's rows and head dim are the box's last two
@@ -104,6 +106,9 @@ def _row_tiles(layout: int, segment: BandSegment, rows: tuple, tensors: tuple, a
         return tensors, TMA_OFF
     descriptors = []
     for x, r in zip(tensors, rows):
+        if r is None:
+            descriptors.append(x)
+            continue
         batch, heads, n, head_dim = x.shape
         sz, sh, sn, sd = x.stride()
         if layout == TMA_ROWS:
@@ -163,7 +168,7 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
     for index, launch in enumerate(plan.launches):
         t = launch.fwd
         rows = (t.block_m, t.block_n, t.block_n)
-        descriptors, tma = _row_tiles(launch.tma, launch.segment, rows, (q, k, v), addressable)
+        descriptors, tma = _row_tiles(launch.tma_of("fwd"), launch.segment, rows, (q, k, v), addressable)
         _launch_at(
             ("fwd", index, call), _sparse_fwd_kernel, (launch.fwd_programs, batch * heads),
             (q, k, v, out, lse2, out, lse2, *descriptors, *strides, n, heads, launch.group_len,
@@ -234,9 +239,25 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                     ),
                 )  # fmt: skip
             continue
+        if launch.one_grid:
+            tq, tkv = launch.dq, launch.dkdv
+            rows = (tq.block_m, tq.block_n, tq.block_n, tq.block_m, tkv.block_m, tkv.block_n, tkv.block_n, tkv.block_m)
+            descriptors, tma = _row_tiles(launch.tma, launch.segment, rows, (q, k, v, do) * 2, addressable)
+            _launch_at(
+                ("dq+dkdv", index, call, first), _dq_dkdv_kernel,
+                (launch.dkdv_programs + launch.dq_programs, batch * heads),
+                (q, k, v, do, out, lse2, delta, dq, dk, dv, *descriptors, *strides, *scalars, launch.dkdv_programs),
+                functools.partial(
+                    _options, tkv.launch_options, geometry, _pdl(plan, first), HEAD_DIM=head_dim,
+                    DQ_BLOCK_M=tq.block_m, DQ_BLOCK_N=tq.block_n, KV_BLOCK_M=tkv.block_m, KV_BLOCK_N=tkv.block_n,
+                    HAS_PREV=index > 0, DOT_MODE=dot_mode, TMA=tma,
+                ),
+            )  # fmt: skip
+            first = False
+            continue
         t = launch.dq
         rows = (t.block_m, t.block_n, t.block_n, t.block_m)
-        descriptors, tma = _row_tiles(launch.tma, launch.segment, rows, (q, k, v, do), addressable)
+        descriptors, tma = _row_tiles(launch.tma_of("dq"), launch.segment, rows, (q, k, v, do), addressable)
         pdl = _pdl(plan, first)
         _launch_at(
             ("dq", index, call, first), _sparse_dq_kernel, (launch.dq_programs, batch * heads),
@@ -249,8 +270,10 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
         )  # fmt: skip
         first = False
         t = launch.dkdv
-        rows = (t.block_m, t.block_n, t.block_n, t.block_m)
-        descriptors, tma = _row_tiles(launch.tma, launch.segment, rows, (q, k, v, do), addressable)
+        # A summary segment's keys are gathered (None: no descriptor, the tensor passes through unused).
+        key_rows = None if isinstance(launch.segment, SummarySegment) else t.block_n
+        rows = (t.block_m, key_rows, key_rows, t.block_m)
+        descriptors, tma = _row_tiles(launch.tma_of("dkdv"), launch.segment, rows, (q, k, v, do), addressable)
         _launch_at(
             ("dkdv", index, call), _sparse_dkdv_kernel, (launch.dkdv_programs, batch * heads),
             (q, k, v, do, out, lse2, delta, dk, dv, *descriptors, *strides, *scalars),

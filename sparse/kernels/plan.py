@@ -136,6 +136,16 @@ TMA_STRIDE_LOADS = True
 # The whole-group backward of such a segment loads its k and v tiles by descriptor too (never q and dO: see
 # backward.py's `_group_bwd_kernel`, registers); False keeps it on pointers (profile_kernels' `group-keys-tma` path).
 TMA_GROUP_KEYS = True
+# A summary segment's dk/dv programs (fixed attention) stream the query tiles of every later window, in sequence order:
+# those q and dO tiles come by [B, H, n, D] descriptor (TMA_ROWS), as a band's. Its keys, and the forward's and dq's
+# streamed key tiles, are compact summary columns gathered by pointer (SegmentLaunch.tma_of).
+TMA_SUMMARY_QUERIES = True
+# A split band segment (not the first: its dq programs must not compute D) runs dq and dk/dv in one grid: the first
+# programs own key tiles (dk/dv), the rest query tiles (dq). The two bodies are independent (each reads only the
+# inputs and what earlier segments wrote), so neither waits for the other's last wave; the grid takes the dk/dv
+# tile's warps, stages and register cap (backward.py's `_dq_dkdv_kernel`). Only where dq's and dk/dv's warps and
+# stages agree.
+ONE_GRID_BAND_BACKWARD = True
 # The launches of one forward or backward after its first start early, beside the one before, by programmatic
 # dependent launch (Hopper; geometry.PDL_EARLY): they load their input tiles, then wait for it to finish. Off under the
 # interpreter.
@@ -189,6 +199,14 @@ class SegmentLaunch:
     # where a tensor is not 16-byte addressable.
     tma: int = TMA_OFF
     group_bwd_tma: int = TMA_OFF  # the whole-group backward's k and v loads (TMA_GROUP_KEYS)
+    one_grid: bool = False  # dq and dk/dv in one launch (ONE_GRID_BAND_BACKWARD)
+
+    def tma_of(self, kernel: str) -> int:
+        """The descriptor layout of this segment's `kernel` ("fwd", "dq" or "dkdv"): a summary segment's forward and dq
+        stream gathered summary keys, so only its dk/dv (sequence-order query tiles, TMA_SUMMARY_QUERIES) has one."""
+        if isinstance(self.segment, SummarySegment) and kernel != "dkdv":
+            return TMA_OFF
+        return self.tma
 
 
 @dataclass(frozen=True)
@@ -302,11 +320,14 @@ def build_plan(
     tma_stride_loads: bool | None = None,
     tma_group_keys: bool | None = None,
     programmatic_launch: bool | None = None,
+    tma_summary_queries: bool | None = None,
+    one_grid_band_backward: bool | None = None,
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
     environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, TMA_STRIDE_LOADS, TMA_GROUP_KEYS,
-    PROGRAMMATIC_LAUNCH, SMALL_TILE_WARPS), resolved before the cache lookup so that changing them counts. The
-    one-kernel band backward, when on, takes every band segment, short groups too."""
+    PROGRAMMATIC_LAUNCH, TMA_SUMMARY_QUERIES, ONE_GRID_BAND_BACKWARD, SMALL_TILE_WARPS), resolved before the cache
+    lookup so that changing them counts. The one-kernel band backward, when on, takes every band segment, short groups
+    too."""
     interpret = interpreting() if interpret is None else interpret
     fused = FUSED_BAND_BACKWARD if fused_band_backward is None else fused_band_backward
     whole_groups = GROUP_BACKWARD if group_backward is None else group_backward
@@ -314,9 +335,11 @@ def build_plan(
     tma_stride = TMA_STRIDE_LOADS if tma_stride_loads is None else tma_stride_loads
     tma_group = TMA_GROUP_KEYS if tma_group_keys is None else tma_group_keys
     pdl = PROGRAMMATIC_LAUNCH if programmatic_launch is None else programmatic_launch
+    tma_summary = TMA_SUMMARY_QUERIES if tma_summary_queries is None else tma_summary_queries
+    one_grid = ONE_GRID_BAND_BACKWARD if one_grid_band_backward is None else one_grid_band_backward
     return _cached_plan(
         pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS, tma_band, tma_stride,
-        tma_group, pdl and not interpret,
+        tma_group, pdl and not interpret, tma_summary, one_grid and not fused,
     )  # fmt: skip
 
 
@@ -333,6 +356,8 @@ def _cached_plan(
     tma_stride: bool,
     tma_group: bool,
     pdl: bool,
+    tma_summary: bool,
+    one_grid: bool,
 ) -> Plan:
     launches = []
     segments = pattern.segments(n)
@@ -361,6 +386,8 @@ def _cached_plan(
                     group_bwd=group_bwd,
                     tma=layout,
                     group_bwd_tma=layout if group_bwd and tma_group else TMA_OFF,
+                    # The first segment's dq programs may compute D, which every dk/dv program reads.
+                    one_grid=one_grid and group_bwd is None and bool(launches) and _same_launch_options(dq, dkdv),
                 )
             )
         else:
@@ -378,6 +405,7 @@ def _cached_plan(
                     dkdv_programs=math.ceil(num_keys / dkdv.block_n),
                     group_len=num_keys,
                     fwd_tiles=_summary_fwd_tiles(seg, n, fwd),
+                    tma=TMA_ROWS if tma_summary else TMA_OFF,
                 )
             )
     return Plan(
@@ -392,6 +420,12 @@ def _cached_plan(
 
 
 build_plan.cache_clear = _cached_plan.cache_clear  # after editing TILE_TABLE (benchmarks/tune_tiles.py)
+
+
+def _same_launch_options(dq: Tiles, dkdv: Tiles) -> bool:
+    """Whether one grid can run both kernels' programs at their tuned warps and stages (the register cap is
+    dk/dv's, which dq's programs stay under: 82 against 128 registers at head dim 64, kernel_resources)."""
+    return (dq.num_warps, dq.num_stages) == (dkdv.num_warps, dkdv.num_stages)
 
 
 def _tma_layout(seg: BandSegment, n: int, band: bool, stride: bool) -> int:

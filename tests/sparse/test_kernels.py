@@ -263,7 +263,8 @@ def test_tma_stride_loads_on_a_transposed_layout(device, monkeypatch, tma_launch
 
 def test_which_segments_load_by_descriptor():
     """Band segments of step 1: TMA_ROWS; the stride part: TMA_GROUP_ROWS where n is a multiple of l, else pointers
-    (the [n / l, l] view would end past the tensor); summary segments: pointers. Each flag turns its own layout off."""
+    (the [n / l, l] view would end past the tensor); summary segments: TMA_ROWS for their dk/dv's query tiles alone
+    (SegmentLaunch.tma_of). Each flag turns its own layout off."""
 
     def layouts(name, n, **kw):
         plan = build_plan(sparse.pattern(name, **kw), n, 64, False, tma_band_loads=True, tma_stride_loads=True)
@@ -272,12 +273,56 @@ def test_which_segments_load_by_descriptor():
     assert layouts("strided", 3072, local_attn_ctx=96) == [(TMA_GROUP_ROWS, TMA_GROUP_ROWS), (TMA_ROWS, TMA_OFF)]
     assert layouts("strided", 3000, local_attn_ctx=96) == [(TMA_OFF, TMA_OFF), (TMA_ROWS, TMA_OFF)]
     assert layouts("strided", 65536, local_attn_ctx=256)[0] == (TMA_GROUP_ROWS, TMA_OFF)  # split kernels
-    assert layouts("fixed", 12288, local_attn_ctx=128, summary_ctx=32) == [(TMA_OFF, TMA_OFF), (TMA_ROWS, TMA_ROWS)]
+    assert layouts("fixed", 12288, local_attn_ctx=128, summary_ctx=32) == [(TMA_ROWS, TMA_OFF), (TMA_ROWS, TMA_ROWS)]
+    summary = build_plan(sparse.pattern("fixed", local_attn_ctx=128, summary_ctx=32), 12288, 64, False).launches[0]
+    assert [summary.tma_of(kernel) for kernel in ("fwd", "dq", "dkdv")] == [TMA_OFF, TMA_OFF, TMA_ROWS]
+    p = sparse.pattern("fixed", local_attn_ctx=128, summary_ctx=32)
+    assert build_plan(p, 12288, 64, False, tma_summary_queries=False).launches[0].tma == TMA_OFF
     p = sparse.pattern("strided", local_attn_ctx=96)
     off = build_plan(p, 3072, 64, False, tma_band_loads=False, tma_stride_loads=False)
     assert [(launch.tma, launch.group_bwd_tma) for launch in off.launches] == [(TMA_OFF, TMA_OFF)] * 2
     keys_off = build_plan(p, 3072, 64, False, tma_group_keys=False)
     assert keys_off.launches[0].group_bwd_tma == TMA_OFF
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("summary_queries", [True, False], ids=["summary-queries-tma", "summary-queries-pointer"])
+@pytest.mark.parametrize("name, n", [("fixed", 37), ("fixed-local", 37), ("fixed-summary", 41)])
+def test_tma_summary_queries(name, n, dtype, summary_queries, device, monkeypatch, tma_launches):
+    """A summary segment's dk/dv streams its query tiles (q, dO) by [B, H, n, D] descriptor and gathers its keys by
+    pointer (TMA_SUMMARY_QUERIES): the same results either way; odd n, so that the last query tile hangs over n."""
+    monkeypatch.setattr(plan_module, "TMA_SUMMARY_QUERIES", summary_queries)
+    check_against_reference(sparse.pattern(**PATTERNS[name]), (2, 3, n, 32), dtype, device, seed=n)
+    assert (TMA_ROWS in tma_launches) == (summary_queries or name != "fixed-summary")
+
+
+def test_which_segments_run_dq_and_dkdv_in_one_grid():
+    """Split band segments after the first, where dq's and dk/dv's warps and stages agree; never the first segment
+    (its dq programs may compute D, which dk/dv programs read), whole-group segments or the fused band backward."""
+
+    def one_grid(name, n, **kw):
+        return [launch.one_grid for launch in build_plan(sparse.pattern(name, **kw), n, 64, False).launches]
+
+    assert one_grid("strided", 12288, local_attn_ctx=128) == [False, True]  # the stride part: whole groups
+    assert one_grid("strided", 65536, local_attn_ctx=256) == [False, True]  # the stride part: split, but first
+    assert one_grid("fixed", 12288, local_attn_ctx=128, summary_ctx=32) == [False, False]
+    assert one_grid("local", 4096, local_attn_ctx=128) == [False]
+    p = sparse.pattern("strided", local_attn_ctx=128)
+    assert not build_plan(p, 12288, 64, False, one_grid_band_backward=False).launches[1].one_grid
+    assert not build_plan(p, 12288, 64, False, fused_band_backward=True).launches[1].one_grid
+
+
+@pytest.mark.parametrize("one_grid", [True, False], ids=["one-grid", "two-launches"])
+@pytest.mark.parametrize(
+    "name, n, has_one", [("strided", 37, True), ("strided-l1", 37, True), ("fixed", 37, False)]
+)  # strided-l1: both segments split (stride groups of 37 rows), the band after; fixed: no split band segment
+def test_one_grid_band_backward(name, n, has_one, one_grid, device, monkeypatch):
+    """dq and dk/dv of a band segment after the first in one grid (ONE_GRID_BAND_BACKWARD) or two launches: the
+    reference's gradients either way."""
+    monkeypatch.setattr(plan_module, "ONE_GRID_BAND_BACKWARD", one_grid)
+    p = sparse.pattern(**PATTERNS[name])
+    assert any(launch.one_grid for launch in build_plan(p, n, 32).launches) == (one_grid and has_one)
+    check_against_reference(p, (2, 3, n, 32), torch.float32, device, seed=n)
 
 
 def test_which_segments_run_the_whole_group_backward():
