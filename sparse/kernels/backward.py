@@ -184,7 +184,7 @@ def _dq_program(
         offset = 0
 
     batch32 = bh // H
-    if TMA:
+    if TMA and not IS_SUMMARY:  # a summary segment's keys alone come by descriptor (TMA_SUMMARY_KEYS)
         q = tma_rows(Q_DESC, batch32, head, group, group_stride, tile * BLOCK_M, TMA)
         do = tma_rows(DO_DESC, batch32, head, group, group_stride, tile * BLOCK_M, TMA)
     else:
@@ -369,7 +369,7 @@ def _sparse_dq_kernel(
     TMA: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
-    tl.static_assert(not (TMA and IS_SUMMARY), "tensor descriptors serve band segments alone")
+    tl.static_assert((TMA == 3) == (IS_SUMMARY and TMA > 0), "summary segments' descriptors are TMA_SUMMARY_KEYS")
     let_next_launch_start(PDL)
     _dq_program(
         tl.program_id(0), tl.program_id(1), Q, K, V, DO, O, LSE, DELTA, DQ, Q_DESC, K_DESC, V_DESC, DO_DESC,
@@ -395,7 +395,7 @@ def _sparse_dkdv_kernel(
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
-    tl.static_assert(TMA != 2 or not IS_SUMMARY, "a summary segment's query tiles are rows of the sequence (TMA_ROWS)")
+    tl.static_assert(TMA == 1 or not IS_SUMMARY or TMA == 0, "a summary's query tiles are sequence rows (TMA_ROWS)")
     let_next_launch_start(PDL)
     _dkdv_program(
         tl.program_id(0), tl.program_id(1), Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC, K_DESC, V_DESC, DO_DESC,

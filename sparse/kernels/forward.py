@@ -81,8 +81,9 @@ def _sparse_fwd_kernel(
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     """Program (pid, bh): the BLOCK_M queries of tile `pid` of batch x head `bh`, streaming the key tiles their segment
-    allows. TMA: q, k and v come by tensor descriptor (band segments of step 1 only, geometry.tma_rows)."""
-    tl.static_assert(not (TMA and IS_SUMMARY), "tensor descriptors serve band segments alone")
+    allows. TMA: q, k and v come by tensor descriptor (band segments, geometry.tma_rows), or a summary segment's keys
+    (TMA_SUMMARY_KEYS; its queries by pointer)."""
+    tl.static_assert((TMA == 3) == (IS_SUMMARY and TMA > 0), "summary segments' descriptors are TMA_SUMMARY_KEYS")
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert(HEAD_DIM == 32 or HEAD_DIM == 64 or HEAD_DIM == 128, "head dim must be 32, 64 or 128")
     let_next_launch_start(PDL)
@@ -116,7 +117,7 @@ def _sparse_fwd_kernel(
         offset = 0
 
     batch32 = bh // H
-    if TMA:
+    if TMA and not IS_SUMMARY:
         q = tma_rows(Q_DESC, batch32, head, group, group_stride, tile * BLOCK_M, TMA)
     else:
         q_ptrs = Q + batch * stride_qz + head * stride_qh + q_pos.to(tl.int64)[:, None] * stride_qn + dims[None, :]

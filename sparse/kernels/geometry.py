@@ -91,7 +91,11 @@ def summary_key_end(last_query, l_block, c_sum, SAME_BLOCK: tl.constexpr):
 # descriptor. Rows and head dim are the box's last two dimensions, so a tile lands in shared memory as for TMA_ROWS
 # (with the unit dimension between them, [.., n / l, l, D], the compiler copied tiles through registers: 20-70 more
 # per thread in the resource report).
-TMA_OFF, TMA_ROWS, TMA_GROUP_ROWS = 0, 1, 2
+# TMA_SUMMARY_KEYS: a summary segment's compact keys (fixed attention; n a multiple of l, c a power of two): compact
+# key b * c + u is position b * l + offset + u, i.e. element [b, offset + u] of the sequence seen as [n / l, l]; a
+# [B, H, n / l, l, D] descriptor whose box [1, 1, BLOCK_N / c, c, D] (or [1, 1, 1, BLOCK_N, D] where BLOCK_N < c) is
+# one key tile.
+TMA_OFF, TMA_ROWS, TMA_GROUP_ROWS, TMA_SUMMARY_KEYS = 0, 1, 2, 3
 
 
 # Programmatic dependent launch (Hopper; the kernels' PDL constexpr, plan.PROGRAMMATIC_LAUNCH): the launches of one op
@@ -135,9 +139,10 @@ def key_tile(
     k_base, v_base, stride_kn, stride_vn, start, k_index, offset, hi, n, group, group_len, step, group_stride, l_block,
     c_sum, k_desc, v_desc, batch, head, HEAD_DIM: tl.constexpr, IS_SUMMARY: tl.constexpr, TMA: tl.constexpr,
 ):  # fmt: skip
-    """The k and v rows of in-segment keys `k_index` = start + arange (zeros where a key does not exist; with TMA, a
-    band segment, by descriptor: see `tma_rows`), with the keys' sequence positions, summary blocks (band segments:
-    unused) and existence. Summary keys from `hi` on do not exist."""
+    """The k and v rows of in-segment keys `k_index` = start + arange (zeros where a key does not exist; with TMA, by
+    descriptor: a band segment's rows, see `tma_rows`, or a summary segment's compact keys, TMA_SUMMARY_KEYS), with the
+    keys' sequence positions, summary blocks (band segments: unused) and existence. Summary keys from `hi` on do not
+    exist (by descriptor they may be real rows, which the callers' masks drop)."""
     dims = tl.arange(0, HEAD_DIM)
     if IS_SUMMARY:
         k_pos, k_block, k_valid = summary_positions(k_index, offset, n, l_block, c_sum)
@@ -145,7 +150,10 @@ def key_tile(
     else:
         k_pos, k_valid = band_positions(group, k_index, n, group_len, step, group_stride)
         k_block = k_index
-    if TMA:
+    if TMA == 3:  # TMA_SUMMARY_KEYS: blocks start // c on, columns offset + start % c on (keys past hi: masked)
+        k = k_desc.load([batch, head, start // c_sum, offset + start % c_sum, 0]).reshape(k_index.shape[0], HEAD_DIM)
+        v = v_desc.load([batch, head, start // c_sum, offset + start % c_sum, 0]).reshape(k_index.shape[0], HEAD_DIM)
+    elif TMA:
         k = tma_rows(k_desc, batch, head, group, group_stride, start, TMA)
         v = tma_rows(v_desc, batch, head, group, group_stride, start, TMA)
     else:

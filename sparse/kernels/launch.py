@@ -36,6 +36,7 @@ from sparse.kernels.geometry import (
     PDL_OFF,
     TMA_OFF,
     TMA_ROWS,
+    TMA_SUMMARY_KEYS,
 )
 from sparse.kernels.plan import Plan, SegmentLaunch, build_plan, interpreting
 from sparse.patterns import Pattern, Segment, SummarySegment
@@ -101,7 +102,8 @@ def _row_tiles(layout: int, segment: Segment, rows: tuple, tensors: tuple, addre
     the tensors themselves (unused) and TMA_OFF. Layouts (geometry.py): TMA_ROWS, [B, H, n, D] with blocks [1, 1, rows,
     D]; TMA_GROUP_ROWS, the same memory as [B, H, l, n / l, D] (row t * l + g at [g, t]: strides need not grow with
     the dimension) with blocks [1, 1, 1, rows, D], so that a tile's rows and head dim are the box's last two
-    dimensions, as for TMA_ROWS."""
+    dimensions, as for TMA_ROWS; TMA_SUMMARY_KEYS, the same memory as [B, H, n / l, l, D] with blocks [1, 1, rows / c,
+    c, D] (or [1, 1, 1, rows, D] for rows < c): a tile of compact summary keys."""
     if not (layout and addressable):
         return tensors, TMA_OFF
     descriptors = []
@@ -113,6 +115,10 @@ def _row_tiles(layout: int, segment: Segment, rows: tuple, tensors: tuple, addre
         sz, sh, sn, sd = x.stride()
         if layout == TMA_ROWS:
             descriptors.append(_descriptor(x, [batch, heads, n, head_dim], [sz, sh, sn, sd], [1, 1, r, head_dim]))
+        elif layout == TMA_SUMMARY_KEYS:
+            l_block, c = segment.block, segment.summary
+            shape, strides = [batch, heads, n // l_block, l_block, head_dim], [sz, sh, l_block * sn, sn, sd]
+            descriptors.append(_descriptor(x, shape, strides, [1, 1, max(1, r // c), min(r, c), head_dim]))
         else:
             step = segment.step
             shape, strides = [batch, heads, step, n // step, head_dim], [sz, sh, sn, step * sn, sd]
@@ -123,7 +129,7 @@ def _row_tiles(layout: int, segment: Segment, rows: tuple, tensors: tuple, addre
 def _descriptors_usable(plan: Plan, *tensors: torch.Tensor) -> bool:
     """Whether the plan loads any tile by descriptor and every tensor allows it (16-byte aligned base and strides);
     checked once per call."""
-    return any(launch.tma or launch.group_bwd_tma for launch in plan.launches) and all(
+    return any(launch.tma or launch.group_bwd_tma or launch.summary_keys_tma for launch in plan.launches) and all(
         t.data_ptr() % 16 == 0 and all(s * t.element_size() % 16 == 0 for s in t.stride()[:-1]) for t in tensors
     )
 
@@ -167,7 +173,9 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
     call = (plan.token, q.dtype, k.dtype, v.dtype, strides, heads, _aligned(q, k, v), addressable)
     for index, launch in enumerate(plan.launches):
         t = launch.fwd
-        rows = (t.block_m, t.block_n, t.block_n)
+        # A summary segment's queries are loaded by pointer (None: the tensor passes through unused).
+        q_rows = None if isinstance(launch.segment, SummarySegment) else t.block_m
+        rows = (q_rows, t.block_n, t.block_n)
         descriptors, tma = _row_tiles(launch.tma_of("fwd"), launch.segment, rows, (q, k, v), addressable)
         _launch_at(
             ("fwd", index, call), _sparse_fwd_kernel, (launch.fwd_programs, batch * heads),
@@ -256,7 +264,8 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
             first = False
             continue
         t = launch.dq
-        rows = (t.block_m, t.block_n, t.block_n, t.block_m)
+        q_rows = None if isinstance(launch.segment, SummarySegment) else t.block_m
+        rows = (q_rows, t.block_n, t.block_n, q_rows)
         descriptors, tma = _row_tiles(launch.tma_of("dq"), launch.segment, rows, (q, k, v, do), addressable)
         pdl = _pdl(plan, first)
         _launch_at(

@@ -27,7 +27,7 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from sparse.kernels.geometry import TMA_GROUP_ROWS, TMA_OFF, TMA_ROWS
+from sparse.kernels.geometry import TMA_GROUP_ROWS, TMA_OFF, TMA_ROWS, TMA_SUMMARY_KEYS
 from sparse.patterns import BandSegment, Pattern, Segment, SummarySegment
 
 # (pass, head_dim) -> (BLOCK_M queries, BLOCK_N keys, num_warps, num_stages[, max registers per thread]).
@@ -140,6 +140,9 @@ TMA_GROUP_KEYS = True
 # those q and dO tiles come by [B, H, n, D] descriptor (TMA_ROWS), as a band's. Its keys, and the forward's and dq's
 # streamed key tiles, are compact summary columns gathered by pointer (SegmentLaunch.tma_of).
 TMA_SUMMARY_QUERIES = True
+# The summary forward's and dq's streamed key tiles (compact summary columns, c rows in each window of l) by a [B, H,
+# n / l, l, D] descriptor (geometry.TMA_SUMMARY_KEYS), where n is a multiple of l and c a power of two.
+TMA_SUMMARY_KEY_LOADS = True
 # A split band segment (not the first: its dq programs must not compute D) runs dq and dk/dv in one grid: the first
 # programs own key tiles (dk/dv), the rest query tiles (dq). The two bodies are independent (each reads only the
 # inputs and what earlier segments wrote), so neither waits for the other's last wave; the grid takes the dk/dv
@@ -200,12 +203,14 @@ class SegmentLaunch:
     tma: int = TMA_OFF
     group_bwd_tma: int = TMA_OFF  # the whole-group backward's k and v loads (TMA_GROUP_KEYS)
     one_grid: bool = False  # dq and dk/dv in one launch (ONE_GRID_BAND_BACKWARD)
+    summary_keys_tma: int = TMA_OFF  # a summary segment's forward and dq key tiles (TMA_SUMMARY_KEY_LOADS)
 
     def tma_of(self, kernel: str) -> int:
-        """The descriptor layout of this segment's `kernel` ("fwd", "dq" or "dkdv"): a summary segment's forward and dq
-        stream gathered summary keys, so only its dk/dv (sequence-order query tiles, TMA_SUMMARY_QUERIES) has one."""
+        """The descriptor layout of this segment's `kernel` ("fwd", "dq" or "dkdv"). A summary segment's differ: its
+        dk/dv streams sequence-order query tiles (`tma`: TMA_ROWS), its forward and dq stream compact summary keys
+        (`summary_keys_tma`: TMA_SUMMARY_KEYS)."""
         if isinstance(self.segment, SummarySegment) and kernel != "dkdv":
-            return TMA_OFF
+            return self.summary_keys_tma
         return self.tma
 
 
@@ -322,10 +327,12 @@ def build_plan(
     programmatic_launch: bool | None = None,
     tma_summary_queries: bool | None = None,
     one_grid_band_backward: bool | None = None,
+    tma_summary_keys: bool | None = None,
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
     environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, TMA_STRIDE_LOADS, TMA_GROUP_KEYS,
-    PROGRAMMATIC_LAUNCH, TMA_SUMMARY_QUERIES, ONE_GRID_BAND_BACKWARD, SMALL_TILE_WARPS), resolved before the cache
+    PROGRAMMATIC_LAUNCH, TMA_SUMMARY_QUERIES, TMA_SUMMARY_KEY_LOADS, ONE_GRID_BAND_BACKWARD, SMALL_TILE_WARPS), resolved
+    before the cache
     lookup so that changing them counts. The one-kernel band backward, when on, takes every band segment, short groups
     too."""
     interpret = interpreting() if interpret is None else interpret
@@ -337,9 +344,10 @@ def build_plan(
     pdl = PROGRAMMATIC_LAUNCH if programmatic_launch is None else programmatic_launch
     tma_summary = TMA_SUMMARY_QUERIES if tma_summary_queries is None else tma_summary_queries
     one_grid = ONE_GRID_BAND_BACKWARD if one_grid_band_backward is None else one_grid_band_backward
+    summary_keys = TMA_SUMMARY_KEY_LOADS if tma_summary_keys is None else tma_summary_keys
     return _cached_plan(
         pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS, tma_band, tma_stride,
-        tma_group, pdl and not interpret, tma_summary, one_grid and not fused,
+        tma_group, pdl and not interpret, tma_summary, one_grid and not fused, summary_keys,
     )  # fmt: skip
 
 
@@ -358,6 +366,7 @@ def _cached_plan(
     pdl: bool,
     tma_summary: bool,
     one_grid: bool,
+    summary_keys: bool,
 ) -> Plan:
     launches = []
     segments = pattern.segments(n)
@@ -406,6 +415,12 @@ def _cached_plan(
                     group_len=num_keys,
                     fwd_tiles=_summary_fwd_tiles(seg, n, fwd),
                     tma=TMA_ROWS if tma_summary else TMA_OFF,
+                    # The [n / l, l] view needs n a multiple of l; a power-of-two c splits key tiles into whole boxes.
+                    summary_keys_tma=(
+                        TMA_SUMMARY_KEYS
+                        if summary_keys and n % seg.block == 0 and _pow2_at_least(seg.summary) == seg.summary
+                        else TMA_OFF
+                    ),
                 )
             )
     return Plan(

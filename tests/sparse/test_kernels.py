@@ -13,7 +13,7 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 import sparse
 from sparse.kernels import build_plan, launch
 from sparse.kernels import plan as plan_module
-from sparse.kernels.geometry import TMA_GROUP_ROWS, TMA_OFF, TMA_ROWS
+from sparse.kernels.geometry import TMA_GROUP_ROWS, TMA_OFF, TMA_ROWS, TMA_SUMMARY_KEYS
 from sparse.patterns import BandSegment
 from sparse.reference import reference_attention
 
@@ -274,8 +274,6 @@ def test_which_segments_load_by_descriptor():
     assert layouts("strided", 3000, local_attn_ctx=96) == [(TMA_OFF, TMA_OFF), (TMA_ROWS, TMA_OFF)]
     assert layouts("strided", 65536, local_attn_ctx=256)[0] == (TMA_GROUP_ROWS, TMA_OFF)  # split kernels
     assert layouts("fixed", 12288, local_attn_ctx=128, summary_ctx=32) == [(TMA_ROWS, TMA_OFF), (TMA_ROWS, TMA_ROWS)]
-    summary = build_plan(sparse.pattern("fixed", local_attn_ctx=128, summary_ctx=32), 12288, 64, False).launches[0]
-    assert [summary.tma_of(kernel) for kernel in ("fwd", "dq", "dkdv")] == [TMA_OFF, TMA_OFF, TMA_ROWS]
     p = sparse.pattern("fixed", local_attn_ctx=128, summary_ctx=32)
     assert build_plan(p, 12288, 64, False, tma_summary_queries=False).launches[0].tma == TMA_OFF
     p = sparse.pattern("strided", local_attn_ctx=96)
@@ -294,6 +292,38 @@ def test_tma_summary_queries(name, n, dtype, summary_queries, device, monkeypatc
     monkeypatch.setattr(plan_module, "TMA_SUMMARY_QUERIES", summary_queries)
     check_against_reference(sparse.pattern(**PATTERNS[name]), (2, 3, n, 32), dtype, device, seed=n)
     assert (TMA_ROWS in tma_launches) == (summary_queries or name != "fixed-summary")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    "kw, n",
+    [
+        (dict(local_attn_ctx=8, summary_ctx=2), 40),  # key tiles of 16: boxes of 8 windows x 2 columns
+        (dict(local_attn_ctx=8, summary_ctx=2, distinct_heads=True), 48),  # each head its own columns
+        (dict(local_attn_ctx=8, summary_ctx=4, part="summary"), 40),  # the summary part alone: first and only
+        (dict(local_attn_ctx=64, summary_ctx=32), 128),  # c > key tile (16): boxes of 16 rows inside one window
+    ],
+    ids=["merged", "distinct", "summary-alone", "c-above-tile"],
+)
+@pytest.mark.parametrize("summary_keys", [True, False], ids=["summary-keys-tma", "summary-keys-pointer"])
+def test_tma_summary_keys(kw, n, dtype, summary_keys, device, monkeypatch, tma_launches):
+    """With TMA_SUMMARY_KEY_LOADS a summary segment's forward and dq load their compact key tiles from a [B, H, n / l,
+    l, D] descriptor (n a multiple of l, c a power of two): the same results as the gather by pointer."""
+    monkeypatch.setattr(plan_module, "TMA_SUMMARY_KEY_LOADS", summary_keys)
+    check_against_reference(sparse.pattern("fixed", **kw), (2, 3, n, 32), dtype, device, seed=n)
+    assert (TMA_SUMMARY_KEYS in tma_launches) == summary_keys
+
+
+def test_summary_keys_by_descriptor_only_where_the_view_exists():
+    def layout(n, l, c):
+        p = sparse.pattern("fixed", local_attn_ctx=l, summary_ctx=c)
+        return build_plan(p, n, 64, False, tma_summary_keys=True).launches[0].summary_keys_tma
+
+    assert layout(12288, 128, 32) == TMA_SUMMARY_KEYS
+    assert layout(12290, 128, 32) == TMA_OFF  # n not a multiple of l
+    assert layout(12288, 128, 24) == TMA_OFF  # c not a power of two
+    summary = build_plan(sparse.pattern("fixed", local_attn_ctx=128, summary_ctx=32), 12288, 64, False).launches[0]
+    assert [summary.tma_of(kernel) for kernel in ("fwd", "dq", "dkdv")] == [summary.summary_keys_tma] * 2 + [TMA_ROWS]
 
 
 def test_which_segments_run_dq_and_dkdv_in_one_grid():
@@ -578,14 +608,24 @@ def test_gpu_whole_group_backward(case, dtype):
         ("fixed", dict(local_attn_ctx=128, summary_ctx=32), 4099, 64),  # the local blocks' forward
         ("local", dict(local_attn_ctx=100), 1000, 128),  # head dim 128: 256-byte rows
         ("strided", dict(local_attn_ctx=32), 4096, 64),  # stride groups of 128 rows: split dq and dk/dv kernels
+        # summary keys by descriptor (n a multiple of l), distinct heads: each head's own columns
+        ("fixed", dict(local_attn_ctx=128, summary_ctx=32, distinct_heads=True), 4096, 64),
     ],
-    ids=["strided-3072", "strided-4099", "fixed-4099", "local-d128", "strided-4096-l32"],
+    ids=["strided-3072", "strided-4099", "fixed-4099", "local-d128", "strided-4096-l32", "fixed-4096-distinct"],
 )
 def test_gpu_tma_band_loads(name, kw, n, head_dim, dtype, monkeypatch, tma_launches):
-    """The kernels with tiles loaded by tensor descriptor (TMA_BAND_LOADS, TMA_STRIDE_LOADS and TMA_GROUP_KEYS on),
-    compiled for the GPU, against the reference; n = 3,072 and 4,096 have the stride part by descriptor too."""
-    for flag in ("TMA_BAND_LOADS", "TMA_STRIDE_LOADS", "TMA_GROUP_KEYS"):
+    """The kernels with tiles loaded by tensor descriptor (every TMA setting on), compiled for the GPU, against the
+    reference; n = 3,072 and 4,096 have the stride part (strided) or the summary keys (fixed) by descriptor too."""
+    for flag in (
+        "TMA_BAND_LOADS",
+        "TMA_STRIDE_LOADS",
+        "TMA_GROUP_KEYS",
+        "TMA_SUMMARY_QUERIES",
+        "TMA_SUMMARY_KEY_LOADS",
+    ):
         monkeypatch.setattr(plan_module, flag, True)
     check_against_reference(sparse.pattern(name, **kw), (2, 2, n, head_dim), dtype, "cuda", seed=n)
     stride_by_descriptor = name == "strided" and n % kw["local_attn_ctx"] == 0
     assert TMA_ROWS in tma_launches and (TMA_GROUP_ROWS in tma_launches) == stride_by_descriptor
+    summary_keys = name == "fixed" and n % kw["local_attn_ctx"] == 0
+    assert (TMA_SUMMARY_KEYS in tma_launches) == summary_keys
