@@ -690,9 +690,10 @@ def table_kernel_profiles(results: Results) -> str:
         "back dq, dk, dv before the loop; removed after it lost); "
         "`no-pdl` = direct launches with programmatic dependent launch switched (HEAD: on from the commit that "
         "added it); `encode-each-launch` = direct launches with Triton encoding every descriptor at every launch; "
-        "`summary-tma`, `summary-keys-tma` and `one-grid` = direct launches with the summary dk/dv's query tiles by "
-        "descriptor, the summary forward's and dq's key tiles by descriptor, or a later band segment's dq and dk/dv "
-        "in one grid switched (HEAD: on from 79ccf2074d4c, the next commit and 79ccf2074d4c). "
+        "`summary-tma`, `summary-keys-tma`, `one-grid` and `summary-order` = direct launches with one of these "
+        "switched: the summary dk/dv's query tiles by descriptor, the summary forward's and dq's key tiles by "
+        "descriptor, a later band segment's dq and dk/dv in one grid, fixed's summary segment last in the backward "
+        "(each on in HEAD from the commit that added it; the file's third line lists HEAD's settings). "
         "The card is the file's `# gpu:` line, or for files "
         "made before that line existed, results/profiles/README.md.\n"
     )

@@ -212,12 +212,12 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
             (out, do, delta, *_strides(do), n, heads), functools.partial(_options, HEAD_DIM=head_dim, BLOCK=block),
         )  # fmt: skip
     shape, device = (batch, heads, n, head_dim), q.device
-    # A summary segment comes first and writes only its summary keys: every other key's dk, dv start at zero.
-    alloc = _zeros if isinstance(plan.launches[0].segment, SummarySegment) else _empty
+    # A summary segment first in the backward writes only its summary keys: every other key's dk, dv start at zero.
+    alloc = _zeros if isinstance(plan.backward_launches[0].segment, SummarySegment) else _empty
     dq = _empty(shape, dtype=q.dtype, device=device)
     dk, dv = alloc(shape, dtype=q.dtype, device=device), alloc(shape, dtype=q.dtype, device=device)
     dot_mode = _dot_mode(q.dtype)
-    for index, launch in enumerate(plan.launches):
+    for index, launch in enumerate(plan.backward_launches):  # index: position in the backward's order
         geometry = _geometry(launch)
         scalars = (n, heads, launch.group_len, scale * LOG2_E, scale)
         if launch.group_bwd is not None or launch.bwd is not None:

@@ -21,6 +21,7 @@ q, k, v, dO from DRAM once instead of twice but measured slower on an H200 (benc
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import math
@@ -71,14 +72,20 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     ("fwd_summary", 64): (128, 64, 4, 3),
     ("fwd_summary", 128): (64, 32, 4, 2),
     ("dq_summary", 32): (64, 32, 4, 2),
-    ("dq_summary", 64): (128, 64, 8, 3),
+    # Head dim 64, once its key tiles came by descriptor (TMA_SUMMARY_KEY_LOADS): 64 x 64 at 4 warps (128 registers,
+    # three programs per SM), fixed 12,288 fwd+bwd 1.147 ms against 1.248 for 128 x 64 at 8 warps, which the
+    # descriptors took from 125 to 140 registers and two programs per SM to one (tune_tiles-summary-b3d5e47cfc62.txt).
+    ("dq_summary", 64): (64, 64, 4, 3),
     ("dq_summary", 128): (64, 32, 4, 2),
     # The summary part's dk/dv: a program owns summary keys and streams every later query, n / BLOCK_M tiles
     # one after another for the first keys, so this kernel's time is that serial loop (KERNEL_NOTES.md).
     ("dkdv_summary", 32): (32, 64, 4, 2),
     # Head dim 64: 128 x 64 on an H200 (fixed 12,288 fwd+bwd 1.286 ms against 1.296 for 64 x 64, which had beaten
-    # 32 x 64 on an H100, 1.376 vs 1.452 ms; results/profiles/tune_tiles-maxnreg-149bc34c9831.txt).
-    ("dkdv_summary", 64): (128, 64, 4, 3),
+    # 32 x 64 on an H100, 1.376 vs 1.452 ms; results/profiles/tune_tiles-maxnreg-149bc34c9831.txt). Then two stages
+    # once the query tiles came by descriptor (TMA_SUMMARY_QUERIES): 1.169 against 1.249 ms at three, whose 115 KB of
+    # shared memory left one program per SM (tune_tiles-summary-b3d5e47cfc62.txt; key tiles of 128, the tutorial's
+    # shape, were slower: 1.26-1.79 ms).
+    ("dkdv_summary", 64): (128, 64, 4, 2),
     ("dkdv_summary", 128): (64, 64, 4, 3),  # fixed fwd+bwd 0.402 ms, best of the 8 searched
     # The band segments' one-kernel backward (off by default): (BLOCK, CHUNK, num_warps, num_stages): a program
     # owns BLOCK keys and the same BLOCK queries, and streams the other side CHUNK at a time. Head dims 64 and 128:
@@ -143,6 +150,12 @@ TMA_SUMMARY_QUERIES = True
 # The summary forward's and dq's streamed key tiles (compact summary columns, c rows in each window of l) by a [B, H,
 # n / l, l, D] descriptor (geometry.TMA_SUMMARY_KEYS), where n is a multiple of l and c a power of two.
 TMA_SUMMARY_KEY_LOADS = True
+# The backward runs a leading summary segment last (Plan.backward_launches) where a band segment after it owns every row
+# once (fixed attention's local blocks): that band writes every dq, dk, dv row and D first, so dk and dv need no
+# zero-fill and the summary's dk/dv reads back only its summary keys (c of every l) instead of the band reading back
+# every key. The forward keeps the summary first: there the band's programs read back cheaper (its segment first ran the
+# forward 6% slower, profile_kernels-b286b07c6346.txt, while the backward of that order was 3.5% faster).
+SUMMARY_BACKWARD_LAST = True
 # A split band segment (not the first: its dq programs must not compute D) runs dq and dk/dv in one grid: the first
 # programs own key tiles (dk/dv), the rest query tiles (dq). The two bodies are independent (each reads only the
 # inputs and what earlier segments wrote), so neither waits for the other's last wave; the grid takes the dk/dv
@@ -221,14 +234,20 @@ class Plan:
     head_dim: int
     launches: tuple[SegmentLaunch, ...]
     allowed: int  # allowed (query, key) pairs per head, averaged over heads for distinct heads
-    # Who computes D = rowsum(dO * O): "first_dq" (the first segment's dq or whole-group programs, which own every
-    # row once), "on_the_fly" (the first segment's one-kernel backward: dq programs store it, dk/dv programs
-    # recompute it), or "own_launch" (_delta_kernel, before the segments).
+    # Who computes D = rowsum(dO * O) (first: in the backward's order): "first_dq" (the first segment's dq or
+    # whole-group programs, which own every row once), "on_the_fly" (the first segment's one-kernel backward: dq
+    # programs store it, dk/dv programs recompute it), or "own_launch" (_delta_kernel, before the segments).
     delta_source: str
     pdl: bool = False  # launches after the first start early (PROGRAMMATIC_LAUNCH)
+    backward_order: tuple[int, ...] = ()  # the backward's segments, as indices into `launches` (empty: theirs)
     # This plan object's own number: the launchers' call sites key their kept kernels on it (fast_launch.launch_site),
     # so a plan rebuilt after the cache dropped it, or changed by dataclasses.replace, never reuses another's.
     token: int = field(init=False, compare=False, default_factory=itertools.count().__next__)
+
+    @property
+    def backward_launches(self) -> tuple[SegmentLaunch, ...]:
+        """The segments in the order the backward runs them (SUMMARY_BACKWARD_LAST); the forward runs `launches`."""
+        return tuple(self.launches[i] for i in self.backward_order) if self.backward_order else self.launches
 
     @property
     def tiles(self) -> int:
@@ -328,11 +347,12 @@ def build_plan(
     tma_summary_queries: bool | None = None,
     one_grid_band_backward: bool | None = None,
     tma_summary_keys: bool | None = None,
+    summary_backward_last: bool | None = None,
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
     environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, TMA_STRIDE_LOADS, TMA_GROUP_KEYS,
-    PROGRAMMATIC_LAUNCH, TMA_SUMMARY_QUERIES, TMA_SUMMARY_KEY_LOADS, ONE_GRID_BAND_BACKWARD, SMALL_TILE_WARPS), resolved
-    before the cache
+    PROGRAMMATIC_LAUNCH, TMA_SUMMARY_QUERIES, TMA_SUMMARY_KEY_LOADS, ONE_GRID_BAND_BACKWARD, SUMMARY_BACKWARD_LAST,
+    SMALL_TILE_WARPS), resolved before the cache
     lookup so that changing them counts. The one-kernel band backward, when on, takes every band segment, short groups
     too."""
     interpret = interpreting() if interpret is None else interpret
@@ -345,9 +365,10 @@ def build_plan(
     tma_summary = TMA_SUMMARY_QUERIES if tma_summary_queries is None else tma_summary_queries
     one_grid = ONE_GRID_BAND_BACKWARD if one_grid_band_backward is None else one_grid_band_backward
     summary_keys = TMA_SUMMARY_KEY_LOADS if tma_summary_keys is None else tma_summary_keys
+    summary_last = SUMMARY_BACKWARD_LAST if summary_backward_last is None else summary_backward_last
     return _cached_plan(
         pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS, tma_band, tma_stride,
-        tma_group, pdl and not interpret, tma_summary, one_grid and not fused, summary_keys,
+        tma_group, pdl and not interpret, tma_summary, one_grid and not fused, summary_keys, summary_last,
     )  # fmt: skip
 
 
@@ -367,10 +388,11 @@ def _cached_plan(
     tma_summary: bool,
     one_grid: bool,
     summary_keys: bool,
+    summary_last: bool,
 ) -> Plan:
     launches = []
     segments = pattern.segments(n)
-    # The dk/dv launcher zero-fills only for a leading summary segment (it writes summary keys alone).
+    # The dk/dv launcher zero-fills only for a summary segment first in the backward (it writes summary keys alone).
     assert all(not isinstance(s, SummarySegment) for s in segments[1:]), "a summary segment must come first"
     for seg in segments:
         if isinstance(seg, BandSegment):
@@ -423,14 +445,22 @@ def _cached_plan(
                     ),
                 )
             )
+    order = tuple(range(len(launches)))
+    if summary_last and isinstance(segments[0], SummarySegment) and len(segments) > 1:
+        if covers_every_row_once(segments[1], n):
+            order = (*order[1:], 0)
+    first = launches[order[0]]
+    if first.one_grid:  # the backward's first segment may compute D in its dq programs, which dk/dv programs read
+        launches[order[0]] = first = dataclasses.replace(first, one_grid=False)
     return Plan(
         pattern=pattern,
         n=n,
         head_dim=head_dim,
         launches=tuple(launches),
         allowed=pattern.allowed_count(n, 1),
-        delta_source=_delta_source(launches[0], n),
+        delta_source=_delta_source(first, n),
         pdl=pdl,
+        backward_order=order if order != tuple(range(len(launches))) else (),
     )
 
 

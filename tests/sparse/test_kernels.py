@@ -14,7 +14,7 @@ import sparse
 from sparse.kernels import build_plan, launch
 from sparse.kernels import plan as plan_module
 from sparse.kernels.geometry import TMA_GROUP_ROWS, TMA_OFF, TMA_ROWS, TMA_SUMMARY_KEYS
-from sparse.patterns import BandSegment
+from sparse.patterns import BandSegment, SummarySegment
 from sparse.reference import reference_attention
 
 # Relative-norm tolerances: fp32 runs IEEE dots (about 1e-6 seen); bf16/fp16 round inputs and probabilities.
@@ -326,6 +326,21 @@ def test_summary_keys_by_descriptor_only_where_the_view_exists():
     assert [summary.tma_of(kernel) for kernel in ("fwd", "dq", "dkdv")] == [summary.summary_keys_tma] * 2 + [TMA_ROWS]
 
 
+@pytest.mark.parametrize("summary_last", [True, False], ids=["summary-last", "summary-first"])
+@pytest.mark.parametrize("name, n", [("fixed", 37), ("fixed-distinct", 40), ("fixed-c=l", 37), ("fixed-summary", 41)])
+def test_summary_backward_last(name, n, summary_last, device, monkeypatch):
+    """The backward may run a leading summary segment after the band that owns every row (SUMMARY_BACKWARD_LAST): the
+    same gradients, with dk and dv allocated without a zero-fill then (poisoned buffers would show a key not written).
+    """
+    monkeypatch.setattr(plan_module, "SUMMARY_BACKWARD_LAST", summary_last)
+    p = sparse.pattern(**PATTERNS[name])
+    plan = build_plan(p, n, 32)
+    moved = summary_last and name != "fixed-summary"
+    assert (plan.backward_order == (1, 0)) == moved and plan.delta_source == "first_dq"
+    assert isinstance(plan.backward_launches[-1 if moved else 0].segment, SummarySegment)
+    check_against_reference(p, (2, 3, n, 32), torch.float32, device, seed=n)
+
+
 def test_which_segments_run_dq_and_dkdv_in_one_grid():
     """Split band segments after the first, where dq's and dk/dv's warps and stages agree; never the first segment
     (its dq programs may compute D, which dk/dv programs read), whole-group segments or the fused band backward."""
@@ -372,15 +387,18 @@ def test_which_segments_run_the_whole_group_backward():
 
 
 def test_who_computes_delta_under_each_backward():
-    def plan(name, fused, **kw):
-        return build_plan(sparse.pattern(name, **kw), 12288, 64, False, fused_band_backward=fused)
+    def plan(name, fused, summary_last=None, **kw):
+        p = sparse.pattern(name, **kw)
+        return build_plan(p, 12288, 64, False, fused_band_backward=fused, summary_backward_last=summary_last)
 
     strided = plan("strided", True, local_attn_ctx=128)
     assert all(launch.bwd is not None for launch in strided.launches)
     assert strided.delta_source == "on_the_fly"  # stride groups of 96 rows, then a window of 128
-    fixed = plan("fixed", True, local_attn_ctx=128, summary_ctx=32)
+    fixed = plan("fixed", True, False, local_attn_ctx=128, summary_ctx=32)
     assert fixed.launches[0].bwd is None and fixed.launches[1].bwd is not None
     assert fixed.delta_source == "first_dq"  # the summary part's dq programs own every row once
+    # the summary part last (the default): the local blocks' one-kernel backward first, windows of 128 rows
+    assert plan("fixed", True, local_attn_ctx=128, summary_ctx=32).delta_source == "on_the_fly"
     assert plan("all", True).delta_source == "own_launch"  # one group of 12,288: recomputing D per tile would not pay
     split = plan("strided", False, local_attn_ctx=128)
     assert all(launch.bwd is None for launch in split.launches) and split.delta_source == "first_dq"
