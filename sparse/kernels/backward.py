@@ -42,6 +42,7 @@ from sparse.kernels.geometry import (
     summary_offset,
     summary_positions,
     tile_allowed,
+    tile_and_head,
     tma_rows,
     wait_for_previous_launch,
 )
@@ -366,13 +367,14 @@ def _sparse_dq_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, COMPUTE_DELTA: tl.constexpr,
-    TMA: tl.constexpr, PDL: tl.constexpr,
+    TMA: tl.constexpr, PDL: tl.constexpr, ORDER: tl.constexpr = 0,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert((TMA == 3) == (IS_SUMMARY and TMA > 0), "summary segments' descriptors are TMA_SUMMARY_KEYS")
     let_next_launch_start(PDL)
+    pid, bh = tile_and_head(ORDER)
     _dq_program(
-        tl.program_id(0), tl.program_id(1), Q, K, V, DO, O, LSE, DELTA, DQ, Q_DESC, K_DESC, V_DESC, DO_DESC,
+        pid, bh, Q, K, V, DO, O, LSE, DELTA, DQ, Q_DESC, K_DESC, V_DESC, DO_DESC,
         stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
         stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
         n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
@@ -393,12 +395,14 @@ def _sparse_dkdv_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr,
+    ORDER: tl.constexpr = 0,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert(TMA == 1 or not IS_SUMMARY or TMA == 0, "a summary's query tiles are sequence rows (TMA_ROWS)")
     let_next_launch_start(PDL)
+    pid, bh = tile_and_head(ORDER)
     _dkdv_program(
-        tl.program_id(0), tl.program_id(1), Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC, K_DESC, V_DESC, DO_DESC,
+        pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC, K_DESC, V_DESC, DO_DESC,
         stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
         stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
         n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,

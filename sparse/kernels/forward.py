@@ -29,6 +29,7 @@ from sparse.kernels.geometry import (
     summary_key_end,
     summary_offset,
     tile_allowed,
+    tile_and_head,
     tma_rows,
     wait_for_previous_launch,
 )
@@ -79,6 +80,7 @@ def _sparse_fwd_kernel(
     step, group_stride, window, l_block, c_sum,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr,
+    ORDER: tl.constexpr = 0,
 ):  # fmt: skip
     """Program (pid, bh): the BLOCK_M queries of tile `pid` of batch x head `bh`, streaming the key tiles their segment
     allows. TMA: q, k and v come by tensor descriptor (band segments, geometry.tma_rows), or a summary segment's keys
@@ -87,8 +89,7 @@ def _sparse_fwd_kernel(
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert(HEAD_DIM == 32 or HEAD_DIM == 64 or HEAD_DIM == 128, "head dim must be 32, 64 or 128")
     let_next_launch_start(PDL)
-    pid = tl.program_id(0)
-    bh = tl.program_id(1)
+    pid, bh = tile_and_head(ORDER)
     batch = (bh // H).to(tl.int64)
     head = bh % H
     dims = tl.arange(0, HEAD_DIM)

@@ -34,6 +34,7 @@ from sparse.kernels.geometry import (
     PDL_EARLY,
     PDL_FIRST,
     PDL_OFF,
+    TILES_BY_HEAD,
     TMA_OFF,
     TMA_ROWS,
     TMA_SUMMARY_KEYS,
@@ -126,6 +127,12 @@ def _row_tiles(layout: int, segment: Segment, rows: tuple, tensors: tuple, addre
     return tuple(descriptors), layout
 
 
+def _grid(launch: SegmentLaunch, kernel: str, tiles: int, batch_heads: int) -> tuple[int, int]:
+    """The grid of `kernel` of this segment: (tiles, B * H), or (B * H, tiles) where its programs start longest first
+    across heads (SegmentLaunch.order_of; geometry.TILES_BY_HEAD)."""
+    return (tiles, batch_heads) if launch.order_of(kernel) == TILES_BY_HEAD else (batch_heads, tiles)
+
+
 def _descriptors_usable(plan: Plan, *tensors: torch.Tensor) -> bool:
     """Whether the plan loads any tile by descriptor and every tensor allows it (16-byte aligned base and strides);
     checked once per call."""
@@ -178,13 +185,13 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
         rows = (q_rows, t.block_n, t.block_n)
         descriptors, tma = _row_tiles(launch.tma_of("fwd"), launch.segment, rows, (q, k, v), addressable)
         _launch_at(
-            ("fwd", index, call), _sparse_fwd_kernel, (launch.fwd_programs, batch * heads),
+            ("fwd", index, call), _sparse_fwd_kernel, _grid(launch, "fwd", launch.fwd_programs, batch * heads),
             (q, k, v, out, lse2, out, lse2, *descriptors, *strides, n, heads, launch.group_len,
              math.ceil(launch.group_len / t.block_m), scale * LOG2_E),
             functools.partial(
                 _options, t.launch_options, _geometry(launch), _pdl(plan, first=index == 0),
                 HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
-                DOT_MODE=_dot_mode(q.dtype), TMA=tma,
+                DOT_MODE=_dot_mode(q.dtype), TMA=tma, ORDER=launch.order_of("fwd"),
             ),
         )  # fmt: skip
     return out, lse2
@@ -269,12 +276,12 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
         descriptors, tma = _row_tiles(launch.tma_of("dq"), launch.segment, rows, (q, k, v, do), addressable)
         pdl = _pdl(plan, first)
         _launch_at(
-            ("dq", index, call, first), _sparse_dq_kernel, (launch.dq_programs, batch * heads),
+            ("dq", index, call, first), _sparse_dq_kernel, _grid(launch, "dq", launch.dq_programs, batch * heads),
             (q, k, v, do, out, lse2, delta, dq, *descriptors, *strides, *scalars),
             functools.partial(
                 _options, t.launch_options, geometry, pdl, HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n,
                 HAS_PREV=index > 0, DOT_MODE=dot_mode, COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq",
-                TMA=tma,
+                TMA=tma, ORDER=launch.order_of("dq"),
             ),
         )  # fmt: skip
         first = False
@@ -284,11 +291,11 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
         rows = (t.block_m, key_rows, key_rows, t.block_m)
         descriptors, tma = _row_tiles(launch.tma_of("dkdv"), launch.segment, rows, (q, k, v, do), addressable)
         _launch_at(
-            ("dkdv", index, call), _sparse_dkdv_kernel, (launch.dkdv_programs, batch * heads),
+            ("dkdv", index, call), _sparse_dkdv_kernel, _grid(launch, "dkdv", launch.dkdv_programs, batch * heads),
             (q, k, v, do, out, lse2, delta, dk, dv, *descriptors, *strides, *scalars),
             functools.partial(
                 _options, t.launch_options, geometry, _pdl(plan, first=False), HEAD_DIM=head_dim, BLOCK_M=t.block_m,
-                BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode, TMA=tma,
+                BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode, TMA=tma, ORDER=launch.order_of("dkdv"),
             ),
         )  # fmt: skip
     return dq, dk, dv

@@ -28,7 +28,15 @@ import math
 import os
 from dataclasses import dataclass, field
 
-from sparse.kernels.geometry import TMA_GROUP_ROWS, TMA_OFF, TMA_ROWS, TMA_SUMMARY_KEYS
+from sparse.kernels.geometry import (
+    LAST_TILE_FIRST,
+    LONGEST_FIRST,
+    TILES_BY_HEAD,
+    TMA_GROUP_ROWS,
+    TMA_OFF,
+    TMA_ROWS,
+    TMA_SUMMARY_KEYS,
+)
 from sparse.patterns import BandSegment, Pattern, Segment, SummarySegment
 
 # (pass, head_dim) -> (BLOCK_M queries, BLOCK_N keys, num_warps, num_stages[, max registers per thread]).
@@ -156,6 +164,10 @@ TMA_SUMMARY_KEY_LOADS = True
 # every key. The forward keeps the summary first: there the band's programs read back cheaper (its segment first ran the
 # forward 6% slower, profile_kernels-b286b07c6346.txt, while the backward of that order was 3.5% faster).
 SUMMARY_BACKWARD_LAST = True
+# A summary segment's forward, dq and dk/dv programs start longest first across heads (geometry.LONGEST_FIRST,
+# LAST_TILE_FIRST): their lengths differ by up to the number of windows, and head by head the last wave would be the
+# last heads' longest programs.
+SUMMARY_LONGEST_FIRST = True
 # A split band segment (not the first: its dq programs must not compute D) runs dq and dk/dv in one grid: the first
 # programs own key tiles (dk/dv), the rest query tiles (dq). The two bodies are independent (each reads only the
 # inputs and what earlier segments wrote), so neither waits for the other's last wave; the grid takes the dk/dv
@@ -217,6 +229,14 @@ class SegmentLaunch:
     group_bwd_tma: int = TMA_OFF  # the whole-group backward's k and v loads (TMA_GROUP_KEYS)
     one_grid: bool = False  # dq and dk/dv in one launch (ONE_GRID_BAND_BACKWARD)
     summary_keys_tma: int = TMA_OFF  # a summary segment's forward and dq key tiles (TMA_SUMMARY_KEY_LOADS)
+    longest_first: bool = False  # programs longest first across heads (SUMMARY_LONGEST_FIRST)
+
+    def order_of(self, kernel: str) -> int:
+        """The ORDER constexpr of this segment's `kernel` ("fwd", "dq" or "dkdv"; geometry.TILES_BY_HEAD): a causal
+        summary's longest programs are its last query tiles (forward, dq) and its first key tiles (dk/dv)."""
+        if not self.longest_first:
+            return TILES_BY_HEAD
+        return LONGEST_FIRST if kernel == "dkdv" else LAST_TILE_FIRST
 
     def tma_of(self, kernel: str) -> int:
         """The descriptor layout of this segment's `kernel` ("fwd", "dq" or "dkdv"). A summary segment's differ: its
@@ -348,11 +368,12 @@ def build_plan(
     one_grid_band_backward: bool | None = None,
     tma_summary_keys: bool | None = None,
     summary_backward_last: bool | None = None,
+    summary_longest_first: bool | None = None,
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
     environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, TMA_STRIDE_LOADS, TMA_GROUP_KEYS,
     PROGRAMMATIC_LAUNCH, TMA_SUMMARY_QUERIES, TMA_SUMMARY_KEY_LOADS, ONE_GRID_BAND_BACKWARD, SUMMARY_BACKWARD_LAST,
-    SMALL_TILE_WARPS), resolved before the cache
+    SUMMARY_LONGEST_FIRST, SMALL_TILE_WARPS), resolved before the cache
     lookup so that changing them counts. The one-kernel band backward, when on, takes every band segment, short groups
     too."""
     interpret = interpreting() if interpret is None else interpret
@@ -366,9 +387,11 @@ def build_plan(
     one_grid = ONE_GRID_BAND_BACKWARD if one_grid_band_backward is None else one_grid_band_backward
     summary_keys = TMA_SUMMARY_KEY_LOADS if tma_summary_keys is None else tma_summary_keys
     summary_last = SUMMARY_BACKWARD_LAST if summary_backward_last is None else summary_backward_last
+    longest_first = SUMMARY_LONGEST_FIRST if summary_longest_first is None else summary_longest_first
     return _cached_plan(
         pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS, tma_band, tma_stride,
         tma_group, pdl and not interpret, tma_summary, one_grid and not fused, summary_keys, summary_last,
+        longest_first,
     )  # fmt: skip
 
 
@@ -389,6 +412,7 @@ def _cached_plan(
     one_grid: bool,
     summary_keys: bool,
     summary_last: bool,
+    longest_first: bool,
 ) -> Plan:
     launches = []
     segments = pattern.segments(n)
@@ -443,6 +467,7 @@ def _cached_plan(
                         if summary_keys and n % seg.block == 0 and _pow2_at_least(seg.summary) == seg.summary
                         else TMA_OFF
                     ),
+                    longest_first=longest_first,
                 )
             )
     order = tuple(range(len(launches)))

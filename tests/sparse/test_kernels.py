@@ -13,7 +13,15 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 import sparse
 from sparse.kernels import build_plan, launch
 from sparse.kernels import plan as plan_module
-from sparse.kernels.geometry import TMA_GROUP_ROWS, TMA_OFF, TMA_ROWS, TMA_SUMMARY_KEYS
+from sparse.kernels.geometry import (
+    LAST_TILE_FIRST,
+    LONGEST_FIRST,
+    TILES_BY_HEAD,
+    TMA_GROUP_ROWS,
+    TMA_OFF,
+    TMA_ROWS,
+    TMA_SUMMARY_KEYS,
+)
 from sparse.patterns import BandSegment, SummarySegment
 from sparse.reference import reference_attention
 
@@ -339,6 +347,19 @@ def test_summary_backward_last(name, n, summary_last, device, monkeypatch):
     assert (plan.backward_order == (1, 0)) == moved and plan.delta_source == "first_dq"
     assert isinstance(plan.backward_launches[-1 if moved else 0].segment, SummarySegment)
     check_against_reference(p, (2, 3, n, 32), torch.float32, device, seed=n)
+
+
+@pytest.mark.parametrize("longest_first", [True, False], ids=["longest-first", "tiles-by-head"])
+@pytest.mark.parametrize("name, n", [("fixed", 37), ("fixed-distinct-summary", 44)])
+def test_summary_programs_longest_first(name, n, longest_first, device, monkeypatch):
+    """A summary segment's programs on a (B * H, tiles) grid, the forward's and dq's from the last query tile and
+    dk/dv's from the first key tile (SUMMARY_LONGEST_FIRST), or head by head: each tile computed once either way."""
+    monkeypatch.setattr(plan_module, "SUMMARY_LONGEST_FIRST", longest_first)
+    summary = build_plan(sparse.pattern(**PATTERNS[name]), n, 32).launches[0]
+    orders = [summary.order_of(kernel) for kernel in ("fwd", "dq", "dkdv")]
+    assert orders == ([LAST_TILE_FIRST, LAST_TILE_FIRST, LONGEST_FIRST] if longest_first else [TILES_BY_HEAD] * 3)
+    assert launch._grid(summary, "dkdv", 5, 6) == ((6, 5) if longest_first else (5, 6))
+    check_against_reference(sparse.pattern(**PATTERNS[name]), (2, 3, n, 32), torch.float32, device, seed=n)
 
 
 def test_which_segments_run_dq_and_dkdv_in_one_grid():
