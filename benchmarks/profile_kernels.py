@@ -18,11 +18,11 @@ launches with plan.TMA_BAND_LOADS switched: the band kernels' tiles by tensor de
 pointer, or the reverse; the file's second line says which HEAD does), `tma-stride` and `group-keys-tma` (the same
 for the stride part's tiles, plan.TMA_STRIDE_LOADS, and for the whole-group backward's key tiles,
 plan.TMA_GROUP_KEYS; the third line lists HEAD's settings), `no-pdl` (plan.PROGRAMMATIC_LAUNCH switched: every launch
-waits for the one before, or the reverse), `summary-tma`, `summary-keys-tma`, `one-grid`, `summary-order` and
-`longest-first` (plan.TMA_SUMMARY_QUERIES, plan.TMA_SUMMARY_KEY_LOADS, plan.ONE_GRID_BAND_BACKWARD,
-plan.SUMMARY_BACKWARD_LAST, plan.SUMMARY_LONGEST_FIRST switched) and `encode-each-launch` (direct launches with
-fast_launch.KEEP_ENCODED off: the host cost of re-encoding descriptors at every launch). Files made at
-d424e0272e52 and b286b07c6346 also have `persistent` (windowed bands' forward in persistent programs) and
+waits for the one before, or the reverse), `summary-tma`, `summary-keys-tma`, `one-grid`, `summary-order`,
+`longest-first` and `local-forward` (plan.TMA_SUMMARY_QUERIES, plan.TMA_SUMMARY_KEY_LOADS, plan.ONE_GRID_BAND_BACKWARD,
+plan.SUMMARY_BACKWARD_LAST, plan.SUMMARY_LONGEST_FIRST, plan.FUSED_LOCAL_FORWARD switched) and `encode-each-launch`
+(direct launches with fast_launch.KEEP_ENCODED off: the host cost of re-encoding descriptors at every launch). Files
+made at d424e0272e52 and b286b07c6346 also have `persistent` (windowed bands' forward in persistent programs) and
 `band-first` (the sequence-order band segment first), two experiments that lost and were removed; files made at
 9f5d441f6b66 have `late-read-back` and `early-dq-only` (a later segment's split dq and dk/dv kernels reading back the
 earlier sums before their loop, both or dq alone, where `direct` did both), an experiment that lost too. Files made at
@@ -63,6 +63,7 @@ SWITCHES = {
     "one-grid": (plan, "ONE_GRID_BAND_BACKWARD", _TOGGLE),
     "summary-order": (plan, "SUMMARY_BACKWARD_LAST", _TOGGLE),
     "longest-first": (plan, "SUMMARY_LONGEST_FIRST", _TOGGLE),
+    "local-forward": (plan, "FUSED_LOCAL_FORWARD", _TOGGLE),
 }
 PATHS = ("triton", "direct", *SWITCHES)
 

@@ -80,13 +80,17 @@ def _sparse_fwd_kernel(
     step, group_stride, window, l_block, c_sum,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr,
-    ORDER: tl.constexpr = 0,
+    ORDER: tl.constexpr = 0, LOCAL_BLOCK: tl.constexpr = False,
 ):  # fmt: skip
     """Program (pid, bh): the BLOCK_M queries of tile `pid` of batch x head `bh`, streaming the key tiles their segment
-    allows. TMA: q, k and v come by tensor descriptor (band segments, geometry.tma_rows), or a summary segment's keys
-    (TMA_SUMMARY_KEYS; its queries by pointer)."""
+    allows. LOCAL_BLOCK (a summary segment of fixed attention, plan.FUSED_LOCAL_FORWARD): then also the keys of the
+    tile's own window up to each query (the local blocks' segment, a band of step 1, groups of l = l_block rows), in the
+    same softmax; the tile lies in one window (l_block a multiple of BLOCK_M). TMA: q, k and v come by tensor
+    descriptor (band segments, geometry.tma_rows), or a summary segment's keys (TMA_SUMMARY_KEYS; its queries and its
+    local blocks' keys by pointer)."""
     tl.static_assert((TMA == 3) == (IS_SUMMARY and TMA > 0), "summary segments' descriptors are TMA_SUMMARY_KEYS")
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
+    tl.static_assert(not LOCAL_BLOCK or (IS_SUMMARY and not SAME_BLOCK), "the local blocks join the merged summary")
     tl.static_assert(HEAD_DIM == 32 or HEAD_DIM == 64 or HEAD_DIM == 128, "head dim must be 32, 64 or 128")
     let_next_launch_start(PDL)
     pid, bh = tile_and_head(ORDER)
@@ -155,6 +159,26 @@ def _sparse_fwd_kernel(
                 hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, K_DESC, V_DESC, batch32, head,
                 HEAD_DIM, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True, TMA,
             )  # fmt: skip
+        if LOCAL_BLOCK:
+            # The own window's keys, as the local segment's band (in-window indices, key <= query): one softmax over
+            # both segments, so no second launch reads q and the partial o and lse back. Key tiles that end before the
+            # tile's first query need no mask; by pointer (the summary keys' descriptor views other rows).
+            window_index = (pid * BLOCK_M) // l_block
+            first_local = pid * BLOCK_M - window_index * l_block
+            local_index = first_local + rows
+            unmasked = first_local // BLOCK_N * BLOCK_N
+            for start in range(0, unmasked, BLOCK_N):
+                m_i, l_i, acc = _fwd_step(
+                    start, m_i, l_i, acc, q, k_base, v_base, stride_kn, stride_vn, local_index, q_pos, q_valid,
+                    window_index, 0, 0, n, l_block, 1, l_block, 0, l_block, c_sum, scale_log2, K_DESC, V_DESC, batch32,
+                    head, HEAD_DIM, BLOCK_N, False, False, False, False, DOT_MODE, False, 0,
+                )  # fmt: skip
+            for start in range(unmasked, first_local + BLOCK_M, BLOCK_N):
+                m_i, l_i, acc = _fwd_step(
+                    start, m_i, l_i, acc, q, k_base, v_base, stride_kn, stride_vn, local_index, q_pos, q_valid,
+                    window_index, 0, 0, n, l_block, 1, l_block, 0, l_block, c_sum, scale_log2, K_DESC, V_DESC, batch32,
+                    head, HEAD_DIM, BLOCK_N, False, False, False, False, DOT_MODE, True, 0,
+                )  # fmt: skip
     else:
         for start in range(lo, hi, BLOCK_N):
             m_i, l_i, acc = _fwd_step(

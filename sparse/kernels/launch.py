@@ -179,6 +179,8 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
     # here are 16-byte aligned (the caching allocator aligns to 512 bytes) in q's dtype or float32.
     call = (plan.token, q.dtype, k.dtype, v.dtype, strides, heads, _aligned(q, k, v), addressable)
     for index, launch in enumerate(plan.launches):
+        if launch.fwd_joined:  # run by the summary segment's programs (plan.FUSED_LOCAL_FORWARD)
+            continue
         t = launch.fwd
         # A summary segment's queries are loaded by pointer (None: the tensor passes through unused).
         q_rows = None if isinstance(launch.segment, SummarySegment) else t.block_m
@@ -191,7 +193,7 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
             functools.partial(
                 _options, t.launch_options, _geometry(launch), _pdl(plan, first=index == 0),
                 HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
-                DOT_MODE=_dot_mode(q.dtype), TMA=tma, ORDER=launch.order_of("fwd"),
+                DOT_MODE=_dot_mode(q.dtype), TMA=tma, ORDER=launch.order_of("fwd"), LOCAL_BLOCK=launch.fwd_local,
             ),
         )  # fmt: skip
     return out, lse2

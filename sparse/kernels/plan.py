@@ -83,7 +83,9 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     # Head dim 64, once its key tiles came by descriptor (TMA_SUMMARY_KEY_LOADS): 64 x 64 at 4 warps (128 registers,
     # three programs per SM), fixed 12,288 fwd+bwd 1.147 ms against 1.248 for 128 x 64 at 8 warps, which the
     # descriptors took from 125 to 140 registers and two programs per SM to one (tune_tiles-summary-b3d5e47cfc62.txt).
-    ("dq_summary", 64): (64, 64, 4, 3),
+    # Then 128 x 64 at 4 warps once programs started longest first (SUMMARY_LONGEST_FIRST): 0.927 against 0.942 ms
+    # (tune_tiles-longest-first-e334bca8b384.txt; 128 x 64 at 8 warps 0.930-0.935).
+    ("dq_summary", 64): (128, 64, 4, 3),
     ("dq_summary", 128): (64, 32, 4, 2),
     # The summary part's dk/dv: a program owns summary keys and streams every later query, n / BLOCK_M tiles
     # one after another for the first keys, so this kernel's time is that serial loop (KERNEL_NOTES.md).
@@ -168,6 +170,11 @@ SUMMARY_BACKWARD_LAST = True
 # LAST_TILE_FIRST): their lengths differ by up to the number of windows, and head by head the last wave would be the
 # last heads' longest programs.
 SUMMARY_LONGEST_FIRST = True
+# Fixed attention's forward in one launch: each summary program also streams the keys of its query tile's own window
+# (the local blocks' segment) in the same softmax (forward.py's LOCAL_BLOCK), where the summary forward's query tile
+# lies in one window (l a multiple of BLOCK_M). The local blocks' own forward launch, which read q and the partial o and
+# lse back, is then skipped.
+FUSED_LOCAL_FORWARD = True
 # A split band segment (not the first: its dq programs must not compute D) runs dq and dk/dv in one grid: the first
 # programs own key tiles (dk/dv), the rest query tiles (dq). The two bodies are independent (each reads only the
 # inputs and what earlier segments wrote), so neither waits for the other's last wave; the grid takes the dk/dv
@@ -230,6 +237,8 @@ class SegmentLaunch:
     one_grid: bool = False  # dq and dk/dv in one launch (ONE_GRID_BAND_BACKWARD)
     summary_keys_tma: int = TMA_OFF  # a summary segment's forward and dq key tiles (TMA_SUMMARY_KEY_LOADS)
     longest_first: bool = False  # programs longest first across heads (SUMMARY_LONGEST_FIRST)
+    fwd_local: bool = False  # a summary segment whose forward also runs the next segment's local blocks
+    fwd_joined: bool = False  # a band segment whose forward runs inside the summary's (FUSED_LOCAL_FORWARD)
 
     def order_of(self, kernel: str) -> int:
         """The ORDER constexpr of this segment's `kernel` ("fwd", "dq" or "dkdv"; geometry.TILES_BY_HEAD): a causal
@@ -369,11 +378,12 @@ def build_plan(
     tma_summary_keys: bool | None = None,
     summary_backward_last: bool | None = None,
     summary_longest_first: bool | None = None,
+    fused_local_forward: bool | None = None,
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
     environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, TMA_STRIDE_LOADS, TMA_GROUP_KEYS,
     PROGRAMMATIC_LAUNCH, TMA_SUMMARY_QUERIES, TMA_SUMMARY_KEY_LOADS, ONE_GRID_BAND_BACKWARD, SUMMARY_BACKWARD_LAST,
-    SUMMARY_LONGEST_FIRST, SMALL_TILE_WARPS), resolved before the cache
+    SUMMARY_LONGEST_FIRST, FUSED_LOCAL_FORWARD, SMALL_TILE_WARPS), resolved before the cache
     lookup so that changing them counts. The one-kernel band backward, when on, takes every band segment, short groups
     too."""
     interpret = interpreting() if interpret is None else interpret
@@ -388,10 +398,11 @@ def build_plan(
     summary_keys = TMA_SUMMARY_KEY_LOADS if tma_summary_keys is None else tma_summary_keys
     summary_last = SUMMARY_BACKWARD_LAST if summary_backward_last is None else summary_backward_last
     longest_first = SUMMARY_LONGEST_FIRST if summary_longest_first is None else summary_longest_first
+    local_forward = FUSED_LOCAL_FORWARD if fused_local_forward is None else fused_local_forward
     return _cached_plan(
         pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS, tma_band, tma_stride,
         tma_group, pdl and not interpret, tma_summary, one_grid and not fused, summary_keys, summary_last,
-        longest_first,
+        longest_first, local_forward,
     )  # fmt: skip
 
 
@@ -413,6 +424,7 @@ def _cached_plan(
     summary_keys: bool,
     summary_last: bool,
     longest_first: bool,
+    local_forward: bool,
 ) -> Plan:
     launches = []
     segments = pattern.segments(n)
@@ -470,6 +482,9 @@ def _cached_plan(
                     longest_first=longest_first,
                 )
             )
+    if local_forward and len(launches) == 2 and _local_blocks_join(launches[0], segments[1]):
+        launches[0] = dataclasses.replace(launches[0], fwd_local=True)
+        launches[1] = dataclasses.replace(launches[1], fwd_joined=True)
     order = tuple(range(len(launches)))
     if summary_last and isinstance(segments[0], SummarySegment) and len(segments) > 1:
         if covers_every_row_once(segments[1], n):
@@ -490,6 +505,20 @@ def _cached_plan(
 
 
 build_plan.cache_clear = _cached_plan.cache_clear  # after editing TILE_TABLE (benchmarks/tune_tiles.py)
+
+
+def _local_blocks_join(summary: SegmentLaunch, local: Segment) -> bool:
+    """Whether the summary forward's programs can run fixed attention's local blocks too: its merged head (earlier
+    windows' summaries) followed by causal windows of l rows, each forward query tile inside one window."""
+    seg = summary.segment
+    return (
+        isinstance(seg, SummarySegment)
+        and not seg.same_block
+        and isinstance(local, BandSegment)
+        and (local.step, local.group_len, local.group_stride, local.window, local.exclude_self)
+        == (1, seg.block, seg.block, 0, False)
+        and seg.block % summary.fwd.block_m == 0
+    )
 
 
 def _same_launch_options(dq: Tiles, dkdv: Tiles) -> bool:

@@ -362,6 +362,22 @@ def test_summary_programs_longest_first(name, n, longest_first, device, monkeypa
     check_against_reference(sparse.pattern(**PATTERNS[name]), (2, 3, n, 32), torch.float32, device, seed=n)
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["one-launch", "two-launches"])
+@pytest.mark.parametrize("name, n", [("fixed", 37), ("fixed", 64), ("fixed-distinct", 45), ("fixed-c=l", 40)])
+def test_fused_local_forward(name, n, fused, device, monkeypatch):
+    """Fixed attention's forward with the local blocks run by the summary programs (FUSED_LOCAL_FORWARD: one launch,
+    one softmax) or in a launch of their own: the reference's output and gradients either way. The interpreter's query
+    tiles (16 rows) lie in one window where l is a multiple of 16: "fixed" runs at l = 16 (fused when on), the others
+    keep their l of 8 and 6 (two launches either way)."""
+    monkeypatch.setattr(plan_module, "FUSED_LOCAL_FORWARD", fused)
+    kw = dict(PATTERNS[name], local_attn_ctx=16) if name == "fixed" else PATTERNS[name]
+    p = sparse.pattern(**kw)
+    summary, local = build_plan(p, n, 32).launches
+    joins = fused and kw["local_attn_ctx"] % summary.fwd.block_m == 0
+    assert (summary.fwd_local, local.fwd_joined) == (joins, joins)
+    check_against_reference(p, (2, 3, n, 32), torch.float32, device, seed=n)
+
+
 def test_which_segments_run_dq_and_dkdv_in_one_grid():
     """Split band segments after the first, where dq's and dk/dv's warps and stages agree; never the first segment
     (its dq programs may compute D, which dk/dv programs read), whole-group segments or the fused band backward."""
