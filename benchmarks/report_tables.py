@@ -692,7 +692,7 @@ def table_kernel_profiles(results: Results) -> str:
         "added it); `encode-each-launch` = direct launches with Triton encoding every descriptor at every launch; "
         "`summary-tma`, `summary-keys-tma`, `one-grid`, `summary-order`, `longest-first` and `local-forward` = "
         "direct launches with one of these switched: the summary dk/dv's query tiles by descriptor, the summary "
-        "forward's and dq's key tiles by descriptor, a later band segment's dq and dk/dv in one grid, fixed's summary "
+        "forward's and dq's key tiles by descriptor, a later segment's dq and dk/dv in one grid, fixed's summary "
         "segment last in the backward, the summary kernels' programs longest first across heads, fixed's local blocks "
         "inside the summary forward "
         "(each on in HEAD from the commit that added it; the file's third line lists HEAD's settings). "

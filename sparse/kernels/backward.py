@@ -18,8 +18,8 @@ query tiles that attend it; `_dq_program` owns a query tile and streams its key 
   program owns a whole group as queries and as keys, streams its key tiles (one, for short groups) and computes each
   score once for dq, dk and dv.
 - `_sparse_dq_kernel`, `_sparse_dkdv_kernel` (every other segment; summary segments always, their query and
-  key tiles do not pair up), or `_dq_dkdv_kernel`, both bodies' programs in one grid (a band segment after the first,
-  plan.ONE_GRID_BAND_BACKWARD).
+  key tiles do not pair up), or `_dq_dkdv_kernel`, both bodies' programs in one grid (a segment after the first in the
+  backward's order, plan.ONE_GRID_BACKWARD).
 D: the first segment's dq programs compute and store it when they own every row once (COMPUTE_DELTA), and the
 dk/dv launch after them reads it; in the one-kernel backward the dk/dv programs of that same launch, which need D
 of rows other programs own, compute it from O and dO per query tile instead (DELTA_FROM_O: only where each key
@@ -424,18 +424,21 @@ def _dq_dkdv_kernel(
     HEAD_DIM: tl.constexpr, DQ_BLOCK_M: tl.constexpr, DQ_BLOCK_N: tl.constexpr, KV_BLOCK_M: tl.constexpr,
     KV_BLOCK_N: tl.constexpr, IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr,
     DISTINCT: tl.constexpr, SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
-    TMA: tl.constexpr, PDL: tl.constexpr,
+    DQ_TMA: tl.constexpr, KV_TMA: tl.constexpr, PDL: tl.constexpr, ORDER: tl.constexpr = 0,
 ):  # fmt: skip
-    """The dk/dv and dq programs of one segment in one grid (plan.ONE_GRID_BAND_BACKWARD): programs below
-    `dkdv_programs` run `_dkdv_program` on key tile pid, the rest `_dq_program` on query tile pid - dkdv_programs, each
-    at its own tile sizes and descriptors (*_DQ, *_KV). Neither body reads what the other writes, so no program waits
+    """The dk/dv and dq programs of one segment in one grid (plan.ONE_GRID_BACKWARD): programs below `dkdv_programs`
+    run `_dkdv_program` on key tile pid, the rest `_dq_program` on query tile pid - dkdv_programs, each at its own tile
+    sizes and descriptors (*_DQ, *_KV, DQ_TMA, KV_TMA). Neither body reads what the other writes, so no program waits
     for another of this launch; D comes from an earlier launch (never computed here). dk/dv programs come first: they
-    are the longer ones, and the scheduler starts programs in order."""
+    are the longer ones, and the scheduler starts programs in order. ORDER (geometry.TILES_BY_HEAD or LONGEST_FIRST): on
+    a (B * H, programs) grid, dk/dv's key tiles from the first and dq's query tiles from the last (a summary segment's
+    longest programs first)."""
     tl.static_assert(DQ_BLOCK_M >= 16 and DQ_BLOCK_N >= 16 and KV_BLOCK_M >= 16 and KV_BLOCK_N >= 16, "tl.dot tiles")
-    tl.static_assert(not (TMA and IS_SUMMARY), "a summary segment's dq gathers its keys: no descriptors")
+    tl.static_assert(ORDER == 0 or ORDER == 1, "dk/dv from the first tile, dq from the last")
     let_next_launch_start(PDL)
-    pid = tl.program_id(0)
-    bh = tl.program_id(1)
+    pid, bh = tile_and_head(ORDER)
+    if ORDER == 1 and pid >= dkdv_programs:
+        pid = tl.num_programs(1) - 1 - pid + dkdv_programs  # dq's tiles from the last
     if pid < dkdv_programs:
         _dkdv_program(
             pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC_KV, K_DESC_KV, V_DESC_KV, DO_DESC_KV,
@@ -443,7 +446,7 @@ def _dq_dkdv_kernel(
             stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
             n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
             HEAD_DIM, KV_BLOCK_M, KV_BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV,
-            DOT_MODE, False, TMA, PDL,
+            DOT_MODE, False, KV_TMA, PDL,
         )  # fmt: skip
     else:
         _dq_program(
@@ -452,7 +455,7 @@ def _dq_dkdv_kernel(
             stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
             n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
             HEAD_DIM, DQ_BLOCK_M, DQ_BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV,
-            DOT_MODE, False, TMA, PDL,
+            DOT_MODE, False, DQ_TMA, PDL,
         )  # fmt: skip
 
 

@@ -256,18 +256,28 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                     ),
                 )  # fmt: skip
             continue
+        summary = isinstance(launch.segment, SummarySegment)
         if launch.one_grid:
             tq, tkv = launch.dq, launch.dkdv
-            rows = (tq.block_m, tq.block_n, tq.block_n, tq.block_m, tkv.block_m, tkv.block_n, tkv.block_n, tkv.block_m)
-            descriptors, tma = _row_tiles(launch.tma, launch.segment, rows, (q, k, v, do) * 2, addressable)
+            # A summary segment's dq loads only its keys by descriptor, its dk/dv only its queries (None: by pointer).
+            owned_q = None if summary else tq.block_m
+            owned_k = None if summary else tkv.block_n
+            dq_rows = (owned_q, tq.block_n, tq.block_n, owned_q)
+            kv_rows = (tkv.block_m, owned_k, owned_k, tkv.block_m)
+            tensors = (q, k, v, do)
+            dq_descriptors, dq_tma = _row_tiles(launch.tma_of("dq"), launch.segment, dq_rows, tensors, addressable)
+            kv_descriptors, kv_tma = _row_tiles(launch.tma_of("dkdv"), launch.segment, kv_rows, tensors, addressable)
+            order = launch.order_of("dkdv")  # TILES_BY_HEAD, or LONGEST_FIRST: dk/dv from the first, dq from the last
+            programs = launch.dkdv_programs + launch.dq_programs
             _launch_at(
                 ("dq+dkdv", index, call, first), _dq_dkdv_kernel,
-                (launch.dkdv_programs + launch.dq_programs, batch * heads),
-                (q, k, v, do, out, lse2, delta, dq, dk, dv, *descriptors, *strides, *scalars, launch.dkdv_programs),
+                (programs, batch * heads) if order == TILES_BY_HEAD else (batch * heads, programs),
+                (q, k, v, do, out, lse2, delta, dq, dk, dv, *dq_descriptors, *kv_descriptors, *strides, *scalars,
+                 launch.dkdv_programs),
                 functools.partial(
                     _options, tkv.launch_options, geometry, _pdl(plan, first), HEAD_DIM=head_dim,
                     DQ_BLOCK_M=tq.block_m, DQ_BLOCK_N=tq.block_n, KV_BLOCK_M=tkv.block_m, KV_BLOCK_N=tkv.block_n,
-                    HAS_PREV=index > 0, DOT_MODE=dot_mode, TMA=tma,
+                    HAS_PREV=index > 0, DOT_MODE=dot_mode, DQ_TMA=dq_tma, KV_TMA=kv_tma, ORDER=order,
                 ),
             )  # fmt: skip
             first = False

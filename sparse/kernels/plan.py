@@ -84,8 +84,9 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     # three programs per SM), fixed 12,288 fwd+bwd 1.147 ms against 1.248 for 128 x 64 at 8 warps, which the
     # descriptors took from 125 to 140 registers and two programs per SM to one (tune_tiles-summary-b3d5e47cfc62.txt).
     # Then 128 x 64 at 4 warps once programs started longest first (SUMMARY_LONGEST_FIRST): 0.927 against 0.942 ms
-    # (tune_tiles-longest-first-e334bca8b384.txt; 128 x 64 at 8 warps 0.930-0.935).
-    ("dq_summary", 64): (128, 64, 4, 3),
+    # (tune_tiles-longest-first-e334bca8b384.txt; 128 x 64 at 8 warps 0.930-0.935); at two stages, dk/dv's, so that
+    # both run in one grid (ONE_GRID_BACKWARD).
+    ("dq_summary", 64): (128, 64, 4, 2),
     ("dq_summary", 128): (64, 32, 4, 2),
     # The summary part's dk/dv: a program owns summary keys and streams every later query, n / BLOCK_M tiles
     # one after another for the first keys, so this kernel's time is that serial loop (KERNEL_NOTES.md).
@@ -175,12 +176,12 @@ SUMMARY_LONGEST_FIRST = True
 # lies in one window (l a multiple of BLOCK_M). The local blocks' own forward launch, which read q and the partial o and
 # lse back, is then skipped.
 FUSED_LOCAL_FORWARD = True
-# A split band segment (not the first: its dq programs must not compute D) runs dq and dk/dv in one grid: the first
-# programs own key tiles (dk/dv), the rest query tiles (dq). The two bodies are independent (each reads only the
-# inputs and what earlier segments wrote), so neither waits for the other's last wave; the grid takes the dk/dv
-# tile's warps, stages and register cap (backward.py's `_dq_dkdv_kernel`). Only where dq's and dk/dv's warps and
-# stages agree.
-ONE_GRID_BAND_BACKWARD = True
+# A segment with split dq and dk/dv kernels, not the first in the backward's order (whose dq programs may compute D),
+# runs both in one grid: the first programs own key tiles (dk/dv), the rest query tiles (dq). The two bodies are
+# independent (each reads only the inputs and what earlier segments wrote), so neither waits for the other's last wave;
+# the grid takes the dk/dv tile's warps, stages and register cap (backward.py's `_dq_dkdv_kernel`). Only where dq's and
+# dk/dv's warps and stages agree: strided attention's band; fixed attention's summary, run after the local blocks.
+ONE_GRID_BACKWARD = True
 # The launches of one forward or backward after its first start early, beside the one before, by programmatic
 # dependent launch (Hopper; geometry.PDL_EARLY): they load their input tiles, then wait for it to finish. Off under the
 # interpreter.
@@ -234,7 +235,7 @@ class SegmentLaunch:
     # where a tensor is not 16-byte addressable.
     tma: int = TMA_OFF
     group_bwd_tma: int = TMA_OFF  # the whole-group backward's k and v loads (TMA_GROUP_KEYS)
-    one_grid: bool = False  # dq and dk/dv in one launch (ONE_GRID_BAND_BACKWARD)
+    one_grid: bool = False  # dq and dk/dv in one launch (ONE_GRID_BACKWARD)
     summary_keys_tma: int = TMA_OFF  # a summary segment's forward and dq key tiles (TMA_SUMMARY_KEY_LOADS)
     longest_first: bool = False  # programs longest first across heads (SUMMARY_LONGEST_FIRST)
     fwd_local: bool = False  # a summary segment whose forward also runs the next segment's local blocks
@@ -374,7 +375,7 @@ def build_plan(
     tma_group_keys: bool | None = None,
     programmatic_launch: bool | None = None,
     tma_summary_queries: bool | None = None,
-    one_grid_band_backward: bool | None = None,
+    one_grid_backward: bool | None = None,
     tma_summary_keys: bool | None = None,
     summary_backward_last: bool | None = None,
     summary_longest_first: bool | None = None,
@@ -382,7 +383,7 @@ def build_plan(
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
     environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, TMA_STRIDE_LOADS, TMA_GROUP_KEYS,
-    PROGRAMMATIC_LAUNCH, TMA_SUMMARY_QUERIES, TMA_SUMMARY_KEY_LOADS, ONE_GRID_BAND_BACKWARD, SUMMARY_BACKWARD_LAST,
+    PROGRAMMATIC_LAUNCH, TMA_SUMMARY_QUERIES, TMA_SUMMARY_KEY_LOADS, ONE_GRID_BACKWARD, SUMMARY_BACKWARD_LAST,
     SUMMARY_LONGEST_FIRST, FUSED_LOCAL_FORWARD, SMALL_TILE_WARPS), resolved before the cache
     lookup so that changing them counts. The one-kernel band backward, when on, takes every band segment, short groups
     too."""
@@ -394,7 +395,7 @@ def build_plan(
     tma_group = TMA_GROUP_KEYS if tma_group_keys is None else tma_group_keys
     pdl = PROGRAMMATIC_LAUNCH if programmatic_launch is None else programmatic_launch
     tma_summary = TMA_SUMMARY_QUERIES if tma_summary_queries is None else tma_summary_queries
-    one_grid = ONE_GRID_BAND_BACKWARD if one_grid_band_backward is None else one_grid_band_backward
+    one_grid = ONE_GRID_BACKWARD if one_grid_backward is None else one_grid_backward
     summary_keys = TMA_SUMMARY_KEY_LOADS if tma_summary_keys is None else tma_summary_keys
     summary_last = SUMMARY_BACKWARD_LAST if summary_backward_last is None else summary_backward_last
     longest_first = SUMMARY_LONGEST_FIRST if summary_longest_first is None else summary_longest_first
@@ -453,8 +454,6 @@ def _cached_plan(
                     group_bwd=group_bwd,
                     tma=layout,
                     group_bwd_tma=layout if group_bwd and tma_group else TMA_OFF,
-                    # The first segment's dq programs may compute D, which every dk/dv program reads.
-                    one_grid=one_grid and group_bwd is None and bool(launches) and _same_launch_options(dq, dkdv),
                 )
             )
         else:
@@ -489,9 +488,12 @@ def _cached_plan(
     if summary_last and isinstance(segments[0], SummarySegment) and len(segments) > 1:
         if covers_every_row_once(segments[1], n):
             order = (*order[1:], 0)
+    # The backward's first segment may compute D in its dq programs, which every dk/dv program reads: never one grid.
+    for i in order[1:] if one_grid else ():
+        split = launches[i].group_bwd is None and launches[i].bwd is None
+        if split and _same_launch_options(launches[i].dq, launches[i].dkdv):
+            launches[i] = dataclasses.replace(launches[i], one_grid=True)
     first = launches[order[0]]
-    if first.one_grid:  # the backward's first segment may compute D in its dq programs, which dk/dv programs read
-        launches[order[0]] = first = dataclasses.replace(first, one_grid=False)
     return Plan(
         pattern=pattern,
         n=n,

@@ -38,8 +38,8 @@ def test_every_launch_of_a_call_is_compiled_and_measured(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     launch_lines = [line for line in done.stdout.splitlines() if "_kernel " in line]
     # the stride part's groups of 13 rows fit one tile: one whole-group backward, then the band's dq and dk/dv (in one
-    # grid with ONE_GRID_BAND_BACKWARD)
-    band = ["_dq_dkdv_kernel"] if plan.ONE_GRID_BAND_BACKWARD else ["_sparse_dq_kernel", "_sparse_dkdv_kernel"]
+    # grid with ONE_GRID_BACKWARD)
+    band = ["_dq_dkdv_kernel"] if plan.ONE_GRID_BACKWARD else ["_sparse_dq_kernel", "_sparse_dkdv_kernel"]
     expected = ["_sparse_fwd_kernel"] * 2 + ["_group_bwd_kernel", *band]
     assert len(launch_lines) == len(expected)
     assert all(re.fullmatch(r"[0-9a-f]{16}", line.split()[-1]) for line in launch_lines)

@@ -379,29 +379,39 @@ def test_fused_local_forward(name, n, fused, device, monkeypatch):
 
 
 def test_which_segments_run_dq_and_dkdv_in_one_grid():
-    """Split band segments after the first, where dq's and dk/dv's warps and stages agree; never the first segment
-    (its dq programs may compute D, which dk/dv programs read), whole-group segments or the fused band backward."""
+    """Split segments after the first in the backward's order, where dq's and dk/dv's warps and stages agree: strided's
+    band, fixed's summary (run after the local blocks); never the backward's first segment (its dq programs may compute
+    D, which dk/dv programs read), whole-group segments or the fused band backward."""
 
     def one_grid(name, n, **kw):
         return [launch.one_grid for launch in build_plan(sparse.pattern(name, **kw), n, 64, False).launches]
 
     assert one_grid("strided", 12288, local_attn_ctx=128) == [False, True]  # the stride part: whole groups
     assert one_grid("strided", 65536, local_attn_ctx=256) == [False, True]  # the stride part: split, but first
-    assert one_grid("fixed", 12288, local_attn_ctx=128, summary_ctx=32) == [False, False]
+    assert one_grid("fixed", 12288, local_attn_ctx=128, summary_ctx=32) == [True, False]
+    p = sparse.pattern("fixed", local_attn_ctx=128, summary_ctx=32)
+    assert not build_plan(p, 12288, 64, False, summary_backward_last=False).launches[0].one_grid  # the first
     assert one_grid("local", 4096, local_attn_ctx=128) == [False]
     p = sparse.pattern("strided", local_attn_ctx=128)
-    assert not build_plan(p, 12288, 64, False, one_grid_band_backward=False).launches[1].one_grid
+    assert not build_plan(p, 12288, 64, False, one_grid_backward=False).launches[1].one_grid
     assert not build_plan(p, 12288, 64, False, fused_band_backward=True).launches[1].one_grid
 
 
 @pytest.mark.parametrize("one_grid", [True, False], ids=["one-grid", "two-launches"])
 @pytest.mark.parametrize(
-    "name, n, has_one", [("strided", 37, True), ("strided-l1", 37, True), ("fixed", 37, False)]
-)  # strided-l1: both segments split (stride groups of 37 rows), the band after; fixed: no split band segment
-def test_one_grid_band_backward(name, n, has_one, one_grid, device, monkeypatch):
-    """dq and dk/dv of a band segment after the first in one grid (ONE_GRID_BAND_BACKWARD) or two launches: the
-    reference's gradients either way."""
-    monkeypatch.setattr(plan_module, "ONE_GRID_BAND_BACKWARD", one_grid)
+    "name, n, has_one",
+    [
+        ("strided", 37, True),
+        ("strided-l1", 37, True),  # both segments split (stride groups of 37 rows), the band after
+        ("fixed", 37, True),  # the summary, after the local blocks
+        ("fixed-distinct", 40, True),
+        ("local", 37, False),  # one segment: the first
+    ],
+)
+def test_one_grid_backward(name, n, has_one, one_grid, device, monkeypatch):
+    """dq and dk/dv of a segment after the backward's first in one grid (ONE_GRID_BACKWARD; a summary's on a (B * H,
+    programs) grid, longest first) or two launches: the reference's gradients either way."""
+    monkeypatch.setattr(plan_module, "ONE_GRID_BACKWARD", one_grid)
     p = sparse.pattern(**PATTERNS[name])
     assert any(launch.one_grid for launch in build_plan(p, n, 32).launches) == (one_grid and has_one)
     check_against_reference(p, (2, 3, n, 32), torch.float32, device, seed=n)
