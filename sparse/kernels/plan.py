@@ -84,9 +84,10 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     # three programs per SM), fixed 12,288 fwd+bwd 1.147 ms against 1.248 for 128 x 64 at 8 warps, which the
     # descriptors took from 125 to 140 registers and two programs per SM to one (tune_tiles-summary-b3d5e47cfc62.txt).
     # Then 128 x 64 at 4 warps once programs started longest first (SUMMARY_LONGEST_FIRST): 0.927 against 0.942 ms
-    # (tune_tiles-longest-first-e334bca8b384.txt; 128 x 64 at 8 warps 0.930-0.935); at two stages, dk/dv's, so that
-    # both run in one grid (ONE_GRID_BACKWARD).
-    ("dq_summary", 64): (128, 64, 4, 2),
+    # (tune_tiles-longest-first-e334bca8b384.txt; 128 x 64 at 8 warps 0.930-0.935). At two stages, dk/dv's, both ran
+    # in one grid (ONE_GRID_BACKWARD), 0.957 ms against 0.986 in two launches, but two stages cost dq more than that:
+    # 0.917 at three in two launches (profile_kernels-c10f5963b985.txt, -891ace516f23.txt; separate processes).
+    ("dq_summary", 64): (128, 64, 4, 3),
     ("dq_summary", 128): (64, 32, 4, 2),
     # The summary part's dk/dv: a program owns summary keys and streams every later query, n / BLOCK_M tiles
     # one after another for the first keys, so this kernel's time is that serial loop (KERNEL_NOTES.md).

@@ -378,7 +378,7 @@ def test_fused_local_forward(name, n, fused, device, monkeypatch):
     check_against_reference(p, (2, 3, n, 32), torch.float32, device, seed=n)
 
 
-def test_which_segments_run_dq_and_dkdv_in_one_grid():
+def test_which_segments_run_dq_and_dkdv_in_one_grid(monkeypatch):
     """Split segments after the first in the backward's order, where dq's and dk/dv's warps and stages agree: strided's
     band, fixed's summary (run after the local blocks); never the backward's first segment (its dq programs may compute
     D, which dk/dv programs read), whole-group segments or the fused band backward."""
@@ -388,9 +388,16 @@ def test_which_segments_run_dq_and_dkdv_in_one_grid():
 
     assert one_grid("strided", 12288, local_attn_ctx=128) == [False, True]  # the stride part: whole groups
     assert one_grid("strided", 65536, local_attn_ctx=256) == [False, True]  # the stride part: split, but first
-    assert one_grid("fixed", 12288, local_attn_ctx=128, summary_ctx=32) == [True, False]
-    p = sparse.pattern("fixed", local_attn_ctx=128, summary_ctx=32)
-    assert not build_plan(p, 12288, 64, False, summary_backward_last=False).launches[0].one_grid  # the first
+    # fixed at head dim 64: the summary's dq and dk/dv tiles differ in stages (3 and 2), so two launches
+    assert one_grid("fixed", 12288, local_attn_ctx=128, summary_ctx=32) == [False, False]
+    fixed = sparse.pattern("fixed", local_attn_ctx=128, summary_ctx=32)
+    same_stages = {**plan_module.TILE_TABLE, ("dq_summary", 64): plan_module.TILE_TABLE[("dkdv_summary", 64)]}
+    monkeypatch.setattr(plan_module, "TILE_TABLE", same_stages)
+    build_plan.cache_clear()
+    assert [launch.one_grid for launch in build_plan(fixed, 12288, 64, False).launches] == [True, False]
+    assert not build_plan(fixed, 12288, 64, False, summary_backward_last=False).launches[0].one_grid  # the first
+    monkeypatch.undo()
+    build_plan.cache_clear()
     assert one_grid("local", 4096, local_attn_ctx=128) == [False]
     p = sparse.pattern("strided", local_attn_ctx=128)
     assert not build_plan(p, 12288, 64, False, one_grid_backward=False).launches[1].one_grid
