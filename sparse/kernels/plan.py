@@ -16,7 +16,13 @@ Band segments run their backward as two kernels (dq, then dk/dv), except where e
 group computes dq, dk and dv, each score once (backward.py's `_group_bwd_kernel`).
 FUSED_BAND_BACKWARD switches the other band segments to one kernel (backward.py's `_band_bwd_kernel`), which reads
 q, k, v, dO from DRAM once instead of twice but measured slower on an H200 (benchmarks/KERNEL_NOTES.md, version
-"one-kernel band backward"); it stays for comparisons.
+"one-kernel band backward"); it stays for comparisons. A split segment after the backward's first whose dq and dk/dv
+tiles agree in warps and stages runs both in one grid (ONE_GRID_BACKWARD: strided attention's band).
+
+Fixed attention's summary segment (a causal, dense-like loop over n / l * c compact keys) has its own arrangements: its
+kernels start their longest programs first across heads (SUMMARY_LONGEST_FIRST), the backward runs it after the local
+blocks (SUMMARY_BACKWARD_LAST, Plan.backward_order), and the forward runs the local blocks inside its programs
+(FUSED_LOCAL_FORWARD). Each switch is measured against its other setting in benchmarks/KERNEL_NOTES.md.
 """
 
 from __future__ import annotations
