@@ -127,6 +127,21 @@ def _row_tiles(layout: int, segment: Segment, rows: tuple, tensors: tuple, addre
     return tuple(descriptors), layout
 
 
+def _split_descriptors(launch: SegmentLaunch, kernel: str, tensors: tuple, addressable: bool) -> tuple:
+    """`_row_tiles` of (q, k, v, dO) for the split dq or dk/dv kernel (`kernel`: "dq" or "dkdv") of this segment. A
+    summary segment's owned tiles are not by descriptor (dq's queries, dk/dv's gathered keys: None, the tensor passes
+    through and is loaded by pointer)."""
+    t = launch.dq if kernel == "dq" else launch.dkdv
+    summary = isinstance(launch.segment, SummarySegment)
+    if kernel == "dq":
+        owned = None if summary else t.block_m
+        rows = (owned, t.block_n, t.block_n, owned)
+    else:
+        owned = None if summary else t.block_n
+        rows = (t.block_m, owned, owned, t.block_m)
+    return _row_tiles(launch.tma_of(kernel), launch.segment, rows, tensors, addressable)
+
+
 def _grid(launch: SegmentLaunch, kernel: str, tiles: int, batch_heads: int) -> tuple[int, int]:
     """The grid of `kernel` of this segment: (tiles, B * H), or (B * H, tiles) where its programs start longest first
     across heads (SegmentLaunch.order_of; geometry.TILES_BY_HEAD)."""
@@ -256,22 +271,15 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                     ),
                 )  # fmt: skip
             continue
-        summary = isinstance(launch.segment, SummarySegment)
+        tensors = (q, k, v, do)
         if launch.one_grid:
             tq, tkv = launch.dq, launch.dkdv
-            # A summary segment's dq loads only its keys by descriptor, its dk/dv only its queries (None: by pointer).
-            owned_q = None if summary else tq.block_m
-            owned_k = None if summary else tkv.block_n
-            dq_rows = (owned_q, tq.block_n, tq.block_n, owned_q)
-            kv_rows = (tkv.block_m, owned_k, owned_k, tkv.block_m)
-            tensors = (q, k, v, do)
-            dq_descriptors, dq_tma = _row_tiles(launch.tma_of("dq"), launch.segment, dq_rows, tensors, addressable)
-            kv_descriptors, kv_tma = _row_tiles(launch.tma_of("dkdv"), launch.segment, kv_rows, tensors, addressable)
+            dq_descriptors, dq_tma = _split_descriptors(launch, "dq", tensors, addressable)
+            kv_descriptors, kv_tma = _split_descriptors(launch, "dkdv", tensors, addressable)
             order = launch.order_of("dkdv")  # TILES_BY_HEAD, or LONGEST_FIRST: dk/dv from the first, dq from the last
-            programs = launch.dkdv_programs + launch.dq_programs
             _launch_at(
                 ("dq+dkdv", index, call, first), _dq_dkdv_kernel,
-                (programs, batch * heads) if order == TILES_BY_HEAD else (batch * heads, programs),
+                _grid(launch, "dkdv", launch.dkdv_programs + launch.dq_programs, batch * heads),
                 (q, k, v, do, out, lse2, delta, dq, dk, dv, *dq_descriptors, *kv_descriptors, *strides, *scalars,
                  launch.dkdv_programs),
                 functools.partial(
@@ -283,9 +291,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
             first = False
             continue
         t = launch.dq
-        q_rows = None if isinstance(launch.segment, SummarySegment) else t.block_m
-        rows = (q_rows, t.block_n, t.block_n, q_rows)
-        descriptors, tma = _row_tiles(launch.tma_of("dq"), launch.segment, rows, (q, k, v, do), addressable)
+        descriptors, tma = _split_descriptors(launch, "dq", tensors, addressable)
         pdl = _pdl(plan, first)
         _launch_at(
             ("dq", index, call, first), _sparse_dq_kernel, _grid(launch, "dq", launch.dq_programs, batch * heads),
@@ -298,10 +304,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
         )  # fmt: skip
         first = False
         t = launch.dkdv
-        # A summary segment's keys are gathered (None: no descriptor, the tensor passes through unused).
-        key_rows = None if isinstance(launch.segment, SummarySegment) else t.block_n
-        rows = (t.block_m, key_rows, key_rows, t.block_m)
-        descriptors, tma = _row_tiles(launch.tma_of("dkdv"), launch.segment, rows, (q, k, v, do), addressable)
+        descriptors, tma = _split_descriptors(launch, "dkdv", tensors, addressable)
         _launch_at(
             ("dkdv", index, call), _sparse_dkdv_kernel, _grid(launch, "dkdv", launch.dkdv_programs, batch * heads),
             (q, k, v, do, out, lse2, delta, dk, dv, *descriptors, *strides, *scalars),
