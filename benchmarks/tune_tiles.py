@@ -6,11 +6,13 @@ benchmarks/KERNEL_NOTES.md (the space searched is declared here, as data).
     python -m benchmarks.tune_tiles --kinds dkdv_summary   # one pass only
     python -m benchmarks.tune_tiles --head-dim 128         # the CIFAR-10 models' shape (2 heads of 128)
     python -m benchmarks.tune_tiles --kinds fwd --cases strided:3072   # the cases of that mode and n only
+    python -m benchmarks.tune_tiles --kinds group_bwd --candidates 128x32w4s2,128x64w8s2/128   # these tiles only
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 
 import torch
 import triton.testing
@@ -85,6 +87,18 @@ CASES = {
 }
 
 
+TILE_LABEL = re.compile(r"(\d+)x(\d+)w(\d+)s(\d+)(?:/(\d+))?")
+
+
+def parse_tiles(label: str) -> tuple[int, ...]:
+    """Tiles from kernel_resources' label, BLOCK_M x BLOCK_N, warps, stages and an optional register cap: 128x64w8s2/128
+    -> (128, 64, 8, 2, 128); ValueError for anything else."""
+    match = TILE_LABEL.fullmatch(label.strip())
+    if match is None:
+        raise ValueError(f"tiles {label!r} are not BMxBNwWARPSsSTAGES[/MAXREG], e.g. 128x64w4s2 or 128x64w8s2/128")
+    return tuple(int(x) for x in match.groups() if x is not None)
+
+
 def time_case(mode, n, batch, heads, l, c, kind, head_dim):
     p = sparse.pattern(mode, local_attn_ctx=l, summary_ctx=c)
     q, k, v, do = (torch.randn(batch, heads, n, head_dim, device="cuda", dtype=torch.bfloat16) for _ in range(4))
@@ -109,7 +123,14 @@ def main(argv: list[str] | None = None) -> None:
         "--head-dim", type=int, default=64, choices=sorted(CASES), help="head dim whose tiles to search"
     )
     parser.add_argument("--cases", help="comma-separated mode:n of the head dim's cases to search (default: all)")
+    parser.add_argument(
+        "--candidates", help="comma-separated tiles to time instead of SPACE's, e.g. 128x64w4s2,128x64w8s2/128"
+    )
     args = parser.parse_args(argv)
+    try:
+        chosen = [parse_tiles(label) for label in args.candidates.split(",")] if args.candidates else None
+    except ValueError as err:
+        parser.error(str(err))
     kinds = args.kinds.split(",")
     cases = CASES[args.head_dim]
     if args.cases:
@@ -127,7 +148,7 @@ def main(argv: list[str] | None = None) -> None:
         for kind in kinds:
             if kind.endswith("_summary") and c is None:  # patterns without a summary part never use them
                 continue
-            candidates = SPACE[kind]
+            candidates = chosen or SPACE[kind]
             results = []
             for cand in candidates:
                 plan_module.TILE_TABLE.clear()

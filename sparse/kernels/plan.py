@@ -17,7 +17,8 @@ group computes dq, dk and dv, each score once (backward.py's `_group_bwd_kernel`
 FUSED_BAND_BACKWARD switches the other band segments to one kernel (backward.py's `_band_bwd_kernel`), which reads
 q, k, v, dO from DRAM once instead of twice but measured slower on an H200 (benchmarks/KERNEL_NOTES.md, version
 "one-kernel band backward"); it stays for comparisons. A split segment after the backward's first whose dq and dk/dv
-tiles agree in warps and stages runs both in one grid (ONE_GRID_BACKWARD: strided attention's band).
+tiles agree in warps runs both in one grid, each body at its own pipeline depth (ONE_GRID_BACKWARD: strided attention's
+band, fixed attention's summary).
 
 Fixed attention's summary segment (a causal, dense-like loop over n / l * c compact keys) has its own arrangements: its
 kernels start their longest programs first across heads (SUMMARY_LONGEST_FIRST), the backward runs it after the local
@@ -186,8 +187,9 @@ FUSED_LOCAL_FORWARD = True
 # A segment with split dq and dk/dv kernels, not the first in the backward's order (whose dq programs may compute D),
 # runs both in one grid: the first programs own key tiles (dk/dv), the rest query tiles (dq). The two bodies are
 # independent (each reads only the inputs and what earlier segments wrote), so neither waits for the other's last wave;
-# the grid takes the dk/dv tile's warps, stages and register cap (backward.py's `_dq_dkdv_kernel`). Only where dq's and
-# dk/dv's warps and stages agree: strided attention's band; fixed attention's summary, run after the local blocks.
+# the grid takes the dk/dv tile's warps and register cap, and each body's loops keep their own pipeline depth
+# (`tl.range(num_stages=...)`, backward.py's `_dq_dkdv_kernel`). Only where dq's and dk/dv's warps agree: strided
+# attention's band; fixed attention's summary, run after the local blocks (dq at three stages, dk/dv at two).
 ONE_GRID_BACKWARD = True
 # The launches of one forward or backward after its first start early, beside the one before, by programmatic
 # dependent launch (Hopper; geometry.PDL_EARLY): they load their input tiles, then wait for it to finish. Off under the
@@ -498,7 +500,7 @@ def _cached_plan(
     # The backward's first segment may compute D in its dq programs, which every dk/dv program reads: never one grid.
     for i in order[1:] if one_grid else ():
         split = launches[i].group_bwd is None and launches[i].bwd is None
-        if split and _same_launch_options(launches[i].dq, launches[i].dkdv):
+        if split and _same_warps(launches[i].dq, launches[i].dkdv):
             launches[i] = dataclasses.replace(launches[i], one_grid=True)
     first = launches[order[0]]
     return Plan(
@@ -530,10 +532,11 @@ def _local_blocks_join(summary: SegmentLaunch, local: Segment) -> bool:
     )
 
 
-def _same_launch_options(dq: Tiles, dkdv: Tiles) -> bool:
-    """Whether one grid can run both kernels' programs at their tuned warps and stages (the register cap is
-    dk/dv's, which dq's programs stay under: 82 against 128 registers at head dim 64, kernel_resources)."""
-    return (dq.num_warps, dq.num_stages) == (dkdv.num_warps, dkdv.num_stages)
+def _same_warps(dq: Tiles, dkdv: Tiles) -> bool:
+    """Whether one grid can run both kernels' programs at their tuned tiles: the launch has one warp count and one
+    register cap (dk/dv's, which dq's programs stay under: 82 against 128 registers at head dim 64, kernel_resources);
+    each body's loops keep their own pipeline depth (backward.py's DQ_STAGES, KV_STAGES)."""
+    return dq.num_warps == dkdv.num_warps
 
 
 def _tma_layout(seg: BandSegment, n: int, band: bool, stride: bool) -> int:

@@ -379,23 +379,24 @@ def test_fused_local_forward(name, n, fused, device, monkeypatch):
 
 
 def test_which_segments_run_dq_and_dkdv_in_one_grid(monkeypatch):
-    """Split segments after the first in the backward's order, where dq's and dk/dv's warps and stages agree: strided's
-    band, fixed's summary (run after the local blocks); never the backward's first segment (its dq programs may compute
-    D, which dk/dv programs read), whole-group segments or the fused band backward."""
+    """Split segments after the first in the backward's order, where dq's and dk/dv's warps agree (each body keeps its
+    stages): strided's band, fixed's summary (run after the local blocks); never the backward's first segment (its dq
+    programs may compute D, which dk/dv programs read), whole-group segments or the fused band backward."""
 
     def one_grid(name, n, **kw):
         return [launch.one_grid for launch in build_plan(sparse.pattern(name, **kw), n, 64, False).launches]
 
     assert one_grid("strided", 12288, local_attn_ctx=128) == [False, True]  # the stride part: whole groups
     assert one_grid("strided", 65536, local_attn_ctx=256) == [False, True]  # the stride part: split, but first
-    # fixed at head dim 64: the summary's dq and dk/dv tiles differ in stages (3 and 2), so two launches
-    assert one_grid("fixed", 12288, local_attn_ctx=128, summary_ctx=32) == [False, False]
+    # fixed at head dim 64: the summary's dq and dk/dv tiles differ in stages (3 and 2) alone, so one grid
+    assert one_grid("fixed", 12288, local_attn_ctx=128, summary_ctx=32) == [True, False]
     fixed = sparse.pattern("fixed", local_attn_ctx=128, summary_ctx=32)
-    same_stages = {**plan_module.TILE_TABLE, ("dq_summary", 64): plan_module.TILE_TABLE[("dkdv_summary", 64)]}
-    monkeypatch.setattr(plan_module, "TILE_TABLE", same_stages)
-    build_plan.cache_clear()
-    assert [launch.one_grid for launch in build_plan(fixed, 12288, 64, False).launches] == [True, False]
     assert not build_plan(fixed, 12288, 64, False, summary_backward_last=False).launches[0].one_grid  # the first
+    bm, bn, warps, *rest = plan_module.TILE_TABLE[("dq_summary", 64)]
+    other_warps = {**plan_module.TILE_TABLE, ("dq_summary", 64): (bm, bn, 2 * warps, *rest)}
+    monkeypatch.setattr(plan_module, "TILE_TABLE", other_warps)
+    build_plan.cache_clear()
+    assert [launch.one_grid for launch in build_plan(fixed, 12288, 64, False).launches] == [False, False]
     monkeypatch.undo()
     build_plan.cache_clear()
     assert one_grid("local", 4096, local_attn_ctx=128) == [False]
