@@ -151,10 +151,10 @@ def _dq_program(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, COMPUTE_DELTA: tl.constexpr,
-    TMA: tl.constexpr, PDL: tl.constexpr, LOOP_STAGES: tl.constexpr,
+    TMA: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     """dq of the BLOCK_M queries program `pid` owns, streaming their key tiles BLOCK_N at a time (TMA: every tile by
-    tensor descriptor, band segments of step 1 only). LOOP_STAGES: see `_dkdv_program`."""
+    tensor descriptor, band segments of step 1 only)."""
     tl.static_assert(not (COMPUTE_DELTA and HAS_PREV), "D is computed by the first segment's programs")
     batch = (bh // H).to(tl.int64)
     head = bh % H
@@ -213,14 +213,14 @@ def _dq_program(
     if IS_SUMMARY:
         # Every query of the tile attends every summary key of the windows before its first query's: no mask there.
         mid = tl.minimum(summary_key_end(tile_first, l_block, c_sum, False) // BLOCK_N * BLOCK_N, hi)
-        for start in tl.range(lo, mid, BLOCK_N, num_stages=LOOP_STAGES):
+        for start in range(lo, mid, BLOCK_N):
             dq = _dq_step(
                 start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group,
                 offset, hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, K_DESC, V_DESC,
                 batch32, head, HEAD_DIM, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, False,
                 TMA,
             )  # fmt: skip
-        for start in tl.range(mid, hi, BLOCK_N, num_stages=LOOP_STAGES):
+        for start in range(mid, hi, BLOCK_N):
             dq = _dq_step(
                 start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group,
                 offset, hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, K_DESC, V_DESC,
@@ -228,7 +228,7 @@ def _dq_program(
                 TMA,
             )  # fmt: skip
     else:
-        for start in tl.range(lo, hi, BLOCK_N, num_stages=LOOP_STAGES):
+        for start in range(lo, hi, BLOCK_N):
             dq = _dq_step(
                 start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group,
                 offset, hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, K_DESC, V_DESC,
@@ -255,14 +255,10 @@ def _dkdv_program(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, DELTA_FROM_O: tl.constexpr,
-    TMA: tl.constexpr, PDL: tl.constexpr, LOOP_STAGES: tl.constexpr,
+    TMA: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     """dk, dv of the BLOCK_N keys program `pid` owns, streaming the query tiles that attend them BLOCK_M at a time (TMA:
-    every tile by tensor descriptor, band segments of step 1 only).
-
-    LOOP_STAGES: None pipelines the loops at the launch's num_stages; a number names each loop's depth
-    (`tl.range(num_stages=...)`), so that one grid runs two bodies at different depths (`_dq_dkdv_kernel`). Either way
-    Triton 3.6 prefetches the loop's LSE and D rows beside its tiles (the same TTGIR, checked on sm_90)."""
+    every tile by tensor descriptor, band segments of step 1 only)."""
     batch = (bh // H).to(tl.int64)
     head = bh % H
     dims = tl.arange(0, HEAD_DIM)
@@ -319,21 +315,21 @@ def _dkdv_program(
             every_key_from = (last_block + 1) * l_block
         mid = tl.minimum(tl.maximum(tl.cdiv(every_key_from, BLOCK_M) * BLOCK_M, lo), hi)
         end = tl.maximum(mid, n // BLOCK_M * BLOCK_M)
-        for start in tl.range(lo, mid, BLOCK_M, num_stages=LOOP_STAGES):
+        for start in range(lo, mid, BLOCK_M):
             dk, dv = _dkdv_step(
                 start, dk, dv, k, v, q_base, do_base, O, LSE, DELTA, stride_qn, stride_dn, row_base, k_index, k_pos,
                 k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, Q_DESC,
                 DO_DESC, batch32, head, HEAD_DIM, BLOCK_M, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE,
                 DELTA_FROM_O, True, TMA,
             )  # fmt: skip
-        for start in tl.range(mid, end, BLOCK_M, num_stages=LOOP_STAGES):
+        for start in range(mid, end, BLOCK_M):
             dk, dv = _dkdv_step(
                 start, dk, dv, k, v, q_base, do_base, O, LSE, DELTA, stride_qn, stride_dn, row_base, k_index, k_pos,
                 k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, Q_DESC,
                 DO_DESC, batch32, head, HEAD_DIM, BLOCK_M, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE,
                 DELTA_FROM_O, False, TMA,
             )  # fmt: skip
-        for start in tl.range(end, hi, BLOCK_M, num_stages=LOOP_STAGES):
+        for start in range(end, hi, BLOCK_M):
             dk, dv = _dkdv_step(
                 start, dk, dv, k, v, q_base, do_base, O, LSE, DELTA, stride_qn, stride_dn, row_base, k_index, k_pos,
                 k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, Q_DESC,
@@ -342,7 +338,7 @@ def _dkdv_program(
             )  # fmt: skip
     else:
         k_block = k_index  # unused by band segments
-        for start in tl.range(lo, hi, BLOCK_M, num_stages=LOOP_STAGES):
+        for start in range(lo, hi, BLOCK_M):
             dk, dv = _dkdv_step(
                 start, dk, dv, k, v, q_base, do_base, O, LSE, DELTA, stride_qn, stride_dn, row_base, k_index, k_pos,
                 k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, Q_DESC,
@@ -383,7 +379,7 @@ def _sparse_dq_kernel(
         stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
         n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
         HEAD_DIM, BLOCK_M, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV, DOT_MODE,
-        COMPUTE_DELTA, TMA, PDL, None,
+        COMPUTE_DELTA, TMA, PDL,
     )  # fmt: skip
 
 
@@ -411,7 +407,7 @@ def _sparse_dkdv_kernel(
         stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
         n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
         HEAD_DIM, BLOCK_M, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV, DOT_MODE,
-        False, TMA, PDL, None,
+        False, TMA, PDL,
     )  # fmt: skip
 
 
@@ -429,13 +425,11 @@ def _dq_dkdv_kernel(
     KV_BLOCK_N: tl.constexpr, IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr,
     DISTINCT: tl.constexpr, SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
     DQ_TMA: tl.constexpr, KV_TMA: tl.constexpr, PDL: tl.constexpr, ORDER: tl.constexpr = 0,
-    DQ_STAGES: tl.constexpr = None, KV_STAGES: tl.constexpr = None,
 ):  # fmt: skip
     """The dk/dv and dq programs of one segment in one grid (plan.ONE_GRID_BACKWARD): programs below `dkdv_programs`
     run `_dkdv_program` on key tile pid, the rest `_dq_program` on query tile pid - dkdv_programs, each at its own tile
-    sizes, descriptors and pipeline depths (*_DQ, *_KV, DQ_TMA, KV_TMA; DQ_STAGES, KV_STAGES: each body's loops, None
-    for the launch's num_stages). Neither body reads what the other writes, so no program waits for another of this
-    launch; D comes from an earlier launch (never computed here). dk/dv programs come first: they
+    sizes and descriptors (*_DQ, *_KV, DQ_TMA, KV_TMA). Neither body reads what the other writes, so no program waits
+    for another of this launch; D comes from an earlier launch (never computed here). dk/dv programs come first: they
     are the longer ones, and the scheduler starts programs in order. ORDER (geometry.TILES_BY_HEAD or LONGEST_FIRST): on
     a (B * H, programs) grid, dk/dv's key tiles from the first and dq's query tiles from the last (a summary segment's
     longest programs first)."""
@@ -452,7 +446,7 @@ def _dq_dkdv_kernel(
             stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
             n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
             HEAD_DIM, KV_BLOCK_M, KV_BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV,
-            DOT_MODE, False, KV_TMA, PDL, KV_STAGES,
+            DOT_MODE, False, KV_TMA, PDL,
         )  # fmt: skip
     else:
         _dq_program(
@@ -461,7 +455,7 @@ def _dq_dkdv_kernel(
             stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
             n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
             HEAD_DIM, DQ_BLOCK_M, DQ_BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV,
-            DOT_MODE, False, DQ_TMA, PDL, DQ_STAGES,
+            DOT_MODE, False, DQ_TMA, PDL,
         )  # fmt: skip
 
 
@@ -490,7 +484,7 @@ def _band_bwd_kernel(
         stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
         n, H, group_len, scale_log2, scale, step, group_stride, window, 1, 1,
         HEAD_DIM, CHUNK, BLOCK, False, HAS_WINDOW, EXCLUDE_SELF, False, False, HAS_PREV, DOT_MODE, DELTA_ON_THE_FLY,
-        False, 0, None,
+        False, 0,
     )  # fmt: skip
     _dq_program(
         pid, bh, Q, K, V, DO, O, LSE, DELTA, DQ, Q, K, V, DO,
@@ -498,7 +492,7 @@ def _band_bwd_kernel(
         stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
         n, H, group_len, scale_log2, scale, step, group_stride, window, 1, 1,
         HEAD_DIM, BLOCK, CHUNK, False, HAS_WINDOW, EXCLUDE_SELF, False, False, HAS_PREV, DOT_MODE, DELTA_ON_THE_FLY,
-        False, 0, None,
+        False, 0,
     )  # fmt: skip
 
 

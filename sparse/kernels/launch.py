@@ -286,7 +286,6 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                     _options, tkv.launch_options, geometry, _pdl(plan, first), HEAD_DIM=head_dim,
                     DQ_BLOCK_M=tq.block_m, DQ_BLOCK_N=tq.block_n, KV_BLOCK_M=tkv.block_m, KV_BLOCK_N=tkv.block_n,
                     HAS_PREV=index > 0, DOT_MODE=dot_mode, DQ_TMA=dq_tma, KV_TMA=kv_tma, ORDER=order,
-                    DQ_STAGES=tq.num_stages, KV_STAGES=tkv.num_stages,
                 ),
             )  # fmt: skip
             first = False

@@ -17,8 +17,7 @@ group computes dq, dk and dv, each score once (backward.py's `_group_bwd_kernel`
 FUSED_BAND_BACKWARD switches the other band segments to one kernel (backward.py's `_band_bwd_kernel`), which reads
 q, k, v, dO from DRAM once instead of twice but measured slower on an H200 (benchmarks/KERNEL_NOTES.md, version
 "one-kernel band backward"); it stays for comparisons. A split segment after the backward's first whose dq and dk/dv
-tiles agree in warps runs both in one grid, each body at its own pipeline depth (ONE_GRID_BACKWARD: strided attention's
-band, fixed attention's summary).
+tiles agree in warps and stages runs both in one grid (ONE_GRID_BACKWARD: strided attention's band).
 
 Fixed attention's summary segment (a causal, dense-like loop over n / l * c compact keys) has its own arrangements: its
 kernels start their longest programs first across heads (SUMMARY_LONGEST_FIRST), the backward runs it after the local
@@ -93,7 +92,9 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     # Then 128 x 64 at 4 warps once programs started longest first (SUMMARY_LONGEST_FIRST): 0.927 against 0.942 ms
     # (tune_tiles-longest-first-e334bca8b384.txt; 128 x 64 at 8 warps 0.930-0.935). At two stages, dk/dv's, both ran
     # in one grid (ONE_GRID_BACKWARD), 0.957 ms against 0.986 in two launches, but two stages cost dq more than that:
-    # 0.917 at three in two launches (profile_kernels-c10f5963b985.txt, -891ace516f23.txt; separate processes).
+    # 0.917 at three in two launches (profile_kernels-c10f5963b985.txt, -891ace516f23.txt; separate processes). One grid
+    # with each body's loops at its own depth (`tl.range(num_stages=...)`, a10edc367e4d) lost too: 0.937 against 0.927
+    # ms in two launches, same process (profile_kernels-a10edc367e4d.txt; 200 bytes spilled against dq's none).
     ("dq_summary", 64): (128, 64, 4, 3),
     ("dq_summary", 128): (64, 32, 4, 2),
     # The summary part's dk/dv: a program owns summary keys and streams every later query, n / BLOCK_M tiles
@@ -123,9 +124,13 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     # c7cb0d27a059.txt, against BLOCK = 64, i.e. split kernels for those groups): 128 x 32 at 4 warps (224 registers,
     # two programs per SM) strided 12,288 0.378 against 0.391 ms, fixed 1.287 against 1.276, 3,072 x 8 0.551 against
     # 0.552; 128 x 64 at 8 warps capped at 128 registers 0.379 / 1.268 / 0.560; 128 x 16 at 8 warps 0.412 / 1.306.
+    # Then 128 x 64 at 8 warps capped at 128 registers (32 bytes spilled; 200 registers uncapped at 128 x 32 w4) once
+    # fixed's summary ran longest first and its forward took the local blocks (a10edc367e4d, tune_tiles-group_bwd-
+    # a10edc367e4d.txt): fixed 12,288 0.923 against 0.939 ms, strided 12,288 0.326 against 0.329. Groups of up to 64
+    # rows (strided 3,072 x 8's 32) shrink to one key tile at two warps and take no cap (the SASS of before).
     # Head dims 32 and 128: not searched; the split kernels above 64 rows.
     ("group_bwd", 32): (64, 64, 4, 1),
-    ("group_bwd", 64): (128, 32, 4, 2),
+    ("group_bwd", 64): (128, 64, 8, 2, 128),
     ("group_bwd", 128): (64, 64, 4, 1),
 }
 # A tile shrunk to a short group (32 x 32 for the stride part at n = 3,072, l = 96) runs with fewer warps: its
@@ -187,9 +192,8 @@ FUSED_LOCAL_FORWARD = True
 # A segment with split dq and dk/dv kernels, not the first in the backward's order (whose dq programs may compute D),
 # runs both in one grid: the first programs own key tiles (dk/dv), the rest query tiles (dq). The two bodies are
 # independent (each reads only the inputs and what earlier segments wrote), so neither waits for the other's last wave;
-# the grid takes the dk/dv tile's warps and register cap, and each body's loops keep their own pipeline depth
-# (`tl.range(num_stages=...)`, backward.py's `_dq_dkdv_kernel`). Only where dq's and dk/dv's warps agree: strided
-# attention's band; fixed attention's summary, run after the local blocks (dq at three stages, dk/dv at two).
+# the grid takes the dk/dv tile's warps, stages and register cap (backward.py's `_dq_dkdv_kernel`). Only where dq's and
+# dk/dv's warps and stages agree: strided attention's band; fixed attention's summary, run after the local blocks.
 ONE_GRID_BACKWARD = True
 # The launches of one forward or backward after its first start early, beside the one before, by programmatic
 # dependent launch (Hopper; geometry.PDL_EARLY): they load their input tiles, then wait for it to finish. Off under the
@@ -341,7 +345,9 @@ def _group_tiles(head_dim: int, group_len: int, interpret: bool) -> Tiles | None
     # One warp per 16 rows (a warp's share of an mma), at most the table's: a shrunk tile keeps each warp's part of
     # the [BLOCK, BLOCK_N] scores the same, and more programs fit on an SM.
     key_tile = block if block <= (INTERPRETER_ONE_STEP_ROWS if interpret else ONE_STEP_ROWS) else min(bn, block)
-    return Tiles(block, key_tile, max(1, min(warps, block // 16)), stages, *max_registers)
+    # The register cap is the streamed tile's (searched at 128 rows); a one-step group keeps what it compiles to.
+    cap = max_registers if key_tile < block else ()
+    return Tiles(block, key_tile, max(1, min(warps, block // 16)), stages, *cap)
 
 
 def _band_fwd_tiles(seg: BandSegment, n: int, group_len: int, t: Tiles) -> int:
@@ -500,7 +506,7 @@ def _cached_plan(
     # The backward's first segment may compute D in its dq programs, which every dk/dv program reads: never one grid.
     for i in order[1:] if one_grid else ():
         split = launches[i].group_bwd is None and launches[i].bwd is None
-        if split and _same_warps(launches[i].dq, launches[i].dkdv):
+        if split and _same_launch_options(launches[i].dq, launches[i].dkdv):
             launches[i] = dataclasses.replace(launches[i], one_grid=True)
     first = launches[order[0]]
     return Plan(
@@ -532,11 +538,10 @@ def _local_blocks_join(summary: SegmentLaunch, local: Segment) -> bool:
     )
 
 
-def _same_warps(dq: Tiles, dkdv: Tiles) -> bool:
-    """Whether one grid can run both kernels' programs at their tuned tiles: the launch has one warp count and one
-    register cap (dk/dv's, which dq's programs stay under: 82 against 128 registers at head dim 64, kernel_resources);
-    each body's loops keep their own pipeline depth (backward.py's DQ_STAGES, KV_STAGES)."""
-    return dq.num_warps == dkdv.num_warps
+def _same_launch_options(dq: Tiles, dkdv: Tiles) -> bool:
+    """Whether one grid can run both kernels' programs at their tuned warps and stages (the register cap is
+    dk/dv's, which dq's programs stay under: 82 against 128 registers at head dim 64, kernel_resources)."""
+    return (dq.num_warps, dq.num_stages) == (dkdv.num_warps, dkdv.num_stages)
 
 
 def _tma_layout(seg: BandSegment, n: int, band: bool, stride: bool) -> int:

@@ -379,24 +379,23 @@ def test_fused_local_forward(name, n, fused, device, monkeypatch):
 
 
 def test_which_segments_run_dq_and_dkdv_in_one_grid(monkeypatch):
-    """Split segments after the first in the backward's order, where dq's and dk/dv's warps agree (each body keeps its
-    stages): strided's band, fixed's summary (run after the local blocks); never the backward's first segment (its dq
-    programs may compute D, which dk/dv programs read), whole-group segments or the fused band backward."""
+    """Split segments after the first in the backward's order, where dq's and dk/dv's warps and stages agree: strided's
+    band, fixed's summary (run after the local blocks); never the backward's first segment (its dq programs may compute
+    D, which dk/dv programs read), whole-group segments or the fused band backward."""
 
     def one_grid(name, n, **kw):
         return [launch.one_grid for launch in build_plan(sparse.pattern(name, **kw), n, 64, False).launches]
 
     assert one_grid("strided", 12288, local_attn_ctx=128) == [False, True]  # the stride part: whole groups
     assert one_grid("strided", 65536, local_attn_ctx=256) == [False, True]  # the stride part: split, but first
-    # fixed at head dim 64: the summary's dq and dk/dv tiles differ in stages (3 and 2) alone, so one grid
-    assert one_grid("fixed", 12288, local_attn_ctx=128, summary_ctx=32) == [True, False]
+    # fixed at head dim 64: the summary's dq and dk/dv tiles differ in stages (3 and 2), so two launches
+    assert one_grid("fixed", 12288, local_attn_ctx=128, summary_ctx=32) == [False, False]
     fixed = sparse.pattern("fixed", local_attn_ctx=128, summary_ctx=32)
-    assert not build_plan(fixed, 12288, 64, False, summary_backward_last=False).launches[0].one_grid  # the first
-    bm, bn, warps, *rest = plan_module.TILE_TABLE[("dq_summary", 64)]
-    other_warps = {**plan_module.TILE_TABLE, ("dq_summary", 64): (bm, bn, 2 * warps, *rest)}
-    monkeypatch.setattr(plan_module, "TILE_TABLE", other_warps)
+    same_stages = {**plan_module.TILE_TABLE, ("dq_summary", 64): plan_module.TILE_TABLE[("dkdv_summary", 64)]}
+    monkeypatch.setattr(plan_module, "TILE_TABLE", same_stages)
     build_plan.cache_clear()
-    assert [launch.one_grid for launch in build_plan(fixed, 12288, 64, False).launches] == [False, False]
+    assert [launch.one_grid for launch in build_plan(fixed, 12288, 64, False).launches] == [True, False]
+    assert not build_plan(fixed, 12288, 64, False, summary_backward_last=False).launches[0].one_grid  # the first
     monkeypatch.undo()
     build_plan.cache_clear()
     assert one_grid("local", 4096, local_attn_ctx=128) == [False]
@@ -430,14 +429,16 @@ def test_which_segments_run_the_whole_group_backward():
         return build_plan(sparse.pattern(name, **kw), n, 64, False, fused_band_backward=fused)
 
     stride, local = plan("strided", n=3072, local_attn_ctx=96).launches  # groups of 32 rows: one warp per 16
-    _, _, warps, stages, *cap = plan_module.TILE_TABLE[("group_bwd", 64)]
-    expected = plan_module.Tiles(32, 32, min(warps, 2), stages, *cap)  # short groups: one key tile
+    _, key_tile, warps, stages, *cap = plan_module.TILE_TABLE[("group_bwd", 64)]
+    expected = plan_module.Tiles(32, 32, min(warps, 2), stages)  # short groups: one key tile, no register cap
     assert stride.group_bwd == expected and local.group_bwd is None  # a window over 3,072
     largest = plan_module.TILE_TABLE[("group_bwd", 64)][0]
     for name, kw in (("strided", dict(local_attn_ctx=128)), ("fixed", dict(local_attn_ctx=128, summary_ctx=32))):
         for segment in plan(name, **kw).launches:  # groups of 96 and 128 rows: whole only if the table allows
             assert (segment.group_bwd is not None) == (segment.group_len <= largest)
     assert plan("fixed", local_attn_ctx=64, summary_ctx=16).launches[1].group_bwd.block_m == 64  # local blocks
+    streamed = plan("fixed", local_attn_ctx=128, summary_ctx=32).launches[1].group_bwd  # 128 rows in key tiles
+    assert streamed == plan_module.Tiles(128, key_tile, min(warps, 8), stages, *cap)
     assert all(launch.group_bwd is None for launch in plan("strided", n=3072, fused=True, local_attn_ctx=96).launches)
 
 

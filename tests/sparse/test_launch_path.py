@@ -360,24 +360,6 @@ def test_programmatic_launch_order(spec, monkeypatch):
             assert [bool(r.options.get("launch_pdl")) for r in aware] == [False, *[True] * later][: len(aware)]
 
 
-@pytest.mark.parametrize("spec", ["strided:12288:1:128", "fixed:12288:1:128:32"])
-def test_one_grid_keeps_each_bodys_pipeline_depth(spec):
-    """The one-grid backward (plan.ONE_GRID_BACKWARD) launches with dk/dv's warps, stages and register cap, and names
-    each body's loop depth: its tiles' stages, so that fixed's summary dq keeps three stages beside dk/dv's two.
-    Recorded, not run (kernel_resources' meta tensors)."""
-    from benchmarks.kernel_resources import parse_case, record_call
-
-    p, n, _ = parse_case(spec)
-    segment = next(launch for launch in plan.build_plan(p, n, 64, interpret=False).launches if launch.one_grid)
-    (one_grid,) = [r for r in record_call(spec, heads=2, head_dim=64) if r.kernel.__name__ == "_dq_dkdv_kernel"]
-    assert (one_grid.options["DQ_STAGES"], one_grid.options["KV_STAGES"]) == (
-        segment.dq.num_stages,
-        segment.dkdv.num_stages,
-    )
-    assert one_grid.options["num_warps"] == segment.dkdv.num_warps == segment.dq.num_warps
-    assert one_grid.options["num_stages"] == segment.dkdv.num_stages
-
-
 def test_programmatic_launch_is_off_under_the_interpreter_and_by_its_flag():
     p = sparse.pattern("strided", local_attn_ctx=96)
     assert not plan.build_plan(p, 3072, 64, interpret=True, programmatic_launch=True).pdl
