@@ -126,11 +126,13 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     # 0.552; 128 x 64 at 8 warps capped at 128 registers 0.379 / 1.268 / 0.560; 128 x 16 at 8 warps 0.412 / 1.306.
     # Then 128 x 64 at 8 warps capped at 128 registers (32 bytes spilled; 200 registers uncapped at 128 x 32 w4) once
     # fixed's summary ran longest first and its forward took the local blocks (a10edc367e4d, tune_tiles-group_bwd-
-    # a10edc367e4d.txt): fixed 12,288 0.923 against 0.939 ms, strided 12,288 0.326 against 0.329. Groups of up to 64
-    # rows (strided 3,072 x 8's 32) shrink to one key tile at two warps and take no cap (the SASS of before).
+    # a10edc367e4d.txt): fixed 12,288 0.923 against 0.939 ms, strided 12,288 0.326 against 0.329; and at three stages
+    # (688f9acec440, tune_tiles-group_bwd-688f9acec440.txt): fixed 0.902 against 0.907, strided 0.318 against 0.323.
+    # Groups of up to 64 rows (strided 3,072 x 8's 32) shrink to one key tile at two warps and take no cap (the SASS of
+    # before).
     # Head dims 32 and 128: not searched; the split kernels above 64 rows.
     ("group_bwd", 32): (64, 64, 4, 1),
-    ("group_bwd", 64): (128, 64, 8, 2, 128),
+    ("group_bwd", 64): (128, 64, 8, 3, 128),
     ("group_bwd", 128): (64, 64, 4, 1),
 }
 # A tile shrunk to a short group (32 x 32 for the stride part at n = 3,072, l = 96) runs with fewer warps: its
