@@ -19,8 +19,9 @@ pointer, or the reverse; the file's second line says which HEAD does), `tma-stri
 for the stride part's tiles, plan.TMA_STRIDE_LOADS, and for the whole-group backward's key tiles,
 plan.TMA_GROUP_KEYS; the third line lists HEAD's settings), `no-pdl` (plan.PROGRAMMATIC_LAUNCH switched: every launch
 waits for the one before, or the reverse), `summary-tma`, `summary-keys-tma`, `one-grid`, `summary-order`,
-`longest-first` and `local-forward` (plan.TMA_SUMMARY_QUERIES, plan.TMA_SUMMARY_KEY_LOADS, plan.ONE_GRID_BACKWARD,
-plan.SUMMARY_BACKWARD_LAST, plan.SUMMARY_LONGEST_FIRST, plan.FUSED_LOCAL_FORWARD switched) and `encode-each-launch`
+`longest-first`, `local-forward` and `summary-dkdv-rows` (plan.TMA_SUMMARY_QUERIES, plan.TMA_SUMMARY_KEY_LOADS,
+plan.ONE_GRID_BACKWARD, plan.SUMMARY_BACKWARD_LAST, plan.SUMMARY_LONGEST_FIRST, plan.FUSED_LOCAL_FORWARD,
+plan.SUMMARY_DKDV_QUERY_ROWS switched) and `encode-each-launch`
 (direct launches with fast_launch.KEEP_ENCODED off: the host cost of re-encoding descriptors at every launch). Files
 made at d424e0272e52 and b286b07c6346 also have `persistent` (windowed bands' forward in persistent programs) and
 `band-first` (the sequence-order band segment first), two experiments that lost and were removed; files made at
@@ -64,6 +65,7 @@ SWITCHES = {
     "summary-order": (plan, "SUMMARY_BACKWARD_LAST", _TOGGLE),
     "longest-first": (plan, "SUMMARY_LONGEST_FIRST", _TOGGLE),
     "local-forward": (plan, "FUSED_LOCAL_FORWARD", _TOGGLE),
+    "summary-dkdv-rows": (plan, "SUMMARY_DKDV_QUERY_ROWS", _TOGGLE),
 }
 PATHS = ("triton", "direct", *SWITCHES)
 

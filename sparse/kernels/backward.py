@@ -96,10 +96,12 @@ def _dkdv_step(
     k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, q_desc, do_desc, batch32,
     head, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr,
     EXCLUDE_SELF: tl.constexpr, SAME_BLOCK: tl.constexpr, DOT_MODE: tl.constexpr, DELTA_FROM_O: tl.constexpr,
-    MASKED: tl.constexpr, TMA: tl.constexpr,
+    MASKED: tl.constexpr, TMA: tl.constexpr, QUERY_ROWS: tl.constexpr = False,
 ):  # fmt: skip
     """One query tile [start, start + BLOCK_M) into dk, dv; MASKED=False where every pair is allowed and every query
-    exists."""
+    exists. QUERY_ROWS (plan.SUMMARY_DKDV_QUERY_ROWS): the scores as [queries, keys], whose per-query LSE and D take a
+    few registers per thread (a row slice) where the transposed [keys, queries] tile's take a quarter of the query tile
+    each (a column slice); p and ds then go through shared memory, transposed, into the dk and dv dots."""
     dims = tl.arange(0, HEAD_DIM)
     q_index = start + tl.arange(0, BLOCK_M)
     if IS_SUMMARY:
@@ -123,19 +125,32 @@ def _dkdv_step(
         delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
     else:
         delta = tl.load(DELTA + row_base + q_pos, mask=q_valid, other=0.0)
-    # Transposed scores [keys, queries], so that dv += p^T do and dk += ds^T q are plain dots.
-    qk_t = mma(k, tl.trans(q), DOT_MODE) * scale_log2
-    p_t = tl.math.exp2(qk_t - lse2[None, :])
-    if MASKED:
-        allowed = tile_allowed(
-            q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
-            IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK,
-        )  # fmt: skip
-        p_t = tl.where(tl.trans(allowed), p_t, 0.0)
-    dv += mma(p_t.to(do.dtype), do, DOT_MODE)
-    dp_t = mma(v, tl.trans(do), DOT_MODE)
-    ds_t = p_t * (dp_t - delta[None, :])
-    dk += mma(ds_t.to(q.dtype), q, DOT_MODE)
+    if QUERY_ROWS:
+        qk = mma(q, tl.trans(k), DOT_MODE) * scale_log2
+        p = tl.math.exp2(qk - lse2[:, None])
+        if MASKED:
+            allowed = tile_allowed(
+                q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
+                IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK,
+            )  # fmt: skip
+            p = tl.where(allowed, p, 0.0)
+        dv += mma(tl.trans(p.to(do.dtype)), do, DOT_MODE)
+        ds = p * (mma(do, tl.trans(v), DOT_MODE) - delta[:, None])
+        dk += mma(tl.trans(ds.to(q.dtype)), q, DOT_MODE)
+    else:
+        # Transposed scores [keys, queries], so that dv += p^T do and dk += ds^T q are plain dots.
+        qk_t = mma(k, tl.trans(q), DOT_MODE) * scale_log2
+        p_t = tl.math.exp2(qk_t - lse2[None, :])
+        if MASKED:
+            allowed = tile_allowed(
+                q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
+                IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK,
+            )  # fmt: skip
+            p_t = tl.where(tl.trans(allowed), p_t, 0.0)
+        dv += mma(p_t.to(do.dtype), do, DOT_MODE)
+        dp_t = mma(v, tl.trans(do), DOT_MODE)
+        ds_t = p_t * (dp_t - delta[None, :])
+        dk += mma(ds_t.to(q.dtype), q, DOT_MODE)
     return dk, dv
 
 
@@ -255,7 +270,7 @@ def _dkdv_program(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, DELTA_FROM_O: tl.constexpr,
-    TMA: tl.constexpr, PDL: tl.constexpr,
+    TMA: tl.constexpr, PDL: tl.constexpr, QUERY_ROWS: tl.constexpr = False,
 ):  # fmt: skip
     """dk, dv of the BLOCK_N keys program `pid` owns, streaming the query tiles that attend them BLOCK_M at a time (TMA:
     every tile by tensor descriptor, band segments of step 1 only)."""
@@ -320,21 +335,21 @@ def _dkdv_program(
                 start, dk, dv, k, v, q_base, do_base, O, LSE, DELTA, stride_qn, stride_dn, row_base, k_index, k_pos,
                 k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, Q_DESC,
                 DO_DESC, batch32, head, HEAD_DIM, BLOCK_M, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE,
-                DELTA_FROM_O, True, TMA,
+                DELTA_FROM_O, True, TMA, QUERY_ROWS,
             )  # fmt: skip
         for start in range(mid, end, BLOCK_M):
             dk, dv = _dkdv_step(
                 start, dk, dv, k, v, q_base, do_base, O, LSE, DELTA, stride_qn, stride_dn, row_base, k_index, k_pos,
                 k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, Q_DESC,
                 DO_DESC, batch32, head, HEAD_DIM, BLOCK_M, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE,
-                DELTA_FROM_O, False, TMA,
+                DELTA_FROM_O, False, TMA, QUERY_ROWS,
             )  # fmt: skip
         for start in range(end, hi, BLOCK_M):
             dk, dv = _dkdv_step(
                 start, dk, dv, k, v, q_base, do_base, O, LSE, DELTA, stride_qn, stride_dn, row_base, k_index, k_pos,
                 k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, Q_DESC,
                 DO_DESC, batch32, head, HEAD_DIM, BLOCK_M, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE,
-                DELTA_FROM_O, True, TMA,
+                DELTA_FROM_O, True, TMA, QUERY_ROWS,
             )  # fmt: skip
     else:
         k_block = k_index  # unused by band segments
@@ -343,7 +358,7 @@ def _dkdv_program(
                 start, dk, dv, k, v, q_base, do_base, O, LSE, DELTA, stride_qn, stride_dn, row_base, k_index, k_pos,
                 k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, Q_DESC,
                 DO_DESC, batch32, head, HEAD_DIM, BLOCK_M, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE,
-                DELTA_FROM_O, True, TMA,
+                DELTA_FROM_O, True, TMA, QUERY_ROWS,
             )  # fmt: skip
 
     dk *= scale
@@ -395,7 +410,7 @@ def _sparse_dkdv_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr,
-    ORDER: tl.constexpr = 0,
+    ORDER: tl.constexpr = 0, QUERY_ROWS: tl.constexpr = False,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert(TMA == 1 or not IS_SUMMARY or TMA == 0, "a summary's query tiles are sequence rows (TMA_ROWS)")
@@ -407,7 +422,7 @@ def _sparse_dkdv_kernel(
         stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
         n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
         HEAD_DIM, BLOCK_M, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV, DOT_MODE,
-        False, TMA, PDL,
+        False, TMA, PDL, QUERY_ROWS,
     )  # fmt: skip
 
 
@@ -425,6 +440,7 @@ def _dq_dkdv_kernel(
     KV_BLOCK_N: tl.constexpr, IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr,
     DISTINCT: tl.constexpr, SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
     DQ_TMA: tl.constexpr, KV_TMA: tl.constexpr, PDL: tl.constexpr, ORDER: tl.constexpr = 0,
+    KV_QUERY_ROWS: tl.constexpr = False,
 ):  # fmt: skip
     """The dk/dv and dq programs of one segment in one grid (plan.ONE_GRID_BACKWARD): programs below `dkdv_programs`
     run `_dkdv_program` on key tile pid, the rest `_dq_program` on query tile pid - dkdv_programs, each at its own tile
@@ -446,7 +462,7 @@ def _dq_dkdv_kernel(
             stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
             n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
             HEAD_DIM, KV_BLOCK_M, KV_BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV,
-            DOT_MODE, False, KV_TMA, PDL,
+            DOT_MODE, False, KV_TMA, PDL, KV_QUERY_ROWS,
         )  # fmt: skip
     else:
         _dq_program(

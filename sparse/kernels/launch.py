@@ -286,6 +286,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                     _options, tkv.launch_options, geometry, _pdl(plan, first), HEAD_DIM=head_dim,
                     DQ_BLOCK_M=tq.block_m, DQ_BLOCK_N=tq.block_n, KV_BLOCK_M=tkv.block_m, KV_BLOCK_N=tkv.block_n,
                     HAS_PREV=index > 0, DOT_MODE=dot_mode, DQ_TMA=dq_tma, KV_TMA=kv_tma, ORDER=order,
+                    KV_QUERY_ROWS=launch.dkdv_query_rows,
                 ),
             )  # fmt: skip
             first = False
@@ -311,6 +312,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
             functools.partial(
                 _options, t.launch_options, geometry, _pdl(plan, first=False), HEAD_DIM=head_dim, BLOCK_M=t.block_m,
                 BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode, TMA=tma, ORDER=launch.order_of("dkdv"),
+                QUERY_ROWS=launch.dkdv_query_rows,
             ),
         )  # fmt: skip
     return dq, dk, dv

@@ -107,6 +107,12 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     # shape, were slower: 1.26-1.79 ms).
     ("dkdv_summary", 64): (128, 64, 4, 2),
     ("dkdv_summary", 128): (64, 64, 4, 3),  # fixed fwd+bwd 0.402 ms, best of the 8 searched
+    # The same kernel with its scores as [queries, keys] (SUMMARY_DKDV_QUERY_ROWS). Head dim 64: 128 x 64 at 8 warps,
+    # capped at 128 registers (24 bytes spilled, two programs per SM: 16 warps, where the transposed form's 4-warp
+    # tile had 8); head dims 32 and 128: the transposed form's tiles, not searched.
+    ("dkdv_summary_rows", 32): (32, 64, 4, 2),
+    ("dkdv_summary_rows", 64): (128, 64, 8, 2, 128),
+    ("dkdv_summary_rows", 128): (64, 64, 4, 3),
     # The band segments' one-kernel backward (off by default): (BLOCK, CHUNK, num_warps, num_stages): a program
     # owns BLOCK keys and the same BLOCK queries, and streams the other side CHUNK at a time. Head dims 64 and 128:
     # the best of `tune_tiles --kinds bwd` on an H200 (results/profiles/tune_tiles-bwd-9c8a4c4b16df.txt), every
@@ -176,6 +182,12 @@ TMA_SUMMARY_QUERIES = True
 # The summary forward's and dq's streamed key tiles (compact summary columns, c rows in each window of l) by a [B, H,
 # n / l, l, D] descriptor (geometry.TMA_SUMMARY_KEYS), where n is a multiple of l and c a power of two.
 TMA_SUMMARY_KEY_LOADS = True
+# A summary segment's dk/dv computes its scores as [queries, keys] (backward.py's QUERY_ROWS) rather than transposed:
+# per-query LSE and D rows then cost a few registers per thread instead of a quarter of the query tile each, so the tile
+# fits 8 warps at 128 registers (kernel_resources: 128 with 24 bytes spilled, two programs per SM; the transposed form's
+# 128 x 64 tile 255 registers with 144 bytes spilled at 4 warps), at the price of p and ds going through shared memory
+# into the dk and dv dots. Tiles: TILE_TABLE's "dkdv_summary_rows".
+SUMMARY_DKDV_QUERY_ROWS = True
 # The backward runs a leading summary segment last (Plan.backward_launches) where a band segment after it owns every row
 # once (fixed attention's local blocks): that band writes every dq, dk, dv row and D first, so dk and dv need no
 # zero-fill and the summary's dk/dv reads back only its summary keys (c of every l) instead of the band reading back
@@ -255,6 +267,7 @@ class SegmentLaunch:
     longest_first: bool = False  # programs longest first across heads (SUMMARY_LONGEST_FIRST)
     fwd_local: bool = False  # a summary segment whose forward also runs the next segment's local blocks
     fwd_joined: bool = False  # a band segment whose forward runs inside the summary's (FUSED_LOCAL_FORWARD)
+    dkdv_query_rows: bool = False  # a summary segment's dk/dv scores as [queries, keys] (SUMMARY_DKDV_QUERY_ROWS)
 
     def order_of(self, kernel: str) -> int:
         """The ORDER constexpr of this segment's `kernel` ("fwd", "dq" or "dkdv"; geometry.TILES_BY_HEAD): a causal
@@ -397,11 +410,12 @@ def build_plan(
     summary_backward_last: bool | None = None,
     summary_longest_first: bool | None = None,
     fused_local_forward: bool | None = None,
+    summary_dkdv_query_rows: bool | None = None,
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
     environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, TMA_STRIDE_LOADS, TMA_GROUP_KEYS,
     PROGRAMMATIC_LAUNCH, TMA_SUMMARY_QUERIES, TMA_SUMMARY_KEY_LOADS, ONE_GRID_BACKWARD, SUMMARY_BACKWARD_LAST,
-    SUMMARY_LONGEST_FIRST, FUSED_LOCAL_FORWARD, SMALL_TILE_WARPS), resolved before the cache
+    SUMMARY_LONGEST_FIRST, FUSED_LOCAL_FORWARD, SUMMARY_DKDV_QUERY_ROWS, SMALL_TILE_WARPS), resolved before the cache
     lookup so that changing them counts. The one-kernel band backward, when on, takes every band segment, short groups
     too."""
     interpret = interpreting() if interpret is None else interpret
@@ -417,10 +431,11 @@ def build_plan(
     summary_last = SUMMARY_BACKWARD_LAST if summary_backward_last is None else summary_backward_last
     longest_first = SUMMARY_LONGEST_FIRST if summary_longest_first is None else summary_longest_first
     local_forward = FUSED_LOCAL_FORWARD if fused_local_forward is None else fused_local_forward
+    query_rows = SUMMARY_DKDV_QUERY_ROWS if summary_dkdv_query_rows is None else summary_dkdv_query_rows
     return _cached_plan(
         pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS, tma_band, tma_stride,
         tma_group, pdl and not interpret, tma_summary, one_grid and not fused, summary_keys, summary_last,
-        longest_first, local_forward,
+        longest_first, local_forward, query_rows,
     )  # fmt: skip
 
 
@@ -443,6 +458,7 @@ def _cached_plan(
     summary_last: bool,
     longest_first: bool,
     local_forward: bool,
+    query_rows: bool,
 ) -> Plan:
     launches = []
     segments = pattern.segments(n)
@@ -476,7 +492,8 @@ def _cached_plan(
         else:
             num_keys = math.ceil(n / seg.block) * seg.summary
             fwd, dq = (_tiles(k, head_dim, n, interpret, small_warps) for k in ("fwd_summary", "dq_summary"))
-            dkdv = _tiles("dkdv_summary", head_dim, num_keys, interpret, small_warps)
+            dkdv_kind = "dkdv_summary_rows" if query_rows else "dkdv_summary"
+            dkdv = _tiles(dkdv_kind, head_dim, num_keys, interpret, small_warps)
             launches.append(
                 SegmentLaunch(
                     segment=seg,
@@ -496,6 +513,7 @@ def _cached_plan(
                         else TMA_OFF
                     ),
                     longest_first=longest_first,
+                    dkdv_query_rows=query_rows,
                 )
             )
     if local_forward and len(launches) == 2 and _local_blocks_join(launches[0], segments[1]):

@@ -391,7 +391,8 @@ def test_which_segments_run_dq_and_dkdv_in_one_grid(monkeypatch):
     # fixed at head dim 64: the summary's dq and dk/dv tiles differ in stages (3 and 2), so two launches
     assert one_grid("fixed", 12288, local_attn_ctx=128, summary_ctx=32) == [False, False]
     fixed = sparse.pattern("fixed", local_attn_ctx=128, summary_ctx=32)
-    same_stages = {**plan_module.TILE_TABLE, ("dq_summary", 64): plan_module.TILE_TABLE[("dkdv_summary", 64)]}
+    dkdv_kind = "dkdv_summary_rows" if plan_module.SUMMARY_DKDV_QUERY_ROWS else "dkdv_summary"
+    same_stages = {**plan_module.TILE_TABLE, ("dq_summary", 64): plan_module.TILE_TABLE[(dkdv_kind, 64)]}
     monkeypatch.setattr(plan_module, "TILE_TABLE", same_stages)
     build_plan.cache_clear()
     assert [launch.one_grid for launch in build_plan(fixed, 12288, 64, False).launches] == [True, False]
@@ -402,6 +403,33 @@ def test_which_segments_run_dq_and_dkdv_in_one_grid(monkeypatch):
     p = sparse.pattern("strided", local_attn_ctx=128)
     assert not build_plan(p, 12288, 64, False, one_grid_backward=False).launches[1].one_grid
     assert not build_plan(p, 12288, 64, False, fused_band_backward=True).launches[1].one_grid
+
+
+@pytest.mark.parametrize("query_rows", [True, False], ids=["query-rows", "transposed"])
+@pytest.mark.parametrize(
+    "name, n", [("fixed", 37), ("fixed-c=l", 40), ("fixed-summary", 33), ("fixed-distinct-summary", 45)]
+)
+def test_summary_dkdv_query_rows(name, n, query_rows, device, monkeypatch):
+    """A summary segment's dk/dv with its scores as [queries, keys] (plan.SUMMARY_DKDV_QUERY_ROWS) or transposed, at
+    that form's tiles: the reference's gradients either way, including the masked first and last query tiles."""
+    monkeypatch.setattr(plan_module, "SUMMARY_DKDV_QUERY_ROWS", query_rows)
+    p = sparse.pattern(**PATTERNS[name])
+    summary = build_plan(p, n, 32).launches[0]
+    assert summary.dkdv_query_rows == query_rows
+    check_against_reference(p, (2, 3, n, 32), torch.float32, device, seed=n)
+    check_against_reference(p, (1, 2, n, 32), torch.bfloat16, device, seed=n + 1)
+
+
+def test_summary_dkdv_query_rows_take_their_own_tiles():
+    fixed = sparse.pattern("fixed", local_attn_ctx=128, summary_ctx=32)
+    rows = build_plan(fixed, 12288, 64, False, summary_dkdv_query_rows=True).launches[0]
+    transposed = build_plan(fixed, 12288, 64, False, summary_dkdv_query_rows=False).launches[0]
+    assert rows.dkdv == plan_module.Tiles(*plan_module.TILE_TABLE[("dkdv_summary_rows", 64)])
+    assert transposed.dkdv == plan_module.Tiles(*plan_module.TILE_TABLE[("dkdv_summary", 64)])
+    assert not any(
+        launch.dkdv_query_rows
+        for launch in build_plan(sparse.pattern("strided", local_attn_ctx=128), 12288, 64, False).launches
+    )
 
 
 @pytest.mark.parametrize("one_grid", [True, False], ids=["one-grid", "two-launches"])
