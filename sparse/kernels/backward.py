@@ -28,6 +28,8 @@ their loops into masked edges and an unmasked interior (MASKED=False where every
 Scores use the base-2 scale (the forward's lse2): P = exp2(q k^T * scale * log2 e - lse2). The split dq and dk/dv
 kernels of band segments of step 1 load their q, k, v and dO tiles by tensor descriptor (TMA=True, as the forward);
 a summary segment's dk/dv loads its streamed q and dO tiles so (plan.TMA_SUMMARY_QUERIES), its keys by pointer.
+Where a split dk/dv kernel's query tiles come so (TMA_ROWS), each tile's lse2 and D rows may too (STATS_TMA, from
+[B * H, n] descriptors: plan.TMA_ROW_STATS).
 """
 
 import triton
@@ -94,14 +96,16 @@ def _dq_step(
 def _dkdv_step(
     start, dk, dv, k, v, q_base, do_base, O, LSE, DELTA, stride_qn, stride_dn, row_base, k_index, k_pos,
     k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, q_desc, do_desc, batch32,
-    head, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr,
-    EXCLUDE_SELF: tl.constexpr, SAME_BLOCK: tl.constexpr, DOT_MODE: tl.constexpr, DELTA_FROM_O: tl.constexpr,
-    MASKED: tl.constexpr, TMA: tl.constexpr, QUERY_ROWS: tl.constexpr = False,
+    head, bh, lse_desc, delta_desc, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, IS_SUMMARY: tl.constexpr,
+    HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, SAME_BLOCK: tl.constexpr, DOT_MODE: tl.constexpr,
+    DELTA_FROM_O: tl.constexpr, MASKED: tl.constexpr, TMA: tl.constexpr, STATS_TMA: tl.constexpr,
+    QUERY_ROWS: tl.constexpr = False,
 ):  # fmt: skip
     """One query tile [start, start + BLOCK_M) into dk, dv; MASKED=False where every pair is allowed and every query
-    exists. QUERY_ROWS (plan.SUMMARY_DKDV_QUERY_ROWS): the scores as [queries, keys], whose per-query LSE and D take a
-    few registers per thread (a row slice) where the transposed [keys, queries] tile's take a quarter of the query tile
-    each (a column slice); p and ds then go through shared memory, transposed, into the dk and dv dots."""
+    exists. STATS_TMA: its lse2 and D rows from [B * H, n] descriptors (row bh), as its q and dO tiles (TMA_ROWS).
+    QUERY_ROWS (plan.SUMMARY_DKDV_QUERY_ROWS): the scores as [queries, keys], whose per-query LSE and D take a few
+    registers per thread (a row slice) where the transposed [keys, queries] tile's take a quarter of the query tile each
+    (a column slice); p and ds then go through shared memory, transposed, into the dk and dv dots."""
     dims = tl.arange(0, HEAD_DIM)
     q_index = start + tl.arange(0, BLOCK_M)
     if IS_SUMMARY:
@@ -116,18 +120,27 @@ def _dkdv_step(
         q_off = q_pos.to(tl.int64)[:, None]
         q = tl.load(q_base + q_off * stride_qn + dims[None, :], mask=q_valid[:, None], other=0.0)
         do = tl.load(do_base + q_off * stride_dn + dims[None, :], mask=q_valid[:, None], other=0.0)
-    lse2 = tl.load(LSE + row_base + q_pos, mask=q_valid, other=0.0)
+    # lse2 and D as [1, BLOCK_M] rows, the descriptors' box: reshaped to [BLOCK_M] and broadcast back, strided's band
+    # dq + dk/dv grid spilled 16 bytes instead of 8 (benchmarks/kernel_resources.py).
+    if STATS_TMA:
+        # The tile's sequence rows, as tma_rows's (TMA_ROWS); columns past n read as zeros, as the pointer loads' other.
+        first = group * group_stride + start
+        lse2 = lse_desc.load([bh, first])
+    else:
+        lse2 = tl.load(LSE + row_base + q_pos, mask=q_valid, other=0.0)[None, :]
     if DELTA_FROM_O:
         # D of rows other programs of this launch own, and may not have stored yet: recomputed from O (an L2 read
         # where the tile is a neighbour's) rather than a launch of its own that reads O and dO from DRAM.
         o_ptrs = O + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
         o = tl.load(o_ptrs, mask=q_valid[:, None], other=0.0)
-        delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+        delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)[None, :]
+    elif STATS_TMA:
+        delta = delta_desc.load([bh, first])
     else:
-        delta = tl.load(DELTA + row_base + q_pos, mask=q_valid, other=0.0)
+        delta = tl.load(DELTA + row_base + q_pos, mask=q_valid, other=0.0)[None, :]
     if QUERY_ROWS:
         qk = mma(q, tl.trans(k), DOT_MODE) * scale_log2
-        p = tl.math.exp2(qk - lse2[:, None])
+        p = tl.math.exp2(qk - tl.trans(lse2))
         if MASKED:
             allowed = tile_allowed(
                 q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
@@ -135,12 +148,12 @@ def _dkdv_step(
             )  # fmt: skip
             p = tl.where(allowed, p, 0.0)
         dv += mma(tl.trans(p.to(do.dtype)), do, DOT_MODE)
-        ds = p * (mma(do, tl.trans(v), DOT_MODE) - delta[:, None])
+        ds = p * (mma(do, tl.trans(v), DOT_MODE) - tl.trans(delta))
         dk += mma(tl.trans(ds.to(q.dtype)), q, DOT_MODE)
     else:
         # Transposed scores [keys, queries], so that dv += p^T do and dk += ds^T q are plain dots.
         qk_t = mma(k, tl.trans(q), DOT_MODE) * scale_log2
-        p_t = tl.math.exp2(qk_t - lse2[None, :])
+        p_t = tl.math.exp2(qk_t - lse2)
         if MASKED:
             allowed = tile_allowed(
                 q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
@@ -149,7 +162,7 @@ def _dkdv_step(
             p_t = tl.where(tl.trans(allowed), p_t, 0.0)
         dv += mma(p_t.to(do.dtype), do, DOT_MODE)
         dp_t = mma(v, tl.trans(do), DOT_MODE)
-        ds_t = p_t * (dp_t - delta[None, :])
+        ds_t = p_t * (dp_t - delta)
         dk += mma(ds_t.to(q.dtype), q, DOT_MODE)
     return dk, dv
 
@@ -260,7 +273,7 @@ def _dq_program(
 
 @triton.jit
 def _dkdv_program(
-    pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC, K_DESC, V_DESC, DO_DESC,
+    pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC, K_DESC, V_DESC, DO_DESC, LSE_DESC, DELTA_DESC,
     stride_qz, stride_qh, stride_qn,
     stride_kz, stride_kh, stride_kn,
     stride_vz, stride_vh, stride_vn,
@@ -270,10 +283,11 @@ def _dkdv_program(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, DELTA_FROM_O: tl.constexpr,
-    TMA: tl.constexpr, PDL: tl.constexpr, QUERY_ROWS: tl.constexpr = False,
+    TMA: tl.constexpr, STATS_TMA: tl.constexpr, PDL: tl.constexpr, QUERY_ROWS: tl.constexpr = False,
 ):  # fmt: skip
     """dk, dv of the BLOCK_N keys program `pid` owns, streaming the query tiles that attend them BLOCK_M at a time (TMA:
-    every tile by tensor descriptor, band segments of step 1 only)."""
+    every tile by tensor descriptor, band segments of step 1 only; STATS_TMA: the query tiles' lse2 and D rows too)."""
+    tl.static_assert(not STATS_TMA or (TMA == 1 and not DELTA_FROM_O), "row statistics by descriptor need TMA_ROWS")
     batch = (bh // H).to(tl.int64)
     head = bh % H
     dims = tl.arange(0, HEAD_DIM)
@@ -334,22 +348,22 @@ def _dkdv_program(
             dk, dv = _dkdv_step(
                 start, dk, dv, k, v, q_base, do_base, O, LSE, DELTA, stride_qn, stride_dn, row_base, k_index, k_pos,
                 k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, Q_DESC,
-                DO_DESC, batch32, head, HEAD_DIM, BLOCK_M, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE,
-                DELTA_FROM_O, True, TMA, QUERY_ROWS,
+                DO_DESC, batch32, head, bh, LSE_DESC, DELTA_DESC, HEAD_DIM, BLOCK_M, IS_SUMMARY, HAS_WINDOW,
+                EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, DELTA_FROM_O, True, TMA, STATS_TMA, QUERY_ROWS,
             )  # fmt: skip
         for start in range(mid, end, BLOCK_M):
             dk, dv = _dkdv_step(
                 start, dk, dv, k, v, q_base, do_base, O, LSE, DELTA, stride_qn, stride_dn, row_base, k_index, k_pos,
                 k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, Q_DESC,
-                DO_DESC, batch32, head, HEAD_DIM, BLOCK_M, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE,
-                DELTA_FROM_O, False, TMA, QUERY_ROWS,
+                DO_DESC, batch32, head, bh, LSE_DESC, DELTA_DESC, HEAD_DIM, BLOCK_M, IS_SUMMARY, HAS_WINDOW,
+                EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, DELTA_FROM_O, False, TMA, STATS_TMA, QUERY_ROWS,
             )  # fmt: skip
         for start in range(end, hi, BLOCK_M):
             dk, dv = _dkdv_step(
                 start, dk, dv, k, v, q_base, do_base, O, LSE, DELTA, stride_qn, stride_dn, row_base, k_index, k_pos,
                 k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, Q_DESC,
-                DO_DESC, batch32, head, HEAD_DIM, BLOCK_M, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE,
-                DELTA_FROM_O, True, TMA, QUERY_ROWS,
+                DO_DESC, batch32, head, bh, LSE_DESC, DELTA_DESC, HEAD_DIM, BLOCK_M, IS_SUMMARY, HAS_WINDOW,
+                EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, DELTA_FROM_O, True, TMA, STATS_TMA, QUERY_ROWS,
             )  # fmt: skip
     else:
         k_block = k_index  # unused by band segments
@@ -357,8 +371,8 @@ def _dkdv_program(
             dk, dv = _dkdv_step(
                 start, dk, dv, k, v, q_base, do_base, O, LSE, DELTA, stride_qn, stride_dn, row_base, k_index, k_pos,
                 k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, Q_DESC,
-                DO_DESC, batch32, head, HEAD_DIM, BLOCK_M, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE,
-                DELTA_FROM_O, True, TMA, QUERY_ROWS,
+                DO_DESC, batch32, head, bh, LSE_DESC, DELTA_DESC, HEAD_DIM, BLOCK_M, IS_SUMMARY, HAS_WINDOW,
+                EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, DELTA_FROM_O, True, TMA, STATS_TMA, QUERY_ROWS,
             )  # fmt: skip
 
     dk *= scale
@@ -400,7 +414,7 @@ def _sparse_dq_kernel(
 
 @triton.jit
 def _sparse_dkdv_kernel(
-    Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC, K_DESC, V_DESC, DO_DESC,
+    Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC, K_DESC, V_DESC, DO_DESC, LSE_DESC, DELTA_DESC,
     stride_qz, stride_qh, stride_qn,
     stride_kz, stride_kh, stride_kn,
     stride_vz, stride_vh, stride_vn,
@@ -409,27 +423,27 @@ def _sparse_dkdv_kernel(
     step, group_stride, window, l_block, c_sum,
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
-    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr,
-    ORDER: tl.constexpr = 0, QUERY_ROWS: tl.constexpr = False,
+    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr,
+    STATS_TMA: tl.constexpr, PDL: tl.constexpr, ORDER: tl.constexpr = 0, QUERY_ROWS: tl.constexpr = False,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert(TMA == 1 or not IS_SUMMARY or TMA == 0, "a summary's query tiles are sequence rows (TMA_ROWS)")
     let_next_launch_start(PDL)
     pid, bh = tile_and_head(ORDER)
     _dkdv_program(
-        pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC, K_DESC, V_DESC, DO_DESC,
+        pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC, K_DESC, V_DESC, DO_DESC, LSE_DESC, DELTA_DESC,
         stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
         stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
         n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
         HEAD_DIM, BLOCK_M, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV, DOT_MODE,
-        False, TMA, PDL, QUERY_ROWS,
+        False, TMA, STATS_TMA, PDL, QUERY_ROWS,
     )  # fmt: skip
 
 
 @triton.jit
 def _dq_dkdv_kernel(
     Q, K, V, DO, O, LSE, DELTA, DQ, DK, DV,
-    Q_DESC_DQ, K_DESC_DQ, V_DESC_DQ, DO_DESC_DQ, Q_DESC_KV, K_DESC_KV, V_DESC_KV, DO_DESC_KV,
+    Q_DESC_DQ, K_DESC_DQ, V_DESC_DQ, DO_DESC_DQ, Q_DESC_KV, K_DESC_KV, V_DESC_KV, DO_DESC_KV, LSE_DESC, DELTA_DESC,
     stride_qz, stride_qh, stride_qn,
     stride_kz, stride_kh, stride_kn,
     stride_vz, stride_vh, stride_vn,
@@ -439,16 +453,16 @@ def _dq_dkdv_kernel(
     HEAD_DIM: tl.constexpr, DQ_BLOCK_M: tl.constexpr, DQ_BLOCK_N: tl.constexpr, KV_BLOCK_M: tl.constexpr,
     KV_BLOCK_N: tl.constexpr, IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr,
     DISTINCT: tl.constexpr, SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
-    DQ_TMA: tl.constexpr, KV_TMA: tl.constexpr, PDL: tl.constexpr, ORDER: tl.constexpr = 0,
-    KV_QUERY_ROWS: tl.constexpr = False,
+    DQ_TMA: tl.constexpr, KV_TMA: tl.constexpr, STATS_TMA: tl.constexpr, PDL: tl.constexpr,
+    ORDER: tl.constexpr = 0, KV_QUERY_ROWS: tl.constexpr = False,
 ):  # fmt: skip
-    """The dk/dv and dq programs of one segment in one grid (plan.ONE_GRID_BACKWARD): programs below `dkdv_programs`
-    run `_dkdv_program` on key tile pid, the rest `_dq_program` on query tile pid - dkdv_programs, each at its own tile
-    sizes and descriptors (*_DQ, *_KV, DQ_TMA, KV_TMA). Neither body reads what the other writes, so no program waits
-    for another of this launch; D comes from an earlier launch (never computed here). dk/dv programs come first: they
-    are the longer ones, and the scheduler starts programs in order. ORDER (geometry.TILES_BY_HEAD or LONGEST_FIRST): on
-    a (B * H, programs) grid, dk/dv's key tiles from the first and dq's query tiles from the last (a summary segment's
-    longest programs first)."""
+    """The dk/dv and dq programs of one segment in one grid (plan.ONE_GRID_BACKWARD): programs below `dkdv_programs` run
+    `_dkdv_program` on key tile pid, the rest `_dq_program` on query tile pid - dkdv_programs, each at its own tile
+    sizes and descriptors (*_DQ, *_KV, DQ_TMA, KV_TMA; STATS_TMA, LSE_DESC, DELTA_DESC: dk/dv's alone). Neither body
+    reads what the other writes, so no program waits for another of this launch; D comes from an earlier launch (never
+    computed here). dk/dv programs come first: they are the longer ones, and the scheduler starts programs in order.
+    ORDER (geometry.TILES_BY_HEAD or LONGEST_FIRST): on a (B * H, programs) grid, dk/dv's key tiles from the first and
+    dq's query tiles from the last (a summary segment's longest programs first)."""
     tl.static_assert(DQ_BLOCK_M >= 16 and DQ_BLOCK_N >= 16 and KV_BLOCK_M >= 16 and KV_BLOCK_N >= 16, "tl.dot tiles")
     tl.static_assert(ORDER == 0 or ORDER == 1, "dk/dv from the first tile, dq from the last")
     let_next_launch_start(PDL)
@@ -457,12 +471,12 @@ def _dq_dkdv_kernel(
         pid = tl.num_programs(1) - 1 - pid + dkdv_programs  # dq's tiles from the last
     if pid < dkdv_programs:
         _dkdv_program(
-            pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC_KV, K_DESC_KV, V_DESC_KV, DO_DESC_KV,
-            stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
+            pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC_KV, K_DESC_KV, V_DESC_KV, DO_DESC_KV, LSE_DESC,
+            DELTA_DESC, stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
             stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
             n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
             HEAD_DIM, KV_BLOCK_M, KV_BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV,
-            DOT_MODE, False, KV_TMA, PDL, KV_QUERY_ROWS,
+            DOT_MODE, False, KV_TMA, STATS_TMA, PDL, KV_QUERY_ROWS,
         )  # fmt: skip
     else:
         _dq_program(
@@ -495,12 +509,12 @@ def _band_bwd_kernel(
     pid = tl.program_id(0)
     bh = tl.program_id(1)
     _dkdv_program(
-        pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV, Q, K, V, DO,
+        pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV, Q, K, V, DO, LSE, DELTA,
         stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
         stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
         n, H, group_len, scale_log2, scale, step, group_stride, window, 1, 1,
         HEAD_DIM, CHUNK, BLOCK, False, HAS_WINDOW, EXCLUDE_SELF, False, False, HAS_PREV, DOT_MODE, DELTA_ON_THE_FLY,
-        False, 0,
+        False, False, 0,
     )  # fmt: skip
     _dq_program(
         pid, bh, Q, K, V, DO, O, LSE, DELTA, DQ, Q, K, V, DO,

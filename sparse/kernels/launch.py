@@ -87,7 +87,7 @@ def _strides(t: torch.Tensor) -> tuple[int, int, int]:
 
 def _descriptor(base: torch.Tensor, shape: list, strides: list, block_shape: list) -> TensorDescriptor:
     """TensorDescriptor(base, shape, strides, block_shape) without its __post_init__ checks (a few microseconds of host
-    time each, 16 descriptors per strided forward + backward): `_descriptors_usable` checked the base and strides once
+    time each, 18 descriptors per strided forward + backward): `_descriptors_usable` checked the base and strides once
     per call, and the blocks are tile sizes and head dims, powers of two (tests run the checked constructor beside)."""
     descriptor = object.__new__(TensorDescriptor)
     descriptor.base, descriptor.shape, descriptor.strides = base, shape, strides
@@ -140,6 +140,20 @@ def _split_descriptors(launch: SegmentLaunch, kernel: str, tensors: tuple, addre
         owned = None if summary else t.block_n
         rows = (t.block_m, owned, owned, t.block_m)
     return _row_tiles(launch.tma_of(kernel), launch.segment, rows, tensors, addressable)
+
+
+def _row_stats(launch: SegmentLaunch, kv_tma: int, lse2: torch.Tensor, delta: torch.Tensor) -> tuple:
+    """What the dk/dv kernels' LSE_DESC and DELTA_DESC get, and their STATS_TMA constexpr: [B * H, n] descriptors of
+    lse2 and D with blocks of one row of the dk/dv query tile (plan.TMA_ROW_STATS), where the plan says so
+    (`row_stats_tma`: TMA_ROWS query tiles, n a multiple of 4), the query tiles do come by descriptor (`kv_tma`: the
+    tensors were addressable) and lse2, the caller's, is 16-byte aligned (D is ours); else the tensors themselves
+    (unused) and False. The launch sites' keys determine each condition: the plan's token, `addressable`, and lse2's
+    alignment among `aligned`."""
+    if not (launch.row_stats_tma and kv_tma == TMA_ROWS and lse2.data_ptr() % 16 == 0):
+        return (lse2, delta), False
+    rows, n = lse2.shape
+    block = [1, launch.dkdv.block_m]
+    return (_descriptor(lse2, [rows, n], [n, 1], block), _descriptor(delta, [rows, n], [n, 1], block)), True
 
 
 def _grid(launch: SegmentLaunch, kernel: str, tiles: int, batch_heads: int) -> tuple[int, int]:
@@ -276,17 +290,18 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
             tq, tkv = launch.dq, launch.dkdv
             dq_descriptors, dq_tma = _split_descriptors(launch, "dq", tensors, addressable)
             kv_descriptors, kv_tma = _split_descriptors(launch, "dkdv", tensors, addressable)
+            stats, stats_tma = _row_stats(launch, kv_tma, lse2, delta)
             order = launch.order_of("dkdv")  # TILES_BY_HEAD, or LONGEST_FIRST: dk/dv from the first, dq from the last
             _launch_at(
                 ("dq+dkdv", index, call, first), _dq_dkdv_kernel,
                 _grid(launch, "dkdv", launch.dkdv_programs + launch.dq_programs, batch * heads),
-                (q, k, v, do, out, lse2, delta, dq, dk, dv, *dq_descriptors, *kv_descriptors, *strides, *scalars,
-                 launch.dkdv_programs),
+                (q, k, v, do, out, lse2, delta, dq, dk, dv, *dq_descriptors, *kv_descriptors, *stats, *strides,
+                 *scalars, launch.dkdv_programs),
                 functools.partial(
                     _options, tkv.launch_options, geometry, _pdl(plan, first), HEAD_DIM=head_dim,
                     DQ_BLOCK_M=tq.block_m, DQ_BLOCK_N=tq.block_n, KV_BLOCK_M=tkv.block_m, KV_BLOCK_N=tkv.block_n,
-                    HAS_PREV=index > 0, DOT_MODE=dot_mode, DQ_TMA=dq_tma, KV_TMA=kv_tma, ORDER=order,
-                    KV_QUERY_ROWS=launch.dkdv_query_rows,
+                    HAS_PREV=index > 0, DOT_MODE=dot_mode, DQ_TMA=dq_tma, KV_TMA=kv_tma, STATS_TMA=stats_tma,
+                    ORDER=order, KV_QUERY_ROWS=launch.dkdv_query_rows,
                 ),
             )  # fmt: skip
             first = False
@@ -306,13 +321,14 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
         first = False
         t = launch.dkdv
         descriptors, tma = _split_descriptors(launch, "dkdv", tensors, addressable)
+        stats, stats_tma = _row_stats(launch, tma, lse2, delta)
         _launch_at(
             ("dkdv", index, call), _sparse_dkdv_kernel, _grid(launch, "dkdv", launch.dkdv_programs, batch * heads),
-            (q, k, v, do, out, lse2, delta, dk, dv, *descriptors, *strides, *scalars),
+            (q, k, v, do, out, lse2, delta, dk, dv, *descriptors, *stats, *strides, *scalars),
             functools.partial(
                 _options, t.launch_options, geometry, _pdl(plan, first=False), HEAD_DIM=head_dim, BLOCK_M=t.block_m,
-                BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode, TMA=tma, ORDER=launch.order_of("dkdv"),
-                QUERY_ROWS=launch.dkdv_query_rows,
+                BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode, TMA=tma, STATS_TMA=stats_tma,
+                ORDER=launch.order_of("dkdv"), QUERY_ROWS=launch.dkdv_query_rows,
             ),
         )  # fmt: skip
     return dq, dk, dv

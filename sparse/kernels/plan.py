@@ -188,6 +188,13 @@ TMA_SUMMARY_KEY_LOADS = True
 # 128 x 64 tile 255 registers with 144 bytes spilled at 4 warps), at the price of p and ds going through shared memory
 # into the dk and dv dots. Tiles: TILE_TABLE's "dkdv_summary_rows".
 SUMMARY_DKDV_QUERY_ROWS = True
+# The split dk/dv kernels whose streamed query tiles come by TMA_ROWS descriptor (fixed's summary, step-1 bands) load
+# each tile's lse2 and D rows by a [B * H, n] descriptor too (SegmentLaunch.row_stats_tma; float32 rows need n a
+# multiple of 4 for 16-byte row strides). By pointer, those two pipelined loads cost registers (sm_90,
+# benchmarks/kernel_resources.py): fixed 12,288's summary dk/dv (128 x 64, 4 warps, 2 stages) compiles to 255 registers
+# and 144 bytes spilled, 112 with these descriptors (none with the loads replaced by constants); strided's band dq +
+# dk/dv grid (32 x 64 capped at 128 registers) spills 24 bytes, 8 with them.
+TMA_ROW_STATS = True
 # The backward runs a leading summary segment last (Plan.backward_launches) where a band segment after it owns every row
 # once (fixed attention's local blocks): that band writes every dq, dk, dv row and D first, so dk and dv need no
 # zero-fill and the summary's dk/dv reads back only its summary keys (c of every l) instead of the band reading back
@@ -264,6 +271,9 @@ class SegmentLaunch:
     group_bwd_tma: int = TMA_OFF  # the whole-group backward's k and v loads (TMA_GROUP_KEYS)
     one_grid: bool = False  # dq and dk/dv in one launch (ONE_GRID_BACKWARD)
     summary_keys_tma: int = TMA_OFF  # a summary segment's forward and dq key tiles (TMA_SUMMARY_KEY_LOADS)
+    # The split dk/dv kernel's lse2 and D rows by [B * H, n] descriptor (TMA_ROW_STATS): where its query tiles come by
+    # TMA_ROWS and n is a multiple of 4; the launcher falls back to pointers where the tiles do (or lse2 is unaligned).
+    row_stats_tma: bool = False
     longest_first: bool = False  # programs longest first across heads (SUMMARY_LONGEST_FIRST)
     fwd_local: bool = False  # a summary segment whose forward also runs the next segment's local blocks
     fwd_joined: bool = False  # a band segment whose forward runs inside the summary's (FUSED_LOCAL_FORWARD)
@@ -411,13 +421,14 @@ def build_plan(
     summary_longest_first: bool | None = None,
     fused_local_forward: bool | None = None,
     summary_dkdv_query_rows: bool | None = None,
+    tma_row_stats: bool | None = None,
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
     environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, TMA_STRIDE_LOADS, TMA_GROUP_KEYS,
     PROGRAMMATIC_LAUNCH, TMA_SUMMARY_QUERIES, TMA_SUMMARY_KEY_LOADS, ONE_GRID_BACKWARD, SUMMARY_BACKWARD_LAST,
-    SUMMARY_LONGEST_FIRST, FUSED_LOCAL_FORWARD, SUMMARY_DKDV_QUERY_ROWS, SMALL_TILE_WARPS), resolved before the cache
-    lookup so that changing them counts. The one-kernel band backward, when on, takes every band segment, short groups
-    too."""
+    SUMMARY_LONGEST_FIRST, FUSED_LOCAL_FORWARD, SUMMARY_DKDV_QUERY_ROWS, TMA_ROW_STATS, SMALL_TILE_WARPS), resolved
+    before the cache lookup so that changing them counts. The one-kernel band backward, when on, takes every band
+    segment, short groups too."""
     interpret = interpreting() if interpret is None else interpret
     fused = FUSED_BAND_BACKWARD if fused_band_backward is None else fused_band_backward
     whole_groups = GROUP_BACKWARD if group_backward is None else group_backward
@@ -432,10 +443,11 @@ def build_plan(
     longest_first = SUMMARY_LONGEST_FIRST if summary_longest_first is None else summary_longest_first
     local_forward = FUSED_LOCAL_FORWARD if fused_local_forward is None else fused_local_forward
     query_rows = SUMMARY_DKDV_QUERY_ROWS if summary_dkdv_query_rows is None else summary_dkdv_query_rows
+    row_stats = TMA_ROW_STATS if tma_row_stats is None else tma_row_stats
     return _cached_plan(
         pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS, tma_band, tma_stride,
         tma_group, pdl and not interpret, tma_summary, one_grid and not fused, summary_keys, summary_last,
-        longest_first, local_forward, query_rows,
+        longest_first, local_forward, query_rows, row_stats,
     )  # fmt: skip
 
 
@@ -459,6 +471,7 @@ def _cached_plan(
     longest_first: bool,
     local_forward: bool,
     query_rows: bool,
+    row_stats: bool,
 ) -> Plan:
     launches = []
     segments = pattern.segments(n)
@@ -516,6 +529,12 @@ def _cached_plan(
                     dkdv_query_rows=query_rows,
                 )
             )
+    # Only the split dk/dv kernels stream query tiles by TMA_ROWS and their rows' statistics with them; a [B * H, n]
+    # float32 descriptor needs 16-byte row strides.
+    for i, launch in enumerate(launches):
+        split = launch.group_bwd is None and launch.bwd is None
+        if row_stats and n % 4 == 0 and split and launch.tma_of("dkdv") == TMA_ROWS:
+            launches[i] = dataclasses.replace(launch, row_stats_tma=True)
     if local_forward and len(launches) == 2 and _local_blocks_join(launches[0], segments[1]):
         launches[0] = dataclasses.replace(launches[0], fwd_local=True)
         launches[1] = dataclasses.replace(launches[1], fwd_joined=True)

@@ -334,6 +334,96 @@ def test_summary_keys_by_descriptor_only_where_the_view_exists():
     assert [summary.tma_of(kernel) for kernel in ("fwd", "dq", "dkdv")] == [summary.summary_keys_tma] * 2 + [TMA_ROWS]
 
 
+def test_which_dkdv_kernels_load_row_statistics_by_descriptor():
+    """TMA_ROW_STATS: the split dk/dv kernels whose query tiles come by TMA_ROWS (fixed's summary, step-1 bands) where n
+    is a multiple of 4 (16-byte rows of float32); never the whole-group or the one-kernel band backward, the stride
+    part's TMA_GROUP_ROWS, or segments whose query tiles come by pointer."""
+
+    def row_stats(name, n, **kw):
+        return [launch.row_stats_tma for launch in build_plan(sparse.pattern(name, **kw), n, 64, False).launches]
+
+    assert row_stats("fixed", 12288, local_attn_ctx=128, summary_ctx=32) == [True, False]  # local blocks: whole groups
+    assert row_stats("strided", 12288, local_attn_ctx=128) == [False, True]  # the stride part: whole groups
+    assert row_stats("strided", 65536, local_attn_ctx=256) == [False, True]  # the stride part split: TMA_GROUP_ROWS
+    assert row_stats("strided", 3070, local_attn_ctx=96) == [False, False]  # n not a multiple of 4
+    assert row_stats("fixed", 12290, local_attn_ctx=128, summary_ctx=32) == [False, False]
+    fixed = sparse.pattern("fixed", local_attn_ctx=128, summary_ctx=32)
+    assert not build_plan(fixed, 12288, 64, False, tma_row_stats=False).launches[0].row_stats_tma
+    assert not build_plan(fixed, 12288, 64, False, tma_summary_queries=False).launches[0].row_stats_tma
+    strided = sparse.pattern("strided", local_attn_ctx=128)
+    assert not build_plan(strided, 12288, 64, False, tma_band_loads=False).launches[1].row_stats_tma
+    assert not build_plan(strided, 12288, 64, False, fused_band_backward=True).launches[1].row_stats_tma
+    assert build_plan(strided, 12288, 64, False, tma_row_stats=True) is build_plan(strided, 12288, 64, False)
+    assert build_plan(strided, 12288, 64, False, tma_row_stats=False) is not build_plan(strided, 12288, 64, False)
+
+
+@pytest.fixture
+def row_stats_launches(monkeypatch):
+    """(STATS_TMA, LSE_DESC is a descriptor, DELTA_DESC is one) of every dk/dv launch from here on."""
+    settings = []
+    real = launch._launch_at
+
+    def record(site, kernel, grid, args, options):
+        if "LSE_DESC" in kernel.arg_names:
+            lse, delta = (args[kernel.arg_names.index(name)] for name in ("LSE_DESC", "DELTA_DESC"))
+            settings.append(
+                (options()["STATS_TMA"], isinstance(lse, TensorDescriptor), isinstance(delta, TensorDescriptor))
+            )
+        real(site, kernel, grid, args, options)
+
+    monkeypatch.setattr(launch, "_launch_at", record)
+    return settings
+
+
+# Patterns of the row statistics tests: PATTERNS' and fixed attention with windows longer than the interpreter's whole
+# groups (32 rows), whose local blocks run split dq and dk/dv kernels: several groups of step 1.
+ROW_STATS_PATTERNS = {**PATTERNS, "fixed-l40": dict(attn_mode="fixed", local_attn_ctx=40, summary_ctx=8)}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("row_stats", [True, False], ids=["row-stats-tma", "row-stats-pointer"])
+@pytest.mark.parametrize(
+    "name, n",
+    [
+        ("fixed", 40),  # the summary's dk/dv in one grid with its dq (after the local blocks)
+        ("fixed-summary", 44),  # the summary alone: its own dk/dv launch, after the dq that computes D
+        ("fixed-l40", 100),  # the local blocks' own dk/dv launch, groups of 40 rows (the last of 20), then the summary
+        ("strided", 36),  # the band in one grid with its dq
+        ("local", 36),  # one windowed band: split dq and dk/dv launches
+        ("strided", 37),  # n not a multiple of 4: pointers
+        ("fixed", 38),
+    ],
+)
+def test_tma_row_stats(name, n, row_stats, dtype, device, monkeypatch, row_stats_launches):
+    """With TMA_ROW_STATS the dk/dv kernels whose query tiles come by TMA_ROWS load each tile's lse2 and D rows from
+    [B * H, n] descriptors where n is a multiple of 4 (columns past n read as zeros), else by pointer: the reference's
+    gradients either way. The last query tiles hang over n (and over their group's end)."""
+    monkeypatch.setattr(plan_module, "TMA_ROW_STATS", row_stats)
+    p = sparse.pattern(**ROW_STATS_PATTERNS[name])
+    check_against_reference(p, (2, 3, n, 32), dtype, device, seed=n)
+    by_descriptor = row_stats and n % 4 == 0
+    assert any(launch_.row_stats_tma for launch_ in build_plan(p, n, 32).launches) == by_descriptor
+    assert row_stats_launches and all(len(set(setting)) == 1 for setting in row_stats_launches)
+    assert any(setting[0] for setting in row_stats_launches) == by_descriptor
+
+
+@pytest.mark.parametrize("name, n", [("fixed", 40), ("fixed-l40", 100), ("strided", 36), ("local", 36)])
+def test_tma_row_stats_give_the_pointer_loads_gradients(name, n, device, monkeypatch):
+    """The same gradients, bit for bit, with lse2 and D rows by descriptor and by pointer: the rows a descriptor reads
+    past a group's end (real rows) or past n (zeros) are masked as the pointer loads' `other` was."""
+    p = sparse.pattern(**ROW_STATS_PATTERNS[name])
+    q, k, v, do = make_inputs((2, 3, n, 32), torch.float32, device, seed=n)
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+    grads = []
+    for row_stats in (True, False):
+        monkeypatch.setattr(plan_module, "TMA_ROW_STATS", row_stats)
+        assert any(launch_.row_stats_tma for launch_ in build_plan(p, n, 32).launches) == row_stats
+        out = sparse.attention(q, k, v, p, backend="triton")
+        grads.append(torch.autograd.grad(out, (q, k, v), do))
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("summary_last", [True, False], ids=["summary-last", "summary-first"])
 @pytest.mark.parametrize("name, n", [("fixed", 37), ("fixed-distinct", 40), ("fixed-c=l", 37), ("fixed-summary", 41)])
 def test_summary_backward_last(name, n, summary_last, device, monkeypatch):

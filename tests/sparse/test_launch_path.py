@@ -365,3 +365,65 @@ def test_programmatic_launch_is_off_under_the_interpreter_and_by_its_flag():
     assert not plan.build_plan(p, 3072, 64, interpret=True, programmatic_launch=True).pdl
     assert plan.build_plan(p, 3072, 64, interpret=False, programmatic_launch=True).pdl
     assert not plan.build_plan(p, 3072, 64, interpret=False, programmatic_launch=False).pdl
+
+
+@pytest.mark.parametrize("row_stats", [True, False], ids=["row-stats-tma", "row-stats-pointer"])
+def test_dkdv_launches_get_row_statistics_descriptors_exactly_where_planned(row_stats, monkeypatch):
+    """plan.TMA_ROW_STATS: the dk/dv launches whose query tiles come by TMA_ROWS (fixed's summary, strided's band) get
+    [B * H, n] descriptors of lse2 and D with blocks of one row of their query tile, and STATS_TMA; n not a multiple of
+    4, other dk/dv launches, or the switch off: the tensors themselves. Recorded, not run (kernel_resources' meta
+    tensors)."""
+    from triton.tools.tensor_descriptor import TensorDescriptor
+
+    from benchmarks.kernel_resources import parse_case, record_call
+
+    monkeypatch.setattr(plan, "TMA_ROW_STATS", row_stats)
+    expected = {  # case -> STATS_TMA of each dk/dv launch (split or in one grid with dq), in the backward's order
+        "fixed:12288:1:128:32": [True],  # the local blocks: whole groups; the summary's split dk/dv
+        "strided:12288:1:128": [True],  # the stride part: whole groups; the band in one grid
+        "strided:3072:8:96": [True],
+        "strided:65536:1:256": [False, True],  # the stride part split, by TMA_GROUP_ROWS: pointers
+        "strided:3070:1:96": [False],  # n not a multiple of 4
+        "fixed:12290:1:128:32": [False],
+    }
+    for spec, planned in expected.items():
+        records = record_call(spec, heads=2, head_dim=64)
+        dkdv = [r for r in records if "LSE_DESC" in r.kernel.arg_names]
+        assert [r.options["STATS_TMA"] for r in dkdv] == [row_stats and by for by in planned], spec
+        _, n, batch = parse_case(spec)
+        for r in dkdv:
+            names = r.kernel.arg_names
+            lse2, delta, lse_desc, delta_desc = (
+                r.args[names.index(name)] for name in ("LSE", "DELTA", "LSE_DESC", "DELTA_DESC")
+            )
+            if not r.options["STATS_TMA"]:
+                assert lse_desc is lse2 and delta_desc is delta
+                continue
+            block_m = r.options.get("BLOCK_M", r.options.get("KV_BLOCK_M"))
+            for desc, base in ((lse_desc, lse2), (delta_desc, delta)):
+                assert isinstance(desc, TensorDescriptor) and desc.base is base and base.dtype == torch.float32
+                assert (desc.shape, desc.strides, desc.block_shape) == ([batch * 2, n], [n, 1], [1, block_m])
+
+
+def test_row_statistics_by_pointer_for_an_unaligned_lse2(monkeypatch):
+    """lse2 is the caller's: one that is not 16-byte aligned gets pointer loads, and another launch site (its alignment
+    is part of the site key), so a kept kernel never gets the other setting."""
+    from benchmarks.kernel_resources import recorded_launches
+
+    monkeypatch.setattr(plan, "TMA_ROW_STATS", True)
+    p = sparse.pattern("strided", local_attn_ctx=16)  # the band: one group of 256 rows, split dq and dk/dv kernels
+    q = torch.zeros(1, 2, 256, 64, dtype=torch.bfloat16)
+
+    def backward(offset):
+        records, sites = [], []
+        lse2 = torch.zeros(2 * 256 + offset)[offset:].view(2, 256)
+        with recorded_launches(records):
+            record = launch._launch_at
+            launch._launch_at = lambda site, *rest: (sites.append(site), record(site, *rest))
+            launch.sparse_backward(q, q, q, q, q, lse2, p, 0.125)
+        return [r.options["STATS_TMA"] for r in records if "STATS_TMA" in r.options], sites
+
+    aligned, aligned_sites = backward(0)
+    unaligned, unaligned_sites = backward(1)
+    assert (aligned, unaligned) == ([True], [False])
+    assert not set(aligned_sites) & set(unaligned_sites)
