@@ -107,11 +107,12 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     # shape, were slower: 1.26-1.79 ms).
     ("dkdv_summary", 64): (128, 64, 4, 2),
     ("dkdv_summary", 128): (64, 64, 4, 3),  # fixed fwd+bwd 0.402 ms, best of the 8 searched
-    # The same kernel with its scores as [queries, keys] (SUMMARY_DKDV_QUERY_ROWS). Head dim 64: 128 x 64 at 8 warps,
-    # capped at 128 registers (24 bytes spilled, two programs per SM: 16 warps, where the transposed form's 4-warp
-    # tile had 8); head dims 32 and 128: the transposed form's tiles, not searched.
+    # The same kernel with its scores as [queries, keys] (SUMMARY_DKDV_QUERY_ROWS). Head dim 64: `tune_tiles --kinds
+    # dkdv_summary_rows --cases fixed:12288` (0216bb36bf73, tune_tiles-dkdv_summary_rows-0216bb36bf73.txt): 128 x 64 at
+    # 4 warps 0.879 ms, where 8 warps under 128 registers (two programs per SM, 16 warps) ran 0.977 and the transposed
+    # form's 128 x 64 0.898 in the call's other process; head dims 32 and 128: the transposed form's, not searched.
     ("dkdv_summary_rows", 32): (32, 64, 4, 2),
-    ("dkdv_summary_rows", 64): (128, 64, 8, 2, 128),
+    ("dkdv_summary_rows", 64): (128, 64, 4, 2),
     ("dkdv_summary_rows", 128): (64, 64, 4, 3),
     # The band segments' one-kernel backward (off by default): (BLOCK, CHUNK, num_warps, num_stages): a program
     # owns BLOCK keys and the same BLOCK queries, and streams the other side CHUNK at a time. Head dims 64 and 128:
@@ -183,10 +184,9 @@ TMA_SUMMARY_QUERIES = True
 # n / l, l, D] descriptor (geometry.TMA_SUMMARY_KEYS), where n is a multiple of l and c a power of two.
 TMA_SUMMARY_KEY_LOADS = True
 # A summary segment's dk/dv computes its scores as [queries, keys] (backward.py's QUERY_ROWS) rather than transposed:
-# per-query LSE and D rows then cost a few registers per thread instead of a quarter of the query tile each, so the tile
-# fits 8 warps at 128 registers (kernel_resources: 128 with 24 bytes spilled, two programs per SM; the transposed form's
-# 128 x 64 tile 255 registers with 144 bytes spilled at 4 warps), at the price of p and ds going through shared memory
-# into the dk and dv dots. Tiles: TILE_TABLE's "dkdv_summary_rows".
+# per-query LSE and D rows then cost a few registers per thread instead of a quarter of the query tile each
+# (kernel_resources, 128 x 64 at 4 warps: 32 bytes spilled against the transposed form's 112, with TMA_ROW_STATS), at
+# the price of p and ds going through shared memory into the dk and dv dots. Tiles: TILE_TABLE's "dkdv_summary_rows".
 SUMMARY_DKDV_QUERY_ROWS = True
 # The split dk/dv kernels whose streamed query tiles come by TMA_ROWS descriptor (fixed's summary, step-1 bands) load
 # each tile's lse2 and D rows by a [B * H, n] descriptor too (SegmentLaunch.row_stats_tma; float32 rows need n a
