@@ -187,13 +187,18 @@ TMA_SUMMARY_KEY_LOADS = True
 # per-query LSE and D rows then cost a few registers per thread instead of a quarter of the query tile each
 # (kernel_resources, 128 x 64 at 4 warps: 32 bytes spilled against the transposed form's 112, with TMA_ROW_STATS), at
 # the price of p and ds going through shared memory into the dk and dv dots. Tiles: TILE_TABLE's "dkdv_summary_rows".
-SUMMARY_DKDV_QUERY_ROWS = True
+# Off: on an H200, fixed 12,288 fwd+bwd ran 0.9008 ms (CUDA graphs) in this form against 0.8859 transposed, both with
+# TMA_ROW_STATS, and 0.8904 in this form by pointer (one process; profile_kernels-fixed-d1e0d75b86ad.txt): the
+# transposed form with the rows by descriptor is the fastest of the three. Kept for comparisons (`summary-dkdv-rows`).
+SUMMARY_DKDV_QUERY_ROWS = False
 # The split dk/dv kernels whose streamed query tiles come by TMA_ROWS descriptor (fixed's summary, step-1 bands) load
 # each tile's lse2 and D rows by a [B * H, n] descriptor too (SegmentLaunch.row_stats_tma; float32 rows need n a
 # multiple of 4 for 16-byte row strides). By pointer, those two pipelined loads cost registers (sm_90,
 # benchmarks/kernel_resources.py): fixed 12,288's summary dk/dv (128 x 64, 4 warps, 2 stages) compiles to 255 registers
 # and 144 bytes spilled, 112 with these descriptors (none with the loads replaced by constants); strided's band dq +
-# dk/dv grid (32 x 64 capped at 128 registers) spills 24 bytes, 8 with them.
+# dk/dv grid (32 x 64 capped at 128 registers) spills 24 bytes, 8 with them. On an H200 (CUDA-graph fwd+bwd, one
+# process each; profile_kernels-*-d1e0d75b86ad.txt): strided 12,288 0.3167 ms against 0.3203 by pointer, strided 3,072 x
+# 8 0.4828 against 0.4871; fixed 12,288 (transposed summary dk/dv) 0.8859, by pointer ~0.898 in another process.
 TMA_ROW_STATS = True
 # The backward runs a leading summary segment last (Plan.backward_launches) where a band segment after it owns every row
 # once (fixed attention's local blocks): that band writes every dq, dk, dv row and D first, so dk and dv need no
