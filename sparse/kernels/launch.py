@@ -142,19 +142,14 @@ def _split_descriptors(launch: SegmentLaunch, kernel: str, tensors: tuple, addre
     return _row_tiles(launch.tma_of(kernel), launch.segment, rows, tensors, addressable)
 
 
-def _row_stats(
-    launch: SegmentLaunch, kv_tma: int, lse2: torch.Tensor, delta: torch.Tensor, dtype: torch.dtype
-) -> tuple:
+def _row_stats(launch: SegmentLaunch, kv_tma: int, lse2: torch.Tensor, delta: torch.Tensor) -> tuple:
     """What the dk/dv kernels' LSE_DESC and DELTA_DESC get, and their STATS_TMA constexpr: [B * H, n] descriptors of
     lse2 and D with blocks of one row of the dk/dv query tile (plan.TMA_ROW_STATS), where the plan says so
     (`row_stats_tma`: TMA_ROWS query tiles, n a multiple of 4), the query tiles do come by descriptor (`kv_tma`: the
-    tensors were addressable), the inputs are 16-bit (`dtype`) and lse2, the caller's, is 16-byte aligned (D is ours);
-    else the tensors themselves (unused) and False. Not for float32 inputs: their tiles take twice the shared memory,
-    and fixed's summary dk/dv at head dim 128 then asked for 263 KB of the H200's 227 (33519d4a89cb's GPU tests); the
-    descriptors are for the registers of the 16-bit kernels. The launch sites' keys determine each condition: the
-    plan's token, `addressable`, the dtypes, and lse2's alignment among `aligned`."""
-    sixteen_bit = dtype in (torch.bfloat16, torch.float16)
-    if not (launch.row_stats_tma and kv_tma == TMA_ROWS and sixteen_bit and lse2.data_ptr() % 16 == 0):
+    tensors were addressable) and lse2, the caller's, is 16-byte aligned (D is ours); else the tensors themselves
+    (unused) and False. The launch sites' keys determine each condition: the plan's token, `addressable`, and lse2's
+    alignment among `aligned`."""
+    if not (launch.row_stats_tma and kv_tma == TMA_ROWS and lse2.data_ptr() % 16 == 0):
         return (lse2, delta), False
     rows, n = lse2.shape
     block = [1, launch.dkdv.block_m]
@@ -295,7 +290,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
             tq, tkv = launch.dq, launch.dkdv
             dq_descriptors, dq_tma = _split_descriptors(launch, "dq", tensors, addressable)
             kv_descriptors, kv_tma = _split_descriptors(launch, "dkdv", tensors, addressable)
-            stats, stats_tma = _row_stats(launch, kv_tma, lse2, delta, q.dtype)
+            stats, stats_tma = _row_stats(launch, kv_tma, lse2, delta)
             order = launch.order_of("dkdv")  # TILES_BY_HEAD, or LONGEST_FIRST: dk/dv from the first, dq from the last
             _launch_at(
                 ("dq+dkdv", index, call, first), _dq_dkdv_kernel,
@@ -326,7 +321,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
         first = False
         t = launch.dkdv
         descriptors, tma = _split_descriptors(launch, "dkdv", tensors, addressable)
-        stats, stats_tma = _row_stats(launch, tma, lse2, delta, q.dtype)
+        stats, stats_tma = _row_stats(launch, tma, lse2, delta)
         _launch_at(
             ("dkdv", index, call), _sparse_dkdv_kernel, _grid(launch, "dkdv", launch.dkdv_programs, batch * heads),
             (q, k, v, do, out, lse2, delta, dk, dv, *descriptors, *stats, *strides, *scalars),

@@ -397,15 +397,14 @@ ROW_STATS_PATTERNS = {**PATTERNS, "fixed-l40": dict(attn_mode="fixed", local_att
 def test_tma_row_stats(name, n, row_stats, dtype, device, monkeypatch, row_stats_launches):
     """With TMA_ROW_STATS the dk/dv kernels whose query tiles come by TMA_ROWS load each tile's lse2 and D rows from
     [B * H, n] descriptors where n is a multiple of 4 (columns past n read as zeros), else by pointer: the reference's
-    gradients either way. The last query tiles hang over n (and over their group's end). float32 inputs keep the
-    pointer loads (shared memory: launch._row_stats)."""
+    gradients either way. The last query tiles hang over n (and over their group's end)."""
     monkeypatch.setattr(plan_module, "TMA_ROW_STATS", row_stats)
     p = sparse.pattern(**ROW_STATS_PATTERNS[name])
     check_against_reference(p, (2, 3, n, 32), dtype, device, seed=n)
-    planned = row_stats and n % 4 == 0
-    assert any(launch_.row_stats_tma for launch_ in build_plan(p, n, 32).launches) == planned
+    by_descriptor = row_stats and n % 4 == 0
+    assert any(launch_.row_stats_tma for launch_ in build_plan(p, n, 32).launches) == by_descriptor
     assert row_stats_launches and all(len(set(setting)) == 1 for setting in row_stats_launches)
-    assert any(setting[0] for setting in row_stats_launches) == (planned and dtype != torch.float32)
+    assert any(setting[0] for setting in row_stats_launches) == by_descriptor
 
 
 @pytest.mark.parametrize("name, n", [("fixed", 40), ("fixed-l40", 100), ("strided", 36), ("local", 36)])
@@ -413,7 +412,7 @@ def test_tma_row_stats_give_the_pointer_loads_gradients(name, n, device, monkeyp
     """The same gradients, bit for bit, with lse2 and D rows by descriptor and by pointer: the rows a descriptor reads
     past a group's end (real rows) or past n (zeros) are masked as the pointer loads' `other` was."""
     p = sparse.pattern(**ROW_STATS_PATTERNS[name])
-    q, k, v, do = make_inputs((2, 3, n, 32), torch.bfloat16, device, seed=n)  # 16-bit: descriptors serve
+    q, k, v, do = make_inputs((2, 3, n, 32), torch.float32, device, seed=n)
     q, k, v = (t.requires_grad_() for t in (q, k, v))
     grads = []
     for row_stats in (True, False):

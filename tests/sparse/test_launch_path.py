@@ -8,7 +8,6 @@ import torch
 
 import sparse
 from sparse.kernels import fast_launch, launch, plan
-from sparse.kernels.geometry import TMA_ROWS
 from tests.sparse.test_kernels import PATTERNS, make_inputs
 
 
@@ -404,17 +403,6 @@ def test_dkdv_launches_get_row_statistics_descriptors_exactly_where_planned(row_
             for desc, base in ((lse_desc, lse2), (delta_desc, delta)):
                 assert isinstance(desc, TensorDescriptor) and desc.base is base and base.dtype == torch.float32
                 assert (desc.shape, desc.strides, desc.block_shape) == ([batch * 2, n], [n, 1], [1, block_m])
-
-
-def test_row_statistics_by_pointer_for_float32_inputs():
-    """float32 inputs keep the pointer loads: their tiles take twice the shared memory (launch._row_stats)."""
-    fixed = sparse.pattern("fixed", local_attn_ctx=128, summary_ctx=32)
-    summary = plan.build_plan(fixed, 1024, 128, interpret=False, tma_row_stats=True).launches[0]
-    assert summary.row_stats_tma
-    lse2, delta = torch.zeros(2, 1024), torch.zeros(2, 1024)
-    for dtype, by_descriptor in ((torch.bfloat16, True), (torch.float16, True), (torch.float32, False)):
-        _, stats_tma = launch._row_stats(summary, TMA_ROWS, lse2, delta, dtype)
-        assert stats_tma == by_descriptor, dtype
 
 
 def test_row_statistics_by_pointer_for_an_unaligned_lse2(monkeypatch):
