@@ -5,12 +5,14 @@ specialization of the arguments) for a named target, by default sm_90 (H100, H20
 
     python -m benchmarks.kernel_resources                                  # issue 7's three missed cases
     python -m benchmarks.kernel_resources strided:3072:8:96 --head-dim 128 --heads 2
+    python -m benchmarks.kernel_resources fixed:1000:1:128:32 --head-dim 128 --heads 1 --dtype float32   # fits?
     python -m benchmarks.kernel_resources --out results/kernel_resources.csv   # append rows with provenance
 
     python -m benchmarks.kernel_resources --sass-digest > before.txt      # then refactor, run again, diff:
                                                                           # equal digests = the same machine code
 
-A case is mode:n:batch[:local_attn_ctx[:summary_ctx]] in bf16. Per launch it prints the kernel, its tiles,
+A case is mode:n:batch[:local_attn_ctx[:summary_ctx]], in bf16 unless --dtype says otherwise (printed only: the CSV's
+rows are bf16). Per launch it prints the kernel, its tiles,
 registers per thread (`cuobjdump --dump-resource-usage`), spill bytes (STACK + LOCAL), shared memory per program,
 the programs per SM each limit allows (registers, shared memory, warps) and their minimum, and the launch's waves:
 programs / (SMs x programs per SM). A kernel whose programs each make a few dependent loads runs at the latency of
@@ -42,6 +44,7 @@ from benchmarks.recorder import append_rows
 from sparse.kernels import launch as launch_module
 from sparse.kernels import plan as plan_module
 
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 DEFAULT_CASES = ("strided:12288:1:128", "fixed:12288:1:128:32", "strided:3072:8:96")
 COLUMNS = [
     "case", "head_dim", "launch", "kernel", "block_m", "block_n", "num_warps", "num_stages", "max_registers",
@@ -70,7 +73,7 @@ def programs_per_sm(registers: int, shared_bytes: int, num_warps: int, sm: SM = 
         "warps": sm.warps // num_warps,
         "programs": sm.programs,
     }
-    name = min(limits, key=limits.get)
+    name = min(limits, key=limits.get)  # 0 programs: the kernel cannot launch (Triton raises OutOfResources)
     return limits[name], name
 
 
@@ -107,10 +110,10 @@ def parse_case(spec: str) -> tuple[sparse.patterns.Pattern, int, int]:
     return sparse.pattern(mode, local_attn_ctx=l, summary_ctx=c), int(n), int(batch)
 
 
-def record_call(spec: str, heads: int, head_dim: int) -> list[RecordedLaunch]:
+def record_call(spec: str, heads: int, head_dim: int, dtype: torch.dtype = torch.bfloat16) -> list[RecordedLaunch]:
     """Every launch of one forward + backward of the case, in order (tensors on the meta device: no memory)."""
     p, n, batch = parse_case(spec)
-    q, k, v, do = (torch.empty(batch, heads, n, head_dim, dtype=torch.bfloat16, device="meta") for _ in range(4))
+    q, k, v, do = (torch.empty(batch, heads, n, head_dim, dtype=dtype, device="meta") for _ in range(4))
     records: list[RecordedLaunch] = []
     with recorded_launches(records):
         out, lse2 = launch_module.sparse_forward(q, k, v, p, head_dim**-0.5)
@@ -158,10 +161,12 @@ def resource_usage(compiled) -> dict[str, int]:
     }
 
 
-def launch_rows(spec: str, heads: int, head_dim: int, arch: int, sms: int, digest: bool = False) -> list[dict]:
+def launch_rows(
+    spec: str, heads: int, head_dim: int, arch: int, sms: int, digest: bool = False, dtype: torch.dtype = torch.bfloat16
+) -> list[dict]:
     target = GPUTarget("cuda", arch, 32)
     rows = []
-    for index, record in enumerate(record_call(spec, heads, head_dim)):
+    for index, record in enumerate(record_call(spec, heads, head_dim, dtype)):
         compiled = compile_launch(record, target)
         usage = resource_usage(compiled)
         options = record.options
@@ -175,7 +180,8 @@ def launch_rows(spec: str, heads: int, head_dim: int, arch: int, sms: int, diges
             "block_n": options.get("BLOCK_N", options.get("CHUNK", options.get("BLOCK", options.get("KV_BLOCK_N")))),
             "num_warps": warps, "num_stages": options.get("num_stages", 3), "max_registers": options.get("maxnreg", ""),
             **usage, "programs_per_sm": per_sm, "limited_by": limit, "programs": programs,
-            "waves": round(programs / (sms * per_sm), 2), "target": f"sm_{arch}", "sms": sms,
+            "waves": round(programs / (sms * per_sm), 2) if per_sm else "does not fit", "target": f"sm_{arch}",
+            "sms": sms,
         })  # fmt: skip
         if digest:
             rows[-1]["sass"] = sass_digest(compiled)
@@ -193,7 +199,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--out", help="append the rows, with provenance, to this CSV")
     parser.add_argument("--sass-digest", action="store_true", help="also print a digest of each kernel's instructions")
+    parser.add_argument(
+        "--dtype", default="bfloat16", choices=DTYPES, help="the inputs' dtype (the launchers pick stages by it)"
+    )
     args = parser.parse_args(argv)
+    if args.out and args.dtype != "bfloat16":
+        parser.error("--out appends bf16 rows (kernel_resources.csv has no dtype column); print other dtypes only")
     if plan_module.interpreting():
         parser.error("TRITON_INTERPRET=1 is set: the kernels were loaded for the interpreter and cannot be compiled; "
                      "unset it")  # fmt: skip
@@ -205,13 +216,13 @@ def main(argv: list[str] | None = None) -> None:
     prov = provenance()
     stamp = {key: prov[key] for key in ("commit", "torch", "triton", "date")}
     print(
-        f"# target sm_{args.arch}, {args.sms} SMs; torch {prov['torch']}; triton {prov['triton']}; "
+        f"# target sm_{args.arch}, {args.sms} SMs; {args.dtype}; torch {prov['torch']}; triton {prov['triton']}; "
         f"commit {prov['commit']}"
     )
     print(f"{'case':<22} {'#':>2} {'kernel':<20} {'tiles':>12} {'regs':>4} {'spill':>5} {'smem':>6} {'per SM':>6} "
           f"{'limit':<13} {'programs':>8} {'waves':>6}")  # fmt: skip
     for spec in args.cases:
-        rows = launch_rows(spec, args.heads, args.head_dim, args.arch, args.sms, args.sass_digest)
+        rows = launch_rows(spec, args.heads, args.head_dim, args.arch, args.sms, args.sass_digest, DTYPES[args.dtype])
         for r in rows:
             cap = f"/{r['max_registers']}" if r["max_registers"] else ""
             tiles = f"{r['block_m']}x{r['block_n']}w{r['num_warps']}s{r['num_stages']}{cap}"

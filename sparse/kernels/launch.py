@@ -199,6 +199,7 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
     q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
     batch, heads, n, head_dim = q.shape
     plan = plan_for(q, pattern)
+    width = q.element_size()  # bytes per element: float32 tiles pipeline less deep (Tiles.options_for)
     out = _empty((batch, heads, n, head_dim), dtype=q.dtype, device=q.device)
     lse2 = _empty((batch * heads, n), dtype=torch.float32, device=q.device)
     strides = (*_strides(q), *_strides(k), *_strides(v))
@@ -220,7 +221,7 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
             (q, k, v, out, lse2, out, lse2, *descriptors, *strides, n, heads, launch.group_len,
              math.ceil(launch.group_len / t.block_m), scale * LOG2_E),
             functools.partial(
-                _options, t.launch_options, _geometry(launch), _pdl(plan, first=index == 0),
+                _options, t.options_for(width), _geometry(launch), _pdl(plan, first=index == 0),
                 HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
                 DOT_MODE=_dot_mode(q.dtype), TMA=tma, ORDER=launch.order_of("fwd"), LOCAL_BLOCK=launch.fwd_local,
             ),
@@ -232,6 +233,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
     q, k, v, do = (_last_dim_contiguous(t) for t in (q, k, v, do))
     batch, heads, n, head_dim = q.shape
     plan = plan_for(q, pattern)
+    width = q.element_size()  # bytes per element: float32 tiles pipeline less deep (Tiles.options_for)
     out = out.contiguous()  # the forward's own output, contiguous: a no-op, and the kernels index it so
     strides = (*_strides(q), *_strides(k), *_strides(v), *_strides(do))
     addressable = _descriptors_usable(plan, q, k, v, do)
@@ -269,7 +271,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                     ("group", index, call, first), _group_bwd_kernel, (launch.segment.num_groups, batch * heads),
                     (q, k, v, do, out, lse2, delta, dq, dk, dv, *descriptors, *strides, *scalars),
                     functools.partial(
-                        _options, band, t.launch_options, pdl, BLOCK=t.block_m, BLOCK_N=t.block_n,
+                        _options, band, t.options_for(width), pdl, BLOCK=t.block_m, BLOCK_N=t.block_n,
                         COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq", TMA=tma,
                     ),
                 )  # fmt: skip
@@ -280,7 +282,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                     ("fused", index, call), _band_bwd_kernel, (launch.bwd_programs, batch * heads),
                     (q, k, v, do, out, lse2, delta, dq, dk, dv, *strides, *scalars),
                     functools.partial(
-                        _options, band, t.launch_options, BLOCK=t.block_m, CHUNK=t.block_n,
+                        _options, band, t.options_for(width), BLOCK=t.block_m, CHUNK=t.block_n,
                         DELTA_ON_THE_FLY=index == 0 and plan.delta_source == "on_the_fly",
                     ),
                 )  # fmt: skip
@@ -298,7 +300,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                 (q, k, v, do, out, lse2, delta, dq, dk, dv, *dq_descriptors, *kv_descriptors, *stats, *strides,
                  *scalars, launch.dkdv_programs),
                 functools.partial(
-                    _options, tkv.launch_options, geometry, _pdl(plan, first), HEAD_DIM=head_dim,
+                    _options, tkv.options_for(width), geometry, _pdl(plan, first), HEAD_DIM=head_dim,
                     DQ_BLOCK_M=tq.block_m, DQ_BLOCK_N=tq.block_n, KV_BLOCK_M=tkv.block_m, KV_BLOCK_N=tkv.block_n,
                     HAS_PREV=index > 0, DOT_MODE=dot_mode, DQ_TMA=dq_tma, KV_TMA=kv_tma, STATS_TMA=stats_tma,
                     ORDER=order, KV_QUERY_ROWS=launch.dkdv_query_rows,
@@ -313,7 +315,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
             ("dq", index, call, first), _sparse_dq_kernel, _grid(launch, "dq", launch.dq_programs, batch * heads),
             (q, k, v, do, out, lse2, delta, dq, *descriptors, *strides, *scalars),
             functools.partial(
-                _options, t.launch_options, geometry, pdl, HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n,
+                _options, t.options_for(width), geometry, pdl, HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n,
                 HAS_PREV=index > 0, DOT_MODE=dot_mode, COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq",
                 TMA=tma, ORDER=launch.order_of("dq"),
             ),
@@ -326,7 +328,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
             ("dkdv", index, call), _sparse_dkdv_kernel, _grid(launch, "dkdv", launch.dkdv_programs, batch * heads),
             (q, k, v, do, out, lse2, delta, dk, dv, *descriptors, *stats, *strides, *scalars),
             functools.partial(
-                _options, t.launch_options, geometry, _pdl(plan, first=False), HEAD_DIM=head_dim, BLOCK_M=t.block_m,
+                _options, t.options_for(width), geometry, _pdl(plan, first=False), HEAD_DIM=head_dim, BLOCK_M=t.block_m,
                 BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode, TMA=tma, STATS_TMA=stats_tma,
                 ORDER=launch.order_of("dkdv"), QUERY_ROWS=launch.dkdv_query_rows,
             ),

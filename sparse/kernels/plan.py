@@ -229,6 +229,7 @@ PROGRAMMATIC_LAUNCH = True
 # tile sees a bounded number of query tiles: a window, or groups of at most this many rows.
 DELTA_ON_THE_FLY_MAX_ROWS = 256
 MIN_TILE = 16
+FLOAT32_MAX_STAGES = 2  # Tiles.options_for
 
 
 def interpreting() -> bool:
@@ -248,6 +249,16 @@ class Tiles:
         options = dict(num_warps=self.num_warps, num_stages=self.num_stages)
         if self.max_registers is not None:
             options["maxnreg"] = self.max_registers
+        return options
+
+    def options_for(self, element_size: int) -> dict[str, int]:
+        """The launch options for inputs of `element_size` bytes: TILE_TABLE's stages are tuned for 16-bit inputs, and
+        a float32 tile takes twice their shared memory, so 4-byte inputs pipeline at most FLOAT32_MAX_STAGES deep (fixed
+        attention's summary dk/dv at head dim 128, 64 x 64 at three stages with its query tiles by descriptor, asked for
+        263,184 bytes of shared memory in float32, over sm_90's 232,448: GPU tests of 33519d4a89cb)."""
+        options = self.launch_options
+        if element_size >= 4:
+            options["num_stages"] = min(self.num_stages, FLOAT32_MAX_STAGES)
         return options
 
 

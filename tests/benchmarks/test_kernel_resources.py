@@ -57,6 +57,29 @@ def test_every_launch_of_a_call_is_compiled_and_measured(tmp_path):
     assert (rows[0]["block_m"], rows[0]["block_n"]) == ("16", "16")
 
 
+def test_float32_calls_fit_in_shared_memory(tmp_path):
+    """TILE_TABLE's stages are tuned for 16-bit inputs; float32 tiles take twice the shared memory and the launchers cap
+    their stages (plan.Tiles.options_for). Fixed attention's summary dk/dv at head dim 128 (64 x 64, three stages, query
+    tiles by descriptor) asked for 263,184 bytes in float32, over sm_90's 232,448, before that cap: every launch of the
+    GPU tests' float32 call must fit at least one program per SM. Compiled in a process of its own, as above."""
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    args = ["fixed:1000:1:128:32", "--heads", "1", "--head-dim", "128", "--dtype", "float32"]
+    done = subprocess.run([sys.executable, "-m", "benchmarks.kernel_resources", *args], env=env, capture_output=True,
+                          text=True, timeout=600, cwd=Path(kr.__file__).parent.parent)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "float32" in done.stdout.splitlines()[0]
+    launch_lines = [line for line in done.stdout.splitlines() if "_kernel " in line]
+    assert len(launch_lines) >= 4 and "_sparse_dkdv_kernel" in done.stdout
+    assert not any("does not fit" in line for line in launch_lines), done.stdout
+    assert all(int(line.split()[7]) >= 1 for line in launch_lines), done.stdout  # programs per SM
+
+
+def test_rows_of_other_dtypes_are_printed_not_appended(capsys):
+    with pytest.raises(SystemExit):
+        kr.main(["fixed:1000:1:128:32", "--dtype", "float32", "--out", "x.csv"])
+    assert "bf16 rows" in capsys.readouterr().err
+
+
 def test_a_bad_case_is_refused_before_compiling(monkeypatch, capsys):
     monkeypatch.setattr(kr, "launch_rows", lambda *a: pytest.fail("compiled despite a bad case"))
     monkeypatch.setattr(plan, "interpreting", lambda: False)

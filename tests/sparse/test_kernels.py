@@ -542,6 +542,14 @@ def test_one_grid_backward(name, n, has_one, one_grid, device, monkeypatch):
     check_against_reference(p, (2, 3, n, 32), torch.float32, device, seed=n)
 
 
+def test_float32_launches_pipeline_at_most_two_stages():
+    """TILE_TABLE's stages are for 16-bit inputs; float32 tiles take twice the shared memory (Tiles.options_for)."""
+    tiles = plan_module.Tiles(64, 64, 4, 3, 128)
+    assert tiles.options_for(2) == tiles.launch_options == dict(num_warps=4, num_stages=3, maxnreg=128)
+    assert tiles.options_for(4) == dict(num_warps=4, num_stages=plan_module.FLOAT32_MAX_STAGES, maxnreg=128)
+    assert plan_module.Tiles(64, 64, 4, 1).options_for(4)["num_stages"] == 1
+
+
 def test_which_segments_run_the_whole_group_backward():
     def plan(name, n=12288, fused=None, **kw):
         return build_plan(sparse.pattern(name, **kw), n, 64, False, fused_band_backward=fused)
