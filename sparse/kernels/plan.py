@@ -188,7 +188,7 @@ TMA_SUMMARY_KEY_LOADS = True
 # (kernel_resources, 128 x 64 at 4 warps: 32 bytes spilled against the transposed form's 112, with TMA_ROW_STATS), at
 # the price of p and ds going through shared memory into the dk and dv dots. Tiles: TILE_TABLE's "dkdv_summary_rows".
 # Off: on an H200, fixed 12,288 fwd+bwd ran 0.9008 ms (CUDA graphs) in this form against 0.8859 transposed, both with
-# TMA_ROW_STATS, and 0.8904 in this form by pointer (one process; profile_kernels-fixed-d1e0d75b86ad.txt): the
+# TMA_ROW_STATS, and 0.8904 in this form by pointer (one process; profile_kernels-d1e0d75b86ad-fixed.txt): the
 # transposed form with the rows by descriptor is the fastest of the three. Kept for comparisons (`summary-dkdv-rows`).
 SUMMARY_DKDV_QUERY_ROWS = False
 # The split dk/dv kernels whose streamed query tiles come by TMA_ROWS descriptor (fixed's summary, step-1 bands) load
@@ -197,7 +197,7 @@ SUMMARY_DKDV_QUERY_ROWS = False
 # benchmarks/kernel_resources.py): fixed 12,288's summary dk/dv (128 x 64, 4 warps, 2 stages) compiles to 255 registers
 # and 144 bytes spilled, 112 with these descriptors (none with the loads replaced by constants); strided's band dq +
 # dk/dv grid (32 x 64 capped at 128 registers) spills 24 bytes, 8 with them. On an H200 (CUDA-graph fwd+bwd, one
-# process each; profile_kernels-*-d1e0d75b86ad.txt): strided 12,288 0.3167 ms against 0.3203 by pointer, strided 3,072 x
+# process each; profile_kernels-d1e0d75b86ad-*.txt): strided 12,288 0.3167 ms against 0.3203 by pointer, strided 3,072 x
 # 8 0.4828 against 0.4871; fixed 12,288 (transposed summary dk/dv) 0.8859, by pointer ~0.898 in another process.
 TMA_ROW_STATS = True
 # The backward runs a leading summary segment last (Plan.backward_launches) where a band segment after it owns every row
