@@ -120,8 +120,9 @@ def _dkdv_step(
         q_off = q_pos.to(tl.int64)[:, None]
         q = tl.load(q_base + q_off * stride_qn + dims[None, :], mask=q_valid[:, None], other=0.0)
         do = tl.load(do_base + q_off * stride_dn + dims[None, :], mask=q_valid[:, None], other=0.0)
-    # lse2 and D as [1, BLOCK_M] rows, the descriptors' box: reshaped to [BLOCK_M] and broadcast back, strided's band
-    # dq + dk/dv grid spilled 16 bytes instead of 8 (benchmarks/kernel_resources.py).
+    # lse2 and D stay [1, BLOCK_M] rows, the descriptors' box: reshaped to [BLOCK_M] and broadcast back, strided's band
+    # dq + dk/dv grid spilled 16 bytes instead of 8 (benchmarks/kernel_resources.py). The mask is computed in each
+    # form's branch, after its exponentials: computed once before them, the machine code differs from what was measured.
     if STATS_TMA:
         # The tile's sequence rows, as tma_rows's (TMA_ROWS); columns past n read as zeros, as the pointer loads' other.
         first = group * group_stride + start
