@@ -10,18 +10,18 @@ SDPA, any other our Triton kernels. For each case and for the forward and forwar
 - host: wall time per call of 200 calls issued without waiting for the GPU (the queue never fills at these
   sizes), i.e. what Python, dispatch, autograd and the launchers cost on this machine's CPU;
 each for our kernels once per launch path, in the same process: `triton` (Triton's own launch path, D in a launch of its
-own: the host path before sparse/kernels/fast_launch.py), `direct` (HEAD) and `fused` (direct launches with the
-band segments' backward in one kernel, sparse/kernels/plan.py's FUSED_BAND_BACKWARD), `table-warps` (direct
-launches, tiles shrunk to short groups keep the table's warps: plan.SMALL_TILE_WARPS off), `split-groups` (direct
-launches, groups that fit one tile run the split dq and dk/dv kernels: plan.GROUP_BACKWARD off), `tma` (direct
-launches with plan.TMA_BAND_LOADS switched: the band kernels' tiles by tensor descriptor where HEAD loads them by
-pointer, or the reverse; the file's second line says which HEAD does), `tma-stride` and `group-keys-tma` (the same
-for the stride part's tiles, plan.TMA_STRIDE_LOADS, and for the whole-group backward's key tiles,
-plan.TMA_GROUP_KEYS; the third line lists HEAD's settings), `no-pdl` (plan.PROGRAMMATIC_LAUNCH switched: every launch
-waits for the one before, or the reverse), `summary-tma`, `summary-keys-tma`, `one-grid`, `summary-order`,
-`longest-first`, `local-forward`, `summary-dkdv-rows` and `row-stats-tma` (plan.TMA_SUMMARY_QUERIES,
-plan.TMA_SUMMARY_KEY_LOADS, plan.ONE_GRID_BACKWARD, plan.SUMMARY_BACKWARD_LAST, plan.SUMMARY_LONGEST_FIRST,
-plan.FUSED_LOCAL_FORWARD, plan.SUMMARY_DKDV_QUERY_ROWS, plan.TMA_ROW_STATS switched) and `encode-each-launch` (direct
+own: the host path before sparse/kernels/fast_launch.py), `direct` (HEAD) and `fused` (direct launches with the band
+segments' backward in one kernel, sparse/kernels/plan.py's FUSED_BAND_BACKWARD), `table-warps` (direct launches, tiles
+shrunk to short groups keep the table's warps: plan.SMALL_TILE_WARPS off), `split-groups` (direct launches, groups that
+fit one tile run the split dq and dk/dv kernels: plan.GROUP_BACKWARD off), `tma` (direct launches with
+plan.TMA_BAND_LOADS switched: the band kernels' tiles by tensor descriptor where HEAD loads them by pointer, or the
+reverse; the file's second line says which HEAD does), `tma-stride` and `group-keys-tma` (the same for the stride part's
+tiles, plan.TMA_STRIDE_LOADS, and for the whole-group backward's key tiles, plan.TMA_GROUP_KEYS; the third line lists
+HEAD's settings), `no-pdl` (plan.PROGRAMMATIC_LAUNCH switched: every launch waits for the one before, or the reverse),
+`summary-tma`, `summary-keys-tma`, `one-grid`, `summary-order`, `longest-first`, `local-forward`, `summary-dkdv-rows`,
+`row-stats-tma` and `dkdv-first` (plan.TMA_SUMMARY_QUERIES, plan.TMA_SUMMARY_KEY_LOADS, plan.ONE_GRID_BACKWARD,
+plan.SUMMARY_BACKWARD_LAST, plan.SUMMARY_LONGEST_FIRST, plan.FUSED_LOCAL_FORWARD, plan.SUMMARY_DKDV_QUERY_ROWS,
+plan.TMA_ROW_STATS, plan.SUMMARY_DKDV_FIRST switched) and `encode-each-launch` (direct
 launches with fast_launch.KEEP_ENCODED off: the host cost of re-encoding descriptors at every launch). Files made at
 d424e0272e52 and b286b07c6346 also have `persistent` (windowed bands' forward in persistent programs) and `band-first`
 (the sequence-order band segment first), two experiments that lost and were removed; files made at 9f5d441f6b66 have
@@ -67,6 +67,7 @@ SWITCHES = {
     "local-forward": (plan, "FUSED_LOCAL_FORWARD", _TOGGLE),
     "summary-dkdv-rows": (plan, "SUMMARY_DKDV_QUERY_ROWS", _TOGGLE),
     "row-stats-tma": (plan, "TMA_ROW_STATS", _TOGGLE),
+    "dkdv-first": (plan, "SUMMARY_DKDV_FIRST", _TOGGLE),
 }
 PATHS = ("triton", "direct", *SWITCHES)
 

@@ -46,6 +46,7 @@ from sparse.kernels.geometry import (
     tile_allowed,
     tile_and_head,
     tma_rows,
+    wait_before_read_back,
     wait_for_previous_launch,
 )
 
@@ -224,7 +225,8 @@ def _dq_program(
         q = tl.load(q_ptrs, mask=q_valid[:, None])
         do = tl.load(do_ptrs, mask=q_valid[:, None])
     row_base = bh.to(tl.int64) * n
-    wait_for_previous_launch(PDL)  # q and dO are inputs; D and the earlier segments' dq are not
+    # q and dO are inputs; D and the earlier segments' dq are not (under PDL_TAIL, D is: see geometry.PDL_HANDOFF)
+    wait_for_previous_launch(PDL)
     lse2 = tl.load(LSE + row_base + q_pos, mask=q_valid, other=0.0)
     if COMPUTE_DELTA:
         # These programs own every row once (plan.delta_source), and dO is in registers already: D = rowsum(dO * O)
@@ -267,6 +269,7 @@ def _dq_program(
 
     dq *= scale
     dq_ptrs = DQ + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
+    wait_before_read_back(PDL)
     if HAS_PREV:
         dq += tl.load(dq_ptrs, mask=q_valid[:, None], other=0.0).to(tl.float32)
     tl.store(dq_ptrs, dq.to(DQ.dtype.element_ty), mask=q_valid[:, None])

@@ -105,7 +105,15 @@ TMA_OFF, TMA_ROWS, TMA_GROUP_ROWS, TMA_SUMMARY_KEYS = 0, 1, 2, 3
 # may run beside the previous launch; it loads only the op's inputs (q, k, v, dO: written before the op's first launch
 # began) until `wait_for_previous_launch`, which returns once the previous launch has finished and its writes are
 # visible (and that one waited for its own previous, so every earlier launch of the op has finished too).
-PDL_OFF, PDL_FIRST, PDL_EARLY = 0, 1, 2
+# Two launches that are independent of each other but not of the launch before them (fixed attention's summary dk/dv
+# and dq, plan.SUMMARY_DKDV_FIRST) pair up so that the second fills the first's last wave instead of waiting for it:
+# PDL_HANDOFF: launched early and waits like PDL_EARLY, but lets the next launch start only after that wait, so by the
+# time any program of the next launch runs, every launch before this one has finished and its writes are visible.
+# PDL_TAIL: the launch after a PDL_HANDOFF one (launched early): it reads the op's inputs and what the launches before
+# the handoff wrote (D) without waiting, and waits only before it reads back the earlier segments' sums and writes
+# (`wait_before_read_back`), so it never finishes before the handoff launch and what comes after it in the stream
+# still sees both finished.
+PDL_OFF, PDL_FIRST, PDL_EARLY, PDL_HANDOFF, PDL_TAIL = 0, 1, 2, 3, 4
 
 
 # Which program takes which tile (the forward's, dq's and dk/dv's ORDER constexpr; plan.SUMMARY_LONGEST_FIRST). CUDA
@@ -132,13 +140,21 @@ def tile_and_head(ORDER: tl.constexpr):
 
 @triton.jit
 def let_next_launch_start(PDL: tl.constexpr):
-    if PDL > 0:  # PDL_FIRST or PDL_EARLY
+    if PDL == 1 or PDL == 2 or PDL == 4:  # PDL_FIRST, PDL_EARLY, PDL_TAIL (kernels read constexpr globals alone)
         gdc_launch_dependents()
 
 
 @triton.jit
 def wait_for_previous_launch(PDL: tl.constexpr):
-    if PDL == 2:  # PDL_EARLY (kernels read constexpr globals alone)
+    if PDL == 2 or PDL == 3:  # PDL_EARLY, PDL_HANDOFF
+        gdc_wait()
+    if PDL == 3:  # only now: the next launch (PDL_TAIL) reads what the launches before this one wrote, unwaited
+        gdc_launch_dependents()
+
+
+@triton.jit
+def wait_before_read_back(PDL: tl.constexpr):
+    if PDL == 4:  # PDL_TAIL: the handoff launch before it must finish before this one may
         gdc_wait()
 
 

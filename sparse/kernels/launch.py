@@ -33,7 +33,9 @@ from sparse.kernels.geometry import (
     DOT_UPCAST,
     PDL_EARLY,
     PDL_FIRST,
+    PDL_HANDOFF,
     PDL_OFF,
+    PDL_TAIL,
     TILES_BY_HEAD,
     TMA_OFF,
     TMA_ROWS,
@@ -179,6 +181,16 @@ def _pdl(plan: Plan, first: bool) -> dict:
     return dict(PDL=PDL_FIRST) if first else dict(PDL=PDL_EARLY, launch_pdl=True)
 
 
+def _handoff_pdl(plan: Plan, first: bool) -> tuple[dict, dict]:
+    """The PDL constexprs and launch options of a pair launched dk/dv first (plan.SUMMARY_DKDV_FIRST): the first hands
+    off (geometry.PDL_HANDOFF; launched normally where it is the op's first, so nothing is left to wait for), the second
+    runs as its tail (PDL_TAIL)."""
+    if not plan.pdl:
+        return dict(PDL=PDL_OFF), dict(PDL=PDL_OFF)
+    head = dict(PDL=PDL_FIRST) if first else dict(PDL=PDL_HANDOFF, launch_pdl=True)
+    return head, dict(PDL=PDL_TAIL, launch_pdl=True)
+
+
 def plan_for(q: torch.Tensor, pattern: Pattern) -> Plan:
     return build_plan(pattern, q.shape[2], q.shape[3])
 
@@ -308,29 +320,37 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
             )  # fmt: skip
             first = False
             continue
-        t = launch.dq
-        descriptors, tma = _split_descriptors(launch, "dq", tensors, addressable)
-        pdl = _pdl(plan, first)
-        _launch_at(
-            ("dq", index, call, first), _sparse_dq_kernel, _grid(launch, "dq", launch.dq_programs, batch * heads),
-            (q, k, v, do, out, lse2, delta, dq, *descriptors, *strides, *scalars),
-            functools.partial(
-                _options, t.options_for(width), geometry, pdl, HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n,
-                HAS_PREV=index > 0, DOT_MODE=dot_mode, COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq",
-                TMA=tma, ORDER=launch.order_of("dq"),
-            ),
-        )  # fmt: skip
+        # dq then dk/dv, each waiting for the launch before it; or dk/dv first, handing off to a dq that fills its
+        # last wave (plan.SUMMARY_DKDV_FIRST, geometry.PDL_HANDOFF).
+        if launch.dkdv_first:
+            dkdv_pdl, dq_pdl = _handoff_pdl(plan, first)
+        else:
+            dq_pdl, dkdv_pdl = _pdl(plan, first), _pdl(plan, first=False)
+        for kernel in ("dkdv", "dq") if launch.dkdv_first else ("dq", "dkdv"):
+            t = launch.dq if kernel == "dq" else launch.dkdv
+            descriptors, tma = _split_descriptors(launch, kernel, tensors, addressable)
+            if kernel == "dq":
+                _launch_at(
+                    ("dq", index, call, first), _sparse_dq_kernel,
+                    _grid(launch, "dq", launch.dq_programs, batch * heads),
+                    (q, k, v, do, out, lse2, delta, dq, *descriptors, *strides, *scalars),
+                    functools.partial(
+                        _options, t.options_for(width), geometry, dq_pdl, HEAD_DIM=head_dim, BLOCK_M=t.block_m,
+                        BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode, TMA=tma, ORDER=launch.order_of("dq"),
+                        COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq",
+                    ),
+                )  # fmt: skip
+            else:
+                stats, stats_tma = _row_stats(launch, tma, lse2, delta)
+                _launch_at(
+                    ("dkdv", index, call, first), _sparse_dkdv_kernel,
+                    _grid(launch, "dkdv", launch.dkdv_programs, batch * heads),
+                    (q, k, v, do, out, lse2, delta, dk, dv, *descriptors, *stats, *strides, *scalars),
+                    functools.partial(
+                        _options, t.options_for(width), geometry, dkdv_pdl, HEAD_DIM=head_dim, BLOCK_M=t.block_m,
+                        BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode, TMA=tma, STATS_TMA=stats_tma,
+                        ORDER=launch.order_of("dkdv"), QUERY_ROWS=launch.dkdv_query_rows,
+                    ),
+                )  # fmt: skip
         first = False
-        t = launch.dkdv
-        descriptors, tma = _split_descriptors(launch, "dkdv", tensors, addressable)
-        stats, stats_tma = _row_stats(launch, tma, lse2, delta)
-        _launch_at(
-            ("dkdv", index, call), _sparse_dkdv_kernel, _grid(launch, "dkdv", launch.dkdv_programs, batch * heads),
-            (q, k, v, do, out, lse2, delta, dk, dv, *descriptors, *stats, *strides, *scalars),
-            functools.partial(
-                _options, t.options_for(width), geometry, _pdl(plan, first=False), HEAD_DIM=head_dim, BLOCK_M=t.block_m,
-                BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode, TMA=tma, STATS_TMA=stats_tma,
-                ORDER=launch.order_of("dkdv"), QUERY_ROWS=launch.dkdv_query_rows,
-            ),
-        )  # fmt: skip
     return dq, dk, dv

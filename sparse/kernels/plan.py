@@ -221,6 +221,13 @@ FUSED_LOCAL_FORWARD = True
 # the grid takes the dk/dv tile's warps, stages and register cap (backward.py's `_dq_dkdv_kernel`). Only where dq's and
 # dk/dv's warps and stages agree: strided attention's band; fixed attention's summary, run after the local blocks.
 ONE_GRID_BACKWARD = True
+# A split segment after the backward's first that does not run in one grid (fixed attention's summary, whose dq and
+# dk/dv differ in stages) launches its dk/dv before its dq, paired by geometry.PDL_HANDOFF / PDL_TAIL: dq's programs
+# start as soon as every dk/dv program has passed its wait, fill the SMs that dk/dv's last (shortest) programs leave
+# idle, and wait only before writing. dk/dv goes first because it is the longer launch (~370 against ~220 us at fixed
+# n = 12,288): the longer launch's tail is the one worth filling (a greedy-schedule simulation of fixed n = 12,288's
+# program lengths put the pair ~6% shorter than one after the other).
+SUMMARY_DKDV_FIRST = True
 # The launches of one forward or backward after its first start early, beside the one before, by programmatic
 # dependent launch (Hopper; geometry.PDL_EARLY): they load their input tiles, then wait for it to finish. Off under the
 # interpreter.
@@ -294,6 +301,7 @@ class SegmentLaunch:
     fwd_local: bool = False  # a summary segment whose forward also runs the next segment's local blocks
     fwd_joined: bool = False  # a band segment whose forward runs inside the summary's (FUSED_LOCAL_FORWARD)
     dkdv_query_rows: bool = False  # a summary segment's dk/dv scores as [queries, keys] (SUMMARY_DKDV_QUERY_ROWS)
+    dkdv_first: bool = False  # split dq and dk/dv launched dk/dv first, paired (SUMMARY_DKDV_FIRST)
 
     def order_of(self, kernel: str) -> int:
         """The ORDER constexpr of this segment's `kernel` ("fwd", "dq" or "dkdv"; geometry.TILES_BY_HEAD): a causal
@@ -438,11 +446,13 @@ def build_plan(
     fused_local_forward: bool | None = None,
     summary_dkdv_query_rows: bool | None = None,
     tma_row_stats: bool | None = None,
+    summary_dkdv_first: bool | None = None,
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
     environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, TMA_STRIDE_LOADS, TMA_GROUP_KEYS,
     PROGRAMMATIC_LAUNCH, TMA_SUMMARY_QUERIES, TMA_SUMMARY_KEY_LOADS, ONE_GRID_BACKWARD, SUMMARY_BACKWARD_LAST,
-    SUMMARY_LONGEST_FIRST, FUSED_LOCAL_FORWARD, SUMMARY_DKDV_QUERY_ROWS, TMA_ROW_STATS, SMALL_TILE_WARPS), resolved
+    SUMMARY_LONGEST_FIRST, FUSED_LOCAL_FORWARD, SUMMARY_DKDV_QUERY_ROWS, TMA_ROW_STATS, SUMMARY_DKDV_FIRST,
+    SMALL_TILE_WARPS), resolved
     before the cache lookup so that changing them counts. The one-kernel band backward, when on, takes every band
     segment, short groups too."""
     interpret = interpreting() if interpret is None else interpret
@@ -460,10 +470,11 @@ def build_plan(
     local_forward = FUSED_LOCAL_FORWARD if fused_local_forward is None else fused_local_forward
     query_rows = SUMMARY_DKDV_QUERY_ROWS if summary_dkdv_query_rows is None else summary_dkdv_query_rows
     row_stats = TMA_ROW_STATS if tma_row_stats is None else tma_row_stats
+    dkdv_first = SUMMARY_DKDV_FIRST if summary_dkdv_first is None else summary_dkdv_first
     return _cached_plan(
         pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS, tma_band, tma_stride,
         tma_group, pdl and not interpret, tma_summary, one_grid and not fused, summary_keys, summary_last,
-        longest_first, local_forward, query_rows, row_stats,
+        longest_first, local_forward, query_rows, row_stats, dkdv_first,
     )  # fmt: skip
 
 
@@ -488,6 +499,7 @@ def _cached_plan(
     local_forward: bool,
     query_rows: bool,
     row_stats: bool,
+    dkdv_first: bool,
 ) -> Plan:
     launches = []
     segments = pattern.segments(n)
@@ -563,6 +575,11 @@ def _cached_plan(
         split = launches[i].group_bwd is None and launches[i].bwd is None
         if split and _same_launch_options(launches[i].dq, launches[i].dkdv):
             launches[i] = dataclasses.replace(launches[i], one_grid=True)
+    for i in order[1:] if dkdv_first else ():  # after the first: D is written by then
+        launch = launches[i]
+        split = launch.group_bwd is None and launch.bwd is None and not launch.one_grid
+        if split and isinstance(launch.segment, SummarySegment):
+            launches[i] = dataclasses.replace(launch, dkdv_first=True)
     first = launches[order[0]]
     return Plan(
         pattern=pattern,

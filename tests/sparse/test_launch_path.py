@@ -340,9 +340,11 @@ def test_profile_kernels_table_warps_path_restores_the_setting():
 def test_programmatic_launch_order(spec, monkeypatch):
     """Every launch of a forward or backward after the first starts early (launch_pdl) and is a kernel that waits
     (PDL_EARLY); the first is launched normally and only lets the next start (PDL_FIRST); the delta kernel and the fused
-    band kernel, which do not wait, are never launched early. Recorded, not run (kernel_resources' meta tensors)."""
+    band kernel, which do not wait, are never launched early. Fixed attention's summary backward (the last) launches
+    dk/dv, handing off, then dq as its tail (plan.SUMMARY_DKDV_FIRST). Recorded, not run (kernel_resources' meta
+    tensors)."""
     from benchmarks.kernel_resources import record_call
-    from sparse.kernels.geometry import PDL_EARLY, PDL_FIRST
+    from sparse.kernels.geometry import PDL_EARLY, PDL_FIRST, PDL_HANDOFF, PDL_TAIL
 
     for fused in (False, True):
         monkeypatch.setattr(plan, "FUSED_BAND_BACKWARD", fused)
@@ -356,8 +358,30 @@ def test_programmatic_launch_order(spec, monkeypatch):
             ]
             assert not any(r.options.get("launch_pdl") for r in calls if "PDL" not in r.options)
             later = len(aware) - 1
-            assert [r.options["PDL"] for r in aware] == [PDL_FIRST, *[PDL_EARLY] * later][: len(aware)]
+            expected = [PDL_FIRST, *[PDL_EARLY] * later][: len(aware)]
+            if calls is backward and spec.startswith("fixed"):
+                assert [r.kernel.__name__ for r in aware[-2:]] == ["_sparse_dkdv_kernel", "_sparse_dq_kernel"]
+                # dk/dv hands off, or is launched normally after the fused band kernel, which takes no part in PDL
+                expected[-2:] = [PDL_FIRST if fused else PDL_HANDOFF, PDL_TAIL]
+            assert [r.options["PDL"] for r in aware] == expected
             assert [bool(r.options.get("launch_pdl")) for r in aware] == [False, *[True] * later][: len(aware)]
+
+
+def test_summary_dkdv_first_only_where_it_is_safe_and_by_its_flag():
+    """dk/dv before dq (plan.SUMMARY_DKDV_FIRST) needs D written by an earlier launch: only a split summary segment
+    after the backward's first, never one in one grid. Both orders compute the same gradients (the interpreter runs
+    them without programmatic launch: test_kernels' comparisons with the reference cover the new order)."""
+    fixed = sparse.pattern("fixed", local_attn_ctx=128, summary_ctx=32)
+    summary, local = plan.build_plan(fixed, 12288, 64, interpret=False).launches
+    assert summary.dkdv_first and not summary.one_grid and not local.dkdv_first
+    off = plan.build_plan(fixed, 12288, 64, interpret=False, summary_dkdv_first=False)
+    assert not any(launch_.dkdv_first for launch_ in off.launches)
+    first = plan.build_plan(fixed, 12288, 64, interpret=False, summary_backward_last=False)  # the summary runs first
+    assert not any(launch_.dkdv_first for launch_ in first.launches)
+    grid = plan.build_plan(fixed, 12288, 64, interpret=False, one_grid_backward=True)
+    assert all(not (launch_.dkdv_first and launch_.one_grid) for launch_ in grid.launches)
+    strided = plan.build_plan(sparse.pattern("strided", local_attn_ctx=256), 65536, 64, interpret=False)
+    assert not any(launch_.dkdv_first for launch_ in strided.launches)
 
 
 def test_programmatic_launch_is_off_under_the_interpreter_and_by_its_flag():
