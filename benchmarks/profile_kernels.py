@@ -3,8 +3,8 @@
     python -m benchmarks.profile_kernels strided:12288:1:128 fixed:12288:1:128:32 strided:3072:8:96 all:12288:1
     python -m benchmarks.profile_kernels --paths=direct,split-groups strided:3072:8:96   # a subset of the paths
 
-A case is mode:n:batch[:local_attn_ctx[:summary_ctx]] at H = 16, D = 64, bf16 on the GPU; mode "all" runs
-SDPA, any other our Triton kernels. For each case and for the forward and forward + backward it prints:
+A case is mode:n:batch[:local_attn_ctx[:summary_ctx]] at H = 16, D = 64 (--heads, --head-dim), bf16 on the GPU; mode
+"all" runs SDPA, any other our Triton kernels. For each case and for the forward and forward + backward it prints:
 - eager: do_bench's median (CUDA events around the call: if the host is slower than the GPU, its time shows);
 - graph: do_bench_cudagraph's median (the same calls replayed from a CUDA graph: GPU time alone);
 - host: wall time per call of 200 calls issued without waiting for the GPU (the queue never fills at these
@@ -153,7 +153,11 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("cases", nargs="+", help="mode:n:batch[:l[:c]], e.g. strided:12288:1:128")
     parser.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated launch paths of {', '.join(PATHS)}")
+    parser.add_argument("--heads", type=int, default=16, help="heads per call (the CIFAR-10 models' calls: 2)")
+    parser.add_argument("--head-dim", type=int, default=64, choices=[32, 64, 128])
     args = parser.parse_args(argv)
+    if args.heads < 1:
+        parser.error("--heads must be at least 1")
     paths = tuple(args.paths.split(","))
     unknown = sorted(set(paths) - set(PATHS))
     if unknown:
@@ -167,8 +171,10 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# HEAD's plan.TMA_BAND_LOADS: {plan.TMA_BAND_LOADS} (the `tma` path runs the other setting)")
     toggled = ", ".join(f"{setting}={getattr(module, setting)}" for module, setting, value in SWITCHES.values())
     print(f"# HEAD's settings (each path but triton and direct changes one): {toggled}")
+    if (args.heads, args.head_dim) != (16, 64):
+        print(f"# heads {args.heads}, head dim {args.head_dim}")
     for spec in args.cases:
-        profile_case(spec, paths)
+        profile_case(spec, paths, heads=args.heads, head_dim=args.head_dim)
 
 
 if __name__ == "__main__":

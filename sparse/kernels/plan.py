@@ -105,7 +105,10 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     # once the query tiles came by descriptor (TMA_SUMMARY_QUERIES): 1.169 against 1.249 ms at three, whose 115 KB of
     # shared memory left one program per SM (tune_tiles-summary-b3d5e47cfc62.txt; key tiles of 128, the tutorial's
     # shape, were slower: 1.26-1.79 ms).
-    ("dkdv_summary", 64): (128, 64, 4, 2),
+    # Then 64 x 64 at three stages once dq ran in its last wave (SUMMARY_DKDV_FIRST): 0.8508 against 0.8666 ms
+    # (tune_tiles-dkdv_summary-ed1ab97b4cc6.txt; dq_summary's 128 x 64 at three stages stayed the best of six beside it,
+    # tune_tiles-dq_summary-ed1ab97b4cc6.txt).
+    ("dkdv_summary", 64): (64, 64, 4, 3),
     ("dkdv_summary", 128): (64, 64, 4, 3),  # fixed fwd+bwd 0.402 ms, best of the 8 searched
     # The same kernel with its scores as [queries, keys] (SUMMARY_DKDV_QUERY_ROWS). Head dim 64: `tune_tiles --kinds
     # dkdv_summary_rows --cases fixed:12288` (0216bb36bf73, tune_tiles-dkdv_summary_rows-0216bb36bf73.txt): 128 x 64 at
@@ -226,7 +229,10 @@ ONE_GRID_BACKWARD = True
 # start as soon as every dk/dv program has passed its wait, fill the SMs that dk/dv's last (shortest) programs leave
 # idle, and wait only before writing. dk/dv goes first because it is the longer launch (~370 against ~220 us at fixed
 # n = 12,288): the longer launch's tail is the one worth filling (a greedy-schedule simulation of fixed n = 12,288's
-# program lengths put the pair ~6% shorter than one after the other).
+# program lengths put the pair ~6% shorter than one after the other). Measured at head dim 64 with dk/dv at 128 x 64,
+# two stages: CUDA-graph fwd+bwd 0.8625 against 0.8889 ms (profile_kernels-ed1ab97b4cc6.txt). Since then head dim 64's
+# summary dk/dv tile matches dq's warps and stages and the two run in one grid (faster still: TILE_TABLE); the pair is
+# what head dim 128 runs.
 SUMMARY_DKDV_FIRST = True
 # The launches of one forward or backward after its first start early, beside the one before, by programmatic
 # dependent launch (Hopper; geometry.PDL_EARLY): they load their input tiles, then wait for it to finish. Off under the

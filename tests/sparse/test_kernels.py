@@ -473,20 +473,22 @@ def test_which_segments_run_dq_and_dkdv_in_one_grid(monkeypatch):
     band, fixed's summary (run after the local blocks); never the backward's first segment (its dq programs may compute
     D, which dk/dv programs read), whole-group segments or the fused band backward."""
 
-    def one_grid(name, n, **kw):
-        return [launch.one_grid for launch in build_plan(sparse.pattern(name, **kw), n, 64, False).launches]
+    def one_grid(name, n, head_dim=64, **kw):
+        return [launch.one_grid for launch in build_plan(sparse.pattern(name, **kw), n, head_dim, False).launches]
 
     assert one_grid("strided", 12288, local_attn_ctx=128) == [False, True]  # the stride part: whole groups
     assert one_grid("strided", 65536, local_attn_ctx=256) == [False, True]  # the stride part: split, but first
-    # fixed at head dim 64: the summary's dq and dk/dv tiles differ in stages (3 and 2), so two launches
-    assert one_grid("fixed", 12288, local_attn_ctx=128, summary_ctx=32) == [False, False]
+    # fixed: the summary's dq and dk/dv tiles agree in warps and stages at head dim 64 (4, 3), not at 128 (stages 2, 3)
+    assert one_grid("fixed", 12288, local_attn_ctx=128, summary_ctx=32) == [True, False]
+    assert one_grid("fixed", 12288, 128, local_attn_ctx=128, summary_ctx=32) == [False, False]
     fixed = sparse.pattern("fixed", local_attn_ctx=128, summary_ctx=32)
-    dkdv_kind = "dkdv_summary_rows" if plan_module.SUMMARY_DKDV_QUERY_ROWS else "dkdv_summary"
-    same_stages = {**plan_module.TILE_TABLE, ("dq_summary", 64): plan_module.TILE_TABLE[(dkdv_kind, 64)]}
-    monkeypatch.setattr(plan_module, "TILE_TABLE", same_stages)
-    build_plan.cache_clear()
-    assert [launch.one_grid for launch in build_plan(fixed, 12288, 64, False).launches] == [True, False]
     assert not build_plan(fixed, 12288, 64, False, summary_backward_last=False).launches[0].one_grid  # the first
+    dkdv_kind = "dkdv_summary_rows" if plan_module.SUMMARY_DKDV_QUERY_ROWS else "dkdv_summary"
+    block_m, block_n, warps, stages = plan_module.TILE_TABLE[(dkdv_kind, 64)][:4]
+    other_stages = {**plan_module.TILE_TABLE, ("dq_summary", 64): (block_m, block_n, warps, stages + 1)}
+    monkeypatch.setattr(plan_module, "TILE_TABLE", other_stages)
+    build_plan.cache_clear()
+    assert [launch.one_grid for launch in build_plan(fixed, 12288, 64, False).launches] == [False, False]
     monkeypatch.undo()
     build_plan.cache_clear()
     assert one_grid("local", 4096, local_attn_ctx=128) == [False]

@@ -335,20 +335,22 @@ def test_profile_kernels_table_warps_path_restores_the_setting():
 
 
 @pytest.mark.parametrize(
-    "spec", ["strided:3072:8:96", "strided:12288:1:128", "fixed:12288:1:128:32", "all:1024:1", "strided:3000:1:96"]
-)
-def test_programmatic_launch_order(spec, monkeypatch):
+    "spec, head_dim",
+    [("strided:3072:8:96", 64), ("strided:12288:1:128", 64), ("fixed:12288:1:128:32", 64), ("all:1024:1", 64),
+     ("strided:3000:1:96", 64), ("fixed:12288:1:128:32", 128)],
+)  # fmt: skip
+def test_programmatic_launch_order(spec, head_dim, monkeypatch):
     """Every launch of a forward or backward after the first starts early (launch_pdl) and is a kernel that waits
     (PDL_EARLY); the first is launched normally and only lets the next start (PDL_FIRST); the delta kernel and the fused
-    band kernel, which do not wait, are never launched early. Fixed attention's summary backward (the last) launches
-    dk/dv, handing off, then dq as its tail (plan.SUMMARY_DKDV_FIRST). Recorded, not run (kernel_resources' meta
-    tensors)."""
-    from benchmarks.kernel_resources import record_call
+    band kernel, which do not wait, are never launched early. Fixed attention's summary backward (the last) at head dim
+    128, whose dq and dk/dv do not share a grid, launches dk/dv, handing off, then dq as its tail
+    (plan.SUMMARY_DKDV_FIRST). Recorded, not run (kernel_resources' meta tensors)."""
+    from benchmarks.kernel_resources import parse_case, record_call
     from sparse.kernels.geometry import PDL_EARLY, PDL_FIRST, PDL_HANDOFF, PDL_TAIL
 
     for fused in (False, True):
         monkeypatch.setattr(plan, "FUSED_BAND_BACKWARD", fused)
-        records = record_call(spec, heads=2, head_dim=64)
+        records = record_call(spec, heads=2, head_dim=head_dim)
         forward = [r for r in records if r.kernel.__name__ == "_sparse_fwd_kernel"]
         backward = records[len(forward) :]
         for calls in (forward, backward):
@@ -359,7 +361,12 @@ def test_programmatic_launch_order(spec, monkeypatch):
             assert not any(r.options.get("launch_pdl") for r in calls if "PDL" not in r.options)
             later = len(aware) - 1
             expected = [PDL_FIRST, *[PDL_EARLY] * later][: len(aware)]
-            if calls is backward and spec.startswith("fixed"):
+            pattern, n, _ = parse_case(spec)
+            paired = any(launch_.dkdv_first for launch_ in plan.build_plan(pattern, n, head_dim, False).launches)
+            # head dim 64 runs the summary's dq and dk/dv in one grid, unless the fused band backward (which turns
+            # ONE_GRID_BACKWARD off) is on
+            assert paired == (spec.startswith("fixed") and (head_dim == 128 or fused))
+            if calls is backward and paired:
                 assert [r.kernel.__name__ for r in aware[-2:]] == ["_sparse_dkdv_kernel", "_sparse_dq_kernel"]
                 # dk/dv hands off, or is launched normally after the fused band kernel, which takes no part in PDL
                 expected[-2:] = [PDL_FIRST if fused else PDL_HANDOFF, PDL_TAIL]
@@ -372,14 +379,14 @@ def test_summary_dkdv_first_only_where_it_is_safe_and_by_its_flag():
     after the backward's first, never one in one grid. Both orders compute the same gradients (the interpreter runs
     them without programmatic launch: test_kernels' comparisons with the reference cover the new order)."""
     fixed = sparse.pattern("fixed", local_attn_ctx=128, summary_ctx=32)
-    summary, local = plan.build_plan(fixed, 12288, 64, interpret=False).launches
+    summary, local = plan.build_plan(fixed, 12288, 128, interpret=False).launches  # head dim 128: split
     assert summary.dkdv_first and not summary.one_grid and not local.dkdv_first
-    off = plan.build_plan(fixed, 12288, 64, interpret=False, summary_dkdv_first=False)
+    off = plan.build_plan(fixed, 12288, 128, interpret=False, summary_dkdv_first=False)
     assert not any(launch_.dkdv_first for launch_ in off.launches)
-    first = plan.build_plan(fixed, 12288, 64, interpret=False, summary_backward_last=False)  # the summary runs first
+    first = plan.build_plan(fixed, 12288, 128, interpret=False, summary_backward_last=False)  # the summary runs first
     assert not any(launch_.dkdv_first for launch_ in first.launches)
-    grid = plan.build_plan(fixed, 12288, 64, interpret=False, one_grid_backward=True)
-    assert all(not (launch_.dkdv_first and launch_.one_grid) for launch_ in grid.launches)
+    grid = plan.build_plan(fixed, 12288, 64, interpret=False)  # head dim 64: dq and dk/dv in one grid
+    assert grid.launches[0].one_grid and not any(launch_.dkdv_first for launch_ in grid.launches)
     strided = plan.build_plan(sparse.pattern("strided", local_attn_ctx=256), 65536, 64, interpret=False)
     assert not any(launch_.dkdv_first for launch_ in strided.launches)
 
