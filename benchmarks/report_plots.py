@@ -26,9 +26,9 @@ import pandas as pd  # noqa: E402
 from benchmarks.report_data import Results, pick, run_view  # noqa: E402
 from benchmarks.report_tables import (  # noqa: E402
     BENCHMARK_NAMES,
+    KERNEL_CASE,
     PATTERNS,
     checkpointing_pairs,
-    latest_kernel_rows,
     step_gpu_rows,
     table3_rows,
 )
@@ -131,15 +131,23 @@ def plot_time_memory_vs_n(results: Results, out: Path) -> list[Path]:
 
 
 def _kernel_cells(kernels: pd.DataFrame) -> pd.DataFrame:
-    """The newest measured (status ok) row of every case and backend, of the sweep's batch and heads: for each
-    pass and head dim, the (batch, heads) with the most rows (target cases at other batch sizes are in the
-    kernel table)."""
-    latest = latest_kernel_rows(kernels)
+    """The newest measured (status ok) row of every case and backend on one card, of the sweep's batch and heads: for
+    each pass and head dim, the (batch, heads) with the most rows (target cases at other batch sizes are in the kernel
+    table), then the card with the most of our kernel's (triton) cells among them, the newest on a tie. One card per
+    figure: a line through an H100 cell and an H200 cell, or a speed-up of one card's kernel over another's SDPA, would
+    compare cards."""
+    if "gpu" not in kernels:
+        kernels = kernels.assign(gpu="")
+    latest = kernels.sort_values("date", kind="stable").groupby([*KERNEL_CASE, "backend", "gpu"], dropna=False).tail(1)
     ok = latest[latest["status"].fillna("ok").astype(str).isin(["ok", "", "nan"]) & latest["median_ms"].notna()]
     keep = []
     for _, group in ok.groupby(["pass", "head_dim"]):
         sweep = group.groupby(["batch", "heads"]).size().idxmax()
-        keep.append(group[(group["batch"] == sweep[0]) & (group["heads"] == sweep[1])])
+        group = group[(group["batch"] == sweep[0]) & (group["heads"] == sweep[1])]
+        ours = group.fillna({"gpu": ""}).assign(triton=lambda rows: rows["backend"] == "triton")
+        cards = ours.groupby("gpu").agg(cells=("triton", "sum"), newest=("date", "max"))
+        card = cards.sort_values(["cells", "newest"]).index[-1]
+        keep.append(group[group["gpu"].fillna("") == card])
     return pd.concat(keep) if keep else ok
 
 
@@ -182,7 +190,7 @@ def plot_kernels(results: Results, out: Path) -> list[Path]:
                 ax.grid(alpha=0.3, which="both")
                 if ax.get_legend_handles_labels()[0]:
                     ax.legend(fontsize=7)
-            fig.suptitle(f"Attention kernels, {pass_}, head dim {int(head_dim)}: {ylabel} against n")
+            fig.suptitle(f"Attention kernels, {pass_}, head dim {int(head_dim)}: {ylabel} against n{_on_card(group)}")
             name = "time" if metric == "median_ms" else "memory"
             paths.append(_save(fig, out / f"kernels_{name}_{tag}.png"))
         speedup = _plot_speedup(group, pass_, int(head_dim))
@@ -218,8 +226,13 @@ def _plot_speedup(group: pd.DataFrame, pass_: str, head_dim: int):
     ax.set_ylabel("speed-up over dense SDPA")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
-    ax.set_title(f"Speed-up over SDPA, {pass_}, head dim {head_dim}")
+    ax.set_title(f"Speed-up over SDPA, {pass_}, head dim {head_dim}{_on_card(group)}", fontsize=9)
     return fig
+
+
+def _on_card(cells: pd.DataFrame) -> str:
+    card = str(cells["gpu"].iloc[0]) if "gpu" in cells and len(cells) else ""
+    return f" ({card})" if card and card != "nan" else ""
 
 
 def plot_patterns(out: Path) -> list[Path]:

@@ -384,3 +384,23 @@ def test_kernel_profiles_name_the_descriptor_setting_of_each_path(results):
     report(results, patterns=False)
     table = (results / "tables" / "kernel_profiles.md").read_text()
     assert "| triton | direct, descriptors on | fwd |" in table and "| triton | tma, descriptors off | fwd |" in table
+
+
+def test_kernel_plots_take_one_card_per_figure():
+    """A newer row from another card does not join a sweep measured on one: the figure keeps the card with the most
+    triton cells (the newest on a tie), whose newest row per cell it plots, other backends' included."""
+    from benchmarks.report_plots import _kernel_cells
+
+    def row(n, gpu, date, ms, backend="triton"):
+        return {"pattern": "strided", "local_attn_ctx": 128, "summary_ctx": None, "backend": backend, "n": n,
+                "batch": 1, "heads": 16, "head_dim": 64, "dtype": "bfloat16", "pass": "fwd+bwd", "median_ms": ms,
+                "status": "ok", "gpu": gpu, "date": date}  # fmt: skip
+
+    rows = [row(n, "H100", "2026-01-01", 1.0) for n in (1024, 4096, 16384)]
+    rows += [row(16384, "H200", "2026-02-01", 0.5), row(16384, "H100", "2026-01-02", 0.9)]
+    rows += [row(n, "H200", "2026-02-01", 2.0, backend="sdpa") for n in (1024, 4096, 16384, 65536)]  # not ours
+    cells = _kernel_cells(pd.DataFrame(rows))
+    assert set(cells["gpu"]) == {"H100"} and sorted(cells["n"]) == [1024, 4096, 16384]
+    assert cells.set_index("n").loc[16384, "median_ms"] == 0.9  # H100's newest row of that cell
+    rows += [row(n, "H200", "2026-02-01", 0.5) for n in (1024, 4096)]  # three cells each: the newest card wins
+    assert set(_kernel_cells(pd.DataFrame(rows))["gpu"]) == {"H200"}
