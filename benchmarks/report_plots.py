@@ -178,9 +178,8 @@ def plot_kernels(results: Results, out: Path) -> list[Path]:
                         continue
                     colour, marker = BACKEND_STYLE.get(backend, ("#888888", "x"))
                     slope = fitted_slope(rows["n"], rows[metric])
-                    label = (
-                        f"{backend}{' (dense)' if backend == 'sdpa' and pattern != 'all' else ''}, slope {slope:.2f}"
-                    )
+                    fit = f"slope {slope:.2f}" if np.isfinite(slope) else "one n, no slope"
+                    label = f"{backend}{' (dense)' if backend == 'sdpa' and pattern != 'all' else ''}, {fit}"
                     ax.plot(rows["n"], rows[metric], color=colour, marker=marker, label=label)
                 ax.set_xscale("log", base=2)
                 ax.set_yscale("log")
