@@ -130,25 +130,35 @@ def plot_time_memory_vs_n(results: Results, out: Path) -> list[Path]:
     return [_save(fig, out / "time_memory_vs_n.png")]
 
 
-def _kernel_cells(kernels: pd.DataFrame) -> pd.DataFrame:
-    """The newest measured (status ok) row of every case and backend on one card, of the sweep's batch and heads: for
-    each pass and head dim, the (batch, heads) with the most rows (target cases at other batch sizes are in the kernel
-    table), then the card with the most of our kernel's (triton) cells among them, the newest on a tie. One card per
-    figure: a line through an H100 cell and an H200 cell, or a speed-up of one card's kernel over another's SDPA, would
-    compare cards."""
-    if "gpu" not in kernels:
-        kernels = kernels.assign(gpu="")
-    latest = kernels.sort_values("date", kind="stable").groupby([*KERNEL_CASE, "backend", "gpu"], dropna=False).tail(1)
-    ok = latest[latest["status"].fillna("ok").astype(str).isin(["ok", "", "nan"]) & latest["median_ms"].notna()]
+def _card_rows(kernels: pd.DataFrame) -> pd.DataFrame:
+    """Every measured (status ok) row of the sweep's batch and heads on one card: for each pass and head dim, the
+    (batch, heads) with the most cells (target cases at other batch sizes are in the kernel table), then the card with
+    the most of our kernel's (triton) cells among them, the newest on a tie. One card per figure: a line through an H100
+    cell and an H200 cell, or a speed-up of one card's kernel over another's SDPA, would compare cards."""
+    kernels = kernels.assign(gpu=kernels["gpu"].fillna("").astype(str)) if "gpu" in kernels else kernels.assign(gpu="")
+    ok = kernels[kernels["status"].fillna("ok").astype(str).isin(["ok", "", "nan"]) & kernels["median_ms"].notna()]
     keep = []
     for _, group in ok.groupby(["pass", "head_dim"]):
-        sweep = group.groupby(["batch", "heads"]).size().idxmax()
-        group = group[(group["batch"] == sweep[0]) & (group["heads"] == sweep[1])]
-        ours = group.fillna({"gpu": ""}).assign(triton=lambda rows: rows["backend"] == "triton")
-        cards = ours.groupby("gpu").agg(cells=("triton", "sum"), newest=("date", "max"))
-        card = cards.sort_values(["cells", "newest"]).index[-1]
-        keep.append(group[group["gpu"].fillna("") == card])
+        cells = _newest(group)
+        sweep = cells.groupby(["batch", "heads"]).size().idxmax()
+        cells = cells[(cells["batch"] == sweep[0]) & (cells["heads"] == sweep[1])]
+        ours = cells.assign(triton=cells["backend"] == "triton")
+        card = ours.groupby("gpu").agg(cells=("triton", "sum"), newest=("date", "max")).sort_values(["cells", "newest"])
+        keep.append(
+            group[(group["batch"] == sweep[0]) & (group["heads"] == sweep[1]) & (group["gpu"] == card.index[-1])]
+        )
     return pd.concat(keep) if keep else ok
+
+
+def _newest(rows: pd.DataFrame) -> pd.DataFrame:
+    """The newest row of every case, backend and card."""
+    return rows.sort_values("date", kind="stable").groupby([*KERNEL_CASE, "backend", "gpu"], dropna=False).tail(1)
+
+
+def _kernel_cells(kernels: pd.DataFrame) -> pd.DataFrame:
+    """The newest row of every case and backend of `_card_rows`: what the time and memory figures draw."""
+    rows = _card_rows(kernels)
+    return _newest(rows) if len(rows) else rows
 
 
 def plot_kernels(results: Results, out: Path) -> list[Path]:
@@ -157,7 +167,8 @@ def plot_kernels(results: Results, out: Path) -> list[Path]:
     kernels = results.kernels
     if kernels.empty or "median_ms" not in kernels:
         return []
-    cells = _kernel_cells(kernels)
+    every = _card_rows(kernels)
+    cells = _newest(every) if len(every) else every
     paths = []
     for (pass_, head_dim), group in cells.groupby(["pass", "head_dim"]):
         patterns = [p for p in ("all", "strided", "fixed") if (group["pattern"] == p).any()]
@@ -192,32 +203,60 @@ def plot_kernels(results: Results, out: Path) -> list[Path]:
             fig.suptitle(f"Attention kernels, {pass_}, head dim {int(head_dim)}: {ylabel} against n{_on_card(group)}")
             name = "time" if metric == "median_ms" else "memory"
             paths.append(_save(fig, out / f"kernels_{name}_{tag}.png"))
-        speedup = _plot_speedup(group, pass_, int(head_dim))
+        same = (every["pass"] == pass_) & (every["head_dim"] == head_dim)
+        speedup = _plot_speedup(every[same], pass_, int(head_dim))
         if speedup is not None:
             paths.append(_save(speedup, out / f"kernels_speedup_{tag}.png"))
     return paths
 
 
-def _plot_speedup(group: pd.DataFrame, pass_: str, head_dim: int):
-    sdpa = group[group["backend"] == "sdpa"].set_index("n")["median_ms"].sort_index()
-    if sdpa.empty:
+def speedups_over_sdpa(rows: pd.DataFrame, pattern: str, backend: str) -> pd.DataFrame:
+    """SDPA's time over `backend`'s for `pattern` at each n of `rows` (one card, one pass and head dim): from the newest
+    process (rows of one benchmark process share their date) that measured both at that n, else (same_process False)
+    from the newest row of each. Columns n, speedup, same_process."""
+    ours = rows[(rows["pattern"] == pattern) & (rows["backend"] == backend)]
+    sdpa = rows[(rows["pattern"] == "all") & (rows["backend"] == "sdpa")]
+    points = []
+    for n, mine in ours.groupby("n"):
+        theirs = sdpa[sdpa["n"] == n]
+        if theirs.empty:
+            continue
+        both = mine.merge(theirs, on="date", suffixes=("", "_sdpa")).sort_values("date", kind="stable")
+        if len(both):
+            pair, same = both.iloc[-1], True
+            ratio = pair["median_ms_sdpa"] / pair["median_ms"]
+        else:
+            pair, same = None, False
+            newest = mine.sort_values("date", kind="stable").iloc[-1]
+            ratio = theirs.sort_values("date", kind="stable").iloc[-1]["median_ms"] / newest["median_ms"]
+        points.append({"n": n, "speedup": float(ratio), "same_process": same})
+    return pd.DataFrame(points, columns=["n", "speedup", "same_process"])
+
+
+def _plot_speedup(rows: pd.DataFrame, pass_: str, head_dim: int):
+    """Speed-up over dense SDPA against n, per pattern and backend; a hollow marker where no one process measured both
+    (then SDPA's newest row on the same card)."""
+    if not ((rows["backend"] == "sdpa") & (rows["pattern"] == "all")).any():
         return None
     fig, ax = plt.subplots(figsize=(6, 3.8))
-    drawn = False
-    for pattern in sorted(set(group["pattern"])):
+    drawn = hollow = False
+    for pattern in sorted(set(rows["pattern"])):
         for backend in ("triton", "flex"):
-            rows = group[(group["pattern"] == pattern) & (group["backend"] == backend)].set_index("n")["median_ms"]
-            common = rows.index.intersection(sdpa.index).sort_values()
-            if common.empty:
+            points = speedups_over_sdpa(rows, pattern, backend)
+            if points.empty:
                 continue
             colour = STYLE.get("dense" if pattern == "all" else pattern, ("#888888", "x"))[0]
             ls = "-" if backend == "triton" else "--"
-            ratio = sdpa.loc[common] / rows.loc[common]
-            ax.plot(common, ratio, color=colour, ls=ls, marker="o", label=f"{pattern}, {backend}")
-            drawn = True
+            ax.plot(points["n"], points["speedup"], color=colour, ls=ls, label=f"{pattern}, {backend}")
+            same = points["same_process"].astype(bool)
+            ax.scatter(points["n"][same], points["speedup"][same], color=colour, marker="o", zorder=3)
+            ax.scatter(points["n"][~same], points["speedup"][~same], facecolors="white", edgecolors=colour, zorder=3)
+            drawn, hollow = True, hollow or bool((~same).any())
     if not drawn:
         plt.close(fig)
         return None
+    if hollow:
+        ax.scatter([], [], facecolors="white", edgecolors="#444444", label="hollow: SDPA from another process")
     ax.axhline(1.0, color="black", lw=0.8)
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
@@ -225,7 +264,7 @@ def _plot_speedup(group: pd.DataFrame, pass_: str, head_dim: int):
     ax.set_ylabel("speed-up over dense SDPA")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
-    ax.set_title(f"Speed-up over SDPA, {pass_}, head dim {head_dim}{_on_card(group)}", fontsize=9)
+    ax.set_title(f"Speed-up over SDPA, {pass_}, head dim {head_dim}{_on_card(rows)}", fontsize=9)
     return fig
 
 

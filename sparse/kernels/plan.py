@@ -21,7 +21,8 @@ tiles agree in warps and stages runs both in one grid (ONE_GRID_BACKWARD: stride
 
 Fixed attention's summary segment (a causal, dense-like loop over n / l * c compact keys) has its own arrangements: its
 kernels start their longest programs first across heads (SUMMARY_LONGEST_FIRST), the backward runs it after the local
-blocks (SUMMARY_BACKWARD_LAST, Plan.backward_order), and the forward runs the local blocks inside its programs
+blocks (SUMMARY_BACKWARD_LAST, Plan.backward_order) with its dq in one grid with its dk/dv or launched in dk/dv's last
+wave (ONE_GRID_BACKWARD, SUMMARY_DKDV_FIRST), and the forward runs the local blocks inside its programs
 (FUSED_LOCAL_FORWARD). Each switch is measured against its other setting in benchmarks/KERNEL_NOTES.md.
 """
 
@@ -458,9 +459,8 @@ def build_plan(
     environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, TMA_STRIDE_LOADS, TMA_GROUP_KEYS,
     PROGRAMMATIC_LAUNCH, TMA_SUMMARY_QUERIES, TMA_SUMMARY_KEY_LOADS, ONE_GRID_BACKWARD, SUMMARY_BACKWARD_LAST,
     SUMMARY_LONGEST_FIRST, FUSED_LOCAL_FORWARD, SUMMARY_DKDV_QUERY_ROWS, TMA_ROW_STATS, SUMMARY_DKDV_FIRST,
-    SMALL_TILE_WARPS), resolved
-    before the cache lookup so that changing them counts. The one-kernel band backward, when on, takes every band
-    segment, short groups too."""
+    SMALL_TILE_WARPS), resolved before the cache lookup so that changing them counts. The one-kernel band backward, when
+    on, takes every band segment, short groups too."""
     interpret = interpreting() if interpret is None else interpret
     fused = FUSED_BAND_BACKWARD if fused_band_backward is None else fused_band_backward
     whole_groups = GROUP_BACKWARD if group_backward is None else group_backward

@@ -404,3 +404,23 @@ def test_kernel_plots_take_one_card_per_figure():
     assert cells.set_index("n").loc[16384, "median_ms"] == 0.9  # H100's newest row of that cell
     rows += [row(n, "H200", "2026-02-01", 0.5) for n in (1024, 4096)]  # three cells each: the newest card wins
     assert set(_kernel_cells(pd.DataFrame(rows))["gpu"]) == {"H200"}
+
+
+def test_speedups_pair_our_rows_with_sdpa_of_the_same_process():
+    """The speed-up at an n divides times of one benchmark process (one date) where one measured both; else the newest
+    of each, flagged, so the plot can draw it hollow."""
+    from benchmarks.report_plots import speedups_over_sdpa
+
+    def row(pattern, backend, n, date, ms):
+        return {"pattern": pattern, "backend": backend, "n": n, "date": date, "median_ms": ms}
+
+    rows = pd.DataFrame([
+        row("strided", "triton", 1024, "A", 1.0), row("all", "sdpa", 1024, "A", 3.0),
+        row("all", "sdpa", 1024, "B", 9.0),  # a newer SDPA row from a process without ours: not paired
+        row("strided", "triton", 4096, "C", 2.0), row("all", "sdpa", 4096, "D", 8.0),  # never in one process
+        row("strided", "triton", 16384, "E", 1.0),  # no SDPA at all: no point
+    ])  # fmt: skip
+    points = speedups_over_sdpa(rows, "strided", "triton").set_index("n")
+    assert points.loc[1024, "speedup"] == 3.0 and points.loc[1024, "same_process"]
+    assert points.loc[4096, "speedup"] == 4.0 and not points.loc[4096, "same_process"]
+    assert 16384 not in points.index
