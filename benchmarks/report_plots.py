@@ -155,12 +155,6 @@ def _newest(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.sort_values("date", kind="stable").groupby([*KERNEL_CASE, "backend", "gpu"], dropna=False).tail(1)
 
 
-def _kernel_cells(kernels: pd.DataFrame) -> pd.DataFrame:
-    """The newest row of every case and backend of `_card_rows`: what the time and memory figures draw."""
-    rows = _card_rows(kernels)
-    return _newest(rows) if len(rows) else rows
-
-
 def plot_kernels(results: Results, out: Path) -> list[Path]:
     """Time and memory against n (log-log, fitted slope per backend) and speed-up over SDPA, per pattern,
     one figure per (pass, head dim)."""
@@ -168,7 +162,7 @@ def plot_kernels(results: Results, out: Path) -> list[Path]:
     if kernels.empty or "median_ms" not in kernels:
         return []
     every = _card_rows(kernels)
-    cells = _newest(every) if len(every) else every
+    cells = _newest(every) if len(every) else every  # what the time and memory figures draw
     paths = []
     for (pass_, head_dim), group in cells.groupby(["pass", "head_dim"]):
         patterns = [p for p in ("all", "strided", "fixed") if (group["pattern"] == p).any()]

@@ -389,7 +389,10 @@ def test_kernel_profiles_name_the_descriptor_setting_of_each_path(results):
 def test_kernel_plots_take_one_card_per_figure():
     """A newer row from another card does not join a sweep measured on one: the figure keeps the card with the most
     triton cells (the newest on a tie), whose newest row per cell it plots, other backends' included."""
-    from benchmarks.report_plots import _kernel_cells
+    from benchmarks.report_plots import _card_rows, _newest
+
+    def _kernel_cells(rows):
+        return _newest(_card_rows(rows))
 
     def row(n, gpu, date, ms, backend="triton"):
         return {"pattern": "strided", "local_attn_ctx": 128, "summary_ctx": None, "backend": backend, "n": n,
