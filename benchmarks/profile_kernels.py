@@ -19,17 +19,17 @@ reverse; the file's second line says which HEAD does), `tma-stride` and `group-k
 tiles, plan.TMA_STRIDE_LOADS, and for the whole-group backward's key tiles, plan.TMA_GROUP_KEYS; the third line lists
 HEAD's settings), `no-pdl` (plan.PROGRAMMATIC_LAUNCH switched: every launch waits for the one before, or the reverse),
 `summary-tma`, `summary-keys-tma`, `one-grid`, `summary-order`, `longest-first`, `local-forward`, `summary-dkdv-rows`,
-`row-stats-tma`, `dkdv-first` and `merge-late` (plan.TMA_SUMMARY_QUERIES, plan.TMA_SUMMARY_KEY_LOADS,
-plan.ONE_GRID_BACKWARD, plan.SUMMARY_BACKWARD_LAST, plan.SUMMARY_LONGEST_FIRST, plan.FUSED_LOCAL_FORWARD,
-plan.SUMMARY_DKDV_QUERY_ROWS, plan.TMA_ROW_STATS, plan.SUMMARY_DKDV_FIRST, plan.FORWARD_MERGE_LATE switched) and
-`encode-each-launch` (direct launches with fast_launch.KEEP_ENCODED off: the host cost of re-encoding descriptors at
-every launch). Files made at d424e0272e52 and b286b07c6346 also have `persistent` (windowed bands' forward in persistent
-programs) and `band-first` (the sequence-order band segment first), two experiments that lost and were removed; files
-made at 9f5d441f6b66 have `late-read-back` and `early-dq-only` (a later segment's split dq and dk/dv kernels reading
-back the earlier sums before their loop, both or dq alone, where `direct` did both), an experiment that lost too. Files
-made at 9c8a4c4b16df, where the one-kernel backward was the default, name its two-kernel backward `split` instead; then
-cProfile's top host functions of the forward + backward (by own time) and torch.profiler's GPU time per kernel.
-eager ~ max(host, graph): the larger of the two is what limits the call.
+`row-stats-tma` and `dkdv-first` (plan.TMA_SUMMARY_QUERIES, plan.TMA_SUMMARY_KEY_LOADS, plan.ONE_GRID_BACKWARD,
+plan.SUMMARY_BACKWARD_LAST, plan.SUMMARY_LONGEST_FIRST, plan.FUSED_LOCAL_FORWARD, plan.SUMMARY_DKDV_QUERY_ROWS,
+plan.TMA_ROW_STATS, plan.SUMMARY_DKDV_FIRST switched) and `encode-each-launch` (direct
+launches with fast_launch.KEEP_ENCODED off: the host cost of re-encoding descriptors at every launch). Files made at
+d424e0272e52 and b286b07c6346 also have `persistent` (windowed bands' forward in persistent programs) and `band-first`
+(the sequence-order band segment first), two experiments that lost and were removed; files made at 9f5d441f6b66 have
+`late-read-back` and `early-dq-only` (a later segment's split dq and dk/dv kernels reading back the earlier sums before
+their loop, both or dq alone, where `direct` did both), an experiment that lost too. Files made at 9c8a4c4b16df, where
+the one-kernel backward was the default, name its two-kernel backward `split` instead; then cProfile's top host
+functions of the forward + backward (by own time) and torch.profiler's GPU time per kernel. eager ~ max(host, graph):
+the larger of the two is what limits the call.
 """
 
 from __future__ import annotations
@@ -68,7 +68,6 @@ SWITCHES = {
     "summary-dkdv-rows": (plan, "SUMMARY_DKDV_QUERY_ROWS", _TOGGLE),
     "row-stats-tma": (plan, "TMA_ROW_STATS", _TOGGLE),
     "dkdv-first": (plan, "SUMMARY_DKDV_FIRST", _TOGGLE),
-    "merge-late": (plan, "FORWARD_MERGE_LATE", _TOGGLE),
 }
 PATHS = ("triton", "direct", *SWITCHES)
 

@@ -31,7 +31,6 @@ from sparse.kernels.geometry import (
     tile_allowed,
     tile_and_head,
     tma_rows,
-    wait_before_read_back,
     wait_for_previous_launch,
 )
 
@@ -81,21 +80,18 @@ def _sparse_fwd_kernel(
     step, group_stride, window, l_block, c_sum,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr,
-    ORDER: tl.constexpr = 0, LOCAL_BLOCK: tl.constexpr = False, MERGE_LATE: tl.constexpr = False,
+    ORDER: tl.constexpr = 0, LOCAL_BLOCK: tl.constexpr = False,
 ):  # fmt: skip
     """Program (pid, bh): the BLOCK_M queries of tile `pid` of batch x head `bh`, streaming the key tiles their segment
     allows. LOCAL_BLOCK (a summary segment of fixed attention, plan.FUSED_LOCAL_FORWARD): then also the keys of the
     tile's own window up to each query (the local blocks' segment, a band of step 1, groups of l = l_block rows), in the
     same softmax; the tile lies in one window (l_block a multiple of BLOCK_M). TMA: q, k and v come by tensor
     descriptor (band segments, geometry.tma_rows), or a summary segment's keys (TMA_SUMMARY_KEYS; its queries and its
-    local blocks' keys by pointer). MERGE_LATE (plan.FORWARD_MERGE_LATE, a later segment): the previous segments' output
-    and lse are merged in after the loop instead of seeding it, so the loop needs nothing they wrote (geometry.PDL_TAIL:
-    the wait comes only before that merge)."""
+    local blocks' keys by pointer)."""
     tl.static_assert((TMA == 3) == (IS_SUMMARY and TMA > 0), "summary segments' descriptors are TMA_SUMMARY_KEYS")
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert(not LOCAL_BLOCK or (IS_SUMMARY and not SAME_BLOCK), "the local blocks join the merged summary")
     tl.static_assert(HEAD_DIM == 32 or HEAD_DIM == 64 or HEAD_DIM == 128, "head dim must be 32, 64 or 128")
-    tl.static_assert(not MERGE_LATE or HAS_PREV, "only a later segment merges previous segments' results")
     let_next_launch_start(PDL)
     pid, bh = tile_and_head(ORDER)
     batch = (bh // H).to(tl.int64)
@@ -136,7 +132,7 @@ def _sparse_fwd_kernel(
     row_base = bh.to(tl.int64) * n
     wait_for_previous_launch(PDL)  # q is an input; the previous segment's o and lse are not
 
-    if HAS_PREV and not MERGE_LATE:
+    if HAS_PREV:
         # Continue the previous segment's softmax: a normalised output is (m = lse, l = 1, acc = o).
         m_i = tl.load(LSE_PREV + row_base + q_pos, mask=q_valid, other=float("-inf"))
         l_i = tl.where(m_i == float("-inf"), 0.0, 1.0)
@@ -190,20 +186,6 @@ def _sparse_fwd_kernel(
                 hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, K_DESC, V_DESC, batch32, head,
                 HEAD_DIM, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True, TMA,
             )  # fmt: skip
-
-    if MERGE_LATE:
-        # The previous segments' normalised output is (m = lse, l = 1, acc = o): rescale both sides to their joint max.
-        wait_before_read_back(PDL)
-        m_prev = tl.load(LSE_PREV + row_base + q_pos, mask=q_valid, other=float("-inf"))
-        prev_ptrs = O_PREV + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
-        o_prev = tl.load(prev_ptrs, mask=q_valid[:, None], other=0.0).to(tl.float32)
-        m_new = tl.maximum(m_i, m_prev)
-        seen = m_new > float("-inf")  # else neither side had a key: both scales 0, not exp2(-inf + inf)
-        alpha = tl.where(seen, tl.math.exp2(m_i - m_new), 0.0)
-        beta = tl.where(seen, tl.math.exp2(m_prev - m_new), 0.0)
-        l_i = l_i * alpha + beta
-        acc = acc * alpha[:, None] + o_prev * beta[:, None]
-        m_i = m_new
 
     empty = l_i == 0.0
     out = acc / tl.where(empty, 1.0, l_i)[:, None]

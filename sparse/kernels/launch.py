@@ -172,16 +172,13 @@ def _descriptors_usable(plan: Plan, *tensors: torch.Tensor) -> bool:
     )
 
 
-def _pdl(plan: Plan, first: bool, tail: bool = False) -> dict:
+def _pdl(plan: Plan, first: bool) -> dict:
     """The PDL constexpr and launch option of a PDL-aware launch: the first of a forward or backward is launched
     normally and lets the next start early; every later one starts early (launch_pdl) and waits in the kernel before it
-    reads anything but the op's inputs (geometry.PDL_EARLY), or, as a tail (`tail`: geometry.PDL_TAIL), only before it
-    reads back what the launches before it wrote. Kernels that do not wait are never launched early."""
+    reads anything but the op's inputs (geometry.PDL_EARLY). Kernels that do not wait are never launched early."""
     if not plan.pdl:
         return dict(PDL=PDL_OFF)
-    if first:
-        return dict(PDL=PDL_FIRST)
-    return dict(PDL=PDL_TAIL if tail else PDL_EARLY, launch_pdl=True)
+    return dict(PDL=PDL_FIRST) if first else dict(PDL=PDL_EARLY, launch_pdl=True)
 
 
 def _handoff_pdl(plan: Plan, first: bool) -> tuple[dict, dict]:
@@ -226,7 +223,6 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
     for index, launch in enumerate(plan.launches):
         if launch.fwd_joined:  # run by the summary segment's programs (plan.FUSED_LOCAL_FORWARD)
             continue
-        merge_late = plan.forward_merge_late and index > 0  # a tail of the launch before (plan.FORWARD_MERGE_LATE)
         t = launch.fwd
         # A summary segment's queries are loaded by pointer (None: the tensor passes through unused).
         q_rows = None if isinstance(launch.segment, SummarySegment) else t.block_m
@@ -237,10 +233,9 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
             (q, k, v, out, lse2, out, lse2, *descriptors, *strides, n, heads, launch.group_len,
              math.ceil(launch.group_len / t.block_m), scale * LOG2_E),
             functools.partial(
-                _options, t.options_for(width), _geometry(launch), _pdl(plan, first=index == 0, tail=merge_late),
+                _options, t.options_for(width), _geometry(launch), _pdl(plan, first=index == 0),
                 HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
                 DOT_MODE=_dot_mode(q.dtype), TMA=tma, ORDER=launch.order_of("fwd"), LOCAL_BLOCK=launch.fwd_local,
-                MERGE_LATE=merge_late,
             ),
         )  # fmt: skip
     return out, lse2

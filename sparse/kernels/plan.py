@@ -235,11 +235,6 @@ ONE_GRID_BACKWARD = True
 # summary dk/dv tile matches dq's warps and stages and the two run in one grid (faster still: TILE_TABLE); the pair is
 # what head dim 128 runs.
 SUMMARY_DKDV_FIRST = True
-# A forward's later segment merges the earlier segments' output and lse after its loop instead of seeding the loop with
-# them (forward.py's MERGE_LATE), and is launched as a tail (geometry.PDL_TAIL): its programs stream their keys while
-# the launch before it finishes and wait only before the merge, so the earlier launch's last wave is filled (strided
-# attention's band after its stride part).
-FORWARD_MERGE_LATE = True
 # The launches of one forward or backward after its first start early, beside the one before, by programmatic
 # dependent launch (Hopper; geometry.PDL_EARLY): they load their input tiles, then wait for it to finish. Off under the
 # interpreter.
@@ -344,7 +339,6 @@ class Plan:
     delta_source: str
     pdl: bool = False  # launches after the first start early (PROGRAMMATIC_LAUNCH)
     backward_order: tuple[int, ...] = ()  # the backward's segments, as indices into `launches` (empty: theirs)
-    forward_merge_late: bool = False  # later forward segments merge after their loop, launched as tails
     # This plan object's own number: the launchers' call sites key their kept kernels on it (fast_launch.launch_site),
     # so a plan rebuilt after the cache dropped it, or changed by dataclasses.replace, never reuses another's.
     token: int = field(init=False, compare=False, default_factory=itertools.count().__next__)
@@ -460,14 +454,13 @@ def build_plan(
     summary_dkdv_query_rows: bool | None = None,
     tma_row_stats: bool | None = None,
     summary_dkdv_first: bool | None = None,
-    forward_merge_late: bool | None = None,
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
     environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, TMA_STRIDE_LOADS, TMA_GROUP_KEYS,
     PROGRAMMATIC_LAUNCH, TMA_SUMMARY_QUERIES, TMA_SUMMARY_KEY_LOADS, ONE_GRID_BACKWARD, SUMMARY_BACKWARD_LAST,
     SUMMARY_LONGEST_FIRST, FUSED_LOCAL_FORWARD, SUMMARY_DKDV_QUERY_ROWS, TMA_ROW_STATS, SUMMARY_DKDV_FIRST,
-    FORWARD_MERGE_LATE, SMALL_TILE_WARPS), resolved before the cache lookup so that changing them counts. The one-kernel
-    band backward, when on, takes every band segment, short groups too."""
+    SMALL_TILE_WARPS), resolved before the cache lookup so that changing them counts. The one-kernel band backward, when
+    on, takes every band segment, short groups too."""
     interpret = interpreting() if interpret is None else interpret
     fused = FUSED_BAND_BACKWARD if fused_band_backward is None else fused_band_backward
     whole_groups = GROUP_BACKWARD if group_backward is None else group_backward
@@ -484,11 +477,10 @@ def build_plan(
     query_rows = SUMMARY_DKDV_QUERY_ROWS if summary_dkdv_query_rows is None else summary_dkdv_query_rows
     row_stats = TMA_ROW_STATS if tma_row_stats is None else tma_row_stats
     dkdv_first = SUMMARY_DKDV_FIRST if summary_dkdv_first is None else summary_dkdv_first
-    merge_late = FORWARD_MERGE_LATE if forward_merge_late is None else forward_merge_late
     return _cached_plan(
         pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS, tma_band, tma_stride,
         tma_group, pdl and not interpret, tma_summary, one_grid and not fused, summary_keys, summary_last,
-        longest_first, local_forward, query_rows, row_stats, dkdv_first, merge_late,
+        longest_first, local_forward, query_rows, row_stats, dkdv_first,
     )  # fmt: skip
 
 
@@ -514,7 +506,6 @@ def _cached_plan(
     query_rows: bool,
     row_stats: bool,
     dkdv_first: bool,
-    merge_late: bool,
 ) -> Plan:
     launches = []
     segments = pattern.segments(n)
@@ -605,7 +596,6 @@ def _cached_plan(
         delta_source=_delta_source(first, n),
         pdl=pdl,
         backward_order=order if order != tuple(range(len(launches))) else (),
-        forward_merge_late=merge_late,
     )
 
 

@@ -9,8 +9,7 @@ from sparse.kernels import fast_launch, launch, plan
 def settings():
     return (fast_launch.DIRECT, launch.plan_for, plan.FUSED_BAND_BACKWARD, plan.GROUP_BACKWARD,
             plan.SMALL_TILE_WARPS, plan.TMA_BAND_LOADS, fast_launch.KEEP_ENCODED, plan.TMA_STRIDE_LOADS,
-            plan.TMA_GROUP_KEYS, plan.PROGRAMMATIC_LAUNCH, plan.TMA_ROW_STATS, plan.SUMMARY_DKDV_FIRST,
-            plan.FORWARD_MERGE_LATE)  # fmt: skip
+            plan.TMA_GROUP_KEYS, plan.PROGRAMMATIC_LAUNCH, plan.TMA_ROW_STATS, plan.SUMMARY_DKDV_FIRST)  # fmt: skip
 
 
 def test_every_path_changes_at_most_its_setting_and_restores_all():
@@ -24,7 +23,7 @@ def test_every_path_changes_at_most_its_setting_and_restores_all():
     assert changed["triton"] == [0, 1] and changed["fused"] == [2] and changed["split-groups"] == [3]
     assert changed["table-warps"] == [4] and changed["tma"] == [5] and changed["encode-each-launch"] == [6]
     assert changed["tma-stride"] == [7] and changed["group-keys-tma"] == [8] and changed["no-pdl"] == [9]
-    assert changed["row-stats-tma"] == [10] and changed["dkdv-first"] == [11] and changed["merge-late"] == [12]
+    assert changed["row-stats-tma"] == [10] and changed["dkdv-first"] == [11]
 
 
 @pytest.mark.parametrize(

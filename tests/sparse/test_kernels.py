@@ -831,21 +831,3 @@ def test_gpu_tma_band_loads(name, kw, n, head_dim, dtype, monkeypatch, tma_launc
     assert TMA_ROWS in tma_launches and (TMA_GROUP_ROWS in tma_launches) == stride_by_descriptor
     summary_keys = name == "fixed" and n % kw["local_attn_ctx"] == 0
     assert (TMA_SUMMARY_KEYS in tma_launches) == summary_keys
-
-
-@pytest.mark.parametrize("merge_late", [True, False], ids=["merge-late", "seeded"])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize(
-    "name, n", [("strided", 37), ("strided-l1", 20), ("fixed", 45), ("fixed-distinct", 33), ("strided", 3)]
-)
-def test_forward_later_segments_merge_after_their_loop(name, n, dtype, merge_late, device, monkeypatch):
-    """A later forward segment that merges the earlier segments' output and lse after its loop (plan.FORWARD_MERGE_LATE)
-    gives the reference's output and gradients, as seeding the loop with them does; rows that one side leaves without
-    keys (the first rows, EXCLUDE_SELF's, l = 1's stride part) take the other side's whole. Fixed attention runs its
-    local blocks as a second launch here (FUSED_LOCAL_FORWARD off)."""
-    monkeypatch.setattr(plan_module, "FORWARD_MERGE_LATE", merge_late)
-    monkeypatch.setattr(plan_module, "FUSED_LOCAL_FORWARD", False)
-    p = sparse.pattern(**PATTERNS[name])
-    plan = build_plan(p, n, 32)
-    assert plan.forward_merge_late == merge_late and sum(not x.fwd_joined for x in plan.launches) == 2
-    check_against_reference(p, (2, 3, n, 32), dtype, device, seed=n)

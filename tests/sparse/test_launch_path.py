@@ -342,8 +342,7 @@ def test_profile_kernels_table_warps_path_restores_the_setting():
 def test_programmatic_launch_order(spec, head_dim, monkeypatch):
     """Every launch of a forward or backward after the first starts early (launch_pdl) and is a kernel that waits
     (PDL_EARLY); the first is launched normally and only lets the next start (PDL_FIRST); the delta kernel and the fused
-    band kernel, which do not wait, are never launched early. A forward's later launches are tails (PDL_TAIL: they wait
-    only before merging the earlier segments' results). Fixed attention's summary backward (the last) at head dim
+    band kernel, which do not wait, are never launched early. Fixed attention's summary backward (the last) at head dim
     128, whose dq and dk/dv do not share a grid, launches dk/dv, handing off, then dq as its tail
     (plan.SUMMARY_DKDV_FIRST). Recorded, not run (kernel_resources' meta tensors)."""
     from benchmarks.kernel_resources import parse_case, record_call
@@ -361,8 +360,7 @@ def test_programmatic_launch_order(spec, head_dim, monkeypatch):
             ]
             assert not any(r.options.get("launch_pdl") for r in calls if "PDL" not in r.options)
             later = len(aware) - 1
-            # a forward's later segments merge after their loop, launched as tails (plan.FORWARD_MERGE_LATE)
-            expected = [PDL_FIRST, *[PDL_TAIL if calls is forward else PDL_EARLY] * later][: len(aware)]
+            expected = [PDL_FIRST, *[PDL_EARLY] * later][: len(aware)]
             pattern, n, _ = parse_case(spec)
             paired = any(launch_.dkdv_first for launch_ in plan.build_plan(pattern, n, head_dim, False).launches)
             # head dim 64 runs the summary's dq and dk/dv in one grid, unless the fused band backward (which turns
