@@ -26,10 +26,11 @@ launches with fast_launch.KEEP_ENCODED off: the host cost of re-encoding descrip
 d424e0272e52 and b286b07c6346 also have `persistent` (windowed bands' forward in persistent programs) and `band-first`
 (the sequence-order band segment first), two experiments that lost and were removed; files made at 9f5d441f6b66 have
 `late-read-back` and `early-dq-only` (a later segment's split dq and dk/dv kernels reading back the earlier sums before
-their loop, both or dq alone, where `direct` did both), an experiment that lost too. Files made at 9c8a4c4b16df, where
-the one-kernel backward was the default, name its two-kernel backward `split` instead; then cProfile's top host
-functions of the forward + backward (by own time) and torch.profiler's GPU time per kernel. eager ~ max(host, graph):
-the larger of the two is what limits the call.
+their loop, both or dq alone, where `direct` did both), an experiment that lost too; the file made at bd703d9bda52 has
+`merge-late` (a forward's later segment merging after its loop, launched as a tail, off there; `direct` had it on),
+which gave nothing and was removed. Files made at 9c8a4c4b16df, where the one-kernel backward was the default, name its
+two-kernel backward `split` instead; then cProfile's top host functions of the forward + backward (by own time) and
+torch.profiler's GPU time per kernel. eager ~ max(host, graph): the larger of the two is what limits the call.
 """
 
 from __future__ import annotations
