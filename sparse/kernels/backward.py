@@ -67,6 +67,24 @@ def _delta_kernel(O, DO, DELTA, stride_dz, stride_dh, stride_dn, n, H, HEAD_DIM:
 
 
 @triton.jit
+def _probabilities(
+    q, k, lse2_column, scale_log2, q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
+    IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, SAME_BLOCK: tl.constexpr,
+    DOT_MODE: tl.constexpr, MASKED: tl.constexpr,
+):  # fmt: skip
+    """The softmax probabilities of a [queries, keys] score tile, recomputed from the forward's base-2 LSE
+    (`lse2_column`: [queries, 1]), zero where the segment does not allow the pair (MASKED)."""
+    p = tl.math.exp2(mma(q, tl.trans(k), DOT_MODE) * scale_log2 - lse2_column)
+    if MASKED:
+        allowed = tile_allowed(
+            q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
+            IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK,
+        )  # fmt: skip
+        p = tl.where(allowed, p, 0.0)
+    return p
+
+
+@triton.jit
 def _dq_step(
     start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group,
     offset, hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, k_desc, v_desc, batch32, head,
@@ -80,14 +98,10 @@ def _dq_step(
         k_base, v_base, stride_kn, stride_vn, start, k_index, offset, hi, n, group, group_len, step, group_stride,
         l_block, c_sum, k_desc, v_desc, batch32, head, HEAD_DIM, IS_SUMMARY, TMA,
     )  # fmt: skip
-    qk = mma(q, tl.trans(k), DOT_MODE) * scale_log2
-    p = tl.math.exp2(qk - lse2[:, None])
-    if MASKED:
-        allowed = tile_allowed(
-            q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
-            IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK,
-        )  # fmt: skip
-        p = tl.where(allowed, p, 0.0)
+    p = _probabilities(
+        q, k, lse2[:, None], scale_log2, q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
+        IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, MASKED,
+    )  # fmt: skip
     dp = mma(do, tl.trans(v), DOT_MODE)
     ds = p * (dp - delta[:, None])
     return dq + mma(ds.to(k.dtype), k, DOT_MODE)
@@ -141,14 +155,10 @@ def _dkdv_step(
     else:
         delta = tl.load(DELTA + row_base + q_pos, mask=q_valid, other=0.0)[None, :]
     if QUERY_ROWS:
-        qk = mma(q, tl.trans(k), DOT_MODE) * scale_log2
-        p = tl.math.exp2(qk - tl.trans(lse2))
-        if MASKED:
-            allowed = tile_allowed(
-                q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
-                IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK,
-            )  # fmt: skip
-            p = tl.where(allowed, p, 0.0)
+        p = _probabilities(
+            q, k, tl.trans(lse2), scale_log2, q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window,
+            l_block, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, MASKED,
+        )  # fmt: skip
         dv += mma(tl.trans(p.to(do.dtype)), do, DOT_MODE)
         ds = p * (mma(do, tl.trans(v), DOT_MODE) - tl.trans(delta))
         dk += mma(tl.trans(ds.to(q.dtype)), q, DOT_MODE)
