@@ -21,16 +21,19 @@ HEAD's settings), `no-pdl` (plan.PROGRAMMATIC_LAUNCH switched: every launch wait
 `summary-tma`, `summary-keys-tma`, `one-grid`, `summary-order`, `longest-first`, `local-forward`, `summary-dkdv-rows`,
 `row-stats-tma` and `dkdv-first` (plan.TMA_SUMMARY_QUERIES, plan.TMA_SUMMARY_KEY_LOADS, plan.ONE_GRID_BACKWARD,
 plan.SUMMARY_BACKWARD_LAST, plan.SUMMARY_LONGEST_FIRST, plan.FUSED_LOCAL_FORWARD, plan.SUMMARY_DKDV_QUERY_ROWS,
-plan.TMA_ROW_STATS, plan.SUMMARY_DKDV_FIRST switched) and `encode-each-launch` (direct
-launches with fast_launch.KEEP_ENCODED off: the host cost of re-encoding descriptors at every launch). Files made at
-d424e0272e52 and b286b07c6346 also have `persistent` (windowed bands' forward in persistent programs) and `band-first`
-(the sequence-order band segment first), two experiments that lost and were removed; files made at 9f5d441f6b66 have
-`late-read-back` and `early-dq-only` (a later segment's split dq and dk/dv kernels reading back the earlier sums before
-their loop, both or dq alone, where `direct` did both), an experiment that lost too; the file made at bd703d9bda52 has
-`merge-late` (a forward's later segment merging after its loop, launched as a tail, off there; `direct` had it on),
-which gave nothing and was removed. Files made at 9c8a4c4b16df, where the one-kernel backward was the default, name its
-two-kernel backward `split` instead; then cProfile's top host functions of the forward + backward (by own time) and
-torch.profiler's GPU time per kernel. eager ~ max(host, graph): the larger of the two is what limits the call.
+plan.TMA_ROW_STATS, plan.SUMMARY_DKDV_FIRST switched), `alternate-heads` (plan.ALTERNATE_HEAD_ORDER switched) and
+`encode-each-launch` (direct launches with fast_launch.KEEP_ENCODED off: the host cost of re-encoding descriptors at
+every launch). With --head-chunks K, batch-1 cases are also timed as K calls over slices of the heads (direct launches):
+the same launches on 1 / K of the data each, so what one launch reads again of the launch before may still be in L2 (at
+the price of K times the launches and their tails). Files made at d424e0272e52 and b286b07c6346 also have `persistent`
+(windowed bands' forward in persistent programs) and `band-first` (the sequence-order band segment first), two
+experiments that lost and were removed; files made at 9f5d441f6b66 have `late-read-back` and `early-dq-only` (a later
+segment's split dq and dk/dv kernels reading back the earlier sums before their loop, both or dq alone, where `direct`
+did both), an experiment that lost too; the file made at bd703d9bda52 has `merge-late` (a forward's later segment
+merging after its loop, launched as a tail, off there; `direct` had it on), which gave nothing and was removed. Files
+made at 9c8a4c4b16df, where the one-kernel backward was the default, name its two-kernel backward `split` instead; then
+cProfile's top host functions of the forward + backward (by own time) and torch.profiler's GPU time per kernel. eager ~
+max(host, graph): the larger of the two is what limits the call.
 """
 
 from __future__ import annotations
@@ -69,6 +72,7 @@ SWITCHES = {
     "summary-dkdv-rows": (plan, "SUMMARY_DKDV_QUERY_ROWS", _TOGGLE),
     "row-stats-tma": (plan, "TMA_ROW_STATS", _TOGGLE),
     "dkdv-first": (plan, "SUMMARY_DKDV_FIRST", _TOGGLE),
+    "alternate-heads": (plan, "ALTERNATE_HEAD_ORDER", _TOGGLE),
 }
 PATHS = ("triton", "direct", *SWITCHES)
 
@@ -99,7 +103,37 @@ def launch_path(name: str):
         setattr(module, setting, saved)
 
 
-def profile_case(spec: str, paths: tuple[str, ...] = PATHS, heads: int = 16, head_dim: int = 64) -> None:
+def _time(label: str, fn) -> None:
+    fn()
+    eager = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
+    graph = triton.testing.do_bench_cudagraph(fn, rep=100, return_mode="median")
+    host = mean_us(fn, calls=200) / 1e3
+    print(f"{label} {fn.__name__}: eager {eager:.4f} ms, graph {graph:.4f} ms, host {host:.4f} ms")
+
+
+def _head_chunk_calls(q, k, v, do, p, chunks: int):
+    """fwd and fwd_bwd as `chunks` calls, each on a slice of the heads (its own leaf tensors, views of q, k, v):
+    the same work launch for launch, but each launch touches 1 / chunks of the tensors, so what the launch after
+    it reads again may still be in L2 (an experiment: does L2 reuse between launches matter at this size?)."""
+    bounds = [round(i * q.shape[1] / chunks) for i in range(chunks + 1)]
+    parts = [([t[:, a:b].detach().requires_grad_() for t in (q, k, v)], do[:, a:b]) for a, b in zip(bounds, bounds[1:])]
+
+    def fwd():
+        with torch.no_grad():
+            return [sparse.attention(*qkv, p, backend="triton") for qkv, _ in parts]
+
+    def fwd_bwd():
+        for qkv, grad in parts:
+            torch.autograd.backward(sparse.attention(*qkv, p, backend="triton"), grad)
+            for t in qkv:
+                t.grad = None
+
+    return fwd, fwd_bwd
+
+
+def profile_case(
+    spec: str, paths: tuple[str, ...] = PATHS, heads: int = 16, head_dim: int = 64, head_chunks: tuple[int, ...] = ()
+) -> None:
     p, n, batch = parse_case(spec)
     mode = p.attn_mode
     backend = "sdpa" if mode == "all" else "triton"
@@ -118,14 +152,10 @@ def profile_case(spec: str, paths: tuple[str, ...] = PATHS, heads: int = 16, hea
     for path in paths if backend == "triton" else ("direct",):
         with launch_path(path):
             for fn in (fwd, fwd_bwd):
-                fn()
-                eager = triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
-                graph = triton.testing.do_bench_cudagraph(fn, rep=100, return_mode="median")
-                host = mean_us(fn, calls=200) / 1e3
-                print(
-                    f"{spec} {backend} ({path} launches) {fn.__name__}: eager {eager:.4f} ms, graph {graph:.4f} ms, "
-                    f"host {host:.4f} ms"
-                )
+                _time(f"{spec} {backend} ({path} launches)", fn)
+    for chunks in head_chunks if backend == "triton" and batch == 1 else ():
+        for fn in _head_chunk_calls(q, k, v, do, p, chunks):
+            _time(f"{spec} {backend} (direct launches, heads in {chunks} calls)", fn)
 
     profiler = cProfile.Profile()
     profiler.enable()
@@ -156,9 +186,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--paths", default=",".join(PATHS), help=f"comma-separated launch paths of {', '.join(PATHS)}")
     parser.add_argument("--heads", type=int, default=16, help="heads per call (the CIFAR-10 models' calls: 2)")
     parser.add_argument("--head-dim", type=int, default=64, choices=[32, 64, 128])
+    parser.add_argument(
+        "--head-chunks",
+        default="",
+        help="comma-separated counts K: also time the call as K calls over slices of the heads (batch-1 cases)",
+    )
     args = parser.parse_args(argv)
     if args.heads < 1:
         parser.error("--heads must be at least 1")
+    try:
+        head_chunks = tuple(int(k) for k in args.head_chunks.split(",") if k)
+    except ValueError:
+        parser.error(f"--head-chunks takes comma-separated integers, got {args.head_chunks!r}")
+    if any(k < 2 or k > args.heads for k in head_chunks):
+        parser.error(f"--head-chunks counts must lie in 2..{args.heads} (the heads)")
     paths = tuple(args.paths.split(","))
     unknown = sorted(set(paths) - set(PATHS))
     if unknown:
@@ -175,7 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     if (args.heads, args.head_dim) != (16, 64):
         print(f"# heads {args.heads}, head dim {args.head_dim}")
     for spec in args.cases:
-        profile_case(spec, paths, heads=args.heads, head_dim=args.head_dim)
+        profile_case(spec, paths, heads=args.heads, head_dim=args.head_dim, head_chunks=head_chunks)
 
 
 if __name__ == "__main__":

@@ -410,12 +410,12 @@ def _sparse_dq_kernel(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, COMPUTE_DELTA: tl.constexpr,
-    TMA: tl.constexpr, PDL: tl.constexpr, ORDER: tl.constexpr = 0,
+    TMA: tl.constexpr, PDL: tl.constexpr, ORDER: tl.constexpr = 0, HEADS_REVERSED: tl.constexpr = False,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert((TMA == 3) == (IS_SUMMARY and TMA > 0), "summary segments' descriptors are TMA_SUMMARY_KEYS")
     let_next_launch_start(PDL)
-    pid, bh = tile_and_head(ORDER)
+    pid, bh = tile_and_head(ORDER, HEADS_REVERSED)
     _dq_program(
         pid, bh, Q, K, V, DO, O, LSE, DELTA, DQ, Q_DESC, K_DESC, V_DESC, DO_DESC,
         stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
@@ -439,11 +439,12 @@ def _sparse_dkdv_kernel(
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr,
     STATS_TMA: tl.constexpr, PDL: tl.constexpr, ORDER: tl.constexpr = 0, QUERY_ROWS: tl.constexpr = False,
+    HEADS_REVERSED: tl.constexpr = False,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert(TMA == 1 or not IS_SUMMARY or TMA == 0, "a summary's query tiles are sequence rows (TMA_ROWS)")
     let_next_launch_start(PDL)
-    pid, bh = tile_and_head(ORDER)
+    pid, bh = tile_and_head(ORDER, HEADS_REVERSED)
     _dkdv_program(
         pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC, K_DESC, V_DESC, DO_DESC, LSE_DESC, DELTA_DESC,
         stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
@@ -468,7 +469,7 @@ def _dq_dkdv_kernel(
     KV_BLOCK_N: tl.constexpr, IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr,
     DISTINCT: tl.constexpr, SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
     DQ_TMA: tl.constexpr, KV_TMA: tl.constexpr, STATS_TMA: tl.constexpr, PDL: tl.constexpr,
-    ORDER: tl.constexpr = 0, KV_QUERY_ROWS: tl.constexpr = False,
+    ORDER: tl.constexpr = 0, KV_QUERY_ROWS: tl.constexpr = False, HEADS_REVERSED: tl.constexpr = False,
 ):  # fmt: skip
     """The dk/dv and dq programs of one segment in one grid (plan.ONE_GRID_BACKWARD): programs below `dkdv_programs` run
     `_dkdv_program` on key tile pid, the rest `_dq_program` on query tile pid - dkdv_programs, each at its own tile
@@ -480,7 +481,7 @@ def _dq_dkdv_kernel(
     tl.static_assert(DQ_BLOCK_M >= 16 and DQ_BLOCK_N >= 16 and KV_BLOCK_M >= 16 and KV_BLOCK_N >= 16, "tl.dot tiles")
     tl.static_assert(ORDER == 0 or ORDER == 1, "dk/dv from the first tile, dq from the last")
     let_next_launch_start(PDL)
-    pid, bh = tile_and_head(ORDER)
+    pid, bh = tile_and_head(ORDER, HEADS_REVERSED)
     if ORDER == 1 and pid >= dkdv_programs:
         pid = tl.num_programs(1) - 1 - pid + dkdv_programs  # dq's tiles from the last
     if pid < dkdv_programs:
@@ -587,7 +588,7 @@ def _group_bwd_kernel(
     step, group_stride, window,
     HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
-    COMPUTE_DELTA: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr,
+    COMPUTE_DELTA: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr, HEADS_REVERSED: tl.constexpr = False,
 ):  # fmt: skip
     """Program g (grid: groups, batch x head) owns all of group g of a band segment, as queries and as keys, when the
     group fits one query tile (group_len <= BLOCK; plan.py's `group_bwd`): the stride part of strided attention
@@ -604,8 +605,7 @@ def _group_bwd_kernel(
     tl.static_assert(BLOCK % BLOCK_N == 0, "key tiles split the group's tile evenly")
     tl.static_assert(not (COMPUTE_DELTA and HAS_PREV), "D is computed by the first segment's programs")
     let_next_launch_start(PDL)
-    group = tl.program_id(0)
-    bh = tl.program_id(1)
+    group, bh = tile_and_head(0, HEADS_REVERSED)
     batch = (bh // H).to(tl.int64)
     head = bh % H
     dims = tl.arange(0, HEAD_DIM)

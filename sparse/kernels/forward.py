@@ -80,7 +80,7 @@ def _sparse_fwd_kernel(
     step, group_stride, window, l_block, c_sum,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr,
-    ORDER: tl.constexpr = 0, LOCAL_BLOCK: tl.constexpr = False,
+    ORDER: tl.constexpr = 0, LOCAL_BLOCK: tl.constexpr = False, HEADS_REVERSED: tl.constexpr = False,
 ):  # fmt: skip
     """Program (pid, bh): the BLOCK_M queries of tile `pid` of batch x head `bh`, streaming the key tiles their segment
     allows. LOCAL_BLOCK (a summary segment of fixed attention, plan.FUSED_LOCAL_FORWARD): then also the keys of the
@@ -93,7 +93,7 @@ def _sparse_fwd_kernel(
     tl.static_assert(not LOCAL_BLOCK or (IS_SUMMARY and not SAME_BLOCK), "the local blocks join the merged summary")
     tl.static_assert(HEAD_DIM == 32 or HEAD_DIM == 64 or HEAD_DIM == 128, "head dim must be 32, 64 or 128")
     let_next_launch_start(PDL)
-    pid, bh = tile_and_head(ORDER)
+    pid, bh = tile_and_head(ORDER, HEADS_REVERSED)
     batch = (bh // H).to(tl.int64)
     head = bh % H
     dims = tl.arange(0, HEAD_DIM)

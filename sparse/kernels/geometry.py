@@ -127,15 +127,23 @@ PDL_OFF, PDL_FIRST, PDL_EARLY, PDL_HANDOFF, PDL_TAIL = 0, 1, 2, 3, 4
 TILES_BY_HEAD, LONGEST_FIRST, LAST_TILE_FIRST = 0, 1, 2
 
 
+# HEADS_REVERSED (the kernels' constexpr; plan.ALTERNATE_HEAD_ORDER): a launch takes the (batch, head)s from the last,
+# so that its first programs read the rows the launch before it read or wrote last, which may still be in L2 (each
+# tensor is 25 MB at n = 12,288, 16 heads, D = 64; the L2 holds 50).
+
+
 @triton.jit
-def tile_and_head(ORDER: tl.constexpr):
-    """(tile, batch x head) of this program under ORDER (see TILES_BY_HEAD)."""
+def tile_and_head(ORDER: tl.constexpr, HEADS_REVERSED: tl.constexpr = False):
+    """(tile, batch x head) of this program under ORDER (see TILES_BY_HEAD) and HEADS_REVERSED."""
     if ORDER == 0:
-        return tl.program_id(0), tl.program_id(1)
+        pid, bh, heads = tl.program_id(0), tl.program_id(1), tl.num_programs(1)
     elif ORDER == 1:
-        return tl.program_id(1), tl.program_id(0)
+        pid, bh, heads = tl.program_id(1), tl.program_id(0), tl.num_programs(0)
     else:
-        return tl.num_programs(1) - 1 - tl.program_id(1), tl.program_id(0)
+        pid, bh, heads = tl.num_programs(1) - 1 - tl.program_id(1), tl.program_id(0), tl.num_programs(0)
+    if HEADS_REVERSED:
+        bh = heads - 1 - bh
+    return pid, bh
 
 
 @triton.jit

@@ -220,6 +220,7 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
     # alignment, the head count (an int Triton specializes on) and whether descriptors serve. The buffers allocated
     # here are 16-byte aligned (the caching allocator aligns to 512 bytes) in q's dtype or float32.
     call = (plan.token, q.dtype, k.dtype, v.dtype, strides, heads, _aligned(q, k, v), addressable)
+    launched = 0  # launches so far (plan.ALTERNATE_HEAD_ORDER reverses every other)
     for index, launch in enumerate(plan.launches):
         if launch.fwd_joined:  # run by the summary segment's programs (plan.FUSED_LOCAL_FORWARD)
             continue
@@ -236,8 +237,10 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
                 _options, t.options_for(width), _geometry(launch), _pdl(plan, first=index == 0),
                 HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
                 DOT_MODE=_dot_mode(q.dtype), TMA=tma, ORDER=launch.order_of("fwd"), LOCAL_BLOCK=launch.fwd_local,
+                HEADS_REVERSED=plan.alternate_heads and launched % 2 == 1,
             ),
         )  # fmt: skip
+        launched += 1
     return out, lse2
 
 
@@ -269,6 +272,13 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
     dq = _empty(shape, dtype=q.dtype, device=device)
     dk, dv = alloc(shape, dtype=q.dtype, device=device), alloc(shape, dtype=q.dtype, device=device)
     dot_mode = _dot_mode(q.dtype)
+    launched = 0  # launches of segments so far (plan.ALTERNATE_HEAD_ORDER reverses every other)
+
+    def reversed_heads() -> bool:
+        nonlocal launched
+        launched += 1
+        return plan.alternate_heads and launched % 2 == 0
+
     for index, launch in enumerate(plan.backward_launches):  # index: position in the backward's order
         geometry = _geometry(launch)
         scalars = (n, heads, launch.group_len, scale * LOG2_E, scale)
@@ -285,6 +295,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                     functools.partial(
                         _options, band, t.options_for(width), pdl, BLOCK=t.block_m, BLOCK_N=t.block_n,
                         COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq", TMA=tma,
+                        HEADS_REVERSED=reversed_heads(),
                     ),
                 )  # fmt: skip
                 first = False
@@ -315,7 +326,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                     _options, tkv.options_for(width), geometry, _pdl(plan, first), HEAD_DIM=head_dim,
                     DQ_BLOCK_M=tq.block_m, DQ_BLOCK_N=tq.block_n, KV_BLOCK_M=tkv.block_m, KV_BLOCK_N=tkv.block_n,
                     HAS_PREV=index > 0, DOT_MODE=dot_mode, DQ_TMA=dq_tma, KV_TMA=kv_tma, STATS_TMA=stats_tma,
-                    ORDER=order, KV_QUERY_ROWS=launch.dkdv_query_rows,
+                    ORDER=order, KV_QUERY_ROWS=launch.dkdv_query_rows, HEADS_REVERSED=reversed_heads(),
                 ),
             )  # fmt: skip
             first = False
@@ -338,6 +349,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                         _options, t.options_for(width), geometry, dq_pdl, HEAD_DIM=head_dim, BLOCK_M=t.block_m,
                         BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode, TMA=tma, ORDER=launch.order_of("dq"),
                         COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq",
+                        HEADS_REVERSED=reversed_heads(),
                     ),
                 )  # fmt: skip
             else:
@@ -350,6 +362,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                         _options, t.options_for(width), geometry, dkdv_pdl, HEAD_DIM=head_dim, BLOCK_M=t.block_m,
                         BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode, TMA=tma, STATS_TMA=stats_tma,
                         ORDER=launch.order_of("dkdv"), QUERY_ROWS=launch.dkdv_query_rows,
+                        HEADS_REVERSED=reversed_heads(),
                     ),
                 )  # fmt: skip
         first = False

@@ -239,6 +239,10 @@ SUMMARY_DKDV_FIRST = True
 # dependent launch (Hopper; geometry.PDL_EARLY): they load their input tiles, then wait for it to finish. Off under the
 # interpreter.
 PROGRAMMATIC_LAUNCH = True
+# Every other launch of a forward or backward takes its (batch, head)s from the last (geometry's HEADS_REVERSED), so
+# that it starts on the heads the launch before it ended on, whose rows may still be in L2. An experiment, off until
+# measured (benchmarks/KERNEL_NOTES.md).
+ALTERNATE_HEAD_ORDER = False
 # D = rowsum(dO * O) is recomputed per query tile by the one-kernel backward's dk/dv programs only where each key
 # tile sees a bounded number of query tiles: a window, or groups of at most this many rows.
 DELTA_ON_THE_FLY_MAX_ROWS = 256
@@ -338,6 +342,7 @@ class Plan:
     # programs store it, dk/dv programs recompute it), or "own_launch" (_delta_kernel, before the segments).
     delta_source: str
     pdl: bool = False  # launches after the first start early (PROGRAMMATIC_LAUNCH)
+    alternate_heads: bool = False  # odd launches of a forward or backward take heads from the last
     backward_order: tuple[int, ...] = ()  # the backward's segments, as indices into `launches` (empty: theirs)
     # This plan object's own number: the launchers' call sites key their kept kernels on it (fast_launch.launch_site),
     # so a plan rebuilt after the cache dropped it, or changed by dataclasses.replace, never reuses another's.
@@ -454,13 +459,14 @@ def build_plan(
     summary_dkdv_query_rows: bool | None = None,
     tma_row_stats: bool | None = None,
     summary_dkdv_first: bool | None = None,
+    alternate_head_order: bool | None = None,
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
     environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, TMA_STRIDE_LOADS, TMA_GROUP_KEYS,
     PROGRAMMATIC_LAUNCH, TMA_SUMMARY_QUERIES, TMA_SUMMARY_KEY_LOADS, ONE_GRID_BACKWARD, SUMMARY_BACKWARD_LAST,
     SUMMARY_LONGEST_FIRST, FUSED_LOCAL_FORWARD, SUMMARY_DKDV_QUERY_ROWS, TMA_ROW_STATS, SUMMARY_DKDV_FIRST,
-    SMALL_TILE_WARPS), resolved before the cache lookup so that changing them counts. The one-kernel band backward, when
-    on, takes every band segment, short groups too."""
+    ALTERNATE_HEAD_ORDER, SMALL_TILE_WARPS), resolved before the cache lookup so that changing them counts. The
+    one-kernel band backward, when on, takes every band segment, short groups too."""
     interpret = interpreting() if interpret is None else interpret
     fused = FUSED_BAND_BACKWARD if fused_band_backward is None else fused_band_backward
     whole_groups = GROUP_BACKWARD if group_backward is None else group_backward
@@ -477,10 +483,11 @@ def build_plan(
     query_rows = SUMMARY_DKDV_QUERY_ROWS if summary_dkdv_query_rows is None else summary_dkdv_query_rows
     row_stats = TMA_ROW_STATS if tma_row_stats is None else tma_row_stats
     dkdv_first = SUMMARY_DKDV_FIRST if summary_dkdv_first is None else summary_dkdv_first
+    alternate = ALTERNATE_HEAD_ORDER if alternate_head_order is None else alternate_head_order
     return _cached_plan(
         pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS, tma_band, tma_stride,
         tma_group, pdl and not interpret, tma_summary, one_grid and not fused, summary_keys, summary_last,
-        longest_first, local_forward, query_rows, row_stats, dkdv_first,
+        longest_first, local_forward, query_rows, row_stats, dkdv_first, alternate,
     )  # fmt: skip
 
 
@@ -506,6 +513,7 @@ def _cached_plan(
     query_rows: bool,
     row_stats: bool,
     dkdv_first: bool,
+    alternate: bool = False,
 ) -> Plan:
     launches = []
     segments = pattern.segments(n)
@@ -595,6 +603,7 @@ def _cached_plan(
         allowed=pattern.allowed_count(n, 1),
         delta_source=_delta_source(first, n),
         pdl=pdl,
+        alternate_heads=alternate,
         backward_order=order if order != tuple(range(len(launches))) else (),
     )
 

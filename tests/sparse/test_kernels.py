@@ -544,6 +544,17 @@ def test_one_grid_backward(name, n, has_one, one_grid, device, monkeypatch):
     check_against_reference(p, (2, 3, n, 32), torch.float32, device, seed=n)
 
 
+@pytest.mark.parametrize("name, n", [("strided", 37), ("strided-l1", 37), ("fixed", 37), ("fixed-distinct", 40)])
+def test_alternate_head_order(name, n, device, monkeypatch):
+    """Every other launch taking its (batch, head)s from the last (ALTERNATE_HEAD_ORDER): each (batch, head) is still
+    computed once per launch, so the reference's output and gradients (two batches, three heads: reversed, the first
+    batch's heads run last)."""
+    monkeypatch.setattr(plan_module, "ALTERNATE_HEAD_ORDER", True)
+    p = sparse.pattern(**PATTERNS[name])
+    assert build_plan(p, n, 32).alternate_heads
+    check_against_reference(p, (2, 3, n, 32), torch.float32, device, seed=n)
+
+
 def test_float32_launches_pipeline_at_most_two_stages():
     """TILE_TABLE's stages are for 16-bit inputs; float32 tiles take twice the shared memory (Tiles.options_for)."""
     tiles = plan_module.Tiles(64, 64, 4, 3, 128)
