@@ -23,7 +23,9 @@ Fixed attention's summary segment (a causal, dense-like loop over n / l * c comp
 kernels start their longest programs first across heads (SUMMARY_LONGEST_FIRST), the backward runs it after the local
 blocks (SUMMARY_BACKWARD_LAST, Plan.backward_order) with its dq in one grid with its dk/dv or launched in dk/dv's last
 wave (ONE_GRID_BACKWARD, SUMMARY_DKDV_FIRST), and the forward runs the local blocks inside its programs
-(FUSED_LOCAL_FORWARD). Each switch is measured against its other setting in benchmarks/KERNEL_NOTES.md.
+(FUSED_LOCAL_FORWARD). Every other launch of a forward or backward takes the heads from the last, starting where the
+launch before it ended, on rows that may still be in L2 (ALTERNATE_HEAD_ORDER). Each switch is measured against its
+other setting in benchmarks/KERNEL_NOTES.md.
 """
 
 from __future__ import annotations
@@ -240,9 +242,11 @@ SUMMARY_DKDV_FIRST = True
 # interpreter.
 PROGRAMMATIC_LAUNCH = True
 # Every other launch of a forward or backward takes its (batch, head)s from the last (geometry's HEADS_REVERSED), so
-# that it starts on the heads the launch before it ended on, whose rows may still be in L2. An experiment, off until
-# measured (benchmarks/KERNEL_NOTES.md).
-ALTERNATE_HEAD_ORDER = False
+# that it starts on the heads the launch before it ended on, whose rows may still be in L2. Measured on an H200
+# (profile_kernels-47c9bae76263.txt, CUDA-graph fwd+bwd against heads in order in one process): strided 12,288 0.3080
+# against 0.3157 ms (forward alone 0.0878 against 0.0925), strided 3,072 x 8 0.4746 against 0.4829, strided 65,536
+# 2.300 against 2.313, fixed 12,288 0.8512 against 0.8532 (its summary programs run longest first across heads).
+ALTERNATE_HEAD_ORDER = True
 # D = rowsum(dO * O) is recomputed per query tile by the one-kernel backward's dk/dv programs only where each key
 # tile sees a bounded number of query tiles: a window, or groups of at most this many rows.
 DELTA_ON_THE_FLY_MAX_ROWS = 256

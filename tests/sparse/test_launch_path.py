@@ -374,6 +374,23 @@ def test_programmatic_launch_order(spec, head_dim, monkeypatch):
             assert [bool(r.options.get("launch_pdl")) for r in aware] == [False, *[True] * later][: len(aware)]
 
 
+@pytest.mark.parametrize("alternate", [True, False], ids=["alternate-heads", "heads-in-order"])
+@pytest.mark.parametrize("spec", ["strided:12288:1:128", "strided:65536:1:256", "fixed:12288:1:128:32", "all:1024:1"])
+def test_every_other_launch_takes_heads_from_the_last(spec, alternate, monkeypatch):
+    """plan.ALTERNATE_HEAD_ORDER: the second, fourth, ... segment launch of a forward and of a backward (the delta
+    kernel aside) run with HEADS_REVERSED, so each starts on the heads the one before it ended on; off, none does.
+    Recorded, not run (kernel_resources' meta tensors)."""
+    from benchmarks.kernel_resources import record_call
+
+    monkeypatch.setattr(plan, "ALTERNATE_HEAD_ORDER", alternate)
+    records = record_call(spec, heads=2, head_dim=64)
+    forward = [r for r in records if r.kernel.__name__ == "_sparse_fwd_kernel"]
+    backward = [r for r in records[len(forward) :] if r.kernel.__name__ != "_delta_kernel"]
+    for calls in (forward, backward):
+        assert [r.options["HEADS_REVERSED"] for r in calls] == [alternate and i % 2 == 1 for i in range(len(calls))]
+    assert len(forward) + len(backward) > 2 or spec.startswith("all")
+
+
 def test_summary_dkdv_first_only_where_it_is_safe_and_by_its_flag():
     """dk/dv before dq (plan.SUMMARY_DKDV_FIRST) needs D written by an earlier launch: only a split summary segment
     after the backward's first, never one in one grid. Both orders compute the same gradients (the interpreter runs
