@@ -89,85 +89,11 @@ def _sparse_fwd_kernel(
     descriptor (band segments, geometry.tma_rows), or a summary segment's keys (TMA_SUMMARY_KEYS; its queries and its
     local blocks' keys by pointer)."""
     tl.static_assert((TMA == 3) == (IS_SUMMARY and TMA > 0), "summary segments' descriptors are TMA_SUMMARY_KEYS")
+    tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert(not LOCAL_BLOCK or (IS_SUMMARY and not SAME_BLOCK), "the local blocks join the merged summary")
+    tl.static_assert(HEAD_DIM == 32 or HEAD_DIM == 64 or HEAD_DIM == 128, "head dim must be 32, 64 or 128")
     let_next_launch_start(PDL)
     pid, bh = tile_and_head(ORDER, HEADS_REVERSED)
-    _fwd_tile(
-        pid, bh, Q, K, V, O, LSE, O_PREV, LSE_PREV, Q_DESC, K_DESC, V_DESC,
-        stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn, stride_vz, stride_vh, stride_vn,
-        n, H, group_len, tiles_per_group, scale_log2, step, group_stride, window, l_block, c_sum, LSE, 0,
-        HEAD_DIM, BLOCK_M, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV, DOT_MODE, TMA,
-        PDL, LOCAL_BLOCK, False, False,
-    )  # fmt: skip
-
-
-@triton.jit
-def _fwd_pair_kernel(
-    Q, K, V, O, LSE, DONE, Q_DESC0, K_DESC0, V_DESC0, Q_DESC1, K_DESC1, V_DESC1,
-    stride_qz, stride_qh, stride_qn,
-    stride_kz, stride_kh, stride_kn,
-    stride_vz, stride_vh, stride_vn,
-    n, H, scale_log2, programs0, programs1,
-    group_len0, tiles_per_group0, step0, group_stride0, window0,
-    group_len1, tiles_per_group1, step1, group_stride1, window1,
-    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    HAS_WINDOW0: tl.constexpr, EXCLUDE_SELF0: tl.constexpr, TMA0: tl.constexpr,
-    HAS_WINDOW1: tl.constexpr, EXCLUDE_SELF1: tl.constexpr, TMA1: tl.constexpr,
-    DOT_MODE: tl.constexpr, PDL: tl.constexpr,
-):  # fmt: skip
-    """Both band segments of a two-segment forward (strided attention: the stride part, then the band) in one grid
-    (plan.PAIRED_FORWARD), head by head: of the programs0 + programs1 programs of each (batch, head), the first
-    programs0 run segment 0's tiles and count themselves done in DONE[bh] (after their stores, with release ordering),
-    the rest segment 1's tiles, whose loop needs nothing segment 0 writes; only then do they wait for DONE[bh] to reach
-    programs0, read segment 0's output and lse back and merge (the merge-late form). Why: a (batch, head)'s second
-    segment runs right after its first, on rows its first just read or wrote, so they are still in L2 (two launches run
-    every head's first segment before any head's second: each tensor is 25 MB at n = 12,288, 16 heads, D = 64). Waiting
-    inside a grid is safe because CUDA starts a grid's programs in order of their index (as CUTLASS's serial split-K
-    also assumes): when a program waits, every program it waits for has started and waits for nothing. The interpreter
-    runs programs one by one in that order, so it never waits."""
-    tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
-    let_next_launch_start(PDL)
-    per_head = programs0 + programs1
-    bh = tl.program_id(0) // per_head
-    index = tl.program_id(0) % per_head
-    if index < programs0:
-        _fwd_tile(
-            index, bh, Q, K, V, O, LSE, O, LSE, Q_DESC0, K_DESC0, V_DESC0,
-            stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn, stride_vz, stride_vh, stride_vn,
-            n, H, group_len0, tiles_per_group0, scale_log2, step0, group_stride0, window0, 1, 1, DONE, 0,
-            HEAD_DIM, BLOCK_M, BLOCK_N, False, HAS_WINDOW0, EXCLUDE_SELF0, False, False, False, DOT_MODE, TMA0,
-            PDL, False, False, True,
-        )  # fmt: skip
-    else:
-        _fwd_tile(
-            index - programs0, bh, Q, K, V, O, LSE, O, LSE, Q_DESC1, K_DESC1, V_DESC1,
-            stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn, stride_vz, stride_vh, stride_vn,
-            n, H, group_len1, tiles_per_group1, scale_log2, step1, group_stride1, window1, 1, 1, DONE, programs0,
-            HEAD_DIM, BLOCK_M, BLOCK_N, False, HAS_WINDOW1, EXCLUDE_SELF1, False, False, True, DOT_MODE, TMA1,
-            PDL, False, True, False,
-        )  # fmt: skip
-
-
-@triton.jit
-def _fwd_tile(
-    pid, bh, Q, K, V, O, LSE, O_PREV, LSE_PREV, Q_DESC, K_DESC, V_DESC,
-    stride_qz, stride_qh, stride_qn,
-    stride_kz, stride_kh, stride_kn,
-    stride_vz, stride_vh, stride_vn,
-    n, H, group_len, tiles_per_group, scale_log2,
-    step, group_stride, window, l_block, c_sum, DONE, done_target,
-    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
-    IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
-    SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr,
-    LOCAL_BLOCK: tl.constexpr, MERGE_LATE: tl.constexpr, SIGNAL_DONE: tl.constexpr,
-):  # fmt: skip
-    """The body of a forward program: tile `pid` of (batch x head) `bh` (see `_sparse_fwd_kernel`). HAS_PREV: continue
-    the previous segment's softmax, from its output and lse in O_PREV, LSE_PREV: seeding the loop with them, or with
-    MERGE_LATE merging them after the loop, once DONE[bh] has reached done_target (`_fwd_pair_kernel`). SIGNAL_DONE:
-    count this program done in DONE[bh] after its stores."""
-    tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
-    tl.static_assert(HEAD_DIM == 32 or HEAD_DIM == 64 or HEAD_DIM == 128, "head dim must be 32, 64 or 128")
-    tl.static_assert(not MERGE_LATE or HAS_PREV, "only a later segment merges the previous segment's results")
     batch = (bh // H).to(tl.int64)
     head = bh % H
     dims = tl.arange(0, HEAD_DIM)
@@ -206,7 +132,7 @@ def _fwd_tile(
     row_base = bh.to(tl.int64) * n
     wait_for_previous_launch(PDL)  # q is an input; the previous segment's o and lse are not
 
-    if HAS_PREV and not MERGE_LATE:
+    if HAS_PREV:
         # Continue the previous segment's softmax: a normalised output is (m = lse, l = 1, acc = o).
         m_i = tl.load(LSE_PREV + row_base + q_pos, mask=q_valid, other=float("-inf"))
         l_i = tl.where(m_i == float("-inf"), 0.0, 1.0)
@@ -261,31 +187,9 @@ def _fwd_tile(
                 HEAD_DIM, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True, TMA,
             )  # fmt: skip
 
-    if MERGE_LATE:
-        # Wait until every program of the previous segment of this (batch, head) has stored its rows (acquire pairs with
-        # their release), then merge their normalised output, (m = lse, l = 1, acc = o), rescaling both sides to their
-        # joint max. The rows are read past L1 (.cg): they were written by other programs since this one started.
-        done = tl.atomic_add(DONE + bh, 0, sem="acquire", scope="gpu")
-        while done < done_target:
-            done = tl.atomic_add(DONE + bh, 0, sem="acquire", scope="gpu")
-        m_prev = tl.load(LSE_PREV + row_base + q_pos, mask=q_valid, other=float("-inf"), cache_modifier=".cg")
-        prev_ptrs = O_PREV + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
-        o_prev = tl.load(prev_ptrs, mask=q_valid[:, None], other=0.0, cache_modifier=".cg").to(tl.float32)
-        m_new = tl.maximum(m_i, m_prev)
-        seen = m_new > float("-inf")  # else neither side had a key: both scales 0, not exp2(-inf + inf)
-        alpha = tl.where(seen, tl.math.exp2(m_i - m_new), 0.0)
-        beta = tl.where(seen, tl.math.exp2(m_prev - m_new), 0.0)
-        l_i = l_i * alpha + beta
-        acc = acc * alpha[:, None] + o_prev * beta[:, None]
-        m_i = m_new
-
     empty = l_i == 0.0
     out = acc / tl.where(empty, 1.0, l_i)[:, None]
     lse2 = tl.where(empty, float("-inf"), m_i + tl.math.log2(tl.where(empty, 1.0, l_i)))
     tl.store(LSE + row_base + q_pos, lse2, mask=q_valid)
     o_ptrs = O + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
     tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=q_valid[:, None])
-    if SIGNAL_DONE:
-        # Every thread's stores before the count (the barrier), and the count after them for whoever acquires it.
-        tl.debug_barrier()
-        tl.atomic_add(DONE + bh, 1, sem="release", scope="gpu")

@@ -26,7 +26,7 @@ from sparse.kernels.backward import (
     _sparse_dq_kernel,
 )
 from sparse.kernels.fast_launch import launch_site as _launch_at
-from sparse.kernels.forward import _fwd_pair_kernel, _sparse_fwd_kernel
+from sparse.kernels.forward import _sparse_fwd_kernel
 from sparse.kernels.geometry import (
     DOT_IEEE_FP32,
     DOT_NATIVE,
@@ -220,9 +220,6 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
     # alignment, the head count (an int Triton specializes on) and whether descriptors serve. The buffers allocated
     # here are 16-byte aligned (the caching allocator aligns to 512 bytes) in q's dtype or float32.
     call = (plan.token, q.dtype, k.dtype, v.dtype, strides, heads, _aligned(q, k, v), addressable)
-    if plan.fwd_paired:
-        _forward_pair(plan, q, k, v, out, lse2, strides, addressable, call, scale)
-        return out, lse2
     launched = 0  # launches so far (plan.ALTERNATE_HEAD_ORDER reverses every other)
     for index, launch in enumerate(plan.launches):
         if launch.fwd_joined:  # run by the summary segment's programs (plan.FUSED_LOCAL_FORWARD)
@@ -245,35 +242,6 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
         )  # fmt: skip
         launched += 1
     return out, lse2
-
-
-def _forward_pair(plan: Plan, q, k, v, out, lse2, strides: tuple, addressable: bool, call: tuple, scale: float) -> None:
-    """Both band segments of the forward in one grid (plan.PAIRED_FORWARD, forward.py's `_fwd_pair_kernel`): per
-    (batch, head), the first segment's programs, then the second's; DONE counts each (batch, head)'s finished
-    first-segment programs, so it starts at zero on every call."""
-    batch, heads, n, head_dim = q.shape
-    first, second = plan.launches
-    t = first.fwd  # the plan pairs only segments at equal tiles
-    rows = (t.block_m, t.block_n, t.block_n)
-    descriptors0, tma0 = _row_tiles(first.tma_of("fwd"), first.segment, rows, (q, k, v), addressable)
-    descriptors1, tma1 = _row_tiles(second.tma_of("fwd"), second.segment, rows, (q, k, v), addressable)
-    done = torch.zeros(batch * heads, dtype=torch.int32, device=q.device)
-    per_segment = []
-    for launch in (first, second):
-        seg, group_len = launch.segment, launch.group_len
-        per_segment += [group_len, math.ceil(group_len / t.block_m), seg.step, seg.group_stride, seg.window]
-    geometry0, geometry1 = _band_geometry(_geometry(first)), _band_geometry(_geometry(second))
-    _launch_at(
-        ("fwd-pair", call), _fwd_pair_kernel, (batch * heads * (first.fwd_programs + second.fwd_programs),),
-        (q, k, v, out, lse2, done, *descriptors0, *descriptors1, *strides, n, heads, scale * LOG2_E,
-         first.fwd_programs, second.fwd_programs, *per_segment),
-        functools.partial(
-            _options, t.options_for(q.element_size()), _pdl(plan, first=True), HEAD_DIM=head_dim, BLOCK_M=t.block_m,
-            BLOCK_N=t.block_n, HAS_WINDOW0=geometry0["HAS_WINDOW"], EXCLUDE_SELF0=geometry0["EXCLUDE_SELF"], TMA0=tma0,
-            HAS_WINDOW1=geometry1["HAS_WINDOW"], EXCLUDE_SELF1=geometry1["EXCLUDE_SELF"], TMA1=tma1,
-            DOT_MODE=_dot_mode(q.dtype),
-        ),
-    )  # fmt: skip
 
 
 def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):

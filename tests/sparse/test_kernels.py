@@ -555,29 +555,6 @@ def test_alternate_head_order(name, n, device, monkeypatch):
     check_against_reference(p, (2, 3, n, 32), torch.float32, device, seed=n)
 
 
-@pytest.mark.parametrize("name, n", [("strided", 37), ("strided", 40), ("strided-l1", 37)])
-def test_paired_forward(name, n, device, monkeypatch):
-    """Both band segments' forward in one grid, the second merging the first's results after waiting for that head's
-    first-segment programs (PAIRED_FORWARD): the reference's output and gradients. Under the interpreter programs run
-    one by one in order, so the wait is always already met; the GPU tests run it compiled."""
-    monkeypatch.setattr(plan_module, "PAIRED_FORWARD", True)
-    p = sparse.pattern(**PATTERNS[name])
-    assert build_plan(p, n, 32, interpret=True).fwd_paired
-    check_against_reference(p, (2, 3, n, 32), torch.float32, device, seed=n)
-
-
-@pytest.mark.cuda
-@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
-@pytest.mark.parametrize("n, l", [(12288, 128), (4100, 64), (16384, 128)])
-def test_gpu_paired_forward(n, l, dtype, monkeypatch):
-    """The paired forward compiled, where programs do wait for one another: groups of 96, 64 (and a last one short,
-    n not a multiple of l) and 128 rows, 16 heads (many programs per head in flight at once)."""
-    monkeypatch.setattr(plan_module, "PAIRED_FORWARD", True)
-    p = sparse.pattern("strided", local_attn_ctx=l)
-    assert build_plan(p, n, 64).fwd_paired
-    check_against_reference(p, (1, 16, n, 64), dtype, "cuda", seed=n)
-
-
 def test_float32_launches_pipeline_at_most_two_stages():
     """TILE_TABLE's stages are for 16-bit inputs; float32 tiles take twice the shared memory (Tiles.options_for)."""
     tiles = plan_module.Tiles(64, 64, 4, 3, 128)
