@@ -30,10 +30,12 @@ the price of K times the launches and their tails). Files made at d424e0272e52 a
 experiments that lost and were removed; files made at 9f5d441f6b66 have `late-read-back` and `early-dq-only` (a later
 segment's split dq and dk/dv kernels reading back the earlier sums before their loop, both or dq alone, where `direct`
 did both), an experiment that lost too; the file made at bd703d9bda52 has `merge-late` (a forward's later segment
-merging after its loop, launched as a tail, off there; `direct` had it on), which gave nothing and was removed. Files
-made at 9c8a4c4b16df, where the one-kernel backward was the default, name its two-kernel backward `split` instead; then
-cProfile's top host functions of the forward + backward (by own time) and torch.profiler's GPU time per kernel. eager ~
-max(host, graph): the larger of the two is what limits the call.
+merging after its loop, launched as a tail, off there; `direct` had it on), which gave nothing and was removed. The file
+made at d7f16ccdcce9 has `paired-forward` (strided's two forward segments in one grid, head by head,
+plan.PAIRED_FORWARD), which lost and was removed. Files made at 9c8a4c4b16df, where the one-kernel backward was the
+default, name its two-kernel backward `split` instead; then cProfile's top host functions of the forward + backward (by
+own time) and torch.profiler's GPU time per kernel. eager ~ max(host, graph): the larger of the two is what limits the
+call.
 """
 
 from __future__ import annotations
