@@ -40,10 +40,6 @@ SPACE = {
     # The band segments' one-kernel backward: (BLOCK owned keys = owned queries, CHUNK streamed, warps, stages).
     "bwd": [(64, 32, 4, 2), (64, 32, 4, 3), (128, 32, 4, 3), (128, 32, 8, 3), (64, 64, 4, 3), (128, 64, 8, 3),
             (32, 32, 4, 2), (64, 16, 4, 2)],
-    # The forward of the stride part (band segments of step l > 1: groups of n / l rows gathered with step l), searched
-    # apart from the band's: whole groups per program (128 rows for strided 12,288's 96) or shorter tiles.
-    "fwd_stride": [(64, 32, 4, 3), (128, 32, 4, 3), (128, 64, 8, 3), (128, 32, 8, 3), (128, 64, 4, 3), (64, 64, 4, 3),
-                   (32, 32, 2, 3), (32, 64, 4, 3), (32, 32, 4, 3), (64, 32, 4, 2), (128, 128, 8, 2)],
     # Band segments whose groups fit one tile (the stride part of strided, fixed's local blocks): the whole-group
     # backward's largest group and key tile (BLOCK, BLOCK_N, warps, stages[, register cap]; BLOCK = 64 sends groups
     # of 65-128 rows back to the split kernels: the comparison's baseline). Their forward had a kind of its own for
@@ -119,7 +115,7 @@ def time_case(mode, n, batch, heads, l, c, kind, head_dim):
         torch.autograd.backward(fwd(), do)
         q.grad = k.grad = v.grad = None
 
-    fn = fwd if kind in ("fwd", "fwd_stride") else fwd_bwd
+    fn = fwd if kind == "fwd" else fwd_bwd
     fn()
     return triton.testing.do_bench_cudagraph(fn, rep=50, return_mode="median")
 

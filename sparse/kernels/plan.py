@@ -71,11 +71,6 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     # against 0.1004 / 0.3125 / 0.1486 with two (results/profiles/tune_tiles-pdl-714d009df299.txt).
     ("fwd", 64): (64, 32, 4, 3),
     ("fwd", 128): (64, 32, 4, 2),  # strided CUDA-graph fwd 0.042 ms vs 0.067 for (128, 64, 8, 3)
-    # The forward of band segments of step > 1 (the stride part of strided attention, whose groups of n / l rows are
-    # gathered with step l), searched apart from the band's once its rows came by descriptor; for now the band's tiles.
-    ("fwd_stride", 32): (64, 64, 4, 3),
-    ("fwd_stride", 64): (64, 32, 4, 3),
-    ("fwd_stride", 128): (64, 32, 4, 2),
     ("dq", 32): (64, 32, 4, 2),
     # Head dim 64 dq and dk/dv: one pipeline stage more once tiles come by tensor descriptor (TMA_BAND_LOADS), which
     # holds them in shared memory, not registers: strided 3,072 x 8 fwd+bwd 0.516 / 0.513 ms against 0.525 / 0.524
@@ -531,8 +526,7 @@ def _cached_plan(
     for seg in segments:
         if isinstance(seg, BandSegment):
             group_len = min(seg.group_len, n)
-            fwd_kind = "fwd_stride" if seg.step > 1 else "fwd"
-            fwd, dq, dkdv = (_tiles(k, head_dim, group_len, interpret, small_warps) for k in (fwd_kind, "dq", "dkdv"))
+            fwd, dq, dkdv = (_tiles(k, head_dim, group_len, interpret, small_warps) for k in ("fwd", "dq", "dkdv"))
             group_bwd = _group_tiles(head_dim, group_len, interpret) if whole_groups else None
             bwd = _tiles("bwd", head_dim, group_len, interpret, small_warps) if fused else None
             layout = _tma_layout(seg, n, tma_band, tma_stride)
