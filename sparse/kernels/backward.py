@@ -39,9 +39,7 @@ from sparse.kernels.geometry import (
     band_positions,
     key_tile,
     let_next_launch_start,
-    load_read_back,
     mma,
-    store_rows,
     summary_key_end,
     summary_offset,
     summary_positions,
@@ -193,7 +191,7 @@ def _dq_program(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, COMPUTE_DELTA: tl.constexpr,
-    TMA: tl.constexpr, PDL: tl.constexpr, KEEP_OUTPUT: tl.constexpr = False, READ_BACK_ONCE: tl.constexpr = False,
+    TMA: tl.constexpr, PDL: tl.constexpr,
 ):  # fmt: skip
     """dq of the BLOCK_M queries program `pid` owns, streaming their key tiles BLOCK_N at a time (TMA: every tile by
     tensor descriptor, band segments of step 1 only)."""
@@ -283,8 +281,8 @@ def _dq_program(
     dq_ptrs = DQ + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
     wait_before_read_back(PDL)
     if HAS_PREV:
-        dq += load_read_back(dq_ptrs, q_valid[:, None], 0.0, READ_BACK_ONCE).to(tl.float32)
-    store_rows(dq_ptrs, dq.to(DQ.dtype.element_ty), q_valid[:, None], KEEP_OUTPUT)
+        dq += tl.load(dq_ptrs, mask=q_valid[:, None], other=0.0).to(tl.float32)
+    tl.store(dq_ptrs, dq.to(DQ.dtype.element_ty), mask=q_valid[:, None])
 
 
 @triton.jit
@@ -300,7 +298,6 @@ def _dkdv_program(
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, DELTA_FROM_O: tl.constexpr,
     TMA: tl.constexpr, STATS_TMA: tl.constexpr, PDL: tl.constexpr, QUERY_ROWS: tl.constexpr = False,
-    KEEP_OUTPUT: tl.constexpr = False, READ_BACK_ONCE: tl.constexpr = False,
 ):  # fmt: skip
     """dk, dv of the BLOCK_N keys program `pid` owns, streaming the query tiles that attend them BLOCK_M at a time (TMA:
     every tile by tensor descriptor, band segments of step 1 only; STATS_TMA: the query tiles' lse2 and D rows too)."""
@@ -395,10 +392,10 @@ def _dkdv_program(
     dk *= scale
     kv_off = row_base * HEAD_DIM + k_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
     if HAS_PREV:
-        dk += load_read_back(DK + kv_off, k_valid[:, None], 0.0, READ_BACK_ONCE).to(tl.float32)
-        dv += load_read_back(DV + kv_off, k_valid[:, None], 0.0, READ_BACK_ONCE).to(tl.float32)
-    store_rows(DK + kv_off, dk.to(DK.dtype.element_ty), k_valid[:, None], KEEP_OUTPUT)
-    store_rows(DV + kv_off, dv.to(DV.dtype.element_ty), k_valid[:, None], KEEP_OUTPUT)
+        dk += tl.load(DK + kv_off, mask=k_valid[:, None], other=0.0).to(tl.float32)
+        dv += tl.load(DV + kv_off, mask=k_valid[:, None], other=0.0).to(tl.float32)
+    tl.store(DK + kv_off, dk.to(DK.dtype.element_ty), mask=k_valid[:, None])
+    tl.store(DV + kv_off, dv.to(DV.dtype.element_ty), mask=k_valid[:, None])
 
 
 @triton.jit
@@ -414,7 +411,6 @@ def _sparse_dq_kernel(
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, COMPUTE_DELTA: tl.constexpr,
     TMA: tl.constexpr, PDL: tl.constexpr, ORDER: tl.constexpr = 0, HEADS_REVERSED: tl.constexpr = False,
-    KEEP_OUTPUT: tl.constexpr = False, READ_BACK_ONCE: tl.constexpr = False,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert((TMA == 3) == (IS_SUMMARY and TMA > 0), "summary segments' descriptors are TMA_SUMMARY_KEYS")
@@ -426,7 +422,7 @@ def _sparse_dq_kernel(
         stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
         n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
         HEAD_DIM, BLOCK_M, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV, DOT_MODE,
-        COMPUTE_DELTA, TMA, PDL, KEEP_OUTPUT, READ_BACK_ONCE,
+        COMPUTE_DELTA, TMA, PDL,
     )  # fmt: skip
 
 
@@ -443,7 +439,7 @@ def _sparse_dkdv_kernel(
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr,
     STATS_TMA: tl.constexpr, PDL: tl.constexpr, ORDER: tl.constexpr = 0, QUERY_ROWS: tl.constexpr = False,
-    HEADS_REVERSED: tl.constexpr = False, KEEP_OUTPUT: tl.constexpr = False, READ_BACK_ONCE: tl.constexpr = False,
+    HEADS_REVERSED: tl.constexpr = False,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert(TMA == 1 or not IS_SUMMARY or TMA == 0, "a summary's query tiles are sequence rows (TMA_ROWS)")
@@ -455,7 +451,7 @@ def _sparse_dkdv_kernel(
         stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
         n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
         HEAD_DIM, BLOCK_M, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV, DOT_MODE,
-        False, TMA, STATS_TMA, PDL, QUERY_ROWS, KEEP_OUTPUT, READ_BACK_ONCE,
+        False, TMA, STATS_TMA, PDL, QUERY_ROWS,
     )  # fmt: skip
 
 
@@ -474,7 +470,6 @@ def _dq_dkdv_kernel(
     DISTINCT: tl.constexpr, SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
     DQ_TMA: tl.constexpr, KV_TMA: tl.constexpr, STATS_TMA: tl.constexpr, PDL: tl.constexpr,
     ORDER: tl.constexpr = 0, KV_QUERY_ROWS: tl.constexpr = False, HEADS_REVERSED: tl.constexpr = False,
-    KEEP_OUTPUT: tl.constexpr = False, READ_BACK_ONCE: tl.constexpr = False,
 ):  # fmt: skip
     """The dk/dv and dq programs of one segment in one grid (plan.ONE_GRID_BACKWARD): programs below `dkdv_programs` run
     `_dkdv_program` on key tile pid, the rest `_dq_program` on query tile pid - dkdv_programs, each at its own tile
@@ -496,7 +491,7 @@ def _dq_dkdv_kernel(
             stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
             n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
             HEAD_DIM, KV_BLOCK_M, KV_BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV,
-            DOT_MODE, False, KV_TMA, STATS_TMA, PDL, KV_QUERY_ROWS, KEEP_OUTPUT, READ_BACK_ONCE,
+            DOT_MODE, False, KV_TMA, STATS_TMA, PDL, KV_QUERY_ROWS,
         )  # fmt: skip
     else:
         _dq_program(
@@ -505,7 +500,7 @@ def _dq_dkdv_kernel(
             stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
             n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
             HEAD_DIM, DQ_BLOCK_M, DQ_BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV,
-            DOT_MODE, False, DQ_TMA, PDL, KEEP_OUTPUT, READ_BACK_ONCE,
+            DOT_MODE, False, DQ_TMA, PDL,
         )  # fmt: skip
 
 
@@ -551,8 +546,7 @@ def _group_key_step(
     start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, DK, DV, row_base, index, pos, valid, n,
     group, group_len, step, group_stride, window, scale_log2, scale, k_desc, v_desc, batch32, head,
     HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr,
-    HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr, KEEP_OUTPUT: tl.constexpr = False,
-    READ_BACK_ONCE: tl.constexpr = False,
+    HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr,
 ):  # fmt: skip
     """Key tile [start, start + BLOCK_N) of a group whose every query the program holds: its dk and dv are complete
     and stored here; its share of dq is added to `dq`."""
@@ -572,14 +566,14 @@ def _group_key_step(
     kv_off = row_base * HEAD_DIM + k_pos.to(tl.int64)[:, None] * HEAD_DIM + cols
     keys_valid = k_valid[:, None]
     if HAS_PREV:
-        dv += load_read_back(DV + kv_off, keys_valid, 0.0, READ_BACK_ONCE).to(tl.float32)
-    store_rows(DV + kv_off, dv.to(DV.dtype.element_ty), keys_valid, KEEP_OUTPUT)
+        dv += tl.load(DV + kv_off, mask=keys_valid, other=0.0).to(tl.float32)
+    tl.store(DV + kv_off, dv.to(DV.dtype.element_ty), mask=keys_valid)
     ds = p * (mma(do, tl.trans(v), DOT_MODE) - delta[:, None])
     ds = ds.to(q.dtype)
     dk = mma(tl.trans(ds), q, DOT_MODE) * scale
     if HAS_PREV:
-        dk += load_read_back(DK + kv_off, keys_valid, 0.0, READ_BACK_ONCE).to(tl.float32)
-    store_rows(DK + kv_off, dk.to(DK.dtype.element_ty), keys_valid, KEEP_OUTPUT)
+        dk += tl.load(DK + kv_off, mask=keys_valid, other=0.0).to(tl.float32)
+    tl.store(DK + kv_off, dk.to(DK.dtype.element_ty), mask=keys_valid)
     return dq + mma(ds, k, DOT_MODE)
 
 
@@ -595,7 +589,6 @@ def _group_bwd_kernel(
     HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
     COMPUTE_DELTA: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr, HEADS_REVERSED: tl.constexpr = False,
-    KEEP_OUTPUT: tl.constexpr = False, READ_BACK_ONCE: tl.constexpr = False,
 ):  # fmt: skip
     """Program g (grid: groups, batch x head) owns all of group g of a band segment, as queries and as keys, when the
     group fits one query tile (group_len <= BLOCK; plan.py's `group_bwd`): the stride part of strided attention
@@ -647,18 +640,18 @@ def _group_bwd_kernel(
         dq = _group_key_step(
             0, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, DK, DV, row_base, index, pos, valid, n,
             group, group_len, step, group_stride, window, scale_log2, scale, K_DESC, V_DESC, batch32, head, HEAD_DIM,
-            BLOCK_N, HAS_WINDOW, EXCLUDE_SELF, HAS_PREV, DOT_MODE, TMA, KEEP_OUTPUT, READ_BACK_ONCE,
+            BLOCK_N, HAS_WINDOW, EXCLUDE_SELF, HAS_PREV, DOT_MODE, TMA,
         )  # fmt: skip
     else:
         for start in range(0, group_len, BLOCK_N):
             dq = _group_key_step(
                 start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, DK, DV, row_base, index, pos,
                 valid, n, group, group_len, step, group_stride, window, scale_log2, scale, K_DESC, V_DESC, batch32,
-                head, HEAD_DIM, BLOCK_N, HAS_WINDOW, EXCLUDE_SELF, HAS_PREV, DOT_MODE, TMA, KEEP_OUTPUT, READ_BACK_ONCE,
+                head, HEAD_DIM, BLOCK_N, HAS_WINDOW, EXCLUDE_SELF, HAS_PREV, DOT_MODE, TMA,
             )  # fmt: skip
 
     dq *= scale
     out_off = row_base * HEAD_DIM + off * HEAD_DIM + cols
     if HAS_PREV:
-        dq += load_read_back(DQ + out_off, rows_valid, 0.0, READ_BACK_ONCE).to(tl.float32)
-    store_rows(DQ + out_off, dq.to(DQ.dtype.element_ty), rows_valid, KEEP_OUTPUT)
+        dq += tl.load(DQ + out_off, mask=rows_valid, other=0.0).to(tl.float32)
+    tl.store(DQ + out_off, dq.to(DQ.dtype.element_ty), mask=rows_valid)

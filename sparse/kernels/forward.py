@@ -25,9 +25,7 @@ from sparse.kernels.geometry import (
     band_positions,
     key_tile,
     let_next_launch_start,
-    load_read_back,
     mma,
-    store_rows,
     summary_key_end,
     summary_offset,
     tile_allowed,
@@ -83,7 +81,6 @@ def _sparse_fwd_kernel(
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr,
     ORDER: tl.constexpr = 0, LOCAL_BLOCK: tl.constexpr = False, HEADS_REVERSED: tl.constexpr = False,
-    KEEP_OUTPUT: tl.constexpr = False, READ_BACK_ONCE: tl.constexpr = False,
 ):  # fmt: skip
     """Program (pid, bh): the BLOCK_M queries of tile `pid` of batch x head `bh`, streaming the key tiles their segment
     allows. LOCAL_BLOCK (a summary segment of fixed attention, plan.FUSED_LOCAL_FORWARD): then also the keys of the
@@ -137,10 +134,10 @@ def _sparse_fwd_kernel(
 
     if HAS_PREV:
         # Continue the previous segment's softmax: a normalised output is (m = lse, l = 1, acc = o).
-        m_i = load_read_back(LSE_PREV + row_base + q_pos, q_valid, float("-inf"), READ_BACK_ONCE)
+        m_i = tl.load(LSE_PREV + row_base + q_pos, mask=q_valid, other=float("-inf"))
         l_i = tl.where(m_i == float("-inf"), 0.0, 1.0)
         prev_ptrs = O_PREV + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
-        acc = load_read_back(prev_ptrs, q_valid[:, None], 0.0, READ_BACK_ONCE).to(tl.float32)
+        acc = tl.load(prev_ptrs, mask=q_valid[:, None], other=0.0).to(tl.float32)
     else:
         m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
         l_i = tl.zeros([BLOCK_M], tl.float32)
@@ -193,6 +190,6 @@ def _sparse_fwd_kernel(
     empty = l_i == 0.0
     out = acc / tl.where(empty, 1.0, l_i)[:, None]
     lse2 = tl.where(empty, float("-inf"), m_i + tl.math.log2(tl.where(empty, 1.0, l_i)))
-    store_rows(LSE + row_base + q_pos, lse2, q_valid, KEEP_OUTPUT)
+    tl.store(LSE + row_base + q_pos, lse2, mask=q_valid)
     o_ptrs = O + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
-    store_rows(o_ptrs, out.to(O.dtype.element_ty), q_valid[:, None], KEEP_OUTPUT)
+    tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=q_valid[:, None])

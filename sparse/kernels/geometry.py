@@ -132,31 +132,6 @@ TILES_BY_HEAD, LONGEST_FIRST, LAST_TILE_FIRST = 0, 1, 2
 # tensor is 25 MB at n = 12,288, 16 heads, D = 64; the L2 holds 50).
 
 
-# L2 hints (the kernels' KEEP_OUTPUT and READ_BACK_ONCE constexprs; plan.L2_HINTS): a launch whose rows a later launch
-# of the same op reads back stores them evict_last, so they are what L2 keeps of that launch (a tensor is 25 MB at
-# n = 12,288, 16 heads, D = 64; the L2 holds 50); the launch reading them back, their last reader, loads them
-# evict_first.
-
-
-@triton.jit
-def store_rows(ptrs, value, mask, KEEP: tl.constexpr):
-    """tl.store; KEEP: with L2 priority evict_last (a later launch reads these rows back)."""
-    if KEEP:
-        tl.store(ptrs, value, mask=mask, eviction_policy="evict_last")
-    else:
-        tl.store(ptrs, value, mask=mask)
-
-
-@triton.jit
-def load_read_back(ptrs, mask, other, ONCE: tl.constexpr):
-    """tl.load of rows an earlier launch wrote; ONCE: with L2 priority evict_first (this is their last reader)."""
-    if ONCE:
-        rows = tl.load(ptrs, mask=mask, other=other, eviction_policy="evict_first")
-    else:
-        rows = tl.load(ptrs, mask=mask, other=other)
-    return rows
-
-
 @triton.jit
 def tile_and_head(ORDER: tl.constexpr, HEADS_REVERSED: tl.constexpr = False):
     """(tile, batch x head) of this program under ORDER (see TILES_BY_HEAD) and HEADS_REVERSED."""

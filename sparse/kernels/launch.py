@@ -191,12 +191,6 @@ def _handoff_pdl(plan: Plan, first: bool) -> tuple[dict, dict]:
     return head, dict(PDL=PDL_TAIL, launch_pdl=True)
 
 
-def _hints(plan: Plan, reads_back: bool, read_back_later: bool) -> dict:
-    """The L2 hints' constexprs of a launch (plan.L2_HINTS): READ_BACK_ONCE where it reads back an earlier launch's
-    rows, KEEP_OUTPUT where a later launch reads back its own."""
-    return dict(KEEP_OUTPUT=plan.l2_hints and read_back_later, READ_BACK_ONCE=plan.l2_hints and reads_back)
-
-
 def plan_for(q: torch.Tensor, pattern: Pattern) -> Plan:
     return build_plan(pattern, q.shape[2], q.shape[3])
 
@@ -227,7 +221,6 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
     # here are 16-byte aligned (the caching allocator aligns to 512 bytes) in q's dtype or float32.
     call = (plan.token, q.dtype, k.dtype, v.dtype, strides, heads, _aligned(q, k, v), addressable)
     launched = 0  # launches so far (plan.ALTERNATE_HEAD_ORDER reverses every other)
-    last = max(i for i, launch in enumerate(plan.launches) if not launch.fwd_joined)
     for index, launch in enumerate(plan.launches):
         if launch.fwd_joined:  # run by the summary segment's programs (plan.FUSED_LOCAL_FORWARD)
             continue
@@ -244,7 +237,7 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
                 _options, t.options_for(width), _geometry(launch), _pdl(plan, first=index == 0),
                 HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
                 DOT_MODE=_dot_mode(q.dtype), TMA=tma, ORDER=launch.order_of("fwd"), LOCAL_BLOCK=launch.fwd_local,
-                HEADS_REVERSED=plan.alternate_heads and launched % 2 == 1, **_hints(plan, index > 0, index < last),
+                HEADS_REVERSED=plan.alternate_heads and launched % 2 == 1,
             ),
         )  # fmt: skip
         launched += 1
@@ -286,10 +279,8 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
         launched += 1
         return plan.alternate_heads and launched % 2 == 0
 
-    last = len(plan.backward_launches) - 1
     for index, launch in enumerate(plan.backward_launches):  # index: position in the backward's order
         geometry = _geometry(launch)
-        hints = _hints(plan, index > 0, index < last)
         scalars = (n, heads, launch.group_len, scale * LOG2_E, scale)
         if launch.group_bwd is not None or launch.bwd is not None:
             band = dict(HEAD_DIM=head_dim, HAS_PREV=index > 0, DOT_MODE=dot_mode, **_band_geometry(geometry))
@@ -304,7 +295,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                     functools.partial(
                         _options, band, t.options_for(width), pdl, BLOCK=t.block_m, BLOCK_N=t.block_n,
                         COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq", TMA=tma,
-                        HEADS_REVERSED=reversed_heads(), **hints,
+                        HEADS_REVERSED=reversed_heads(),
                     ),
                 )  # fmt: skip
                 first = False
@@ -335,7 +326,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                     _options, tkv.options_for(width), geometry, _pdl(plan, first), HEAD_DIM=head_dim,
                     DQ_BLOCK_M=tq.block_m, DQ_BLOCK_N=tq.block_n, KV_BLOCK_M=tkv.block_m, KV_BLOCK_N=tkv.block_n,
                     HAS_PREV=index > 0, DOT_MODE=dot_mode, DQ_TMA=dq_tma, KV_TMA=kv_tma, STATS_TMA=stats_tma,
-                    ORDER=order, KV_QUERY_ROWS=launch.dkdv_query_rows, HEADS_REVERSED=reversed_heads(), **hints,
+                    ORDER=order, KV_QUERY_ROWS=launch.dkdv_query_rows, HEADS_REVERSED=reversed_heads(),
                 ),
             )  # fmt: skip
             first = False
@@ -358,7 +349,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                         _options, t.options_for(width), geometry, dq_pdl, HEAD_DIM=head_dim, BLOCK_M=t.block_m,
                         BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode, TMA=tma, ORDER=launch.order_of("dq"),
                         COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq",
-                        HEADS_REVERSED=reversed_heads(), **hints,
+                        HEADS_REVERSED=reversed_heads(),
                     ),
                 )  # fmt: skip
             else:
@@ -371,7 +362,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                         _options, t.options_for(width), geometry, dkdv_pdl, HEAD_DIM=head_dim, BLOCK_M=t.block_m,
                         BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode, TMA=tma, STATS_TMA=stats_tma,
                         ORDER=launch.order_of("dkdv"), QUERY_ROWS=launch.dkdv_query_rows,
-                        HEADS_REVERSED=reversed_heads(), **hints,
+                        HEADS_REVERSED=reversed_heads(),
                     ),
                 )  # fmt: skip
         first = False

@@ -247,10 +247,6 @@ PROGRAMMATIC_LAUNCH = True
 # against 0.3157 ms (forward alone 0.0878 against 0.0925), strided 3,072 x 8 0.4746 against 0.4829, strided 65,536
 # 2.300 against 2.313, fixed 12,288 0.8512 against 0.8532 (its summary programs run longest first across heads).
 ALTERNATE_HEAD_ORDER = True
-# A launch whose output rows a later launch of the same forward or backward reads back stores them with L2 priority
-# evict_last, and that later launch loads them evict_first (geometry's store_rows / load_read_back). An experiment, off
-# until measured (benchmarks/KERNEL_NOTES.md).
-L2_HINTS = False
 # D = rowsum(dO * O) is recomputed per query tile by the one-kernel backward's dk/dv programs only where each key
 # tile sees a bounded number of query tiles: a window, or groups of at most this many rows.
 DELTA_ON_THE_FLY_MAX_ROWS = 256
@@ -351,7 +347,6 @@ class Plan:
     delta_source: str
     pdl: bool = False  # launches after the first start early (PROGRAMMATIC_LAUNCH)
     alternate_heads: bool = False  # odd launches of a forward or backward take heads from the last
-    l2_hints: bool = False  # read-back rows stored evict_last, read back evict_first (L2_HINTS)
     backward_order: tuple[int, ...] = ()  # the backward's segments, as indices into `launches` (empty: theirs)
     # This plan object's own number: the launchers' call sites key their kept kernels on it (fast_launch.launch_site),
     # so a plan rebuilt after the cache dropped it, or changed by dataclasses.replace, never reuses another's.
@@ -469,14 +464,13 @@ def build_plan(
     tma_row_stats: bool | None = None,
     summary_dkdv_first: bool | None = None,
     alternate_head_order: bool | None = None,
-    l2_hints: bool | None = None,
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
     environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, TMA_STRIDE_LOADS, TMA_GROUP_KEYS,
     PROGRAMMATIC_LAUNCH, TMA_SUMMARY_QUERIES, TMA_SUMMARY_KEY_LOADS, ONE_GRID_BACKWARD, SUMMARY_BACKWARD_LAST,
     SUMMARY_LONGEST_FIRST, FUSED_LOCAL_FORWARD, SUMMARY_DKDV_QUERY_ROWS, TMA_ROW_STATS, SUMMARY_DKDV_FIRST,
-    ALTERNATE_HEAD_ORDER, L2_HINTS, SMALL_TILE_WARPS), resolved before the cache lookup so that changing them counts.
-    The one-kernel band backward, when on, takes every band segment, short groups too."""
+    ALTERNATE_HEAD_ORDER, SMALL_TILE_WARPS), resolved before the cache lookup so that changing them counts. The
+    one-kernel band backward, when on, takes every band segment, short groups too."""
     interpret = interpreting() if interpret is None else interpret
     fused = FUSED_BAND_BACKWARD if fused_band_backward is None else fused_band_backward
     whole_groups = GROUP_BACKWARD if group_backward is None else group_backward
@@ -494,11 +488,10 @@ def build_plan(
     row_stats = TMA_ROW_STATS if tma_row_stats is None else tma_row_stats
     dkdv_first = SUMMARY_DKDV_FIRST if summary_dkdv_first is None else summary_dkdv_first
     alternate = ALTERNATE_HEAD_ORDER if alternate_head_order is None else alternate_head_order
-    hints = L2_HINTS if l2_hints is None else l2_hints
     return _cached_plan(
         pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS, tma_band, tma_stride,
         tma_group, pdl and not interpret, tma_summary, one_grid and not fused, summary_keys, summary_last,
-        longest_first, local_forward, query_rows, row_stats, dkdv_first, alternate, hints,
+        longest_first, local_forward, query_rows, row_stats, dkdv_first, alternate,
     )  # fmt: skip
 
 
@@ -525,7 +518,6 @@ def _cached_plan(
     row_stats: bool,
     dkdv_first: bool,
     alternate: bool = False,
-    hints: bool = False,
 ) -> Plan:
     launches = []
     segments = pattern.segments(n)
@@ -616,7 +608,6 @@ def _cached_plan(
         delta_source=_delta_source(first, n),
         pdl=pdl,
         alternate_heads=alternate,
-        l2_hints=hints,
         backward_order=order if order != tuple(range(len(launches))) else (),
     )
 

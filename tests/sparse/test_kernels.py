@@ -555,16 +555,6 @@ def test_alternate_head_order(name, n, device, monkeypatch):
     check_against_reference(p, (2, 3, n, 32), torch.float32, device, seed=n)
 
 
-@pytest.mark.parametrize("name, n", [("strided", 37), ("fixed", 37), ("fixed-distinct", 40), ("local", 37)])
-def test_l2_hints(name, n, device, monkeypatch):
-    """Rows that a later launch reads back stored evict_last and read back evict_first (L2_HINTS): hints only, the
-    reference's output and gradients (the interpreter ignores them; the GPU runs them compiled)."""
-    monkeypatch.setattr(plan_module, "L2_HINTS", True)
-    p = sparse.pattern(**PATTERNS[name])
-    assert build_plan(p, n, 32).l2_hints
-    check_against_reference(p, (2, 3, n, 32), torch.float32, device, seed=n)
-
-
 def test_float32_launches_pipeline_at_most_two_stages():
     """TILE_TABLE's stages are for 16-bit inputs; float32 tiles take twice the shared memory (Tiles.options_for)."""
     tiles = plan_module.Tiles(64, 64, 4, 3, 128)
