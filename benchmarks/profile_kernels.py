@@ -23,15 +23,15 @@ HEAD's settings), `no-pdl` (plan.PROGRAMMATIC_LAUNCH switched: every launch wait
 plan.SUMMARY_BACKWARD_LAST, plan.SUMMARY_LONGEST_FIRST, plan.FUSED_LOCAL_FORWARD, plan.SUMMARY_DKDV_QUERY_ROWS,
 plan.TMA_ROW_STATS, plan.SUMMARY_DKDV_FIRST switched), `alternate-heads` (plan.ALTERNATE_HEAD_ORDER switched) and
 `encode-each-launch` (direct launches with fast_launch.KEEP_ENCODED off: the host cost of re-encoding descriptors at
-every launch). With --head-chunks K, batch-1 cases are also timed as K calls over slices of the heads (direct launches):
-the same launches on 1 / K of the data each, so what one launch reads again of the launch before may still be in L2 (at
-the price of K times the launches and their tails). Files made at d424e0272e52 and b286b07c6346 also have `persistent`
-(windowed bands' forward in persistent programs) and `band-first` (the sequence-order band segment first), two
-experiments that lost and were removed; files made at 9f5d441f6b66 have `late-read-back` and `early-dq-only` (a later
-segment's split dq and dk/dv kernels reading back the earlier sums before their loop, both or dq alone, where `direct`
-did both), an experiment that lost too; the file made at bd703d9bda52 has `merge-late` (a forward's later segment
-merging after its loop, launched as a tail, off there; `direct` had it on), which gave nothing and was removed. The file
-made at d7f16ccdcce9 has `paired-forward` (strided's two forward segments in one grid, head by head,
+every launch). With --head-chunks K, each case of ours is also timed as K calls over slices of the heads (direct
+launches): the same launches on 1 / K of the data each, so what one launch reads again of the launch before may still be
+in L2 (at the price of K times the launches and their tails). Files made at d424e0272e52 and b286b07c6346 also have
+`persistent` (windowed bands' forward in persistent programs) and `band-first` (the sequence-order band segment first),
+two experiments that lost and were removed; files made at 9f5d441f6b66 have `late-read-back` and `early-dq-only` (a
+later segment's split dq and dk/dv kernels reading back the earlier sums before their loop, both or dq alone, where
+`direct` did both), an experiment that lost too; the file made at bd703d9bda52 has `merge-late` (a forward's later
+segment merging after its loop, launched as a tail, off there; `direct` had it on), which gave nothing and was removed.
+The file made at d7f16ccdcce9 has `paired-forward` (strided's two forward segments in one grid, head by head,
 plan.PAIRED_FORWARD), which lost and was removed. Files made at 9c8a4c4b16df, where the one-kernel backward was the
 default, name its two-kernel backward `split` instead; then cProfile's top host functions of the forward + backward (by
 own time) and torch.profiler's GPU time per kernel. eager ~ max(host, graph): the larger of the two is what limits the
@@ -155,7 +155,9 @@ def profile_case(
         with launch_path(path):
             for fn in (fwd, fwd_bwd):
                 _time(f"{spec} {backend} ({path} launches)", fn)
-    for chunks in head_chunks if backend == "triton" and batch == 1 else ():
+    if head_chunks and backend != "triton":
+        print(f"# {spec}: --head-chunks times our kernels only; not run for SDPA")
+    for chunks in head_chunks if backend == "triton" else ():
         for fn in _head_chunk_calls(q, k, v, do, p, chunks):
             _time(f"{spec} {backend} (direct launches, heads in {chunks} calls)", fn)
 
@@ -191,7 +193,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--head-chunks",
         default="",
-        help="comma-separated counts K: also time the call as K calls over slices of the heads (batch-1 cases)",
+        help="comma-separated counts K: also time our kernels' call as K calls over slices of the heads",
     )
     args = parser.parse_args(argv)
     if args.heads < 1:

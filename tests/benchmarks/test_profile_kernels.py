@@ -60,7 +60,7 @@ def test_head_chunk_calls_split_the_heads_into_slices_whose_outputs_make_the_one
     reference = sparse.attention
     monkeypatch.setattr(sparse, "attention", lambda q, k, v, p, backend: reference(q, k, v, p, backend="reference"))
     p = sparse.pattern("strided", local_attn_ctx=4)
-    q, k, v, do = (torch.randn(1, 5, 24, 16) for _ in range(4))
+    q, k, v, do = (torch.randn(2, 5, 24, 16) for _ in range(4))  # two batches: the slices are strided views
     fwd, fwd_bwd = profile_kernels._head_chunk_calls(q, k, v, do, p, chunks=2)
     parts = fwd()
     assert [part.shape[1] for part in parts] == [2, 3]
