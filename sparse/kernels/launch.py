@@ -220,7 +220,6 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
     # alignment, the head count (an int Triton specializes on) and whether descriptors serve. The buffers allocated
     # here are 16-byte aligned (the caching allocator aligns to 512 bytes) in q's dtype or float32.
     call = (plan.token, q.dtype, k.dtype, v.dtype, strides, heads, _aligned(q, k, v), addressable)
-    launched = 0  # launches so far (plan.ALTERNATE_HEAD_ORDER reverses every other)
     for index, launch in enumerate(plan.launches):
         if launch.fwd_joined:  # run by the summary segment's programs (plan.FUSED_LOCAL_FORWARD)
             continue
@@ -237,10 +236,9 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
                 _options, t.options_for(width), _geometry(launch), _pdl(plan, first=index == 0),
                 HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
                 DOT_MODE=_dot_mode(q.dtype), TMA=tma, ORDER=launch.order_of("fwd"), LOCAL_BLOCK=launch.fwd_local,
-                HEADS_REVERSED=plan.alternate_heads and launched % 2 == 1,
+                HEADS_REVERSED=plan.alternate_heads and index % 2 == 1,  # only a last segment is ever joined
             ),
         )  # fmt: skip
-        launched += 1
     return out, lse2
 
 
