@@ -579,7 +579,7 @@ def _group_key_step(
 
 @triton.jit
 def _group_bwd_kernel(
-    Q, K, V, DO, O, LSE, DELTA, DQ, DK, DV, K_DESC, V_DESC, Q_DESC, DO_DESC, O_DESC,
+    Q, K, V, DO, O, LSE, DELTA, DQ, DK, DV, K_DESC, V_DESC,
     stride_qz, stride_qh, stride_qn,
     stride_kz, stride_kh, stride_kn,
     stride_vz, stride_vh, stride_vn,
@@ -589,7 +589,6 @@ def _group_bwd_kernel(
     HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
     COMPUTE_DELTA: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr, HEADS_REVERSED: tl.constexpr = False,
-    QUERIES_TMA: tl.constexpr = False,
 ):  # fmt: skip
     """Program g (grid: groups, batch x head) owns all of group g of a band segment, as queries and as keys, when the
     group fits one query tile (group_len <= BLOCK; plan.py's `group_bwd`): the stride part of strided attention
@@ -619,22 +618,15 @@ def _group_bwd_kernel(
     # q and dO by pointer even with TMA: by descriptor they cost registers here (sm_90, strided 3,072 x 8's 32-row
     # groups: 168 per thread with all four tiles by descriptor, 127 with k and v alone, 100 with none;
     # benchmarks/kernel_resources.py), and programs per SM are what hides these programs' load latency.
-    if QUERIES_TMA:  # plan.TMA_GROUP_QUERIES: q, dO (and O) by descriptor too, rows past the group's as zeros
-        q = tma_rows(Q_DESC, batch32, head, group, group_stride, 0, TMA)
-        do = tma_rows(DO_DESC, batch32, head, group, group_stride, 0, TMA)
-    else:
-        q = tl.load(Q + batch * stride_qz + head * stride_qh + off * stride_qn + cols, mask=rows_valid, other=0.0)
-        do = tl.load(DO + batch * stride_dz + head * stride_dh + off * stride_dn + cols, mask=rows_valid, other=0.0)
+    q = tl.load(Q + batch * stride_qz + head * stride_qh + off * stride_qn + cols, mask=rows_valid, other=0.0)
+    do = tl.load(DO + batch * stride_dz + head * stride_dh + off * stride_dn + cols, mask=rows_valid, other=0.0)
     row_base = bh.to(tl.int64) * n
     wait_for_previous_launch(PDL)  # q and dO are inputs; D and the earlier segments' sums are not
     lse2 = tl.load(LSE + row_base + pos, mask=valid, other=0.0)
     if COMPUTE_DELTA:
         # The first segment's programs own every row once (plan.delta_source "first_dq"): D = rowsum(dO * O) here,
         # with dO already loaded; later segments read it back.
-        if QUERIES_TMA:
-            o = tma_rows(O_DESC, batch32, head, group, group_stride, 0, TMA)
-        else:
-            o = tl.load(O + row_base * HEAD_DIM + off * HEAD_DIM + cols, mask=rows_valid, other=0.0)
+        o = tl.load(O + row_base * HEAD_DIM + off * HEAD_DIM + cols, mask=rows_valid, other=0.0)
         delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
         tl.store(DELTA + row_base + pos, delta, mask=valid)
     else:

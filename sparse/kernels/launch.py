@@ -284,11 +284,8 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
             band = dict(HEAD_DIM=head_dim, HAS_PREV=index > 0, DOT_MODE=dot_mode, **_band_geometry(geometry))
             if launch.group_bwd is not None:
                 t = launch.group_bwd
-                queries = launch.group_queries_tma
-                rows = (t.block_n, t.block_n, *[t.block_m if queries else None] * 3)
-                descriptors, tma = _row_tiles(
-                    launch.group_bwd_tma, launch.segment, rows, (k, v, q, do, out), addressable
-                )
+                rows = (t.block_n, t.block_n)
+                descriptors, tma = _row_tiles(launch.group_bwd_tma, launch.segment, rows, (k, v), addressable)
                 pdl = _pdl(plan, first)
                 _launch_at(
                     ("group", index, call, first), _group_bwd_kernel, (launch.segment.num_groups, batch * heads),
@@ -296,7 +293,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                     functools.partial(
                         _options, band, t.options_for(width), pdl, BLOCK=t.block_m, BLOCK_N=t.block_n,
                         COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq", TMA=tma,
-                        HEADS_REVERSED=reversed_heads(), QUERIES_TMA=queries and tma > 0,
+                        HEADS_REVERSED=reversed_heads(),
                     ),
                 )  # fmt: skip
                 first = False

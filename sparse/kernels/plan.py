@@ -182,9 +182,6 @@ TMA_STRIDE_LOADS = True
 # The whole-group backward of such a segment loads its k and v tiles by descriptor too (never q and dO: see
 # backward.py's `_group_bwd_kernel`, registers); False keeps it on pointers (profile_kernels' `group-keys-tma` path).
 TMA_GROUP_KEYS = True
-# The whole-group backward's q, dO and O tiles by descriptor too (with TMA_GROUP_KEYS), for groups that take more than
-# one key step (strided 12,288's 96-row groups): an experiment, off until measured (benchmarks/KERNEL_NOTES.md).
-TMA_GROUP_QUERIES = False
 # A summary segment's dk/dv programs (fixed attention) stream the query tiles of every later window, in sequence order:
 # those q and dO tiles come by [B, H, n, D] descriptor (TMA_ROWS), as a band's. Its keys, and the forward's and dq's
 # streamed key tiles, are compact summary columns gathered by pointer (SegmentLaunch.tma_of).
@@ -310,7 +307,6 @@ class SegmentLaunch:
     # where a tensor is not 16-byte addressable.
     tma: int = TMA_OFF
     group_bwd_tma: int = TMA_OFF  # the whole-group backward's k and v loads (TMA_GROUP_KEYS)
-    group_queries_tma: bool = False  # and its q, dO and O loads (TMA_GROUP_QUERIES)
     one_grid: bool = False  # dq and dk/dv in one launch (ONE_GRID_BACKWARD)
     summary_keys_tma: int = TMA_OFF  # a summary segment's forward and dq key tiles (TMA_SUMMARY_KEY_LOADS)
     # The split dk/dv kernel's lse2 and D rows by [B * H, n] descriptor (TMA_ROW_STATS): where its query tiles come by
@@ -468,14 +464,13 @@ def build_plan(
     tma_row_stats: bool | None = None,
     summary_dkdv_first: bool | None = None,
     alternate_head_order: bool | None = None,
-    tma_group_queries: bool | None = None,
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
     environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, TMA_STRIDE_LOADS, TMA_GROUP_KEYS,
     PROGRAMMATIC_LAUNCH, TMA_SUMMARY_QUERIES, TMA_SUMMARY_KEY_LOADS, ONE_GRID_BACKWARD, SUMMARY_BACKWARD_LAST,
     SUMMARY_LONGEST_FIRST, FUSED_LOCAL_FORWARD, SUMMARY_DKDV_QUERY_ROWS, TMA_ROW_STATS, SUMMARY_DKDV_FIRST,
-    ALTERNATE_HEAD_ORDER, TMA_GROUP_QUERIES, SMALL_TILE_WARPS), resolved before the cache lookup so that changing them
-    counts. The one-kernel band backward, when on, takes every band segment, short groups too."""
+    ALTERNATE_HEAD_ORDER, SMALL_TILE_WARPS), resolved before the cache lookup so that changing them counts. The
+    one-kernel band backward, when on, takes every band segment, short groups too."""
     interpret = interpreting() if interpret is None else interpret
     fused = FUSED_BAND_BACKWARD if fused_band_backward is None else fused_band_backward
     whole_groups = GROUP_BACKWARD if group_backward is None else group_backward
@@ -493,11 +488,10 @@ def build_plan(
     row_stats = TMA_ROW_STATS if tma_row_stats is None else tma_row_stats
     dkdv_first = SUMMARY_DKDV_FIRST if summary_dkdv_first is None else summary_dkdv_first
     alternate = ALTERNATE_HEAD_ORDER if alternate_head_order is None else alternate_head_order
-    group_queries = TMA_GROUP_QUERIES if tma_group_queries is None else tma_group_queries
     return _cached_plan(
         pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS, tma_band, tma_stride,
         tma_group, pdl and not interpret, tma_summary, one_grid and not fused, summary_keys, summary_last,
-        longest_first, local_forward, query_rows, row_stats, dkdv_first, alternate, group_queries,
+        longest_first, local_forward, query_rows, row_stats, dkdv_first, alternate,
     )  # fmt: skip
 
 
@@ -524,7 +518,6 @@ def _cached_plan(
     row_stats: bool,
     dkdv_first: bool,
     alternate: bool = False,
-    group_queries: bool = False,
 ) -> Plan:
     launches = []
     segments = pattern.segments(n)
@@ -553,9 +546,6 @@ def _cached_plan(
                     group_bwd=group_bwd,
                     tma=layout,
                     group_bwd_tma=layout if group_bwd and tma_group else TMA_OFF,
-                    group_queries_tma=bool(
-                        layout and group_bwd and tma_group and group_queries and group_bwd.block_n < group_bwd.block_m
-                    ),
                 )
             )
         else:

@@ -10,7 +10,7 @@ def settings():
     return (fast_launch.DIRECT, launch.plan_for, plan.FUSED_BAND_BACKWARD, plan.GROUP_BACKWARD,
             plan.SMALL_TILE_WARPS, plan.TMA_BAND_LOADS, fast_launch.KEEP_ENCODED, plan.TMA_STRIDE_LOADS,
             plan.TMA_GROUP_KEYS, plan.PROGRAMMATIC_LAUNCH, plan.TMA_ROW_STATS, plan.SUMMARY_DKDV_FIRST,
-            plan.ALTERNATE_HEAD_ORDER, plan.TMA_GROUP_QUERIES)  # fmt: skip
+            plan.ALTERNATE_HEAD_ORDER)  # fmt: skip
 
 
 def test_every_path_changes_at_most_its_setting_and_restores_all():
@@ -25,7 +25,6 @@ def test_every_path_changes_at_most_its_setting_and_restores_all():
     assert changed["table-warps"] == [4] and changed["tma"] == [5] and changed["encode-each-launch"] == [6]
     assert changed["tma-stride"] == [7] and changed["group-keys-tma"] == [8] and changed["no-pdl"] == [9]
     assert changed["row-stats-tma"] == [10] and changed["dkdv-first"] == [11] and changed["alternate-heads"] == [12]
-    assert changed["group-queries-tma"] == [13]
 
 
 @pytest.mark.parametrize(

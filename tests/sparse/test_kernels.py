@@ -261,27 +261,6 @@ def test_tma_stride_loads(kw, n, dtype, group_keys, device, monkeypatch, tma_lau
     assert TMA_GROUP_ROWS in tma_launches
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize(
-    "kw, n",
-    [
-        (dict(attn_mode="strided", local_attn_ctx=2), 60),  # stride groups of 30 rows: two key steps
-        (dict(attn_mode="strided", local_attn_ctx=3), 70),  # n not a multiple of l: rows past n / l, pointers
-        (dict(attn_mode="fixed", local_attn_ctx=24, summary_ctx=4), 72),  # local blocks of 24 rows, [B, H, n, D]
-    ],
-)
-def test_tma_group_queries(kw, n, dtype, device, monkeypatch, tma_launches):
-    """TMA_GROUP_QUERIES: the whole-group backward of groups that take several key steps loads q, dO and O by
-    descriptor too (rows past the group's come as zeros): the reference's gradients."""
-    monkeypatch.setattr(plan_module, "TMA_STRIDE_LOADS", True)
-    monkeypatch.setattr(plan_module, "TMA_GROUP_QUERIES", True)
-    p = sparse.pattern(**kw)
-    if device == "cpu":  # the interpreter's tiles: these groups take two key steps (the GPU's tiles take one)
-        planned = [launch_.group_queries_tma for launch_ in build_plan(p, n, 32).launches]
-        assert any(planned) == (n % kw["local_attn_ctx"] == 0 or kw["attn_mode"] == "fixed")
-    check_against_reference(p, (2, 3, n, 32), dtype, device, seed=n)
-
-
 def test_tma_stride_loads_on_a_transposed_layout(device, monkeypatch, tma_launches):
     """[B, H, l, n / l, D] descriptors of a [B, n, H, D] layout viewed as [B, H, n, D]: the strides are the tensor's."""
     monkeypatch.setattr(plan_module, "TMA_STRIDE_LOADS", True)
