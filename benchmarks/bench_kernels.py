@@ -1,6 +1,6 @@
 """Kernel micro-benchmark: pattern x backend x n x head dim, forward and forward+backward, one process, one GPU.
 
-    sparse-repro bench-kernels                      the full sweep of issue 7 (about 5 minutes on an H100)
+    sparse-repro bench-kernels                      the full sweep of issue 7 (~20 min on an H200, by its parts)
     sparse-repro bench-kernels --cases targets      only the rows of issue 7's target table
     sparse-repro bench-kernels --cases models       the attention calls of the small presets' models
     sparse-repro bench-kernels --n 1024 --backends triton,sdpa --head-dims 64 --passes fwd
