@@ -253,6 +253,12 @@ def measure(case: Case, backend: str, pass_: str, dtype: torch.dtype, budget_s: 
     )
     if backend == "triton":
         row["tile_density"] = f"{build_plan(p, case.n, case.head_dim).tile_density:.6f}"
+    # Block masks kept from earlier flex cells are live memory that this cell's peak would count (1 GiB per mask head
+    # at n = 1,048,576; the flex rows of 8d61ca2f20c4 carry up to 2 GiB of other patterns' masks): drop them, so a flex
+    # cell counts its own mask and no other, and no other backend's cell counts any.
+    from sparse.flex import block_mask_for
+
+    block_mask_for.cache_clear()
     reason = skip_reason(case, backend, pass_, budget_s)
     if reason:
         return {**row, "status": "skipped", "reason": reason}

@@ -156,3 +156,19 @@ def test_tune_tiles_refuses_bad_arguments_before_any_work(capsys):
             tune_tiles.main(args)
         assert text in capsys.readouterr().err
     assert all((kind, d) in TILE_TABLE for kind in tune_tiles.SPACE for d in tune_tiles.CASES)
+
+
+def test_each_cell_starts_with_no_block_mask_of_an_earlier_cell():
+    """A flex block mask is live memory (1 GiB per mask head at n = 1,048,576): a cell's peak memory must not count
+    the masks earlier cells left in the cache (the flex rows of 8d61ca2f20c4 did)."""
+    import torch
+
+    import benchmarks.bench_kernels as bench
+    from benchmarks.bench_kernels import Case
+    from sparse.flex import block_mask_for
+
+    for mode, l in (("strided", 4), ("all", None)):
+        case = Case(attn_mode=mode, n=32, batch=1, heads=1, head_dim=32, local_attn_ctx=l)
+        row = bench.measure(case, "flex", "fwd", torch.float32, budget_s=60.0, device="cpu")
+        assert row["status"] == "ok"
+        assert block_mask_for.cache_info().currsize == 1  # this cell's mask alone
