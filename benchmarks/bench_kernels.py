@@ -37,6 +37,7 @@ import yaml
 import sparse
 from benchmarks.provenance import provenance
 from benchmarks.recorder import KERNEL_COLUMNS, append_rows
+from sparse.flex import block_mask_for
 from sparse.kernels import build_plan
 from sparse.kernels.plan import interpreting
 
@@ -226,8 +227,6 @@ def _tiles(case: Case, backend: str, device: str) -> int | None:
     if backend == "triton":
         return build_plan(p, case.n, case.head_dim).tiles
     if backend == "flex":
-        from sparse.flex import block_mask_for
-
         # The cache entry the measured call uses: flex_sparse_attention keys it by str(q.device), "cuda:0" for
         # "cuda"; another key would build and hold a second BlockMask (about 1 GB per head at n = 1,048,576).
         bm = block_mask_for(p, case.n, case.heads, str(torch.empty(0, device=device).device))
@@ -256,8 +255,6 @@ def measure(case: Case, backend: str, pass_: str, dtype: torch.dtype, budget_s: 
     # Block masks kept from earlier flex cells are live memory that this cell's peak would count (1 GiB per mask head
     # at n = 1,048,576; the flex rows of 8d61ca2f20c4 carry up to 2 GiB of other patterns' masks): drop them, so a flex
     # cell counts its own mask and no other, and no other backend's cell counts any.
-    from sparse.flex import block_mask_for
-
     block_mask_for.cache_clear()
     reason = skip_reason(case, backend, pass_, budget_s)
     if reason:

@@ -6,7 +6,7 @@ import torch
 
 import sparse
 from sparse.reference import reference_attention
-from tests.sparse.test_kernels import PATTERNS, make_inputs, rel_err
+from tests.sparse.test_kernels import PATTERNS, check_against_reference, make_inputs, rel_err
 
 
 @pytest.mark.parametrize("name", list(PATTERNS))
@@ -20,16 +20,7 @@ def test_flex_forward_matches_reference(name, n, device):
 
 
 def test_sdpa_matches_reference_for_dense(device):
-    p = sparse.pattern("all")
-    q, k, v, do = make_inputs((2, 3, 41, 32), torch.float32, device)
-    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
-    out = sparse.attention(*leaves, p, backend="sdpa")
-    grads = torch.autograd.grad(out, leaves, do)
-    ref_leaves = [t.double().requires_grad_() for t in (q, k, v)]
-    ref = reference_attention(*ref_leaves, p, scale=32**-0.5)
-    ref_grads = torch.autograd.grad(ref, ref_leaves, do.double())
-    for got, want in zip((out, *grads), (ref, *ref_grads)):
-        assert rel_err(got, want) < 2e-5
+    check_against_reference(sparse.pattern("all"), (2, 3, 41, 32), torch.float32, device, backend="sdpa", tol=2e-5)
 
 
 def test_flex_backward_is_refused_on_the_cpu_with_a_clear_message():

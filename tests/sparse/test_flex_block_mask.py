@@ -17,7 +17,7 @@ from sparse.flex import (
 )
 from sparse.patterns import Pattern
 from sparse.reference import reference_attention
-from tests.sparse.test_kernels import make_inputs, rel_err
+from tests.sparse.test_kernels import check_against_reference, make_inputs, rel_err
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -206,12 +206,4 @@ def test_gpu_flex_forward_and_backward_with_the_analytic_block_mask(name):
     reference = classes_of(reference_block_mask(p, n, HEADS, "cuda").to("cpu"))
     for got, want in zip(built, reference):
         assert torch.equal(got, want)
-    q, k, v, do = make_inputs((2, HEADS, n, 32), torch.float32, "cuda", seed=5)
-    leaves = [t.clone().requires_grad_() for t in (q, k, v)]
-    out = sparse.attention(*leaves, p, backend="flex")
-    grads = torch.autograd.grad(out, leaves, do)
-    ref_leaves = [t.double().requires_grad_() for t in (q, k, v)]
-    ref = reference_attention(*ref_leaves, p, scale=32**-0.5)
-    ref_grads = torch.autograd.grad(ref, ref_leaves, do.double())
-    for got, want in zip((out, *grads), (ref, *ref_grads)):
-        assert rel_err(got, want) < 1e-4
+    check_against_reference(p, (2, HEADS, n, 32), torch.float32, "cuda", seed=5, backend="flex", tol=1e-4)

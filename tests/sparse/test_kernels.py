@@ -87,13 +87,14 @@ def test_row_chunked_reference_matches_the_reference():
         torch.testing.assert_close(got, expected.detach())
 
 
-def check_against_reference(p, shape, dtype, device, seed=0, contiguous=True):
+def check_against_reference(p, shape, dtype, device, seed=0, contiguous=True, backend="triton", tol=None):
+    """Output and gradients of `backend` against the float64 reference, each within `tol` (TOLERANCE[dtype])."""
     q, k, v, do = make_inputs(shape, dtype, device, seed)
     if not contiguous:  # the same values laid out [B, n, H, D] and viewed as [B, H, n, D]
         q, k, v = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in (q, k, v))
         assert not q.is_contiguous()
     q, k, v = (t.requires_grad_() for t in (q, k, v))
-    out = sparse.attention(q, k, v, p, backend="triton")
+    out = sparse.attention(q, k, v, p, backend=backend)
     dq, dk, dv = torch.autograd.grad(out, (q, k, v), do)
     if shape[1] * shape[2] ** 2 > 2**26:  # above ~0.5 GB per float64 [H, n, n] matrix
         ref, rdq, rdk, rdv = reference_in_row_chunks(q, k, v, do, p, shape[-1] ** -0.5, rows=2048)
@@ -101,7 +102,7 @@ def check_against_reference(p, shape, dtype, device, seed=0, contiguous=True):
         ref_in = [t.detach().to(torch.float64).requires_grad_() for t in (q, k, v)]
         ref = reference_attention(*ref_in, p, scale=shape[-1] ** -0.5)
         rdq, rdk, rdv = torch.autograd.grad(ref, ref_in, do.to(torch.float64))
-    tol = TOLERANCE[dtype]
+    tol = TOLERANCE[dtype] if tol is None else tol
     for name, got, want in (("out", out, ref), ("dq", dq, rdq), ("dk", dk, rdk), ("dv", dv, rdv)):
         assert got.dtype == dtype and got.shape == want.shape
         assert torch.isfinite(got).all(), f"{name} has non-finite values"
