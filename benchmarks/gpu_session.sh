@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call: any of the steps below, in order; everything lands under $OUT.
-# Usage on the GPU machine: SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_session.sh [targets|targets-caller|models|sweep|flexsweep|flexlarge|tests|cudatests|profile|tune|host]...
+# Usage on the GPU machine: SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_session.sh [targets|targets-caller|models|sweep|flexsweep|flexlarge|tests|cudatests|profile|tune|counters|host]...
 set -uo pipefail
 export PYTHONPATH=.
 OUT="${OUT:-out}"; mkdir -p "$OUT"
@@ -29,6 +29,18 @@ for step in "$@"; do
     profile)   timeout 240 python3 -m benchmarks.profile_kernels strided:12288:1:128 fixed:12288:1:128:32 \
                  strided:3072:8:96 strided:3072:1:96 all:12288:1 all:3072:8 > "$OUT/profile_kernels.txt" 2>&1
                grep -E "eager|Error" "$OUT/profile_kernels.txt" ;;
+    # Hardware counters of one call of each COUNTER_CASES case (benchmarks/hw_counters.py) under Nsight Compute, as text.
+    counters)  ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+               for case in ${COUNTER_CASES:-strided:12288:1:128}; do
+                 name="counters-${case//:/_}"
+                 timeout 240 "$ncu_bin" --clock-control none --profile-from-start off --set full -f -o "$OUT/$name" \
+                   python3 -m benchmarks.hw_counters "$case" > "$OUT/$name-details.txt" 2>&1
+                 "$ncu_bin" --import "$OUT/$name.ncu-rep" --page details >> "$OUT/$name-details.txt" 2>&1
+                 "$ncu_bin" --import "$OUT/$name.ncu-rep" --page raw --csv > "$OUT/$name-raw.csv" 2>&1
+                 "$ncu_bin" --import "$OUT/$name.ncu-rep" --page source --csv --print-source sass \
+                   > "$OUT/$name-source.csv" 2>&1
+                 rm -f "$OUT/$name.ncu-rep"; grep -E "^  [a-z_]+.*\(|Duration|DRAM Throughput" "$OUT/$name-details.txt" | head -30
+               done ;;
     host)      timeout 150 python3 -m benchmarks.host_breakdown 2>&1 | tee "$OUT/host_breakdown.txt" | tail -18 ;;
     tune)      timeout 240 python3 -m benchmarks.tune_tiles --kinds "${TUNE_KINDS:-dkdv_summary}" \
                  --head-dim "${TUNE_HEAD_DIM:-64}" 2>&1 | grep -v Warning | tee "$OUT/tune_tiles.txt" | tail -7 ;;
