@@ -21,20 +21,21 @@ HEAD's settings), `no-pdl` (plan.PROGRAMMATIC_LAUNCH switched: every launch wait
 `summary-tma`, `summary-keys-tma`, `one-grid`, `summary-order`, `longest-first`, `local-forward`, `summary-dkdv-rows`,
 `row-stats-tma` and `dkdv-first` (plan.TMA_SUMMARY_QUERIES, plan.TMA_SUMMARY_KEY_LOADS, plan.ONE_GRID_BACKWARD,
 plan.SUMMARY_BACKWARD_LAST, plan.SUMMARY_LONGEST_FIRST, plan.FUSED_LOCAL_FORWARD, plan.SUMMARY_DKDV_QUERY_ROWS,
-plan.TMA_ROW_STATS, plan.SUMMARY_DKDV_FIRST switched), `alternate-heads` (plan.ALTERNATE_HEAD_ORDER switched) and
-`encode-each-launch` (direct launches with fast_launch.KEEP_ENCODED off: the host cost of re-encoding descriptors at
-every launch). With --head-chunks K, each case of ours is also timed as K calls over slices of the heads (direct
-launches): the same launches on 1 / K of the data each, so what one launch reads again of the launch before may still be
-in L2 (at the price of K times the launches and their tails). Files made at d424e0272e52 and b286b07c6346 also have
-`persistent` (windowed bands' forward in persistent programs) and `band-first` (the sequence-order band segment first),
-two experiments that lost and were removed; files made at 9f5d441f6b66 have `late-read-back` and `early-dq-only` (a
-later segment's split dq and dk/dv kernels reading back the earlier sums before their loop, both or dq alone, where
-`direct` did both), an experiment that lost too; the file made at bd703d9bda52 has `merge-late` (a forward's later
-segment merging after its loop, launched as a tail, off there; `direct` had it on), which gave nothing and was removed.
-The file made at d7f16ccdcce9 has `paired-forward` (strided's two forward segments in one grid, head by head,
-plan.PAIRED_FORWARD), which lost and was removed. Files made at 9c8a4c4b16df, where the one-kernel backward was the
-default, name its two-kernel backward `split` instead; then cProfile's top host functions of the forward + backward (by
-own time) and torch.profiler's GPU time per kernel. eager ~ max(host, graph): the larger of the two is what limits the
+plan.TMA_ROW_STATS, plan.SUMMARY_DKDV_FIRST switched), `alternate-heads` (plan.ALTERNATE_HEAD_ORDER switched),
+`lean-masks` and `reduce-read-back` (plan.LEAN_MASKS, plan.REDUCE_READ_BACK switched) and `encode-each-launch` (direct
+launches with fast_launch.KEEP_ENCODED off: the host cost of re-encoding descriptors at every launch). With
+--head-chunks K, each case of ours is also timed as K calls over slices of the heads (direct launches): the same
+launches on 1 / K of the data each, so what one launch reads again of the launch before may still be in L2 (at the price
+of K times the launches and their tails). Files made at d424e0272e52 and b286b07c6346 also have `persistent` (windowed
+bands' forward in persistent programs) and `band-first` (the sequence-order band segment first), two experiments that
+lost and were removed; files made at 9f5d441f6b66 have `late-read-back` and `early-dq-only` (a later segment's split dq
+and dk/dv kernels reading back the earlier sums before their loop, both or dq alone, where `direct` did both), an
+experiment that lost too; the file made at bd703d9bda52 has `merge-late` (a forward's later segment merging after its
+loop, launched as a tail, off there; `direct` had it on), which gave nothing and was removed. The file made at
+d7f16ccdcce9 has `paired-forward` (strided's two forward segments in one grid, head by head, plan.PAIRED_FORWARD), which
+lost and was removed. Files made at 9c8a4c4b16df, where the one-kernel backward was the default, name its two-kernel
+backward `split` instead; then cProfile's top host functions of the forward + backward (by own time) and
+torch.profiler's GPU time per kernel. eager ~ max(host, graph): the larger of the two is what limits the
 call.
 """
 
@@ -75,6 +76,8 @@ SWITCHES = {
     "row-stats-tma": (plan, "TMA_ROW_STATS", _TOGGLE),
     "dkdv-first": (plan, "SUMMARY_DKDV_FIRST", _TOGGLE),
     "alternate-heads": (plan, "ALTERNATE_HEAD_ORDER", _TOGGLE),
+    "lean-masks": (plan, "LEAN_MASKS", _TOGGLE),
+    "reduce-read-back": (plan, "REDUCE_READ_BACK", _TOGGLE),
 }
 PATHS = ("triton", "direct", *SWITCHES)
 

@@ -36,6 +36,9 @@ import triton
 import triton.language as tl
 
 from sparse.kernels.geometry import (
+    add_rows,
+    band_interior,
+    band_interior_queries,
     band_positions,
     key_tile,
     let_next_launch_start,
@@ -70,17 +73,26 @@ def _delta_kernel(O, DO, DELTA, stride_dz, stride_dh, stride_dn, n, H, HEAD_DIM:
 def _probabilities(
     q, k, lse2_column, scale_log2, q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, SAME_BLOCK: tl.constexpr,
-    DOT_MODE: tl.constexpr, MASKED: tl.constexpr,
+    DOT_MODE: tl.constexpr, MASKED: tl.constexpr, LEAN: tl.constexpr = False, edge=True,
 ):  # fmt: skip
     """The softmax probabilities of a [queries, keys] score tile, recomputed from the forward's base-2 LSE
-    (`lse2_column`: [queries, 1]), zero where the segment does not allow the pair (MASKED)."""
+    (`lse2_column`: [queries, 1]), zero where the segment does not allow the pair (MASKED; with LEAN only where `edge`,
+    a runtime flag: not one of a band's interior tiles, geometry.band_interior)."""
     p = tl.math.exp2(mma(q, tl.trans(k), DOT_MODE) * scale_log2 - lse2_column)
     if MASKED:
-        allowed = tile_allowed(
-            q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
-            IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK,
-        )  # fmt: skip
-        p = tl.where(allowed, p, 0.0)
+        if LEAN:
+            if edge:
+                allowed = tile_allowed(
+                    q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
+                    IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK,
+                )  # fmt: skip
+                p = tl.where(allowed, p, 0.0)
+        else:
+            allowed = tile_allowed(
+                q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
+                IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK,
+            )  # fmt: skip
+            p = tl.where(allowed, p, 0.0)
     return p
 
 
@@ -90,9 +102,10 @@ def _dq_step(
     offset, hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, k_desc, v_desc, batch32, head,
     HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr,
     EXCLUDE_SELF: tl.constexpr, SAME_BLOCK: tl.constexpr, DOT_MODE: tl.constexpr, MASKED: tl.constexpr,
-    TMA: tl.constexpr,
+    TMA: tl.constexpr, LEAN: tl.constexpr = False, edge=True,
 ):  # fmt: skip
-    """One key tile [start, start + BLOCK_N) into dq; MASKED=False where every pair is allowed."""
+    """One key tile [start, start + BLOCK_N) into dq; MASKED=False where every pair is allowed (LEAN: see
+    `_probabilities`)."""
     k_index = start + tl.arange(0, BLOCK_N)
     k, v, k_pos, k_block, k_valid = key_tile(
         k_base, v_base, stride_kn, stride_vn, start, k_index, offset, hi, n, group, group_len, step, group_stride,
@@ -100,7 +113,7 @@ def _dq_step(
     )  # fmt: skip
     p = _probabilities(
         q, k, lse2[:, None], scale_log2, q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
-        IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, MASKED,
+        IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, MASKED, LEAN, edge,
     )  # fmt: skip
     dp = mma(do, tl.trans(v), DOT_MODE)
     ds = p * (dp - delta[:, None])
@@ -114,10 +127,11 @@ def _dkdv_step(
     head, bh, lse_desc, delta_desc, HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, IS_SUMMARY: tl.constexpr,
     HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, SAME_BLOCK: tl.constexpr, DOT_MODE: tl.constexpr,
     DELTA_FROM_O: tl.constexpr, MASKED: tl.constexpr, TMA: tl.constexpr, STATS_TMA: tl.constexpr,
-    QUERY_ROWS: tl.constexpr = False,
+    QUERY_ROWS: tl.constexpr = False, LEAN: tl.constexpr = False, edge=True,
 ):  # fmt: skip
     """One query tile [start, start + BLOCK_M) into dk, dv; MASKED=False where every pair is allowed and every query
-    exists. STATS_TMA: its lse2 and D rows from [B * H, n] descriptors (row bh), as its q and dO tiles (TMA_ROWS).
+    exists (LEAN: the mask only where `edge`, see `_probabilities`). STATS_TMA: its lse2 and D rows from [B * H, n]
+    descriptors (row bh), as its q and dO tiles (TMA_ROWS).
     QUERY_ROWS (plan.SUMMARY_DKDV_QUERY_ROWS): the scores as [queries, keys], whose per-query LSE and D take a few
     registers per thread (a row slice) where the transposed [keys, queries] tile's take a quarter of the query tile each
     (a column slice); p and ds then go through shared memory, transposed, into the dk and dv dots."""
@@ -157,7 +171,7 @@ def _dkdv_step(
     if QUERY_ROWS:
         p = _probabilities(
             q, k, tl.trans(lse2), scale_log2, q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window,
-            l_block, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, MASKED,
+            l_block, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, MASKED, LEAN, edge,
         )  # fmt: skip
         dv += mma(tl.trans(p.to(do.dtype)), do, DOT_MODE)
         ds = p * (mma(do, tl.trans(v), DOT_MODE) - tl.trans(delta))
@@ -167,11 +181,19 @@ def _dkdv_step(
         qk_t = mma(k, tl.trans(q), DOT_MODE) * scale_log2
         p_t = tl.math.exp2(qk_t - lse2)
         if MASKED:
-            allowed = tile_allowed(
-                q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
-                IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK,
-            )  # fmt: skip
-            p_t = tl.where(tl.trans(allowed), p_t, 0.0)
+            if LEAN:
+                if edge:
+                    allowed = tile_allowed(
+                        q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
+                        IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK,
+                    )  # fmt: skip
+                    p_t = tl.where(tl.trans(allowed), p_t, 0.0)
+            else:
+                allowed = tile_allowed(
+                    q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
+                    IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK,
+                )  # fmt: skip
+                p_t = tl.where(tl.trans(allowed), p_t, 0.0)
         dv += mma(p_t.to(do.dtype), do, DOT_MODE)
         dp_t = mma(v, tl.trans(do), DOT_MODE)
         ds_t = p_t * (dp_t - delta)
@@ -181,7 +203,7 @@ def _dkdv_step(
 
 @triton.jit
 def _dq_program(
-    pid, bh, Q, K, V, DO, O, LSE, DELTA, DQ, Q_DESC, K_DESC, V_DESC, DO_DESC,
+    pid, bh, Q, K, V, DO, O, LSE, DELTA, DQ, Q_DESC, K_DESC, V_DESC, DO_DESC, DQ_DESC,
     stride_qz, stride_qh, stride_qn,
     stride_kz, stride_kh, stride_kn,
     stride_vz, stride_vh, stride_vn,
@@ -191,10 +213,11 @@ def _dq_program(
     HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, COMPUTE_DELTA: tl.constexpr,
-    TMA: tl.constexpr, PDL: tl.constexpr,
+    TMA: tl.constexpr, PDL: tl.constexpr, LEAN: tl.constexpr = False, REDUCE: tl.constexpr = False,
 ):  # fmt: skip
     """dq of the BLOCK_M queries program `pid` owns, streaming their key tiles BLOCK_N at a time (TMA: every tile by
-    tensor descriptor, band segments of step 1 only)."""
+    tensor descriptor, band segments of step 1 only). REDUCE (plan.REDUCE_READ_BACK, with HAS_PREV): added to the
+    earlier segments' dq by TMA reduction through DQ_DESC instead of read back and stored."""
     tl.static_assert(not (COMPUTE_DELTA and HAS_PREV), "D is computed by the first segment's programs")
     batch = (bh // H).to(tl.int64)
     head = bh % H
@@ -269,25 +292,30 @@ def _dq_program(
                 TMA,
             )  # fmt: skip
     else:
+        inner_lo, inner_hi = band_interior(tile * BLOCK_M, lo, hi, window, BLOCK_M, BLOCK_N, HAS_WINDOW)
         for start in range(lo, hi, BLOCK_N):
             dq = _dq_step(
                 start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group,
                 offset, hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, K_DESC, V_DESC,
                 batch32, head, HEAD_DIM, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True,
-                TMA,
+                TMA, LEAN, (start < inner_lo) | (start >= inner_hi),
             )  # fmt: skip
 
     dq *= scale
-    dq_ptrs = DQ + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
     wait_before_read_back(PDL)
-    if HAS_PREV:
-        dq += tl.load(dq_ptrs, mask=q_valid[:, None], other=0.0).to(tl.float32)
-    tl.store(dq_ptrs, dq.to(DQ.dtype.element_ty), mask=q_valid[:, None])
+    if HAS_PREV and REDUCE:
+        add_rows(DQ_DESC, batch32, head, group * group_stride + tile * BLOCK_M, dq.to(DQ.dtype.element_ty))
+    else:
+        dq_ptrs = DQ + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
+        if HAS_PREV:
+            dq += tl.load(dq_ptrs, mask=q_valid[:, None], other=0.0).to(tl.float32)
+        tl.store(dq_ptrs, dq.to(DQ.dtype.element_ty), mask=q_valid[:, None])
 
 
 @triton.jit
 def _dkdv_program(
-    pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC, K_DESC, V_DESC, DO_DESC, LSE_DESC, DELTA_DESC,
+    pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC, K_DESC, V_DESC, DO_DESC, LSE_DESC, DELTA_DESC, DK_DESC,
+    DV_DESC,
     stride_qz, stride_qh, stride_qn,
     stride_kz, stride_kh, stride_kn,
     stride_vz, stride_vh, stride_vn,
@@ -298,9 +326,11 @@ def _dkdv_program(
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, DELTA_FROM_O: tl.constexpr,
     TMA: tl.constexpr, STATS_TMA: tl.constexpr, PDL: tl.constexpr, QUERY_ROWS: tl.constexpr = False,
+    LEAN: tl.constexpr = False, REDUCE: tl.constexpr = False,
 ):  # fmt: skip
     """dk, dv of the BLOCK_N keys program `pid` owns, streaming the query tiles that attend them BLOCK_M at a time (TMA:
-    every tile by tensor descriptor, band segments of step 1 only; STATS_TMA: the query tiles' lse2 and D rows too)."""
+    every tile by tensor descriptor, band segments of step 1 only; STATS_TMA: the query tiles' lse2 and D rows too).
+    REDUCE (with HAS_PREV): added to the earlier segments' dk, dv by TMA reduction (DK_DESC, DV_DESC), no read-back."""
     tl.static_assert(not STATS_TMA or (TMA == 1 and not DELTA_FROM_O), "row statistics by descriptor need TMA_ROWS")
     batch = (bh // H).to(tl.int64)
     head = bh % H
@@ -381,26 +411,34 @@ def _dkdv_program(
             )  # fmt: skip
     else:
         k_block = k_index  # unused by band segments
+        inner_lo, inner_hi = band_interior_queries(
+            tile * BLOCK_N, lo, hi, window, n, group, group_len, step, group_stride, BLOCK_M, BLOCK_N, HAS_WINDOW
+        )
         for start in range(lo, hi, BLOCK_M):
             dk, dv = _dkdv_step(
                 start, dk, dv, k, v, q_base, do_base, O, LSE, DELTA, stride_qn, stride_dn, row_base, k_index, k_pos,
                 k_block, k_valid, group, n, group_len, step, group_stride, window, l_block, scale_log2, Q_DESC,
                 DO_DESC, batch32, head, bh, LSE_DESC, DELTA_DESC, HEAD_DIM, BLOCK_M, IS_SUMMARY, HAS_WINDOW,
-                EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, DELTA_FROM_O, True, TMA, STATS_TMA, QUERY_ROWS,
+                EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, DELTA_FROM_O, True, TMA, STATS_TMA, QUERY_ROWS, LEAN,
+                (start < inner_lo) | (start >= inner_hi),
             )  # fmt: skip
 
     dk *= scale
-    kv_off = row_base * HEAD_DIM + k_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
-    if HAS_PREV:
-        dk += tl.load(DK + kv_off, mask=k_valid[:, None], other=0.0).to(tl.float32)
-        dv += tl.load(DV + kv_off, mask=k_valid[:, None], other=0.0).to(tl.float32)
-    tl.store(DK + kv_off, dk.to(DK.dtype.element_ty), mask=k_valid[:, None])
-    tl.store(DV + kv_off, dv.to(DV.dtype.element_ty), mask=k_valid[:, None])
+    if HAS_PREV and REDUCE:
+        add_rows(DK_DESC, batch32, head, group * group_stride + tile * BLOCK_N, dk.to(DK.dtype.element_ty))
+        add_rows(DV_DESC, batch32, head, group * group_stride + tile * BLOCK_N, dv.to(DV.dtype.element_ty))
+    else:
+        kv_off = row_base * HEAD_DIM + k_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
+        if HAS_PREV:
+            dk += tl.load(DK + kv_off, mask=k_valid[:, None], other=0.0).to(tl.float32)
+            dv += tl.load(DV + kv_off, mask=k_valid[:, None], other=0.0).to(tl.float32)
+        tl.store(DK + kv_off, dk.to(DK.dtype.element_ty), mask=k_valid[:, None])
+        tl.store(DV + kv_off, dv.to(DV.dtype.element_ty), mask=k_valid[:, None])
 
 
 @triton.jit
 def _sparse_dq_kernel(
-    Q, K, V, DO, O, LSE, DELTA, DQ, Q_DESC, K_DESC, V_DESC, DO_DESC,
+    Q, K, V, DO, O, LSE, DELTA, DQ, Q_DESC, K_DESC, V_DESC, DO_DESC, DQ_DESC,
     stride_qz, stride_qh, stride_qn,
     stride_kz, stride_kh, stride_kn,
     stride_vz, stride_vh, stride_vn,
@@ -411,24 +449,25 @@ def _sparse_dq_kernel(
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, COMPUTE_DELTA: tl.constexpr,
     TMA: tl.constexpr, PDL: tl.constexpr, ORDER: tl.constexpr = 0, HEADS_REVERSED: tl.constexpr = False,
+    LEAN: tl.constexpr = False, REDUCE: tl.constexpr = False,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert((TMA == 3) == (IS_SUMMARY and TMA > 0), "summary segments' descriptors are TMA_SUMMARY_KEYS")
     let_next_launch_start(PDL)
     pid, bh = tile_and_head(ORDER, HEADS_REVERSED)
     _dq_program(
-        pid, bh, Q, K, V, DO, O, LSE, DELTA, DQ, Q_DESC, K_DESC, V_DESC, DO_DESC,
+        pid, bh, Q, K, V, DO, O, LSE, DELTA, DQ, Q_DESC, K_DESC, V_DESC, DO_DESC, DQ_DESC,
         stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
         stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
         n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
         HEAD_DIM, BLOCK_M, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV, DOT_MODE,
-        COMPUTE_DELTA, TMA, PDL,
+        COMPUTE_DELTA, TMA, PDL, LEAN, REDUCE,
     )  # fmt: skip
 
 
 @triton.jit
 def _sparse_dkdv_kernel(
-    Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC, K_DESC, V_DESC, DO_DESC, LSE_DESC, DELTA_DESC,
+    Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC, K_DESC, V_DESC, DO_DESC, LSE_DESC, DELTA_DESC, DK_DESC, DV_DESC,
     stride_qz, stride_qh, stride_qn,
     stride_kz, stride_kh, stride_kn,
     stride_vz, stride_vh, stride_vn,
@@ -439,19 +478,19 @@ def _sparse_dkdv_kernel(
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr,
     STATS_TMA: tl.constexpr, PDL: tl.constexpr, ORDER: tl.constexpr = 0, QUERY_ROWS: tl.constexpr = False,
-    HEADS_REVERSED: tl.constexpr = False,
+    HEADS_REVERSED: tl.constexpr = False, LEAN: tl.constexpr = False, REDUCE: tl.constexpr = False,
 ):  # fmt: skip
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert(TMA == 1 or not IS_SUMMARY or TMA == 0, "a summary's query tiles are sequence rows (TMA_ROWS)")
     let_next_launch_start(PDL)
     pid, bh = tile_and_head(ORDER, HEADS_REVERSED)
     _dkdv_program(
-        pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC, K_DESC, V_DESC, DO_DESC, LSE_DESC, DELTA_DESC,
-        stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
+        pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC, K_DESC, V_DESC, DO_DESC, LSE_DESC, DELTA_DESC, DK_DESC,
+        DV_DESC, stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
         stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
         n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
         HEAD_DIM, BLOCK_M, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV, DOT_MODE,
-        False, TMA, STATS_TMA, PDL, QUERY_ROWS,
+        False, TMA, STATS_TMA, PDL, QUERY_ROWS, LEAN, REDUCE,
     )  # fmt: skip
 
 
@@ -459,6 +498,7 @@ def _sparse_dkdv_kernel(
 def _dq_dkdv_kernel(
     Q, K, V, DO, O, LSE, DELTA, DQ, DK, DV,
     Q_DESC_DQ, K_DESC_DQ, V_DESC_DQ, DO_DESC_DQ, Q_DESC_KV, K_DESC_KV, V_DESC_KV, DO_DESC_KV, LSE_DESC, DELTA_DESC,
+    DQ_DESC, DK_DESC, DV_DESC,
     stride_qz, stride_qh, stride_qn,
     stride_kz, stride_kh, stride_kn,
     stride_vz, stride_vh, stride_vn,
@@ -470,6 +510,7 @@ def _dq_dkdv_kernel(
     DISTINCT: tl.constexpr, SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
     DQ_TMA: tl.constexpr, KV_TMA: tl.constexpr, STATS_TMA: tl.constexpr, PDL: tl.constexpr,
     ORDER: tl.constexpr = 0, KV_QUERY_ROWS: tl.constexpr = False, HEADS_REVERSED: tl.constexpr = False,
+    LEAN: tl.constexpr = False, REDUCE: tl.constexpr = False,
 ):  # fmt: skip
     """The dk/dv and dq programs of one segment in one grid (plan.ONE_GRID_BACKWARD): programs below `dkdv_programs` run
     `_dkdv_program` on key tile pid, the rest `_dq_program` on query tile pid - dkdv_programs, each at its own tile
@@ -487,20 +528,20 @@ def _dq_dkdv_kernel(
     if pid < dkdv_programs:
         _dkdv_program(
             pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV, Q_DESC_KV, K_DESC_KV, V_DESC_KV, DO_DESC_KV, LSE_DESC,
-            DELTA_DESC, stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
+            DELTA_DESC, DK_DESC, DV_DESC, stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
             stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
             n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
             HEAD_DIM, KV_BLOCK_M, KV_BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV,
-            DOT_MODE, False, KV_TMA, STATS_TMA, PDL, KV_QUERY_ROWS,
+            DOT_MODE, False, KV_TMA, STATS_TMA, PDL, KV_QUERY_ROWS, LEAN, REDUCE,
         )  # fmt: skip
     else:
         _dq_program(
             pid - dkdv_programs, bh, Q, K, V, DO, O, LSE, DELTA, DQ, Q_DESC_DQ, K_DESC_DQ, V_DESC_DQ, DO_DESC_DQ,
-            stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
+            DQ_DESC, stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
             stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
             n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
             HEAD_DIM, DQ_BLOCK_M, DQ_BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV,
-            DOT_MODE, False, DQ_TMA, PDL,
+            DOT_MODE, False, DQ_TMA, PDL, LEAN, REDUCE,
         )  # fmt: skip
 
 
@@ -524,7 +565,7 @@ def _band_bwd_kernel(
     pid = tl.program_id(0)
     bh = tl.program_id(1)
     _dkdv_program(
-        pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV, Q, K, V, DO, LSE, DELTA,
+        pid, bh, Q, K, V, DO, O, LSE, DELTA, DK, DV, Q, K, V, DO, LSE, DELTA, DK, DV,
         stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
         stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
         n, H, group_len, scale_log2, scale, step, group_stride, window, 1, 1,
@@ -532,7 +573,7 @@ def _band_bwd_kernel(
         False, False, 0,
     )  # fmt: skip
     _dq_program(
-        pid, bh, Q, K, V, DO, O, LSE, DELTA, DQ, Q, K, V, DO,
+        pid, bh, Q, K, V, DO, O, LSE, DELTA, DQ, Q, K, V, DO, DQ,
         stride_qz, stride_qh, stride_qn, stride_kz, stride_kh, stride_kn,
         stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
         n, H, group_len, scale_log2, scale, step, group_stride, window, 1, 1,

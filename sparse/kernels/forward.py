@@ -22,6 +22,7 @@ import triton
 import triton.language as tl
 
 from sparse.kernels.geometry import (
+    band_interior,
     band_positions,
     key_tile,
     let_next_launch_start,
@@ -42,28 +43,44 @@ def _fwd_step(
     group_stride, window, l_block, c_sum, scale_log2, k_desc, v_desc, batch32, head,
     HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr,
     EXCLUDE_SELF: tl.constexpr, SAME_BLOCK: tl.constexpr, DOT_MODE: tl.constexpr, MASKED: tl.constexpr,
-    TMA: tl.constexpr,
+    TMA: tl.constexpr, LEAN: tl.constexpr = False, edge=True,
 ):  # fmt: skip
-    """One key tile [start, start + BLOCK_N) into the running (m, l, acc); MASKED=False where every pair is allowed."""
+    """One key tile [start, start + BLOCK_N) into the running (m, l, acc); MASKED=False where every pair is allowed.
+    LEAN (plan.LEAN_MASKS): the mask is computed only where `edge` (a runtime flag: the tile is not one of the band's
+    interior tiles, every pair of which is allowed), and the scale is applied inside the exponent's fused multiply-add
+    (max over raw scores times the positive scale is the max of the scaled ones), one instruction per score less."""
     k_index = start + tl.arange(0, BLOCK_N)
     k, v, k_pos, k_block, k_valid = key_tile(
         k_base, v_base, stride_kn, stride_vn, start, k_index, offset, hi, n, group, group_len, step, group_stride,
         l_block, c_sum, k_desc, v_desc, batch32, head, HEAD_DIM, IS_SUMMARY, TMA,
     )  # fmt: skip
     qk = mma(q, tl.trans(k), DOT_MODE)
-    if MASKED:
-        allowed = tile_allowed(
-            q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
-            IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK,
-        )  # fmt: skip
-        qk = tl.where(allowed, qk * scale_log2, float("-inf"))
+    if LEAN:
+        if MASKED:
+            if edge:
+                allowed = tile_allowed(
+                    q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
+                    IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK,
+                )  # fmt: skip
+                qk = tl.where(allowed, qk, float("-inf"))
+        m_new = tl.maximum(m_i, tl.max(qk, 1) * scale_log2)
+        # A row with nothing allowed so far keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.math.exp2(m_i - m_safe)
+        p = tl.math.exp2(qk * scale_log2 - m_safe[:, None])
     else:
-        qk = qk * scale_log2
-    m_new = tl.maximum(m_i, tl.max(qk, 1))
-    # A row with nothing allowed so far keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
-    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-    alpha = tl.math.exp2(m_i - m_safe)
-    p = tl.math.exp2(qk - m_safe[:, None])
+        if MASKED:
+            allowed = tile_allowed(
+                q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
+                IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK,
+            )  # fmt: skip
+            qk = tl.where(allowed, qk * scale_log2, float("-inf"))
+        else:
+            qk = qk * scale_log2
+        m_new = tl.maximum(m_i, tl.max(qk, 1))
+        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+        alpha = tl.math.exp2(m_i - m_safe)
+        p = tl.math.exp2(qk - m_safe[:, None])
     l_i = l_i * alpha + tl.sum(p, 1)
     acc = acc * alpha[:, None] + mma(p.to(v.dtype), v, DOT_MODE)
     return m_new, l_i, acc
@@ -81,6 +98,7 @@ def _sparse_fwd_kernel(
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr,
     ORDER: tl.constexpr = 0, LOCAL_BLOCK: tl.constexpr = False, HEADS_REVERSED: tl.constexpr = False,
+    LEAN: tl.constexpr = False,
 ):  # fmt: skip
     """Program (pid, bh): the BLOCK_M queries of tile `pid` of batch x head `bh`, streaming the key tiles their segment
     allows. LOCAL_BLOCK (a summary segment of fixed attention, plan.FUSED_LOCAL_FORWARD): then also the keys of the
@@ -151,13 +169,13 @@ def _sparse_fwd_kernel(
             m_i, l_i, acc = _fwd_step(
                 start, m_i, l_i, acc, q, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group, offset,
                 hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, K_DESC, V_DESC, batch32, head,
-                HEAD_DIM, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, False, TMA,
+                HEAD_DIM, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, False, TMA, LEAN,
             )  # fmt: skip
         for start in range(mid, hi, BLOCK_N):
             m_i, l_i, acc = _fwd_step(
                 start, m_i, l_i, acc, q, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group, offset,
                 hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, K_DESC, V_DESC, batch32, head,
-                HEAD_DIM, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True, TMA,
+                HEAD_DIM, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True, TMA, LEAN,
             )  # fmt: skip
         if LOCAL_BLOCK:
             # The own window's keys, as the local segment's band (in-window indices, key <= query): one softmax over
@@ -171,20 +189,23 @@ def _sparse_fwd_kernel(
                 m_i, l_i, acc = _fwd_step(
                     start, m_i, l_i, acc, q, k_base, v_base, stride_kn, stride_vn, local_index, q_pos, q_valid,
                     window_index, 0, 0, n, l_block, 1, l_block, 0, l_block, c_sum, scale_log2, K_DESC, V_DESC, batch32,
-                    head, HEAD_DIM, BLOCK_N, False, False, False, False, DOT_MODE, False, 0,
+                    head, HEAD_DIM, BLOCK_N, False, False, False, False, DOT_MODE, False, 0, LEAN,
                 )  # fmt: skip
             for start in range(unmasked, first_local + BLOCK_M, BLOCK_N):
                 m_i, l_i, acc = _fwd_step(
                     start, m_i, l_i, acc, q, k_base, v_base, stride_kn, stride_vn, local_index, q_pos, q_valid,
                     window_index, 0, 0, n, l_block, 1, l_block, 0, l_block, c_sum, scale_log2, K_DESC, V_DESC, batch32,
-                    head, HEAD_DIM, BLOCK_N, False, False, False, False, DOT_MODE, True, 0,
+                    head, HEAD_DIM, BLOCK_N, False, False, False, False, DOT_MODE, True, 0, LEAN,
                 )  # fmt: skip
     else:
+        # Key tiles [inner_lo, inner_hi) lie inside the band of every query of the tile (LEAN skips their mask).
+        inner_lo, inner_hi = band_interior(tile * BLOCK_M, lo, hi, window, BLOCK_M, BLOCK_N, HAS_WINDOW)
         for start in range(lo, hi, BLOCK_N):
             m_i, l_i, acc = _fwd_step(
                 start, m_i, l_i, acc, q, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group, offset,
                 hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, K_DESC, V_DESC, batch32, head,
-                HEAD_DIM, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True, TMA,
+                HEAD_DIM, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True, TMA, LEAN,
+                (start < inner_lo) | (start >= inner_hi),
             )  # fmt: skip
 
     empty = l_i == 0.0

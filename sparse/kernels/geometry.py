@@ -47,6 +47,40 @@ def band_allowed(q_index, k_index, window, HAS_WINDOW: tl.constexpr, EXCLUDE_SEL
 
 
 @triton.jit
+def band_interior(first, lo, hi, window, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HAS_WINDOW: tl.constexpr):
+    """Key tiles [inner_lo, inner_hi) (the loop's BLOCK_N steps from lo up to hi) every pair of which a band segment
+    allows for query rows [first, first + BLOCK_M): keys below `first` (so at most each row's t - EXCLUDE_SELF, for
+    EXCLUDE_SELF of 0 or 1) and, with a window, above the last row's t - window. Those keys exist wherever the tile's
+    first row does (they precede it in its group); a tile whose first row does not exist has no row that is stored.
+    Forward and dq programs (queries own the tile) skip the mask there (plan.LEAN_MASKS)."""
+    inner_hi = first // BLOCK_N * BLOCK_N
+    if HAS_WINDOW:  # kept non-negative: Triton's integer division truncates where the interpreter's floors
+        inner_lo = tl.maximum(lo, tl.cdiv(tl.maximum(first + BLOCK_M - window, 0), BLOCK_N) * BLOCK_N)
+    else:
+        inner_lo = lo
+    inner_lo = tl.minimum(inner_lo, hi)
+    return inner_lo, tl.minimum(tl.maximum(inner_hi, inner_lo), hi)
+
+
+@triton.jit
+def band_interior_queries(
+    first_key, lo, hi, window, n, group, group_len, step, group_stride,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HAS_WINDOW: tl.constexpr,
+):  # fmt: skip
+    """Query tiles [inner_lo, inner_hi) (BLOCK_M steps from lo up to hi) every pair of which a band segment allows for
+    the keys [first_key, first_key + BLOCK_N) and every query of which exists: queries from first_key + BLOCK_N on
+    (above every key, EXCLUDE_SELF 0 or 1), with a window below first_key + window - BLOCK_M + 1, and the whole tile
+    inside the group's existing rows (a query that does not exist would add to dk and dv). dk/dv programs (keys own
+    the tile) skip the mask there (plan.LEAN_MASKS)."""
+    inner_lo = tl.minimum(tl.maximum(lo, tl.cdiv(first_key + BLOCK_N, BLOCK_M) * BLOCK_M), hi)
+    existing = tl.minimum(group_len, tl.cdiv(tl.maximum(n - group * group_stride, 0), step))
+    inner_hi = existing // BLOCK_M * BLOCK_M
+    if HAS_WINDOW:
+        inner_hi = tl.minimum(inner_hi, (first_key + window) // BLOCK_M * BLOCK_M)
+    return inner_lo, tl.minimum(tl.maximum(inner_hi, inner_lo), hi)
+
+
+@triton.jit
 def summary_offset(head, l_block, c_sum, DISTINCT: tl.constexpr):
     """First column of this head's summary sub-block in each window (paper 4.3's distinct sub-blocks)."""
     if DISTINCT:
@@ -178,6 +212,16 @@ def tma_rows(desc, batch, head, group, group_stride, first, TMA: tl.constexpr):
     else:
         tile = desc.load([batch, head, group, first, 0])
         return tile.reshape(tile.shape[3], tile.shape[4])
+
+
+@triton.jit
+def add_rows(desc, batch, head, first, value):
+    """Add `value` ([rows, D], the output's dtype) to rows [first, first + rows) of one (batch, head) of a [B, H, n, D]
+    output by TMA reduction (cp.reduce.async.bulk.tensor .add): the L2 adds, the program does not wait for the rows to
+    come back, and rows past n are dropped by the copy engine. Each row is added by one program of a launch, after the
+    launch before it finished (PDL waits as for a read-back), so the sum, and its rounding, are the same at every run.
+    Only where a tile's rows past its group's end are past n too (plan.REDUCE_READ_BACK)."""
+    desc.atomic_add([batch, head, first, 0], value.reshape(1, 1, value.shape[0], value.shape[1]))
 
 
 @triton.jit

@@ -158,6 +158,21 @@ def _row_stats(launch: SegmentLaunch, kv_tma: int, lse2: torch.Tensor, delta: to
     return (_descriptor(lse2, [rows, n], [n, 1], block), _descriptor(delta, [rows, n], [n, 1], block)), True
 
 
+def _reduce_descriptors(launch: SegmentLaunch, has_prev: bool, grads: tuple) -> tuple:
+    """What the dq and dk/dv kernels' DQ_DESC, DK_DESC, DV_DESC get, and their REDUCE constexpr: where a later segment
+    adds its share by TMA reduction (plan.REDUCE_READ_BACK), [B, H, n, D] descriptors of dq (blocks of dq's query tile)
+    and dk, dv (blocks of dk/dv's key tile): the gradient buffers are this function's own, contiguous and aligned; else
+    the buffers themselves (unused) and False."""
+    if not (has_prev and launch.reduce_read_back):
+        return grads, False
+    batch, heads, n, head_dim = grads[0].shape
+    strides = list(grads[0].stride())
+    blocks = (launch.dq.block_m, launch.dkdv.block_n, launch.dkdv.block_n)
+    return tuple(
+        _descriptor(g, [batch, heads, n, head_dim], strides, [1, 1, r, head_dim]) for g, r in zip(grads, blocks)
+    ), True
+
+
 def _grid(launch: SegmentLaunch, kernel: str, tiles: int, batch_heads: int) -> tuple[int, int]:
     """The grid of `kernel` of this segment: (tiles, B * H), or (B * H, tiles) where its programs start longest first
     across heads (SegmentLaunch.order_of; geometry.TILES_BY_HEAD)."""
@@ -237,6 +252,7 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
                 HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
                 DOT_MODE=_dot_mode(q.dtype), TMA=tma, ORDER=launch.order_of("fwd"), LOCAL_BLOCK=launch.fwd_local,
                 HEADS_REVERSED=plan.alternate_heads and index % 2 == 1,  # only a last segment is ever joined
+                LEAN=plan.lean_masks,
             ),
         )  # fmt: skip
     return out, lse2
@@ -309,6 +325,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                 )  # fmt: skip
             continue
         tensors = (q, k, v, do)
+        (dq_desc, dk_desc, dv_desc), reduce = _reduce_descriptors(launch, index > 0, (dq, dk, dv))
         if launch.one_grid:
             tq, tkv = launch.dq, launch.dkdv
             dq_descriptors, dq_tma = _split_descriptors(launch, "dq", tensors, addressable)
@@ -318,13 +335,14 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
             _launch_at(
                 ("dq+dkdv", index, call, first), _dq_dkdv_kernel,
                 _grid(launch, "dkdv", launch.dkdv_programs + launch.dq_programs, batch * heads),
-                (q, k, v, do, out, lse2, delta, dq, dk, dv, *dq_descriptors, *kv_descriptors, *stats, *strides,
-                 *scalars, launch.dkdv_programs),
+                (q, k, v, do, out, lse2, delta, dq, dk, dv, *dq_descriptors, *kv_descriptors, *stats, dq_desc, dk_desc,
+                 dv_desc, *strides, *scalars, launch.dkdv_programs),
                 functools.partial(
                     _options, tkv.options_for(width), geometry, _pdl(plan, first), HEAD_DIM=head_dim,
                     DQ_BLOCK_M=tq.block_m, DQ_BLOCK_N=tq.block_n, KV_BLOCK_M=tkv.block_m, KV_BLOCK_N=tkv.block_n,
                     HAS_PREV=index > 0, DOT_MODE=dot_mode, DQ_TMA=dq_tma, KV_TMA=kv_tma, STATS_TMA=stats_tma,
                     ORDER=order, KV_QUERY_ROWS=launch.dkdv_query_rows, HEADS_REVERSED=reversed_heads(),
+                    LEAN=plan.lean_masks, REDUCE=reduce,
                 ),
             )  # fmt: skip
             first = False
@@ -342,12 +360,12 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                 _launch_at(
                     ("dq", index, call, first), _sparse_dq_kernel,
                     _grid(launch, "dq", launch.dq_programs, batch * heads),
-                    (q, k, v, do, out, lse2, delta, dq, *descriptors, *strides, *scalars),
+                    (q, k, v, do, out, lse2, delta, dq, *descriptors, dq_desc, *strides, *scalars),
                     functools.partial(
                         _options, t.options_for(width), geometry, dq_pdl, HEAD_DIM=head_dim, BLOCK_M=t.block_m,
                         BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode, TMA=tma, ORDER=launch.order_of("dq"),
                         COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq",
-                        HEADS_REVERSED=reversed_heads(),
+                        HEADS_REVERSED=reversed_heads(), LEAN=plan.lean_masks, REDUCE=reduce,
                     ),
                 )  # fmt: skip
             else:
@@ -355,12 +373,12 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                 _launch_at(
                     ("dkdv", index, call, first), _sparse_dkdv_kernel,
                     _grid(launch, "dkdv", launch.dkdv_programs, batch * heads),
-                    (q, k, v, do, out, lse2, delta, dk, dv, *descriptors, *stats, *strides, *scalars),
+                    (q, k, v, do, out, lse2, delta, dk, dv, *descriptors, *stats, dk_desc, dv_desc, *strides, *scalars),
                     functools.partial(
                         _options, t.options_for(width), geometry, dkdv_pdl, HEAD_DIM=head_dim, BLOCK_M=t.block_m,
                         BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode, TMA=tma, STATS_TMA=stats_tma,
                         ORDER=launch.order_of("dkdv"), QUERY_ROWS=launch.dkdv_query_rows,
-                        HEADS_REVERSED=reversed_heads(),
+                        HEADS_REVERSED=reversed_heads(), LEAN=plan.lean_masks, REDUCE=reduce,
                     ),
                 )  # fmt: skip
         first = False

@@ -247,6 +247,22 @@ PROGRAMMATIC_LAUNCH = True
 # against 0.3157 ms (forward alone 0.0878 against 0.0925), strided 3,072 x 8 0.4746 against 0.4829, strided 65,536
 # 2.300 against 2.313, fixed 12,288 0.8512 against 0.8532 (its summary programs run longest first across heads).
 ALTERNATE_HEAD_ORDER = True
+# Fewer instructions per score where the kernels issue more than they wait (Nsight Compute on an H200, strided 12,288,
+# results/profiles/counters-*.txt: the forward kernels keep their issue slots ~62% busy, FMUL, FSEL and ISETP are ~35%
+# of their instructions, the band's dq + dk/dv grid's FSEL and ISETP 22%): a band segment's tiles every pair of which is
+# allowed skip the mask (geometry.band_interior, band_interior_queries: two of the six key tiles of a 64-row query tile
+# with a window of 128), and the forward applies the scale inside the exponent's fused multiply-add instead of to every
+# score before the max (the forward's LEAN). A runtime branch per tile, not split loops: the loops stay one pipelined
+# loop of a few tiles.
+LEAN_MASKS = True
+# A band segment after the backward's first, with split or one-grid dq and dk/dv loading by TMA_ROWS, adds its dq, dk,
+# dv to the earlier segments' by TMA reduction (geometry.add_rows) instead of reading them back, adding and storing:
+# Nsight Compute (strided 12,288's band dq + dk/dv grid, results/profiles/counters-*.txt) put ~19% of its warps' stall
+# samples in those epilogues, waiting for the read-back. The sum is rounded twice in bf16 / fp16 (the segment's share,
+# then the sum) where the read-back rounded once; still one add per element per launch, in launch order, so two runs
+# give equal bits. Only where no tile's rows run past its group's end into rows before n (one group, or groups a
+# whole number of tiles long).
+REDUCE_READ_BACK = True
 # D = rowsum(dO * O) is recomputed per query tile by the one-kernel backward's dk/dv programs only where each key
 # tile sees a bounded number of query tiles: a window, or groups of at most this many rows.
 DELTA_ON_THE_FLY_MAX_ROWS = 256
@@ -317,6 +333,9 @@ class SegmentLaunch:
     fwd_joined: bool = False  # a band segment whose forward runs inside the summary's (FUSED_LOCAL_FORWARD)
     dkdv_query_rows: bool = False  # a summary segment's dk/dv scores as [queries, keys] (SUMMARY_DKDV_QUERY_ROWS)
     dkdv_first: bool = False  # split dq and dk/dv launched dk/dv first, paired (SUMMARY_DKDV_FIRST)
+    reduce_read_back: bool = (
+        False  # when not first in the backward: dq, dk, dv added by TMA reduction (REDUCE_READ_BACK)
+    )
 
     def order_of(self, kernel: str) -> int:
         """The ORDER constexpr of this segment's `kernel` ("fwd", "dq" or "dkdv"; geometry.TILES_BY_HEAD): a causal
@@ -347,6 +366,7 @@ class Plan:
     delta_source: str
     pdl: bool = False  # launches after the first start early (PROGRAMMATIC_LAUNCH)
     alternate_heads: bool = False  # odd launches of a forward or backward take heads from the last
+    lean_masks: bool = False  # interior band tiles unmasked, the forward's scale in its exponent (LEAN_MASKS)
     backward_order: tuple[int, ...] = ()  # the backward's segments, as indices into `launches` (empty: theirs)
     # This plan object's own number: the launchers' call sites key their kept kernels on it (fast_launch.launch_site),
     # so a plan rebuilt after the cache dropped it, or changed by dataclasses.replace, never reuses another's.
@@ -464,13 +484,15 @@ def build_plan(
     tma_row_stats: bool | None = None,
     summary_dkdv_first: bool | None = None,
     alternate_head_order: bool | None = None,
+    lean_masks: bool | None = None,
+    reduce_read_back: bool | None = None,
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
     environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, TMA_STRIDE_LOADS, TMA_GROUP_KEYS,
     PROGRAMMATIC_LAUNCH, TMA_SUMMARY_QUERIES, TMA_SUMMARY_KEY_LOADS, ONE_GRID_BACKWARD, SUMMARY_BACKWARD_LAST,
     SUMMARY_LONGEST_FIRST, FUSED_LOCAL_FORWARD, SUMMARY_DKDV_QUERY_ROWS, TMA_ROW_STATS, SUMMARY_DKDV_FIRST,
-    ALTERNATE_HEAD_ORDER, SMALL_TILE_WARPS), resolved before the cache lookup so that changing them counts. The
-    one-kernel band backward, when on, takes every band segment, short groups too."""
+    ALTERNATE_HEAD_ORDER, LEAN_MASKS, REDUCE_READ_BACK, SMALL_TILE_WARPS), resolved before the cache lookup so that
+    changing them counts. The one-kernel band backward, when on, takes every band segment, short groups too."""
     interpret = interpreting() if interpret is None else interpret
     fused = FUSED_BAND_BACKWARD if fused_band_backward is None else fused_band_backward
     whole_groups = GROUP_BACKWARD if group_backward is None else group_backward
@@ -488,10 +510,12 @@ def build_plan(
     row_stats = TMA_ROW_STATS if tma_row_stats is None else tma_row_stats
     dkdv_first = SUMMARY_DKDV_FIRST if summary_dkdv_first is None else summary_dkdv_first
     alternate = ALTERNATE_HEAD_ORDER if alternate_head_order is None else alternate_head_order
+    lean = LEAN_MASKS if lean_masks is None else lean_masks
+    reduce = REDUCE_READ_BACK if reduce_read_back is None else reduce_read_back
     return _cached_plan(
         pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS, tma_band, tma_stride,
         tma_group, pdl and not interpret, tma_summary, one_grid and not fused, summary_keys, summary_last,
-        longest_first, local_forward, query_rows, row_stats, dkdv_first, alternate,
+        longest_first, local_forward, query_rows, row_stats, dkdv_first, alternate, lean, reduce,
     )  # fmt: skip
 
 
@@ -518,6 +542,8 @@ def _cached_plan(
     row_stats: bool,
     dkdv_first: bool,
     alternate: bool = False,
+    lean: bool = False,
+    reduce: bool = False,
 ) -> Plan:
     launches = []
     segments = pattern.segments(n)
@@ -581,6 +607,13 @@ def _cached_plan(
         split = launch.group_bwd is None and launch.bwd is None
         if row_stats and n % 4 == 0 and split and launch.tma_of("dkdv") == TMA_ROWS:
             launches[i] = dataclasses.replace(launch, row_stats_tma=True)
+        seg = launches[i].segment
+        whole_tiles = isinstance(seg, BandSegment) and (
+            seg.num_groups == 1
+            or (launch.group_len % launch.dq.block_m == 0 and launch.group_len % launch.dkdv.block_n == 0)
+        )
+        if reduce and split and whole_tiles and launch.tma == TMA_ROWS:
+            launches[i] = dataclasses.replace(launches[i], reduce_read_back=True)
     if local_forward and len(launches) == 2 and _local_blocks_join(launches[0], segments[1]):
         launches[0] = dataclasses.replace(launches[0], fwd_local=True)
         launches[1] = dataclasses.replace(launches[1], fwd_joined=True)
@@ -608,6 +641,7 @@ def _cached_plan(
         delta_source=_delta_source(first, n),
         pdl=pdl,
         alternate_heads=alternate,
+        lean_masks=lean,
         backward_order=order if order != tuple(range(len(launches))) else (),
     )
 
