@@ -39,7 +39,7 @@ for step in "$@"; do
                  "$ncu_bin" --import "$OUT/$name.ncu-rep" --page raw --csv > "$OUT/$name-raw.csv" 2>&1
                  "$ncu_bin" --import "$OUT/$name.ncu-rep" --page source --csv --print-source sass \
                    > "$OUT/$name-source.csv" 2>&1
-                 rm -f "$OUT/$name.ncu-rep"; grep -E "^  [a-z_]+.*\(|Duration|DRAM Throughput" "$OUT/$name-details.txt" | head -30
+                 rm -f "$OUT/$name.ncu-rep"; python3 -m benchmarks.counter_summary "$OUT/$name" | tee "$OUT/$name-summary.txt" | head -24
                done ;;
     host)      timeout 150 python3 -m benchmarks.host_breakdown 2>&1 | tee "$OUT/host_breakdown.txt" | tail -18 ;;
     tune)      timeout 240 python3 -m benchmarks.tune_tiles --kinds "${TUNE_KINDS:-dkdv_summary}" \
