@@ -15,8 +15,10 @@ A case is mode:n:batch[:local_attn_ctx[:summary_ctx]], in bf16 unless --dtype sa
 rows are bf16). Per launch it prints the kernel, its tiles,
 registers per thread (`cuobjdump --dump-resource-usage`), spill bytes (STACK + LOCAL), shared memory per program,
 the programs per SM each limit allows (registers, shared memory, warps) and their minimum, and the launch's waves:
-programs / (SMs x programs per SM). A kernel whose programs each make a few dependent loads runs at the latency of
-those loads times its waves; fewer programs per SM means less latency hidden (benchmarks/KERNEL_NOTES.md).
+programs / (SMs x programs per SM), and whether ptxas serialized its wgmma instructions (`serial`: each matrix
+product waits for the one before; `async`: they overlap; printed only, the CSV's columns predate it). A kernel whose
+programs each make a few dependent loads runs at the latency of those loads times its waves; fewer programs per SM
+means less latency hidden (benchmarks/KERNEL_NOTES.md).
 """
 
 from __future__ import annotations
@@ -149,6 +151,22 @@ def sass_digest(compiled) -> str:
     return hashlib.sha256("\n".join(instructions).encode()).hexdigest()[:16]
 
 
+def wgmma_serialized(compiled, arch: int) -> bool:
+    """Whether ptxas serializes the kernel's wgmma instructions (its note C7515, "Potential Performance Loss:
+    wgmma.mma_async instructions are serialized"): each matrix product then waits for the one before, and a kernel
+    bound by their latency loses most of its tensor-core overlap. Triton does not show ptxas's notes, so the kernel's
+    PTX is assembled again here, with -v."""
+    from triton.backends.nvidia.compiler import get_ptxas, sm_arch_from_capability
+
+    with tempfile.TemporaryDirectory() as folder:
+        ptx = os.path.join(folder, "kernel.ptx")
+        with open(ptx, "w") as f:
+            f.write(compiled.asm["ptx"])
+        command = [get_ptxas(arch).path, "-v", f"--gpu-name={sm_arch_from_capability(arch)}", ptx, "-o", ptx + ".o"]
+        log = subprocess.run(command, capture_output=True, text=True, check=True).stderr
+    return "C7515" in log
+
+
 def resource_usage(compiled) -> dict[str, int]:
     """Registers and spill bytes from cuobjdump, shared memory from the kernel's metadata."""
     report = cuobjdump(compiled, "--dump-resource-usage")
@@ -181,7 +199,7 @@ def launch_rows(
             "num_warps": warps, "num_stages": options.get("num_stages", 3), "max_registers": options.get("maxnreg", ""),
             **usage, "programs_per_sm": per_sm, "limited_by": limit, "programs": programs,
             "waves": round(programs / (sms * per_sm), 2) if per_sm else "does not fit", "target": f"sm_{arch}",
-            "sms": sms,
+            "sms": sms, "wgmma_serialized": wgmma_serialized(compiled, arch) if arch >= 90 else False,
         })  # fmt: skip
         if digest:
             rows[-1]["sass"] = sass_digest(compiled)
@@ -220,7 +238,7 @@ def main(argv: list[str] | None = None) -> None:
         f"commit {prov['commit']}"
     )
     print(f"{'case':<22} {'#':>2} {'kernel':<20} {'tiles':>12} {'regs':>4} {'spill':>5} {'smem':>6} {'per SM':>6} "
-          f"{'limit':<13} {'programs':>8} {'waves':>6}")  # fmt: skip
+          f"{'limit':<13} {'programs':>8} {'waves':>6} wgmma")  # fmt: skip
     for spec in args.cases:
         rows = launch_rows(spec, args.heads, args.head_dim, args.arch, args.sms, args.sass_digest, DTYPES[args.dtype])
         for r in rows:
@@ -229,11 +247,15 @@ def main(argv: list[str] | None = None) -> None:
             print(
                 f"{spec:<22} {r['launch']:>2} {r['kernel']:<20} {tiles:>12} {r['registers']:>4} {r['spill_bytes']:>5} "
                 f"{r['shared_bytes']:>6} {r['programs_per_sm']:>6} {r['limited_by']:<13} {r['programs']:>8} "
-                f"{r['waves']:>6}" + (f" {r['sass']}" if args.sass_digest else ""),
+                f"{r['waves']:>6} {'serial' if r['wgmma_serialized'] else 'async':<6}"
+                + (f" {r['sass']}" if args.sass_digest else ""),
                 flush=True,
             )
         if args.out:
-            append_rows(args.out, [{**{k: v for k, v in r.items() if k != "sass"}, **stamp} for r in rows], COLUMNS)
+            printed_only = ("sass", "wgmma_serialized")  # kernel_resources.csv's columns predate them
+            append_rows(
+                args.out, [{**{k: v for k, v in r.items() if k not in printed_only}, **stamp} for r in rows], COLUMNS
+            )
 
 
 if __name__ == "__main__":

@@ -44,8 +44,10 @@ SPACE = {
     # backward's largest group and key tile (BLOCK, BLOCK_N, warps, stages[, register cap]; BLOCK = 64 sends groups
     # of 65-128 rows back to the split kernels: the comparison's baseline). Their forward had a kind of its own for
     # one search (a whole group per program at 128 x 128): the band's tiles won (KERNEL_NOTES.md, v8).
+    # The last five: searched again once its loop's wgmma were no longer serialized (plan.GROUP_SCALED_STEPS).
     "group_bwd": [(64, 64, 4, 1), (128, 16, 8, 2), (128, 32, 8, 2), (128, 32, 8, 2, 128), (128, 32, 4, 2),
-                  (128, 64, 8, 2, 128), (128, 128, 8, 1)],
+                  (128, 64, 8, 2, 128), (128, 128, 8, 1), (128, 64, 8, 3, 128), (128, 32, 8, 3), (128, 32, 8, 3, 120),
+                  (128, 16, 8, 3), (128, 64, 8, 3)],
     # The summary part's forward and dq (fixed only): a dense-like loop over the compact summary keys, where
     # the larger tiles of dense flash attention may pay.
     "fwd_summary": [(128, 64, 8, 3, 128), (64, 64, 4, 3), (128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3),

@@ -43,6 +43,7 @@ def test_every_launch_of_a_call_is_compiled_and_measured(tmp_path):
     expected = ["_sparse_fwd_kernel"] * 2 + ["_group_bwd_kernel", *band]
     assert len(launch_lines) == len(expected)
     assert all(re.fullmatch(r"[0-9a-f]{16}", line.split()[-1]) for line in launch_lines)
+    assert all(line.split()[-2] == "async" for line in launch_lines)  # ptxas serialized no wgmma here
     rows = list(csv.DictReader(out.open()))
     kernels = [r["kernel"] for r in rows]
     assert kernels == expected
