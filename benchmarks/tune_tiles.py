@@ -44,7 +44,8 @@ SPACE = {
     # backward's largest group and key tile (BLOCK, BLOCK_N, warps, stages[, register cap]; BLOCK = 64 sends groups
     # of 65-128 rows back to the split kernels: the comparison's baseline). Their forward had a kind of its own for
     # one search (a whole group per program at 128 x 128): the band's tiles won (KERNEL_NOTES.md, v8).
-    # The last five: searched again once its loop's wgmma were no longer serialized (plan.GROUP_SCALED_STEPS).
+    # The last five: searched at 2a0ec0e9477e with the loop's wgmma unserialized (each step's dq share scaled before the
+    # add); the serialized form with the table's tile was as fast (KERNEL_NOTES.md, session of 10:15).
     "group_bwd": [(64, 64, 4, 1), (128, 16, 8, 2), (128, 32, 8, 2), (128, 32, 8, 2, 128), (128, 32, 4, 2),
                   (128, 64, 8, 2, 128), (128, 128, 8, 1), (128, 64, 8, 3, 128), (128, 32, 8, 3), (128, 32, 8, 3, 120),
                   (128, 16, 8, 3), (128, 64, 8, 3)],

@@ -587,10 +587,10 @@ def _group_key_step(
     start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, DK, DV, row_base, index, pos, valid, n,
     group, group_len, step, group_stride, window, scale_log2, scale, k_desc, v_desc, batch32, head,
     HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr,
-    HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr, SCALED_STEPS: tl.constexpr = False,
+    HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr,
 ):  # fmt: skip
     """Key tile [start, start + BLOCK_N) of a group whose every query the program holds: its dk and dv are complete
-    and stored here; its share of dq is added to `dq` (SCALED_STEPS: already scaled)."""
+    and stored here; its share of dq is added to `dq`."""
     cols = tl.arange(0, HEAD_DIM)[None, :]
     k_index = start + tl.arange(0, BLOCK_N)
     k, v, k_pos, _, k_valid = key_tile(
@@ -615,12 +615,6 @@ def _group_key_step(
     if HAS_PREV:
         dk += tl.load(DK + kv_off, mask=keys_valid, other=0.0).to(tl.float32)
     tl.store(DK + kv_off, dk.to(DK.dtype.element_ty), mask=keys_valid)
-    if SCALED_STEPS:
-        # Scaled here rather than once after the loop: `dq + dot` is folded into the dot's accumulator, and ptxas then
-        # serializes every wgmma of the loop (its note C7515, "non wgmma instructions defining accumulator registers";
-        # benchmarks/kernel_resources.py shows it: strided 12,288's group kernel waited on each of 56 HGMMAs per warp,
-        # 27% of its stall samples in counters-*.txt). The product keeps the dot's own zero accumulator.
-        return dq + mma(ds, k, DOT_MODE) * scale
     return dq + mma(ds, k, DOT_MODE)
 
 
@@ -636,7 +630,6 @@ def _group_bwd_kernel(
     HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
     COMPUTE_DELTA: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr, HEADS_REVERSED: tl.constexpr = False,
-    SCALED_STEPS: tl.constexpr = False,
 ):  # fmt: skip
     """Program g (grid: groups, batch x head) owns all of group g of a band segment, as queries and as keys, when the
     group fits one query tile (group_len <= BLOCK; plan.py's `group_bwd`): the stride part of strided attention
@@ -688,18 +681,17 @@ def _group_bwd_kernel(
         dq = _group_key_step(
             0, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, DK, DV, row_base, index, pos, valid, n,
             group, group_len, step, group_stride, window, scale_log2, scale, K_DESC, V_DESC, batch32, head, HEAD_DIM,
-            BLOCK_N, HAS_WINDOW, EXCLUDE_SELF, HAS_PREV, DOT_MODE, TMA, SCALED_STEPS,
+            BLOCK_N, HAS_WINDOW, EXCLUDE_SELF, HAS_PREV, DOT_MODE, TMA,
         )  # fmt: skip
     else:
         for start in range(0, group_len, BLOCK_N):
             dq = _group_key_step(
                 start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, DK, DV, row_base, index, pos,
                 valid, n, group, group_len, step, group_stride, window, scale_log2, scale, K_DESC, V_DESC, batch32,
-                head, HEAD_DIM, BLOCK_N, HAS_WINDOW, EXCLUDE_SELF, HAS_PREV, DOT_MODE, TMA, SCALED_STEPS,
+                head, HEAD_DIM, BLOCK_N, HAS_WINDOW, EXCLUDE_SELF, HAS_PREV, DOT_MODE, TMA,
             )  # fmt: skip
 
-    if not SCALED_STEPS:
-        dq *= scale
+    dq *= scale
     out_off = row_base * HEAD_DIM + off * HEAD_DIM + cols
     if HAS_PREV:
         dq += tl.load(DQ + out_off, mask=rows_valid, other=0.0).to(tl.float32)
