@@ -256,7 +256,9 @@ ALTERNATE_HEAD_ORDER = True
 # loop of a few tiles.
 # On an H200, same process, CUDA-graph fwd+bwd against LEAN_MASKS off (profile_kernels-2a0e2be6f48f.txt): strided
 # 12,288 0.2905 against 0.2918 ms, fixed 12,288 0.8351 against 0.8440, strided 65,536 2.067 against 2.220 (-7%),
-# strided 3,072 x 8 0.4515 against 0.4488 (+0.6%). The forward's FMULs are mostly its accumulator's rescale.
+# strided 3,072 x 8 0.4515 against 0.4488 (+0.6%). The forward's FMULs are mostly its accumulator's rescale. Once the
+# band mask became one compare per score (geometry.tile_allowed, 66c72d86e91a; profile_kernels-66c72d86e91a.txt):
+# strided 12,288 0.2854 against 0.2842 off, 65,536 1.974 against 2.036 (-3%), fixed 0.8392 against 0.8435.
 LEAN_MASKS = True
 # A band segment after the backward's first, with split or one-grid dq and dk/dv loading by TMA_ROWS, adds its dq, dk,
 # dv to the earlier segments' by TMA reduction (geometry.add_rows) instead of reading them back, adding and storing:
