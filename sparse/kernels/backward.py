@@ -42,6 +42,7 @@ from sparse.kernels.geometry import (
     band_positions,
     key_tile,
     let_next_launch_start,
+    mask_tile,
     mma,
     summary_key_end,
     summary_offset,
@@ -80,19 +81,10 @@ def _probabilities(
     a runtime flag: not one of a band's interior tiles, geometry.band_interior)."""
     p = tl.math.exp2(mma(q, tl.trans(k), DOT_MODE) * scale_log2 - lse2_column)
     if MASKED:
-        if LEAN:
-            if edge:
-                allowed = tile_allowed(
-                    q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
-                    IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK,
-                )  # fmt: skip
-                p = tl.where(allowed, p, 0.0)
-        else:
-            allowed = tile_allowed(
-                q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
-                IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK,
-            )  # fmt: skip
-            p = tl.where(allowed, p, 0.0)
+        p = mask_tile(
+            p, 0.0, q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
+            IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, LEAN, edge,
+        )  # fmt: skip
     return p
 
 
@@ -181,19 +173,10 @@ def _dkdv_step(
         qk_t = mma(k, tl.trans(q), DOT_MODE) * scale_log2
         p_t = tl.math.exp2(qk_t - lse2)
         if MASKED:
-            if LEAN:
-                if edge:
-                    allowed = tile_allowed(
-                        q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
-                        IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK,
-                    )  # fmt: skip
-                    p_t = tl.where(tl.trans(allowed), p_t, 0.0)
-            else:
-                allowed = tile_allowed(
-                    q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
-                    IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK,
-                )  # fmt: skip
-                p_t = tl.where(tl.trans(allowed), p_t, 0.0)
+            p_t = mask_tile(
+                p_t, 0.0, q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
+                IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, LEAN, edge, TRANSPOSED=True,
+            )  # fmt: skip
         dv += mma(p_t.to(do.dtype), do, DOT_MODE)
         dp_t = mma(v, tl.trans(do), DOT_MODE)
         ds_t = p_t * (dp_t - delta)

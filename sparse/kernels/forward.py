@@ -26,10 +26,10 @@ from sparse.kernels.geometry import (
     band_positions,
     key_tile,
     let_next_launch_start,
+    mask_tile,
     mma,
     summary_key_end,
     summary_offset,
-    tile_allowed,
     tile_and_head,
     tma_rows,
     wait_for_previous_launch,
@@ -45,42 +45,25 @@ def _fwd_step(
     EXCLUDE_SELF: tl.constexpr, SAME_BLOCK: tl.constexpr, DOT_MODE: tl.constexpr, MASKED: tl.constexpr,
     TMA: tl.constexpr, LEAN: tl.constexpr = False, edge=True,
 ):  # fmt: skip
-    """One key tile [start, start + BLOCK_N) into the running (m, l, acc); MASKED=False where every pair is allowed.
-    LEAN (plan.LEAN_MASKS): the mask is computed only where `edge` (a runtime flag: the tile is not one of the band's
-    interior tiles, every pair of which is allowed), and the scale is applied inside the exponent's fused multiply-add
-    (max over raw scores times the positive scale is the max of the scaled ones), one instruction per score less."""
+    """One key tile [start, start + BLOCK_N) into the running (m, l, acc); MASKED=False where every pair is allowed
+    (LEAN, edge: see geometry.mask_tile). The scale is applied inside the exponent's fused multiply-add: the max over
+    raw scores times the positive scale is the max of the scaled ones, and each score costs one instruction less."""
     k_index = start + tl.arange(0, BLOCK_N)
     k, v, k_pos, k_block, k_valid = key_tile(
         k_base, v_base, stride_kn, stride_vn, start, k_index, offset, hi, n, group, group_len, step, group_stride,
         l_block, c_sum, k_desc, v_desc, batch32, head, HEAD_DIM, IS_SUMMARY, TMA,
     )  # fmt: skip
     qk = mma(q, tl.trans(k), DOT_MODE)
-    if LEAN:
-        if MASKED:
-            if edge:
-                allowed = tile_allowed(
-                    q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
-                    IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK,
-                )  # fmt: skip
-                qk = tl.where(allowed, qk, float("-inf"))
-        m_new = tl.maximum(m_i, tl.max(qk, 1) * scale_log2)
-        # A row with nothing allowed so far keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.math.exp2(m_i - m_safe)
-        p = tl.math.exp2(qk * scale_log2 - m_safe[:, None])
-    else:
-        if MASKED:
-            allowed = tile_allowed(
-                q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
-                IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK,
-            )  # fmt: skip
-            qk = tl.where(allowed, qk * scale_log2, float("-inf"))
-        else:
-            qk = qk * scale_log2
-        m_new = tl.maximum(m_i, tl.max(qk, 1))
-        m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
-        alpha = tl.math.exp2(m_i - m_safe)
-        p = tl.math.exp2(qk - m_safe[:, None])
+    if MASKED:
+        qk = mask_tile(
+            qk, float("-inf"), q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
+            IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, LEAN, edge,
+        )  # fmt: skip
+    m_new = tl.maximum(m_i, tl.max(qk, 1) * scale_log2)
+    # A row with nothing allowed so far keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
+    m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
+    alpha = tl.math.exp2(m_i - m_safe)
+    p = tl.math.exp2(qk * scale_log2 - m_safe[:, None])
     l_i = l_i * alpha + tl.sum(p, 1)
     acc = acc * alpha[:, None] + mma(p.to(v.dtype), v, DOT_MODE)
     return m_new, l_i, acc

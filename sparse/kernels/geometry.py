@@ -254,6 +254,42 @@ def key_tile(
 
 
 @triton.jit
+def mask_tile(
+    x, fill, q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
+    IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, SAME_BLOCK: tl.constexpr,
+    LEAN: tl.constexpr, edge, TRANSPOSED: tl.constexpr = False,
+):  # fmt: skip
+    """`x` (a [queries, keys] tile, [keys, queries] if TRANSPOSED) with `fill` where the segment does not allow the
+    pair. LEAN (plan.LEAN_MASKS): only where `edge`, a runtime flag that is false on a band's interior tiles
+    (band_interior, band_interior_queries), every pair of which is allowed."""
+    if LEAN:
+        if edge:
+            x = _fill_disallowed(
+                x, fill, q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
+                IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, TRANSPOSED,
+            )  # fmt: skip
+    else:
+        x = _fill_disallowed(
+            x, fill, q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
+            IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, TRANSPOSED,
+        )  # fmt: skip
+    return x
+
+
+@triton.jit
+def _fill_disallowed(
+    x, fill, q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
+    IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, SAME_BLOCK: tl.constexpr,
+    TRANSPOSED: tl.constexpr,
+):  # fmt: skip
+    allowed = tile_allowed(
+        q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
+        IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK,
+    )  # fmt: skip
+    return tl.where(tl.trans(allowed) if TRANSPOSED else allowed, x, fill)
+
+
+@triton.jit
 def tile_allowed(
     q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, SAME_BLOCK: tl.constexpr,

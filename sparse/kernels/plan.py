@@ -251,9 +251,9 @@ ALTERNATE_HEAD_ORDER = True
 # results/profiles/counters-*.txt: the forward kernels keep their issue slots ~62% busy, FMUL, FSEL and ISETP are ~35%
 # of their instructions, the band's dq + dk/dv grid's FSEL and ISETP 22%): a band segment's tiles every pair of which is
 # allowed skip the mask (geometry.band_interior, band_interior_queries: two of the six key tiles of a 64-row query tile
-# with a window of 128), and the forward applies the scale inside the exponent's fused multiply-add instead of to every
-# score before the max (the forward's LEAN). A runtime branch per tile, not split loops: the loops stay one pipelined
-# loop of a few tiles.
+# with a window of 128; geometry.mask_tile). A runtime branch per tile, not split loops: the loops stay one pipelined
+# loop of a few tiles. The numbers below were taken with the switch also moving the forward's scale into its exponent's
+# fused multiply-add; that move is unconditional since the review after them (the same machine code with the switch on).
 # On an H200, same process, CUDA-graph fwd+bwd against LEAN_MASKS off (profile_kernels-2a0e2be6f48f.txt): strided
 # 12,288 0.2905 against 0.2918 ms, fixed 12,288 0.8351 against 0.8440, strided 65,536 2.067 against 2.220 (-7%),
 # strided 3,072 x 8 0.4515 against 0.4488 (+0.6%). The forward's FMULs are mostly its accumulator's rescale. Once the
