@@ -5,7 +5,7 @@ Contract: q, k, v are [B, H, n, D] tensors of one dtype on one device (any strid
 pattern's allowed keys, with scale = 1/sqrt(D) by default; a row with no allowed key gives zeros.
 
 Backends:
-- "triton":    ours (sparse/kernels); forward and backward; bf16, fp16, fp32; D in {32, 64, 128}; any n.
+- "triton":    ours (sparse/kernels); forward and backward; bf16, fp16, fp32; D in {32, 64, 128}; n below 2^28.
 - "flex":      FlexAttention with the exact element mask (compiled on a GPU; forward-only on a CPU).
 - "sdpa":      torch's dense causal scaled_dot_product_attention; only for attn_mode "all".
 - "reference": the materialised dense masked softmax; any dtype including float64; for tests.
@@ -25,6 +25,7 @@ from sparse.patterns import DensePattern, Pattern
 BACKENDS = ("triton", "flex", "sdpa", "reference")
 KERNEL_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 KERNEL_HEAD_DIMS = (32, 64, 128)
+KERNEL_MAX_N = 1 << 28
 
 
 def check_inputs(q, k, v, pattern, backend: str, scale) -> float:
@@ -59,6 +60,9 @@ def check_inputs(q, k, v, pattern, backend: str, scale) -> float:
         raise TypeError(f"backend {backend!r} supports dtypes {KERNEL_DTYPES}, got {q.dtype}")
     if backend == "triton" and head_dim not in KERNEL_HEAD_DIMS:
         raise ValueError(f"backend 'triton' supports head dims {KERNEL_HEAD_DIMS}, got D={head_dim}")
+    if backend == "triton" and q.shape[2] >= KERNEL_MAX_N:
+        # geometry.tile_allowed moves missing rows to +-2^29 and compares distances below 2^28.
+        raise ValueError(f"backend 'triton' supports n below 2^28 ({KERNEL_MAX_N:,}), got n={q.shape[2]:,}")
     if backend == "sdpa" and not isinstance(pattern, DensePattern):
         raise ValueError(
             f"backend 'sdpa' is dense causal attention and is valid only for attn_mode 'all', "

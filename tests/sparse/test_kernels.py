@@ -711,6 +711,7 @@ def test_plan_is_cached_and_reports_statistics():
         (lambda q: (q, q, q, "cuda-magic"), ValueError, "backend"),
         (lambda q: (q, q, q.numpy(), "triton"), TypeError, "v must be a torch.Tensor"),
         (lambda q: (q, q, q, "sdpa"), ValueError, "sdpa"),
+        (lambda q: (q[:, :1, :1].expand(1, 1, 1 << 28, 32),) * 3 + ("triton",), ValueError, "n below 2"),
     ],
 )
 def test_bad_input_raises_before_any_launch(make, error, text, monkeypatch):
