@@ -39,7 +39,8 @@ for step in "$@"; do
                  "$ncu_bin" --import "$OUT/$name.ncu-rep" --page raw --csv > "$OUT/$name-raw.csv" 2>&1
                  "$ncu_bin" --import "$OUT/$name.ncu-rep" --page source --csv --print-source sass \
                    > "$OUT/$name-source.csv" 2>&1
-                 rm -f "$OUT/$name.ncu-rep"; python3 -m benchmarks.counter_summary "$OUT/$name" | tee "$OUT/$name-summary.txt" | head -24
+                 rm -f "$OUT/$name.ncu-rep"; python3 -m benchmarks.counter_summary "$OUT/$name" > "$OUT/$name-summary.txt"
+                 head -24 "$OUT/$name-summary.txt"  # not through tee: head's early exit would cut the file short
                done ;;
     host)      timeout 150 python3 -m benchmarks.host_breakdown 2>&1 | tee "$OUT/host_breakdown.txt" | tail -18 ;;
     tune)      timeout 240 python3 -m benchmarks.tune_tiles --kinds "${TUNE_KINDS:-dkdv_summary}" \
