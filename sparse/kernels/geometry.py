@@ -38,15 +38,6 @@ def band_positions(group, index, n, group_len, step, group_stride):
 
 
 @triton.jit
-def band_allowed(q_index, k_index, window, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr):
-    """[len(q), len(k)] mask of a band segment: t - window < u <= t - EXCLUDE_SELF."""
-    allowed = k_index[None, :] <= (q_index[:, None] - EXCLUDE_SELF)
-    if HAS_WINDOW:
-        allowed &= k_index[None, :] > (q_index[:, None] - window)
-    return allowed
-
-
-@triton.jit
 def band_interior(first, lo, hi, window, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, HAS_WINDOW: tl.constexpr):
     """Key tiles [inner_lo, inner_hi) (the loop's BLOCK_N steps from lo up to hi) every pair of which a band segment
     allows for query rows [first, first + BLOCK_M): keys below `first` (so at most each row's t - EXCLUDE_SELF, for

@@ -161,7 +161,7 @@ def _row_stats(launch: SegmentLaunch, kv_tma: int, lse2: torch.Tensor, delta: to
 def _reduce_descriptors(launch: SegmentLaunch, has_prev: bool, grads: tuple) -> tuple:
     """What the dq and dk/dv kernels' DQ_DESC, DK_DESC, DV_DESC get, and their REDUCE constexpr: where a later segment
     adds its share by TMA reduction (plan.REDUCE_READ_BACK), [B, H, n, D] descriptors of dq (blocks of dq's query tile)
-    and dk, dv (blocks of dk/dv's key tile): the gradient buffers are this function's own, contiguous and aligned; else
+    and dk, dv (blocks of dk/dv's key tile): the gradient buffers are the backward's own, contiguous and aligned; else
     the buffers themselves (unused) and False."""
     if not (has_prev and launch.reduce_read_back):
         return grads, False
