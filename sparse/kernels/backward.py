@@ -1,11 +1,12 @@
-"""Backward kernels for one segment; deterministic (no atomics).
+"""Backward kernels for one segment; deterministic (each gradient element is written, or added to, once per launch).
 
 Why a segment's backward can run on its own: with P = exp(S - L) where L is the log-sum-exp of the whole
 merged row, and D = rowsum(dO * O) of the whole merged output, the gradient of the scores is
 dS = P * (dP - D) element by element. So each disjoint segment computes its share of dq, dk, dv from the
 global L and D, and the shares add up. Each output element is owned by exactly one program per launch,
 and segments run one after another, each adding to the previous segment's result in place (HAS_PREV: a
-program reads back exactly the rows it then writes), in a fixed order: two runs give bitwise-equal gradients.
+program reads back exactly the rows it then writes, or with REDUCE adds them by one TMA reduction per tile without
+reading them: plan.REDUCE_READ_BACK), in a fixed order: two runs give bitwise-equal gradients.
 
 Two program bodies, as in Triton's fused-attention tutorial: `_dkdv_program` owns a key tile and streams the
 query tiles that attend it; `_dq_program` owns a query tile and streams its key tiles. Three kernels use them:

@@ -24,8 +24,9 @@ kernels start their longest programs first across heads (SUMMARY_LONGEST_FIRST),
 blocks (SUMMARY_BACKWARD_LAST, Plan.backward_order) with its dq in one grid with its dk/dv or launched in dk/dv's last
 wave (ONE_GRID_BACKWARD, SUMMARY_DKDV_FIRST), and the forward runs the local blocks inside its programs
 (FUSED_LOCAL_FORWARD). Every other launch of a forward or backward takes the heads from the last, starting where the
-launch before it ended, on rows that may still be in L2 (ALTERNATE_HEAD_ORDER). Each switch is measured against its
-other setting in benchmarks/KERNEL_NOTES.md.
+launch before it ended, on rows that may still be in L2 (ALTERNATE_HEAD_ORDER). A band's interior tiles skip their
+mask (LEAN_MASKS), and a later band segment adds its gradients by TMA reduction instead of reading the earlier ones
+back (REDUCE_READ_BACK). Each switch is measured against its other setting in benchmarks/KERNEL_NOTES.md.
 """
 
 from __future__ import annotations
