@@ -342,9 +342,7 @@ class SegmentLaunch:
     fwd_joined: bool = False  # a band segment whose forward runs inside the summary's (FUSED_LOCAL_FORWARD)
     dkdv_query_rows: bool = False  # a summary segment's dk/dv scores as [queries, keys] (SUMMARY_DKDV_QUERY_ROWS)
     dkdv_first: bool = False  # split dq and dk/dv launched dk/dv first, paired (SUMMARY_DKDV_FIRST)
-    reduce_read_back: bool = (
-        False  # when not first in the backward: dq, dk, dv added by TMA reduction (REDUCE_READ_BACK)
-    )
+    reduce_read_back: bool = False  # after the backward's first: dq, dk, dv added by TMA reduction (REDUCE_READ_BACK)
 
     def order_of(self, kernel: str) -> int:
         """The ORDER constexpr of this segment's `kernel` ("fwd", "dq" or "dkdv"; geometry.TILES_BY_HEAD): a causal
@@ -375,7 +373,7 @@ class Plan:
     delta_source: str
     pdl: bool = False  # launches after the first start early (PROGRAMMATIC_LAUNCH)
     alternate_heads: bool = False  # odd launches of a forward or backward take heads from the last
-    lean_masks: bool = False  # interior band tiles unmasked, the forward's scale in its exponent (LEAN_MASKS)
+    lean_masks: bool = False  # a band's interior tiles skip their mask (LEAN_MASKS)
     backward_order: tuple[int, ...] = ()  # the backward's segments, as indices into `launches` (empty: theirs)
     # This plan object's own number: the launchers' call sites key their kept kernels on it (fast_launch.launch_site),
     # so a plan rebuilt after the cache dropped it, or changed by dataclasses.replace, never reuses another's.
@@ -616,7 +614,7 @@ def _cached_plan(
         split = launch.group_bwd is None and launch.bwd is None
         if row_stats and n % 4 == 0 and split and launch.tma_of("dkdv") == TMA_ROWS:
             launches[i] = dataclasses.replace(launch, row_stats_tma=True)
-        seg = launches[i].segment
+        seg = launch.segment
         whole_tiles = isinstance(seg, BandSegment) and (
             seg.num_groups == 1
             or (launch.group_len % launch.dq.block_m == 0 and launch.group_len % launch.dkdv.block_n == 0)
