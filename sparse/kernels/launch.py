@@ -309,7 +309,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                     functools.partial(
                         _options, band, t.options_for(width), pdl, BLOCK=t.block_m, BLOCK_N=t.block_n,
                         COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq", TMA=tma,
-                        HEADS_REVERSED=reversed_heads(),
+                        HEADS_REVERSED=reversed_heads(), HALVES=plan.group_halves and t.block_m == 2 * t.block_n,
                     ),
                 )  # fmt: skip
                 first = False

@@ -146,3 +146,48 @@ def test_every_tile_kind_combination_compiles_under_both_switches(device, monkey
     for other in results[1:]:
         for a, b in zip(results[0], other):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+# Groups of 17-32 rows run the interpreter's whole-group tile, 32 rows in two key tiles of 16 (plan's
+# INTERPRETER_GROUP_TILE): the query halves' case. A first segment (strided's stride part, computing D), a later one
+# (fixed's local blocks, adding to the summary's gradients), a window (local) and one group of every row (all).
+HALVES_CASES = {
+    "strided-stride-part": (dict(attn_mode="strided", local_attn_ctx=2), 61),
+    "fixed-local-blocks": (dict(attn_mode="fixed", local_attn_ctx=24, summary_ctx=4), 61),
+    "local-window": (dict(attn_mode="local", local_attn_ctx=7), 29),
+    "all": (dict(attn_mode="all"), 29),
+}
+
+
+@pytest.mark.parametrize("halves", [True, False], ids=["halves", "one-tile"])
+@pytest.mark.parametrize("case", sorted(HALVES_CASES))
+def test_whole_group_query_halves_on_and_off(case, halves, device, monkeypatch):
+    """The whole-group backward with its queries as two halves (plan.GROUP_QUERY_HALVES; the lower half skips the
+    second key tile) and as one tile both match the reference, in float32 and bf16."""
+    monkeypatch.setattr(plan, "GROUP_QUERY_HALVES", halves)
+    kw, n = HALVES_CASES[case]
+    p = sparse.pattern(**kw)
+    built = plan.build_plan(p, n, 32)
+    assert built.group_halves == halves
+    streamed = [launch.group_bwd for launch in built.launches if launch.group_bwd is not None]
+    assert any((t.block_m, t.block_n) == (32, 16) for t in streamed), "no group takes two key tiles"
+    for dtype in (torch.float32, torch.bfloat16):
+        check_against_reference(p, (1, 2, n, 32), dtype, device, seed=n)
+
+
+def test_query_halves_only_where_a_group_takes_two_key_tiles():
+    """The GPU plans: strided 12,288's stride groups (96 rows) and fixed 12,288's local blocks (128 rows) stream two
+    key tiles of 64 and take the halves; strided 3,072's 32-row groups take one key tile and cannot."""
+
+    def group_tiles(p, n):
+        return [launch.group_bwd for launch in plan.build_plan(p, n, 64, interpret=False).launches if launch.group_bwd]
+
+    strided, fixed = (
+        sparse.pattern("strided", local_attn_ctx=128),
+        sparse.pattern("fixed", local_attn_ctx=128, summary_ctx=32),
+    )
+    for p in (strided, fixed):
+        (t,) = group_tiles(p, 12288)
+        assert t.block_m == 2 * t.block_n
+    (short,) = group_tiles(sparse.pattern("strided", local_attn_ctx=96), 3072)
+    assert short.block_m == short.block_n
