@@ -252,7 +252,7 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
                 HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
                 DOT_MODE=_dot_mode(q.dtype), TMA=tma, ORDER=launch.order_of("fwd"), LOCAL_BLOCK=launch.fwd_local,
                 HEADS_REVERSED=plan.alternate_heads and index % 2 == 1,  # only a last segment is ever joined
-                LEAN=plan.lean_masks,
+                LEAN=plan.lean_masks, LAZY=plan.lazy_rescale,
             ),
         )  # fmt: skip
     return out, lse2

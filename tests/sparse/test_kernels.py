@@ -801,13 +801,20 @@ def test_the_registered_ops_pass_torch_opcheck(device):
         ("strided", dict(local_attn_ctx=48), 3072, 64, 64),  # groups of 64: the largest whole group
         ("fixed", dict(local_attn_ctx=64, summary_ctx=16), 4096, 64, 64),  # local blocks after the summary part
         ("strided", dict(local_attn_ctx=96), 3072, 128, 32),  # the CIFAR-10 models' head dim
+        ("strided", dict(local_attn_ctx=128), 12288, 64, 128),  # issue 7's 12,288 case: 96 rows in two key tiles
+        ("fixed", dict(local_attn_ctx=128, summary_ctx=32), 4096, 64, 128),  # local blocks of 128 in two key tiles
     ],
-    ids=["strided-32rows", "strided-64rows", "fixed-64rows", "strided-32rows-d128"],
+    ids=["strided-32rows", "strided-64rows", "fixed-64rows", "strided-32rows-d128", "strided-96rows", "fixed-128rows"],
 )
-def test_gpu_whole_group_backward(case, dtype):
-    """The whole-group backward compiled at the tile sizes it runs at on the GPU (32 and 64 rows; the long-sequence
-    tests above reach only 16)."""
+@pytest.mark.parametrize("halves", [False, True], ids=["one-tile", "halves"])
+def test_gpu_whole_group_backward(case, dtype, halves, monkeypatch):
+    """The whole-group backward compiled at the tile sizes it runs at on the GPU (32, 64 and 128 rows; the long-
+    sequence tests above reach only 16), with its queries as one tile and as two halves (plan.GROUP_QUERY_HALVES:
+    groups in two key tiles only)."""
     mode, kw, n, head_dim, block = case
+    if halves and block < 128:
+        pytest.skip("groups of one key tile have no halves")
+    monkeypatch.setattr(plan_module, "GROUP_QUERY_HALVES", halves)
     p = sparse.pattern(mode, **kw)
     assert any(s.group_bwd is not None and s.group_bwd.block_m == block for s in build_plan(p, n, head_dim).launches)
     check_against_reference(p, (1, 2, n, head_dim), dtype, "cuda", seed=n)

@@ -17,7 +17,8 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 import sparse
 from sparse.kernels import plan
 from sparse.kernels.geometry import band_interior, band_interior_queries
-from tests.sparse.test_kernels import PATTERNS, check_against_reference
+from sparse.reference import reference_attention
+from tests.sparse.test_kernels import PATTERNS, TOLERANCE, check_against_reference, rel_err
 
 # The helper kernels below take CPU tensors: they run under the interpreter (the kernels' own tests cover the GPU).
 interpreter_only = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="runs under the interpreter")
@@ -159,6 +160,7 @@ HALVES_CASES = {
 }
 
 
+@interpreter_only  # the interpreter's tiles (test_kernels' test_gpu_whole_group_backward: the GPU's)
 @pytest.mark.parametrize("halves", [True, False], ids=["halves", "one-tile"])
 @pytest.mark.parametrize("case", sorted(HALVES_CASES))
 def test_whole_group_query_halves_on_and_off(case, halves, device, monkeypatch):
@@ -191,3 +193,29 @@ def test_query_halves_only_where_a_group_takes_two_key_tiles():
         assert t.block_m == 2 * t.block_n
     (short,) = group_tiles(sparse.pattern("strided", local_attn_ctx=96), 3072)
     assert short.block_m == short.block_n
+
+
+@pytest.mark.parametrize("lazy", [True, False], ids=["lazy", "every-tile"])
+@pytest.mark.parametrize("name", ["strided", "fixed", "all", "local"])
+def test_forward_rescale_with_scores_that_grow_along_the_row(name, lazy, device, monkeypatch):
+    """The forward's conditional rescale (plan.LAZY_RESCALE: m moves only when a row's max grew by more than 2^8):
+    keys whose norms grow tenfold along the sequence make a row's max grow by tens of base-2 units over its key tiles,
+    so later tiles must rescale mid-row, and other tiles stay under the threshold. Output, lse and gradients against
+    the float64 reference."""
+    monkeypatch.setattr(plan, "LAZY_RESCALE", lazy)
+    p = sparse.pattern(**PATTERNS[name])
+    n, dim = 70, 32
+    g = torch.Generator().manual_seed(11)
+    ramp = 1 + 10 * torch.arange(n, dtype=torch.float64) / n
+    for dtype in (torch.float32, torch.bfloat16):
+        q, k, v, do = (torch.randn(1, 2, n, dim, generator=g, dtype=torch.float64) for _ in range(4))
+        k = k * ramp[:, None]
+        inputs = [t.to(device=device, dtype=dtype).requires_grad_() for t in (q, k, v)]
+        out = sparse.attention(*inputs, p)
+        grads = torch.autograd.grad(out, inputs, do.to(device=device, dtype=dtype))
+        ref_in = [t.detach().double().requires_grad_() for t in inputs]
+        ref = reference_attention(*ref_in, p, scale=dim**-0.5)
+        ref_grads = torch.autograd.grad(ref, ref_in, do.to(device=device, dtype=torch.float64))
+        tol = TOLERANCE[dtype]
+        for what, got, want in zip(("out", "dq", "dk", "dv"), (out, *grads), (ref, *ref_grads)):
+            assert rel_err(got, want) < tol, f"{what} ({dtype}): relative error {rel_err(got, want):.2e}"
