@@ -48,9 +48,7 @@ SPACE = {
     # add); the serialized form with the table's tile was as fast (KERNEL_NOTES.md, session of 10:15).
     "group_bwd": [(64, 64, 4, 1), (128, 16, 8, 2), (128, 32, 8, 2), (128, 32, 8, 2, 128), (128, 32, 4, 2),
                   (128, 64, 8, 2, 128), (128, 128, 8, 1), (128, 64, 8, 3, 128), (128, 32, 8, 3), (128, 32, 8, 3, 120),
-                  (128, 16, 8, 3), (128, 64, 8, 3),
-                  # With the query halves (plan.GROUP_QUERY_HALVES): 252 registers at 4 warps, 128 spill 368 bytes at 8.
-                  (128, 64, 4, 3), (128, 64, 4, 3, 168), (128, 64, 4, 2, 168)],
+                  (128, 16, 8, 3), (128, 64, 8, 3)],
     # The summary part's forward and dq (fixed only): a dense-like loop over the compact summary keys, where
     # the larger tiles of dense flash attention may pay.
     "fwd_summary": [(128, 64, 8, 3, 128), (64, 64, 4, 3), (128, 64, 4, 3), (128, 64, 8, 3), (128, 128, 8, 3),

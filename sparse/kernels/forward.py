@@ -35,10 +35,6 @@ from sparse.kernels.geometry import (
     wait_for_previous_launch,
 )
 
-# LAZY's threshold, in base-2 units of the score: a row's probabilities may reach 2^8 = 256 times their value under the
-# exact max before the program rescales (FlashAttention-4 uses the same factor).
-RESCALE_THRESHOLD: tl.constexpr = tl.constexpr(8.0)
-
 
 @triton.jit
 def _fwd_step(
@@ -47,13 +43,11 @@ def _fwd_step(
     group_stride, window, l_block, c_sum, scale_log2, k_desc, v_desc, batch32, head,
     HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr,
     EXCLUDE_SELF: tl.constexpr, SAME_BLOCK: tl.constexpr, DOT_MODE: tl.constexpr, MASKED: tl.constexpr,
-    TMA: tl.constexpr, LEAN: tl.constexpr = False, edge=True, LAZY: tl.constexpr = False,
+    TMA: tl.constexpr, LEAN: tl.constexpr = False, edge=True,
 ):  # fmt: skip
     """One key tile [start, start + BLOCK_N) into the running (m, l, acc); MASKED=False where every pair is allowed
     (LEAN, edge: see geometry.mask_tile). The scale is applied inside the exponent's fused multiply-add: the max over
-    raw scores times the positive scale is the max of the scaled ones, and each score costs one instruction less.
-    LAZY (plan.LAZY_RESCALE): `m` moves, and acc and l are rescaled, only when some row's max grew by more than
-    RESCALE_THRESHOLD (see there)."""
+    raw scores times the positive scale is the max of the scaled ones, and each score costs one instruction less."""
     k_index = start + tl.arange(0, BLOCK_N)
     k, v, k_pos, k_block, k_valid = key_tile(
         k_base, v_base, stride_kn, stride_vn, start, k_index, offset, hi, n, group, group_len, step, group_stride,
@@ -65,24 +59,7 @@ def _fwd_step(
             qk, float("-inf"), q_index, q_pos, q_valid, k_index, k_pos, k_block, k_valid, window, l_block,
             IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, LEAN, edge,
         )  # fmt: skip
-    m_tile = tl.max(qk, 1) * scale_log2
-    if LAZY:
-        # The accumulator's rescale is most of the forward's FMULs (BLOCK_M x HEAD_DIM per key tile, against BLOCK_M x
-        # BLOCK_N scores), and after a row's first tiles its max rarely grows by much. So the program keeps its m
-        # until some row's grew by more than RESCALE_THRESHOLD (FlashAttention-4's conditional rescaling): meanwhile
-        # p is at most 2^RESCALE_THRESHOLD, which fp32 sums and bf16 / fp16 p hold without loss of relative
-        # precision; l and acc stay consistent with the m they were summed against, so out = acc / l and
-        # lse2 = m + log2(l) are exact whatever m is. One reduction over the program's rows decides for all.
-        growth = tl.where(m_tile > m_i, m_tile - m_i, 0.0)  # a row's first allowed key: +inf, so it rescales
-        if tl.max(growth, 0) > RESCALE_THRESHOLD:
-            m_new = tl.maximum(m_i, m_tile)
-            alpha = tl.math.exp2(m_i - tl.where(m_new == float("-inf"), 0.0, m_new))
-            acc = acc * alpha[:, None]
-            l_i = l_i * alpha
-            m_i = m_new
-        p = tl.math.exp2(qk * scale_log2 - tl.where(m_i == float("-inf"), 0.0, m_i)[:, None])
-        return m_i, l_i + tl.sum(p, 1), acc + mma(p.to(v.dtype), v, DOT_MODE)
-    m_new = tl.maximum(m_i, m_tile)
+    m_new = tl.maximum(m_i, tl.max(qk, 1) * scale_log2)
     # A row with nothing allowed so far keeps m = -inf; subtract 0 instead so exp2 gives 0, not NaN.
     m_safe = tl.where(m_new == float("-inf"), 0.0, m_new)
     alpha = tl.math.exp2(m_i - m_safe)
@@ -104,7 +81,7 @@ def _sparse_fwd_kernel(
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr,
     ORDER: tl.constexpr = 0, LOCAL_BLOCK: tl.constexpr = False, HEADS_REVERSED: tl.constexpr = False,
-    LEAN: tl.constexpr = False, LAZY: tl.constexpr = False,
+    LEAN: tl.constexpr = False,
 ):  # fmt: skip
     """Program (pid, bh): the BLOCK_M queries of tile `pid` of batch x head `bh`, streaming the key tiles their segment
     allows. LOCAL_BLOCK (a summary segment of fixed attention, plan.FUSED_LOCAL_FORWARD): then also the keys of the
@@ -176,14 +153,12 @@ def _sparse_fwd_kernel(
                 start, m_i, l_i, acc, q, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group, offset,
                 hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, K_DESC, V_DESC, batch32, head,
                 HEAD_DIM, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, False, TMA, LEAN,
-                LAZY=LAZY,
             )  # fmt: skip
         for start in range(mid, hi, BLOCK_N):
             m_i, l_i, acc = _fwd_step(
                 start, m_i, l_i, acc, q, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group, offset,
                 hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, K_DESC, V_DESC, batch32, head,
                 HEAD_DIM, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True, TMA, LEAN,
-                LAZY=LAZY,
             )  # fmt: skip
         if LOCAL_BLOCK:
             # The own window's keys, as the local segment's band (in-window indices, key <= query): one softmax over
@@ -197,13 +172,13 @@ def _sparse_fwd_kernel(
                 m_i, l_i, acc = _fwd_step(
                     start, m_i, l_i, acc, q, k_base, v_base, stride_kn, stride_vn, local_index, q_pos, q_valid,
                     window_index, 0, 0, n, l_block, 1, l_block, 0, l_block, c_sum, scale_log2, K_DESC, V_DESC, batch32,
-                    head, HEAD_DIM, BLOCK_N, False, False, False, False, DOT_MODE, False, 0, LEAN, LAZY=LAZY,
+                    head, HEAD_DIM, BLOCK_N, False, False, False, False, DOT_MODE, False, 0, LEAN,
                 )  # fmt: skip
             for start in range(unmasked, first_local + BLOCK_M, BLOCK_N):
                 m_i, l_i, acc = _fwd_step(
                     start, m_i, l_i, acc, q, k_base, v_base, stride_kn, stride_vn, local_index, q_pos, q_valid,
                     window_index, 0, 0, n, l_block, 1, l_block, 0, l_block, c_sum, scale_log2, K_DESC, V_DESC, batch32,
-                    head, HEAD_DIM, BLOCK_N, False, False, False, False, DOT_MODE, True, 0, LEAN, LAZY=LAZY,
+                    head, HEAD_DIM, BLOCK_N, False, False, False, False, DOT_MODE, True, 0, LEAN,
                 )  # fmt: skip
     else:
         # Key tiles [inner_lo, inner_hi) lie inside the band of every query of the tile (LEAN skips their mask).
@@ -213,7 +188,7 @@ def _sparse_fwd_kernel(
                 start, m_i, l_i, acc, q, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group, offset,
                 hi, n, group_len, step, group_stride, window, l_block, c_sum, scale_log2, K_DESC, V_DESC, batch32, head,
                 HEAD_DIM, BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, SAME_BLOCK, DOT_MODE, True, TMA, LEAN,
-                (start < inner_lo) | (start >= inner_hi), LAZY=LAZY,
+                (start < inner_lo) | (start >= inner_hi),
             )  # fmt: skip
 
     empty = l_i == 0.0

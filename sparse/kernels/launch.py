@@ -252,7 +252,7 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
                 HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
                 DOT_MODE=_dot_mode(q.dtype), TMA=tma, ORDER=launch.order_of("fwd"), LOCAL_BLOCK=launch.fwd_local,
                 HEADS_REVERSED=plan.alternate_heads and index % 2 == 1,  # only a last segment is ever joined
-                LEAN=plan.lean_masks, LAZY=plan.lazy_rescale,
+                LEAN=plan.lean_masks,
             ),
         )  # fmt: skip
     return out, lse2
@@ -309,7 +309,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                     functools.partial(
                         _options, band, t.options_for(width), pdl, BLOCK=t.block_m, BLOCK_N=t.block_n,
                         COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq", TMA=tma,
-                        HEADS_REVERSED=reversed_heads(), HALVES=plan.group_halves and t.block_m == 2 * t.block_n,
+                        HEADS_REVERSED=reversed_heads(),
                     ),
                 )  # fmt: skip
                 first = False

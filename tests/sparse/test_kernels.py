@@ -195,6 +195,29 @@ def test_whole_group_backward_with_a_32_row_tile(device):
     check_against_reference(p, (1, 2, 61, 32), torch.float32, device, seed=61)
 
 
+@pytest.mark.parametrize("name", ["strided", "fixed", "all", "local"])
+def test_forward_rescale_with_scores_that_grow_along_the_row(name, device):
+    """Keys whose norms grow tenfold along the sequence make a row's max grow by tens of base-2 units over its key
+    tiles, so the forward's running max moves, and its accumulator is rescaled, at tiles after the first (random
+    inputs' maxima settle after a tile or two). Output and gradients against the float64 reference."""
+    p = sparse.pattern(**PATTERNS[name])
+    n, dim = 70, 32
+    g = torch.Generator().manual_seed(11)
+    ramp = 1 + 10 * torch.arange(n, dtype=torch.float64) / n
+    for dtype in (torch.float32, torch.bfloat16):
+        q, k, v, do = (torch.randn(1, 2, n, dim, generator=g, dtype=torch.float64) for _ in range(4))
+        k = k * ramp[:, None]
+        inputs = [t.to(device=device, dtype=dtype).requires_grad_() for t in (q, k, v)]
+        out = sparse.attention(*inputs, p)
+        grads = torch.autograd.grad(out, inputs, do.to(device=device, dtype=dtype))
+        ref_in = [t.detach().double().requires_grad_() for t in inputs]
+        ref = reference_attention(*ref_in, p, scale=dim**-0.5)
+        ref_grads = torch.autograd.grad(ref, ref_in, do.to(device=device, dtype=torch.float64))
+        tol = TOLERANCE[dtype]
+        for what, got, want in zip(("out", "dq", "dk", "dv"), (out, *grads), (ref, *ref_grads)):
+            assert rel_err(got, want) < tol, f"{what} ({dtype}): relative error {rel_err(got, want):.2e}"
+
+
 @pytest.fixture
 def tma_launches(monkeypatch):
     """The TMA setting of every launch from here on (None for kernels without descriptor loads)."""
@@ -806,15 +829,10 @@ def test_the_registered_ops_pass_torch_opcheck(device):
     ],
     ids=["strided-32rows", "strided-64rows", "fixed-64rows", "strided-32rows-d128", "strided-96rows", "fixed-128rows"],
 )
-@pytest.mark.parametrize("halves", [False, True], ids=["one-tile", "halves"])
-def test_gpu_whole_group_backward(case, dtype, halves, monkeypatch):
-    """The whole-group backward compiled at the tile sizes it runs at on the GPU (32, 64 and 128 rows; the long-
-    sequence tests above reach only 16), with its queries as one tile and as two halves (plan.GROUP_QUERY_HALVES:
-    groups in two key tiles only)."""
+def test_gpu_whole_group_backward(case, dtype):
+    """The whole-group backward compiled at the tile sizes it runs at on the GPU (32, 64 and 128 rows, the last in two
+    key tiles; the long-sequence tests above reach only 16)."""
     mode, kw, n, head_dim, block = case
-    if halves and block < 128:
-        pytest.skip("groups of one key tile have no halves")
-    monkeypatch.setattr(plan_module, "GROUP_QUERY_HALVES", halves)
     p = sparse.pattern(mode, **kw)
     assert any(s.group_bwd is not None and s.group_bwd.block_m == block for s in build_plan(p, n, head_dim).launches)
     check_against_reference(p, (1, 2, n, head_dim), dtype, "cuda", seed=n)

@@ -17,8 +17,7 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 import sparse
 from sparse.kernels import plan
 from sparse.kernels.geometry import band_interior, band_interior_queries
-from sparse.reference import reference_attention
-from tests.sparse.test_kernels import PATTERNS, TOLERANCE, check_against_reference, rel_err
+from tests.sparse.test_kernels import PATTERNS, check_against_reference
 
 # The helper kernels below take CPU tensors: they run under the interpreter (the kernels' own tests cover the GPU).
 interpreter_only = pytest.mark.skipif(os.environ.get("TRITON_INTERPRET") != "1", reason="runs under the interpreter")
@@ -147,75 +146,3 @@ def test_every_tile_kind_combination_compiles_under_both_switches(device, monkey
     for other in results[1:]:
         for a, b in zip(results[0], other):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-
-
-# Groups of 17-32 rows run the interpreter's whole-group tile, 32 rows in two key tiles of 16 (plan's
-# INTERPRETER_GROUP_TILE): the query halves' case. A first segment (strided's stride part, computing D), a later one
-# (fixed's local blocks, adding to the summary's gradients), a window (local) and one group of every row (all).
-HALVES_CASES = {
-    "strided-stride-part": (dict(attn_mode="strided", local_attn_ctx=2), 61),
-    "fixed-local-blocks": (dict(attn_mode="fixed", local_attn_ctx=24, summary_ctx=4), 61),
-    "local-window": (dict(attn_mode="local", local_attn_ctx=7), 29),
-    "all": (dict(attn_mode="all"), 29),
-}
-
-
-@interpreter_only  # the interpreter's tiles (test_kernels' test_gpu_whole_group_backward: the GPU's)
-@pytest.mark.parametrize("halves", [True, False], ids=["halves", "one-tile"])
-@pytest.mark.parametrize("case", sorted(HALVES_CASES))
-def test_whole_group_query_halves_on_and_off(case, halves, device, monkeypatch):
-    """The whole-group backward with its queries as two halves (plan.GROUP_QUERY_HALVES; the lower half skips the
-    second key tile) and as one tile both match the reference, in float32 and bf16."""
-    monkeypatch.setattr(plan, "GROUP_QUERY_HALVES", halves)
-    kw, n = HALVES_CASES[case]
-    p = sparse.pattern(**kw)
-    built = plan.build_plan(p, n, 32)
-    assert built.group_halves == halves
-    streamed = [launch.group_bwd for launch in built.launches if launch.group_bwd is not None]
-    assert any((t.block_m, t.block_n) == (32, 16) for t in streamed), "no group takes two key tiles"
-    for dtype in (torch.float32, torch.bfloat16):
-        check_against_reference(p, (1, 2, n, 32), dtype, device, seed=n)
-
-
-def test_query_halves_only_where_a_group_takes_two_key_tiles():
-    """The GPU plans: strided 12,288's stride groups (96 rows) and fixed 12,288's local blocks (128 rows) stream two
-    key tiles of 64 and take the halves; strided 3,072's 32-row groups take one key tile and cannot."""
-
-    def group_tiles(p, n):
-        return [launch.group_bwd for launch in plan.build_plan(p, n, 64, interpret=False).launches if launch.group_bwd]
-
-    strided, fixed = (
-        sparse.pattern("strided", local_attn_ctx=128),
-        sparse.pattern("fixed", local_attn_ctx=128, summary_ctx=32),
-    )
-    for p in (strided, fixed):
-        (t,) = group_tiles(p, 12288)
-        assert t.block_m == 2 * t.block_n
-    (short,) = group_tiles(sparse.pattern("strided", local_attn_ctx=96), 3072)
-    assert short.block_m == short.block_n
-
-
-@pytest.mark.parametrize("lazy", [True, False], ids=["lazy", "every-tile"])
-@pytest.mark.parametrize("name", ["strided", "fixed", "all", "local"])
-def test_forward_rescale_with_scores_that_grow_along_the_row(name, lazy, device, monkeypatch):
-    """The forward's conditional rescale (plan.LAZY_RESCALE: m moves only when a row's max grew by more than 2^8):
-    keys whose norms grow tenfold along the sequence make a row's max grow by tens of base-2 units over its key tiles,
-    so later tiles must rescale mid-row, and other tiles stay under the threshold. Output, lse and gradients against
-    the float64 reference."""
-    monkeypatch.setattr(plan, "LAZY_RESCALE", lazy)
-    p = sparse.pattern(**PATTERNS[name])
-    n, dim = 70, 32
-    g = torch.Generator().manual_seed(11)
-    ramp = 1 + 10 * torch.arange(n, dtype=torch.float64) / n
-    for dtype in (torch.float32, torch.bfloat16):
-        q, k, v, do = (torch.randn(1, 2, n, dim, generator=g, dtype=torch.float64) for _ in range(4))
-        k = k * ramp[:, None]
-        inputs = [t.to(device=device, dtype=dtype).requires_grad_() for t in (q, k, v)]
-        out = sparse.attention(*inputs, p)
-        grads = torch.autograd.grad(out, inputs, do.to(device=device, dtype=dtype))
-        ref_in = [t.detach().double().requires_grad_() for t in inputs]
-        ref = reference_attention(*ref_in, p, scale=dim**-0.5)
-        ref_grads = torch.autograd.grad(ref, ref_in, do.to(device=device, dtype=torch.float64))
-        tol = TOLERANCE[dtype]
-        for what, got, want in zip(("out", "dq", "dk", "dv"), (out, *grads), (ref, *ref_grads)):
-            assert rel_err(got, want) < tol, f"{what} ({dtype}): relative error {rel_err(got, want):.2e}"
