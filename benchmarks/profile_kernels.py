@@ -22,8 +22,7 @@ HEAD's settings), `no-pdl` (plan.PROGRAMMATIC_LAUNCH switched: every launch wait
 `row-stats-tma` and `dkdv-first` (plan.TMA_SUMMARY_QUERIES, plan.TMA_SUMMARY_KEY_LOADS, plan.ONE_GRID_BACKWARD,
 plan.SUMMARY_BACKWARD_LAST, plan.SUMMARY_LONGEST_FIRST, plan.FUSED_LOCAL_FORWARD, plan.SUMMARY_DKDV_QUERY_ROWS,
 plan.TMA_ROW_STATS, plan.SUMMARY_DKDV_FIRST switched), `alternate-heads` (plan.ALTERNATE_HEAD_ORDER switched),
-`lean-masks`, `reduce-read-back` and `ordered-dq` (plan.LEAN_MASKS, plan.REDUCE_READ_BACK, plan.ORDERED_DQ
-switched) and `encode-each-launch` (direct
+`lean-masks` and `reduce-read-back` (plan.LEAN_MASKS, plan.REDUCE_READ_BACK switched) and `encode-each-launch` (direct
 launches with fast_launch.KEEP_ENCODED off: the host cost of re-encoding descriptors at every launch). With
 --head-chunks K, each case of ours is also timed as K calls over slices of the heads (direct launches): the same
 launches on 1 / K of the data each, so what one launch reads again of the launch before may still be in L2 (at the price
@@ -79,7 +78,6 @@ SWITCHES = {
     "alternate-heads": (plan, "ALTERNATE_HEAD_ORDER", _TOGGLE),
     "lean-masks": (plan, "LEAN_MASKS", _TOGGLE),
     "reduce-read-back": (plan, "REDUCE_READ_BACK", _TOGGLE),
-    "ordered-dq": (plan, "ORDERED_DQ", _TOGGLE),
 }
 PATHS = ("triton", "direct", *SWITCHES)
 

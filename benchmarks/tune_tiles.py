@@ -85,11 +85,6 @@ SPACE = {
     # row, so 8-warp tiles under a cap of 128 fit two programs per SM.
     "dkdv_summary_rows": [(128, 64, 8, 2, 128), (128, 64, 8, 2), (128, 64, 4, 2), (128, 32, 4, 2), (64, 64, 4, 3),
                           (128, 64, 8, 3, 128), (128, 128, 8, 2, 128), (64, 64, 8, 2, 128)],
-    # The ordered band backward (plan.ORDERED_DQ): (BLOCK_M streamed queries, BLOCK_N owned keys, ...); registers from
-    # `kernel_resources`: 198 at 32 x 64 and 4 warps (two programs per SM), 163 capped at 168 (three), 128 (four, 128
-    # bytes spilled).
-    "ordered": [(32, 64, 4, 2), (32, 64, 4, 2, 168), (32, 64, 4, 2, 128), (32, 64, 4, 3, 168), (32, 64, 8, 2),
-                (64, 64, 4, 2), (32, 128, 8, 2, 128), (64, 64, 8, 2)],
 }  # fmt: skip
 # Per head dim, the cases searched: (pattern, n, batch, heads, l, c). Head dim 64: issue 7's target cases. Head dim
 # 128: the CIFAR-10 models' attention call (d = 256 over 2 heads, batch 8; q and k are padded from 64 to 128).

@@ -41,7 +41,6 @@ from sparse.kernels.geometry import (
     TMA_ROWS,
     TMA_SUMMARY_KEYS,
 )
-from sparse.kernels.ordered_dq import _band_ordered_bwd_kernel
 from sparse.kernels.plan import Plan, SegmentLaunch, build_plan, interpreting
 from sparse.patterns import Pattern, Segment, SummarySegment
 
@@ -223,18 +222,6 @@ def _aligned(*tensors: torch.Tensor) -> tuple[bool, ...]:
     return tuple(t.data_ptr() % 16 == 0 for t in tensors)
 
 
-_FLAGS: dict[torch.device, torch.Tensor] = {}
-
-
-def _ordering_flags(device: torch.device, count: int) -> torch.Tensor:
-    """At least `count` int32 zeros on `device`, kept between calls: the ordered band backward (ordered_dq.py) leaves
-    its flags at zero when it ends, so one buffer serves every call (grown when a call needs more)."""
-    flags = _FLAGS.get(device)
-    if flags is None or flags.numel() < count:
-        flags = _FLAGS[device] = torch.zeros(count, dtype=torch.int32, device=device)
-    return flags
-
-
 def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
     batch, heads, n, head_dim = q.shape
@@ -336,22 +323,6 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                         DELTA_ON_THE_FLY=index == 0 and plan.delta_source == "on_the_fly",
                     ),
                 )  # fmt: skip
-            continue
-        if launch.ordered_dq is not None:
-            t = launch.ordered_dq
-            # fp32 sums of dq between a query tile's contributors, and the flags that order them (zero between calls).
-            dq_sums = _empty((batch * heads, n, head_dim), dtype=torch.float32, device=device)
-            flags = _ordering_flags(device, batch * heads * math.ceil(n / t.block_m))
-            _launch_at(
-                ("ordered", index, call, first), _band_ordered_bwd_kernel, (math.ceil(n / t.block_n), batch * heads),
-                (q, k, v, do, lse2, delta, dq, dk, dv, dq_sums, flags, *strides, n, heads, geometry["window"],
-                 scale * LOG2_E, scale),
-                functools.partial(
-                    _options, t.options_for(width), _pdl(plan, first), HEAD_DIM=head_dim, BLOCK_M=t.block_m,
-                    BLOCK_N=t.block_n, EXCLUDE_SELF=geometry["EXCLUDE_SELF"], DOT_MODE=dot_mode,
-                ),
-            )  # fmt: skip
-            first = False
             continue
         tensors = (q, k, v, do)
         (dq_desc, dk_desc, dv_desc), reduce = _reduce_descriptors(launch, index > 0, (dq, dk, dv))

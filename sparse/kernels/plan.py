@@ -148,11 +148,6 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     ("group_bwd", 32): (64, 64, 4, 1),
     ("group_bwd", 64): (128, 64, 8, 3, 128),
     ("group_bwd", 128): (64, 64, 4, 1),
-    # Band backward with each score once (ORDERED_DQ, ordered_dq.py): (BLOCK_M streamed queries, BLOCK_N owned keys,
-    # warps, stages). Not yet searched: the split dk/dv tile.
-    ("ordered", 32): (32, 64, 4, 2),
-    ("ordered", 64): (32, 64, 4, 2),
-    ("ordered", 128): (32, 64, 4, 2),
 }
 # A tile shrunk to a short group (32 x 32 for the stride part at n = 3,072, l = 96) runs with fewer warps: its
 # programs each make a few dependent loads and little math, so more programs per SM hide more latency, and two warps
@@ -161,10 +156,6 @@ SMALL_TILE_ELEMENTS = 32 * 32
 SMALL_TILE_WARPS: int | None = 2
 INTERPRETER_TILE = (16, 16, 1, 1)
 INTERPRETER_BWD_TILE = (32, 16, 1, 1)
-# Kinds whose interpreter tile differs from INTERPRETER_TILE: the fused band backward's owned tile and streamed chunk
-# differ (32 and 16), and the ordered band backward's key tile is twice its query tile, as on the GPU, so that a query
-# tile's contributors start and end inside key tiles.
-INTERPRETER_TILES = {"bwd": INTERPRETER_BWD_TILE, "ordered": (16, 32, 1, 1)}
 # Under the interpreter groups of up to 32 rows run whole, so the tests' short groups take this kernel (those of
 # 17-32 rows in two key tiles of 16) and their longer ones (and every window of more than 32 rows) the split kernels.
 INTERPRETER_GROUP_TILE = (32, 16, 1, 1)
@@ -281,11 +272,6 @@ LEAN_MASKS = True
 # 12,288 0.2905 against 0.3069 ms (-5.3%), strided 3,072 x 8 0.4515 against 0.4798 (-5.9%), strided 65,536 2.067
 # against 2.159 (-4.3%); fixed unchanged (none of its segments qualifies).
 REDUCE_READ_BACK = True
-# A band segment of step 1 in one group with a window, after the backward's first (strided attention's local band),
-# runs its backward as one kernel that computes each score once (ordered_dq.py): the key tiles' programs also add each
-# query tile's share of dq, in a fixed order. The split and one-grid kernels compute each score twice. Not yet measured
-# on a GPU.
-ORDERED_DQ = True
 # D = rowsum(dO * O) is recomputed per query tile by the one-kernel backward's dk/dv programs only where each key
 # tile sees a bounded number of query tiles: a window, or groups of at most this many rows.
 DELTA_ON_THE_FLY_MAX_ROWS = 256
@@ -347,7 +333,6 @@ class SegmentLaunch:
     tma: int = TMA_OFF
     group_bwd_tma: int = TMA_OFF  # the whole-group backward's k and v loads (TMA_GROUP_KEYS)
     one_grid: bool = False  # dq and dk/dv in one launch (ONE_GRID_BACKWARD)
-    ordered_dq: Tiles | None = None  # each score once, dq summed in a fixed order (ORDERED_DQ)
     summary_keys_tma: int = TMA_OFF  # a summary segment's forward and dq key tiles (TMA_SUMMARY_KEY_LOADS)
     # The split dk/dv kernel's lse2 and D rows by [B * H, n] descriptor (TMA_ROW_STATS): where its query tiles come by
     # TMA_ROWS and n is a multiple of 4; the launcher falls back to pointers where the tiles do (or lse2 is unaligned).
@@ -433,7 +418,7 @@ def _pow2_at_least(x: int) -> int:
 
 def _tiles(kind: str, head_dim: int, group_len: int, interpret: bool, small_warps: int | None) -> Tiles:
     if interpret:
-        bm, bn, warps, stages, *max_registers = INTERPRETER_TILES.get(kind, INTERPRETER_TILE)
+        bm, bn, warps, stages, *max_registers = INTERPRETER_BWD_TILE if kind == "bwd" else INTERPRETER_TILE
     else:
         bm, bn, warps, stages, *max_registers = TILE_TABLE[(kind, head_dim)]
     fit = max(MIN_TILE, _pow2_at_least(group_len))
@@ -508,15 +493,13 @@ def build_plan(
     alternate_head_order: bool | None = None,
     lean_masks: bool | None = None,
     reduce_read_back: bool | None = None,
-    ordered_dq: bool | None = None,
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
     environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, TMA_STRIDE_LOADS, TMA_GROUP_KEYS,
     PROGRAMMATIC_LAUNCH, TMA_SUMMARY_QUERIES, TMA_SUMMARY_KEY_LOADS, ONE_GRID_BACKWARD, SUMMARY_BACKWARD_LAST,
     SUMMARY_LONGEST_FIRST, FUSED_LOCAL_FORWARD, SUMMARY_DKDV_QUERY_ROWS, TMA_ROW_STATS, SUMMARY_DKDV_FIRST,
-    ALTERNATE_HEAD_ORDER, LEAN_MASKS, REDUCE_READ_BACK, ORDERED_DQ, SMALL_TILE_WARPS), resolved before the cache
-    lookup so that changing them counts. The one-kernel band backward, when on, takes every band segment, short groups
-    too."""
+    ALTERNATE_HEAD_ORDER, LEAN_MASKS, REDUCE_READ_BACK, SMALL_TILE_WARPS), resolved before the cache lookup so that
+    changing them counts. The one-kernel band backward, when on, takes every band segment, short groups too."""
     interpret = interpreting() if interpret is None else interpret
     fused = FUSED_BAND_BACKWARD if fused_band_backward is None else fused_band_backward
     whole_groups = GROUP_BACKWARD if group_backward is None else group_backward
@@ -536,11 +519,10 @@ def build_plan(
     alternate = ALTERNATE_HEAD_ORDER if alternate_head_order is None else alternate_head_order
     lean = LEAN_MASKS if lean_masks is None else lean_masks
     reduce = REDUCE_READ_BACK if reduce_read_back is None else reduce_read_back
-    ordered = ORDERED_DQ if ordered_dq is None else ordered_dq
     return _cached_plan(
         pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS, tma_band, tma_stride,
         tma_group, pdl and not interpret, tma_summary, one_grid and not fused, summary_keys, summary_last,
-        longest_first, local_forward, query_rows, row_stats, dkdv_first, alternate, lean, reduce, ordered and not fused,
+        longest_first, local_forward, query_rows, row_stats, dkdv_first, alternate, lean, reduce,
     )  # fmt: skip
 
 
@@ -569,7 +551,6 @@ def _cached_plan(
     alternate: bool = False,
     lean: bool = False,
     reduce: bool = False,
-    ordered: bool = False,
 ) -> Plan:
     launches = []
     segments = pattern.segments(n)
@@ -647,21 +628,14 @@ def _cached_plan(
     if summary_last and isinstance(segments[0], SummarySegment) and len(segments) > 1:
         if covers_every_row_once(segments[1], n):
             order = (*order[1:], 0)
-    for i in order[1:] if ordered else ():  # after the first: D is written, and every row's dq, dk, dv too
-        launch = launches[i]
-        seg = launch.segment
-        split = launch.group_bwd is None and launch.bwd is None
-        if split and isinstance(seg, BandSegment) and seg.step == 1 and seg.num_groups == 1 and seg.window > 0:
-            tiles = _tiles("ordered", head_dim, launch.group_len, interpret, small_warps)
-            launches[i] = dataclasses.replace(launch, ordered_dq=tiles, reduce_read_back=False)
     # The backward's first segment may compute D in its dq programs, which every dk/dv program reads: never one grid.
     for i in order[1:] if one_grid else ():
-        split = launches[i].group_bwd is None and launches[i].bwd is None and launches[i].ordered_dq is None
+        split = launches[i].group_bwd is None and launches[i].bwd is None
         if split and _same_launch_options(launches[i].dq, launches[i].dkdv):
             launches[i] = dataclasses.replace(launches[i], one_grid=True)
     for i in order[1:] if dkdv_first else ():  # after the first: D is written by then
         launch = launches[i]
-        split = launch.group_bwd is None and launch.bwd is None and not launch.one_grid and launch.ordered_dq is None
+        split = launch.group_bwd is None and launch.bwd is None and not launch.one_grid
         if split and isinstance(launch.segment, SummarySegment):
             launches[i] = dataclasses.replace(launch, dkdv_first=True)
     first = launches[order[0]]
