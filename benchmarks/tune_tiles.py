@@ -28,7 +28,8 @@ from sparse.kernels import plan as plan_module
 SPACE = {
     # The last two of fwd, dq and dk/dv: the table's tiles with deeper pipelines, which tiles loaded by tensor
     # descriptor (plan.TMA_BAND_LOADS) hold in shared memory rather than in registers.
-    "fwd": [(64, 64, 4, 3, 168), (64, 64, 4, 3, 128), (64, 32, 4, 2, 168), (32, 64, 4, 2, 168),
+    "fwd": [(64, 32, 4, 3, 76), (64, 32, 4, 3, 80), (64, 64, 4, 3, 168), (64, 64, 4, 3, 128), (64, 32, 4, 2, 168),
+            (32, 64, 4, 2, 168),
             (128, 64, 4, 3), (64, 64, 4, 3), (128, 32, 4, 3), (64, 32, 4, 2), (128, 128, 8, 3), (64, 128, 4, 3),
             (128, 64, 8, 3), (64, 64, 8, 2), (64, 32, 4, 3), (64, 32, 4, 4)],
     "dq": [(64, 32, 4, 2, 168), (64, 32, 4, 2, 128), (32, 32, 4, 2, 128),

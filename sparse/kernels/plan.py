@@ -69,8 +69,11 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     # registers 0.394 / 1.289 / 0.648 against 0.413 / 1.294 / 0.673 uncapped. Caps did not help dq (96 registers).
     # Then three stages, once the stride part also came by descriptor and launches started early (714d009df299): the
     # forward alone (CUDA graphs; strided 12,288 / fixed 12,288 / strided 3,072 x 8) 0.0939 / 0.3117 / 0.1468 ms
-    # against 0.1004 / 0.3125 / 0.1486 with two (results/profiles/tune_tiles-pdl-714d009df299.txt).
-    ("fwd", 64): (64, 32, 4, 3),
+    # against 0.1004 / 0.3125 / 0.1486 with two (results/profiles/tune_tiles-pdl-714d009df299.txt). Then capped at 76
+    # registers (82 uncapped since the fused band mask; no spill): six programs per SM instead of five, the forward
+    # alone (CUDA graphs) 0.0811 against 0.0819 ms at strided 12,288, 0.1333 against 0.1348 at 3,072 x 8; 72 spills
+    # and lost 50% (results/profiles/tune_tiles-fwd-caps-02757c4b5f86.txt).
+    ("fwd", 64): (64, 32, 4, 3, 76),
     ("fwd", 128): (64, 32, 4, 2),  # strided CUDA-graph fwd 0.042 ms vs 0.067 for (128, 64, 8, 3)
     ("dq", 32): (64, 32, 4, 2),
     # Head dim 64 dq and dk/dv: one pipeline stage more once tiles come by tensor descriptor (TMA_BAND_LOADS), which
