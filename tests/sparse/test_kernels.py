@@ -87,9 +87,14 @@ def test_row_chunked_reference_matches_the_reference():
         torch.testing.assert_close(got, expected.detach())
 
 
-def check_against_reference(p, shape, dtype, device, seed=0, contiguous=True, backend="triton", tol=None):
-    """Output and gradients of `backend` against the float64 reference, each within `tol` (TOLERANCE[dtype])."""
-    q, k, v, do = make_inputs(shape, dtype, device, seed)
+def check_against_reference(
+    p, shape, dtype, device, seed=0, contiguous=True, backend="triton", tol=None, key_scale=None
+):
+    """Output and gradients of `backend` against the float64 reference, each within `tol` (TOLERANCE[dtype]).
+    `key_scale` ([n]): each key row multiplied by it before rounding to `dtype` (scores that grow along a row)."""
+    q, k, v, do = make_inputs(shape, torch.float64 if key_scale is not None else dtype, device, seed)
+    if key_scale is not None:
+        q, k, v, do = (t.to(dtype) for t in (q, k * key_scale.to(k)[:, None], v, do))
     if not contiguous:  # the same values laid out [B, n, H, D] and viewed as [B, H, n, D]
         q, k, v = (t.transpose(1, 2).contiguous().transpose(1, 2) for t in (q, k, v))
         assert not q.is_contiguous()
@@ -200,22 +205,10 @@ def test_forward_rescale_with_scores_that_grow_along_the_row(name, device):
     """Keys whose norms grow tenfold along the sequence make a row's max grow by tens of base-2 units over its key
     tiles, so the forward's running max moves, and its accumulator is rescaled, at tiles after the first (random
     inputs' maxima settle after a tile or two). Output and gradients against the float64 reference."""
-    p = sparse.pattern(**PATTERNS[name])
-    n, dim = 70, 32
-    g = torch.Generator().manual_seed(11)
+    n = 70
     ramp = 1 + 10 * torch.arange(n, dtype=torch.float64) / n
     for dtype in (torch.float32, torch.bfloat16):
-        q, k, v, do = (torch.randn(1, 2, n, dim, generator=g, dtype=torch.float64) for _ in range(4))
-        k = k * ramp[:, None]
-        inputs = [t.to(device=device, dtype=dtype).requires_grad_() for t in (q, k, v)]
-        out = sparse.attention(*inputs, p)
-        grads = torch.autograd.grad(out, inputs, do.to(device=device, dtype=dtype))
-        ref_in = [t.detach().double().requires_grad_() for t in inputs]
-        ref = reference_attention(*ref_in, p, scale=dim**-0.5)
-        ref_grads = torch.autograd.grad(ref, ref_in, do.to(device=device, dtype=torch.float64))
-        tol = TOLERANCE[dtype]
-        for what, got, want in zip(("out", "dq", "dk", "dv"), (out, *grads), (ref, *ref_grads)):
-            assert rel_err(got, want) < tol, f"{what} ({dtype}): relative error {rel_err(got, want):.2e}"
+        check_against_reference(sparse.pattern(**PATTERNS[name]), (1, 2, n, 32), dtype, device, seed=11, key_scale=ramp)
 
 
 @pytest.fixture
