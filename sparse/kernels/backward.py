@@ -603,103 +603,6 @@ def _group_key_step(
 
 
 @triton.jit
-def _group_probabilities(
-    q, k, lse2, index, pos, valid, k_index, k_pos, k_valid, window, scale_log2,
-    HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DOT_MODE: tl.constexpr,
-):  # fmt: skip
-    """P of one [queries, keys] block of a group, zero where the band does not allow the pair."""
-    allowed = tile_allowed(
-        index, pos, valid, k_index, k_pos, k_index, k_valid, window, 1, False, HAS_WINDOW, EXCLUDE_SELF, False
-    )  # fmt: skip
-    p = tl.math.exp2(mma(q, tl.trans(k), DOT_MODE) * scale_log2 - lse2[:, None])
-    return tl.where(allowed, p, 0.0)
-
-
-@triton.jit
-def _group_halves_step(
-    k, v, k_index, k_pos, k_valid, dq_lo, dq_hi, q_lo, do_lo, lse_lo, delta_lo, index_lo, pos_lo, valid_lo,
-    q_hi, do_hi, lse_hi, delta_hi, index_hi, pos_hi, valid_hi, DK, DV, row_base, window, scale_log2, scale,
-    HEAD_DIM: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, HAS_PREV: tl.constexpr,
-    DOT_MODE: tl.constexpr, BOTH: tl.constexpr,
-):  # fmt: skip
-    """Key tile `k_index` of a group held as two query halves (see `_group_bwd_kernel`'s HALVES): the upper half's
-    share, and the lower half's where BOTH (a key tile above the lower half has no query there: keys follow queries
-    in no band). Its dk and dv are complete here and stored; the halves' dq are returned."""
-    cols = tl.arange(0, HEAD_DIM)[None, :]
-    p_hi = _group_probabilities(
-        q_hi, k, lse_hi, index_hi, pos_hi, valid_hi, k_index, k_pos, k_valid, window, scale_log2, HAS_WINDOW,
-        EXCLUDE_SELF, DOT_MODE,
-    )  # fmt: skip
-    dv = mma(tl.trans(p_hi.to(do_hi.dtype)), do_hi, DOT_MODE)
-    if BOTH:
-        p_lo = _group_probabilities(
-            q_lo, k, lse_lo, index_lo, pos_lo, valid_lo, k_index, k_pos, k_valid, window, scale_log2, HAS_WINDOW,
-            EXCLUDE_SELF, DOT_MODE,
-        )  # fmt: skip
-        dv += mma(tl.trans(p_lo.to(do_lo.dtype)), do_lo, DOT_MODE)
-    kv_off = row_base * HEAD_DIM + k_pos.to(tl.int64)[:, None] * HEAD_DIM + cols
-    keys_valid = k_valid[:, None]
-    if HAS_PREV:
-        dv += tl.load(DV + kv_off, mask=keys_valid, other=0.0).to(tl.float32)
-    tl.store(DV + kv_off, dv.to(DV.dtype.element_ty), mask=keys_valid)
-    ds_hi = (p_hi * (mma(do_hi, tl.trans(v), DOT_MODE) - delta_hi[:, None])).to(q_hi.dtype)
-    dk = mma(tl.trans(ds_hi), q_hi, DOT_MODE)
-    dq_hi += mma(ds_hi, k, DOT_MODE)
-    if BOTH:
-        ds_lo = (p_lo * (mma(do_lo, tl.trans(v), DOT_MODE) - delta_lo[:, None])).to(q_lo.dtype)
-        dk += mma(tl.trans(ds_lo), q_lo, DOT_MODE)
-        dq_lo += mma(ds_lo, k, DOT_MODE)
-    dk *= scale
-    if HAS_PREV:
-        dk += tl.load(DK + kv_off, mask=keys_valid, other=0.0).to(tl.float32)
-    tl.store(DK + kv_off, dk.to(DK.dtype.element_ty), mask=keys_valid)
-    return dq_lo, dq_hi
-
-
-@triton.jit
-def _group_rows(
-    Q, DO, batch, head, stride_qz, stride_qh, stride_qn, stride_dz, stride_dh, stride_dn, index, group, n, group_len,
-    step, group_stride, HEAD_DIM: tl.constexpr,
-):  # fmt: skip
-    """The q and dO rows of in-group indices `index` (zeros where a row does not exist), their positions, existence."""
-    pos, valid = band_positions(group, index, n, group_len, step, group_stride)
-    off = pos.to(tl.int64)[:, None]
-    cols = tl.arange(0, HEAD_DIM)[None, :]
-    rows_valid = valid[:, None]
-    q = tl.load(Q + batch * stride_qz + head * stride_qh + off * stride_qn + cols, mask=rows_valid, other=0.0)
-    do = tl.load(DO + batch * stride_dz + head * stride_dh + off * stride_dn + cols, mask=rows_valid, other=0.0)
-    return q, do, pos, valid
-
-
-@triton.jit
-def _group_row_stats(
-    O, LSE, DELTA, do, row_base, pos, valid, HEAD_DIM: tl.constexpr, COMPUTE_DELTA: tl.constexpr
-):  # fmt: skip
-    """The rows' lse2 and D. COMPUTE_DELTA: the first segment's programs own every row once (plan.delta_source
-    "first_dq"): D = rowsum(dO * O) here, with dO already loaded, and stored for the later segments to read."""
-    lse2 = tl.load(LSE + row_base + pos, mask=valid, other=0.0)
-    if COMPUTE_DELTA:
-        o_ptrs = O + row_base * HEAD_DIM + pos.to(tl.int64)[:, None] * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
-        o = tl.load(o_ptrs, mask=valid[:, None], other=0.0)
-        delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
-        tl.store(DELTA + row_base + pos, delta, mask=valid)
-    else:
-        delta = tl.load(DELTA + row_base + pos, mask=valid, other=0.0)
-    return lse2, delta
-
-
-@triton.jit
-def _group_store_dq(DQ, dq, row_base, pos, valid, scale, HEAD_DIM: tl.constexpr, HAS_PREV: tl.constexpr):
-    """Store the rows' dq (scaled here, once), added to the earlier segments' where HAS_PREV."""
-    dq *= scale
-    out_off = row_base * HEAD_DIM + pos.to(tl.int64)[:, None] * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
-    rows_valid = valid[:, None]
-    if HAS_PREV:
-        dq += tl.load(DQ + out_off, mask=rows_valid, other=0.0).to(tl.float32)
-    tl.store(DQ + out_off, dq.to(DQ.dtype.element_ty), mask=rows_valid)
-
-
-@triton.jit
 def _group_bwd_kernel(
     Q, K, V, DO, O, LSE, DELTA, DQ, DK, DV, K_DESC, V_DESC,
     stride_qz, stride_qh, stride_qn,
@@ -711,15 +614,12 @@ def _group_bwd_kernel(
     HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
     COMPUTE_DELTA: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr, HEADS_REVERSED: tl.constexpr = False,
-    UPPER: tl.constexpr = 0,
 ):  # fmt: skip
     """Program g (grid: groups, batch x head) owns all of group g of a band segment, as queries and as keys, when the
     group fits one query tile (group_len <= BLOCK; plan.py's `group_bwd`): the stride part of strided attention
     (n / l rows per group) and the local blocks of fixed attention (l rows). It keeps the group's q and dO and
     streams its keys BLOCK_N at a time; since every query of a key tile is its own, each key tile's dk and dv are
-    complete after one step and are stored there, and dq after the last step. BLOCK_N = BLOCK is one step. HALVES
-    (plan.GROUP_QUERY_HALVES, BLOCK = 2 * BLOCK_N): the queries as two halves, and the lower half skips the second key
-    tile, where none of its pairs is allowed.
+    complete after one step and are stored there, and dq after the last step. BLOCK_N = BLOCK is one step.
 
     Why: the split kernels run such a group as two or three short programs per kernel, each a chain of one or two
     dependent loads, and read q, k, v, dO twice; here each score is computed once for dq, dk and dv, each input is
@@ -729,86 +629,54 @@ def _group_bwd_kernel(
     tl.static_assert(BLOCK >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert(BLOCK % BLOCK_N == 0, "key tiles split the group's tile evenly")
     tl.static_assert(not (COMPUTE_DELTA and HAS_PREV), "D is computed by the first segment's programs")
-    tl.static_assert(UPPER == 0 or (BLOCK == 2 * BLOCK_N and UPPER <= BLOCK_N), "two query parts, two key tiles")
     let_next_launch_start(PDL)
     group, bh = tile_and_head(0, HEADS_REVERSED)
     batch = (bh // H).to(tl.int64)
     head = bh % H
+    dims = tl.arange(0, HEAD_DIM)
+    cols = dims[None, :]
+    index = tl.arange(0, BLOCK)
+    pos, valid = band_positions(group, index, n, group_len, step, group_stride)
+    off = pos.to(tl.int64)[:, None]
+    rows_valid = valid[:, None]
     batch32 = bh // H
-    row_base = bh.to(tl.int64) * n
-    k_base = K + batch * stride_kz + head * stride_kh
-    v_base = V + batch * stride_vz + head * stride_vh
     # q and dO by pointer even with TMA: by descriptor they cost registers here (sm_90, strided 3,072 x 8's 32-row
     # groups: 168 per thread with all four tiles by descriptor, 127 with k and v alone, 100 with none;
     # benchmarks/kernel_resources.py), and programs per SM are what hides these programs' load latency.
-    if UPPER > 0:
-        # The group as two query halves of BLOCK_N rows and two key tiles: the second key tile has no query in the
-        # lower half (a band's keys never follow its queries), so the program computes three [BLOCK_N, BLOCK_N]
-        # blocks where one [BLOCK, BLOCK_N] tile per key step computes four. Both key tiles are loaded up front (the
-        # loop's pipeline had them in flight together too).
-        index_lo = tl.arange(0, BLOCK_N)
-        index_hi = BLOCK_N + tl.arange(0, UPPER)
-        q_lo, do_lo, pos_lo, valid_lo = _group_rows(
-            Q, DO, batch, head, stride_qz, stride_qh, stride_qn, stride_dz, stride_dh, stride_dn, index_lo, group, n,
-            group_len, step, group_stride, HEAD_DIM,
-        )  # fmt: skip
-        q_hi, do_hi, pos_hi, valid_hi = _group_rows(
-            Q, DO, batch, head, stride_qz, stride_qh, stride_qn, stride_dz, stride_dh, stride_dn, index_hi, group, n,
-            group_len, step, group_stride, HEAD_DIM,
-        )  # fmt: skip
-        k_lo, v_lo, k_pos_lo, _, k_valid_lo = key_tile(
-            k_base, v_base, stride_kn, stride_vn, 0, index_lo, 0, group_len, n, group, group_len, step, group_stride,
-            1, 1, K_DESC, V_DESC, batch32, head, HEAD_DIM, False, TMA,
-        )  # fmt: skip
-        wait_for_previous_launch(PDL)  # q, dO, k and v are inputs; D and the earlier segments' sums are not
-        lse_lo, delta_lo = _group_row_stats(O, LSE, DELTA, do_lo, row_base, pos_lo, valid_lo, HEAD_DIM, COMPUTE_DELTA)
-        lse_hi, delta_hi = _group_row_stats(O, LSE, DELTA, do_hi, row_base, pos_hi, valid_hi, HEAD_DIM, COMPUTE_DELTA)
-        dq_lo = tl.zeros([BLOCK_N, HEAD_DIM], tl.float32)
-        dq_hi = tl.zeros([UPPER, HEAD_DIM], tl.float32)
-        dq_lo, dq_hi = _group_halves_step(
-            k_lo, v_lo, index_lo, k_pos_lo, k_valid_lo, dq_lo, dq_hi, q_lo, do_lo, lse_lo, delta_lo, index_lo, pos_lo,
-            valid_lo, q_hi, do_hi, lse_hi, delta_hi, index_hi, pos_hi, valid_hi, DK, DV, row_base, window, scale_log2,
-            scale, HEAD_DIM, HAS_WINDOW, EXCLUDE_SELF, HAS_PREV, DOT_MODE, True,
-        )  # fmt: skip
-        if UPPER == BLOCK_N:
-            k_hi, v_hi, k_pos_hi, _, k_valid_hi = key_tile(
-                k_base, v_base, stride_kn, stride_vn, BLOCK_N, index_hi, 0, group_len, n, group, group_len, step,
-                group_stride, 1, 1, K_DESC, V_DESC, batch32, head, HEAD_DIM, False, TMA,
-            )  # fmt: skip
-        else:  # the descriptors' boxes are BLOCK_N rows: a shorter upper key tile by pointer
-            k_hi, v_hi, k_pos_hi, _, k_valid_hi = key_tile(
-                k_base, v_base, stride_kn, stride_vn, BLOCK_N, index_hi, 0, group_len, n, group, group_len, step,
-                group_stride, 1, 1, K_DESC, V_DESC, batch32, head, HEAD_DIM, False, 0,
-            )  # fmt: skip
-        dq_lo, dq_hi = _group_halves_step(
-            k_hi, v_hi, index_hi, k_pos_hi, k_valid_hi, dq_lo, dq_hi, q_lo, do_lo, lse_lo, delta_lo, index_lo, pos_lo,
-            valid_lo, q_hi, do_hi, lse_hi, delta_hi, index_hi, pos_hi, valid_hi, DK, DV, row_base, window, scale_log2,
-            scale, HEAD_DIM, HAS_WINDOW, EXCLUDE_SELF, HAS_PREV, DOT_MODE, False,
-        )  # fmt: skip
-        _group_store_dq(DQ, dq_lo, row_base, pos_lo, valid_lo, scale, HEAD_DIM, HAS_PREV)
-        _group_store_dq(DQ, dq_hi, row_base, pos_hi, valid_hi, scale, HEAD_DIM, HAS_PREV)
+    q = tl.load(Q + batch * stride_qz + head * stride_qh + off * stride_qn + cols, mask=rows_valid, other=0.0)
+    do = tl.load(DO + batch * stride_dz + head * stride_dh + off * stride_dn + cols, mask=rows_valid, other=0.0)
+    row_base = bh.to(tl.int64) * n
+    wait_for_previous_launch(PDL)  # q and dO are inputs; D and the earlier segments' sums are not
+    lse2 = tl.load(LSE + row_base + pos, mask=valid, other=0.0)
+    if COMPUTE_DELTA:
+        # The first segment's programs own every row once (plan.delta_source "first_dq"): D = rowsum(dO * O) here,
+        # with dO already loaded; later segments read it back.
+        o = tl.load(O + row_base * HEAD_DIM + off * HEAD_DIM + cols, mask=rows_valid, other=0.0)
+        delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+        tl.store(DELTA + row_base + pos, delta, mask=valid)
     else:
-        index = tl.arange(0, BLOCK)
-        q, do, pos, valid = _group_rows(
-            Q, DO, batch, head, stride_qz, stride_qh, stride_qn, stride_dz, stride_dh, stride_dn, index, group, n,
-            group_len, step, group_stride, HEAD_DIM,
+        delta = tl.load(DELTA + row_base + pos, mask=valid, other=0.0)
+    k_base = K + batch * stride_kz + head * stride_kh
+    v_base = V + batch * stride_vz + head * stride_vh
+    dq = tl.zeros([BLOCK, HEAD_DIM], tl.float32)
+    if BLOCK_N == BLOCK:
+        # One key tile: straight-line code. As a one-trip loop the compiler keeps twice the registers (a 32-row
+        # group: 196-248 per thread instead of 100, benchmarks/kernel_resources.py), halving programs per SM.
+        dq = _group_key_step(
+            0, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, DK, DV, row_base, index, pos, valid, n,
+            group, group_len, step, group_stride, window, scale_log2, scale, K_DESC, V_DESC, batch32, head, HEAD_DIM,
+            BLOCK_N, HAS_WINDOW, EXCLUDE_SELF, HAS_PREV, DOT_MODE, TMA,
         )  # fmt: skip
-        wait_for_previous_launch(PDL)  # q and dO are inputs; D and the earlier segments' sums are not
-        lse2, delta = _group_row_stats(O, LSE, DELTA, do, row_base, pos, valid, HEAD_DIM, COMPUTE_DELTA)
-        dq = tl.zeros([BLOCK, HEAD_DIM], tl.float32)
-        if BLOCK_N == BLOCK:
-            # One key tile: straight-line code. As a one-trip loop the compiler keeps twice the registers (a 32-row
-            # group: 196-248 per thread instead of 100, benchmarks/kernel_resources.py), halving programs per SM.
+    else:
+        for start in range(0, group_len, BLOCK_N):
             dq = _group_key_step(
-                0, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, DK, DV, row_base, index, pos, valid,
-                n, group, group_len, step, group_stride, window, scale_log2, scale, K_DESC, V_DESC, batch32, head,
-                HEAD_DIM, BLOCK_N, HAS_WINDOW, EXCLUDE_SELF, HAS_PREV, DOT_MODE, TMA,
+                start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, DK, DV, row_base, index, pos,
+                valid, n, group, group_len, step, group_stride, window, scale_log2, scale, K_DESC, V_DESC, batch32,
+                head, HEAD_DIM, BLOCK_N, HAS_WINDOW, EXCLUDE_SELF, HAS_PREV, DOT_MODE, TMA,
             )  # fmt: skip
-        else:
-            for start in range(0, group_len, BLOCK_N):
-                dq = _group_key_step(
-                    start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, DK, DV, row_base, index, pos,
-                    valid, n, group, group_len, step, group_stride, window, scale_log2, scale, K_DESC, V_DESC,
-                    batch32, head, HEAD_DIM, BLOCK_N, HAS_WINDOW, EXCLUDE_SELF, HAS_PREV, DOT_MODE, TMA,
-                )  # fmt: skip
-        _group_store_dq(DQ, dq, row_base, pos, valid, scale, HEAD_DIM, HAS_PREV)
+
+    dq *= scale
+    out_off = row_base * HEAD_DIM + off * HEAD_DIM + cols
+    if HAS_PREV:
+        dq += tl.load(DQ + out_off, mask=rows_valid, other=0.0).to(tl.float32)
+    tl.store(DQ + out_off, dq.to(DQ.dtype.element_ty), mask=rows_valid)

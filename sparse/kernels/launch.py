@@ -210,14 +210,6 @@ def plan_for(q: torch.Tensor, pattern: Pattern) -> Plan:
     return build_plan(pattern, q.shape[2], q.shape[3])
 
 
-def _upper_rows(plan, t, group_len: int) -> int:
-    """The whole-group backward's upper query part (plan.GROUP_QUERY_HALVES): the rows past the first key tile, as a
-    power of two (16 at least); 0 where the group takes one key tile or the switch is off."""
-    if not plan.group_halves or t.block_m != 2 * t.block_n:
-        return 0
-    return min(t.block_n, max(16, 1 << (group_len - t.block_n - 1).bit_length()))
-
-
 def _options(*parts: dict, **named) -> dict:
     """A launch's constexprs and launch options, merged only when fast_launch.launch_site needs them (a call site's
     first launch, or Triton's own path)."""
@@ -317,7 +309,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                     functools.partial(
                         _options, band, t.options_for(width), pdl, BLOCK=t.block_m, BLOCK_N=t.block_n,
                         COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq", TMA=tma,
-                        HEADS_REVERSED=reversed_heads(), UPPER=_upper_rows(plan, t, launch.group_len),
+                        HEADS_REVERSED=reversed_heads(),
                     ),
                 )  # fmt: skip
                 first = False

@@ -275,11 +275,6 @@ LEAN_MASKS = True
 # 12,288 0.2905 against 0.3069 ms (-5.3%), strided 3,072 x 8 0.4515 against 0.4798 (-5.9%), strided 65,536 2.067
 # against 2.159 (-4.3%); fixed unchanged (none of its segments qualifies).
 REDUCE_READ_BACK = True
-# The whole-group backward of groups streamed in two key tiles (BLOCK = 2 * BLOCK_N: strided 12,288's 96-row stride
-# groups, fixed 12,288's 128-row local blocks) holds its queries as two halves: the second key tile is attended by the
-# upper half alone, so three [BLOCK_N, BLOCK_N] blocks are computed where two [BLOCK, BLOCK_N] tiles computed four
-# (backward.py's HALVES). Not yet measured on a GPU.
-GROUP_QUERY_HALVES = True
 # D = rowsum(dO * O) is recomputed per query tile by the one-kernel backward's dk/dv programs only where each key
 # tile sees a bounded number of query tiles: a window, or groups of at most this many rows.
 DELTA_ON_THE_FLY_MAX_ROWS = 256
@@ -382,7 +377,6 @@ class Plan:
     pdl: bool = False  # launches after the first start early (PROGRAMMATIC_LAUNCH)
     alternate_heads: bool = False  # odd launches of a forward or backward take heads from the last
     lean_masks: bool = False  # a band's interior tiles skip their mask (LEAN_MASKS)
-    group_halves: bool = False  # whole groups of two key tiles as two query halves (GROUP_QUERY_HALVES)
     backward_order: tuple[int, ...] = ()  # the backward's segments, as indices into `launches` (empty: theirs)
     # This plan object's own number: the launchers' call sites key their kept kernels on it (fast_launch.launch_site),
     # so a plan rebuilt after the cache dropped it, or changed by dataclasses.replace, never reuses another's.
@@ -502,15 +496,13 @@ def build_plan(
     alternate_head_order: bool | None = None,
     lean_masks: bool | None = None,
     reduce_read_back: bool | None = None,
-    group_query_halves: bool | None = None,
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
     environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, TMA_STRIDE_LOADS, TMA_GROUP_KEYS,
     PROGRAMMATIC_LAUNCH, TMA_SUMMARY_QUERIES, TMA_SUMMARY_KEY_LOADS, ONE_GRID_BACKWARD, SUMMARY_BACKWARD_LAST,
     SUMMARY_LONGEST_FIRST, FUSED_LOCAL_FORWARD, SUMMARY_DKDV_QUERY_ROWS, TMA_ROW_STATS, SUMMARY_DKDV_FIRST,
-    ALTERNATE_HEAD_ORDER, LEAN_MASKS, REDUCE_READ_BACK, GROUP_QUERY_HALVES, SMALL_TILE_WARPS), resolved before the
-    cache lookup so that changing them counts. The one-kernel band backward, when on, takes every band segment, short
-    groups too."""
+    ALTERNATE_HEAD_ORDER, LEAN_MASKS, REDUCE_READ_BACK, SMALL_TILE_WARPS), resolved before the cache lookup so that
+    changing them counts. The one-kernel band backward, when on, takes every band segment, short groups too."""
     interpret = interpreting() if interpret is None else interpret
     fused = FUSED_BAND_BACKWARD if fused_band_backward is None else fused_band_backward
     whole_groups = GROUP_BACKWARD if group_backward is None else group_backward
@@ -530,11 +522,10 @@ def build_plan(
     alternate = ALTERNATE_HEAD_ORDER if alternate_head_order is None else alternate_head_order
     lean = LEAN_MASKS if lean_masks is None else lean_masks
     reduce = REDUCE_READ_BACK if reduce_read_back is None else reduce_read_back
-    halves = GROUP_QUERY_HALVES if group_query_halves is None else group_query_halves
     return _cached_plan(
         pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS, tma_band, tma_stride,
         tma_group, pdl and not interpret, tma_summary, one_grid and not fused, summary_keys, summary_last,
-        longest_first, local_forward, query_rows, row_stats, dkdv_first, alternate, lean, reduce, halves,
+        longest_first, local_forward, query_rows, row_stats, dkdv_first, alternate, lean, reduce,
     )  # fmt: skip
 
 
@@ -563,7 +554,6 @@ def _cached_plan(
     alternate: bool = False,
     lean: bool = False,
     reduce: bool = False,
-    halves: bool = False,
 ) -> Plan:
     launches = []
     segments = pattern.segments(n)
@@ -662,7 +652,6 @@ def _cached_plan(
         pdl=pdl,
         alternate_heads=alternate,
         lean_masks=lean,
-        group_halves=halves,
         backward_order=order if order != tuple(range(len(launches))) else (),
     )
 
