@@ -684,7 +684,7 @@ def _group_bwd_kernel(
 
 @triton.jit
 def _group_bwd_persistent_kernel(
-    Q_DESC, K_DESC, V_DESC, DO_DESC, O_DESC, LSE, DELTA, DQ, DK, DV,
+    LSE, DELTA, DQ, DK, DV, Q_DESC, K_DESC, V_DESC, DO_DESC, O_DESC,
     n, H, num_groups, items, group_len, scale_log2, scale,
     step, group_stride, window,
     HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr,

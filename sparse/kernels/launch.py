@@ -323,7 +323,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                 _launch_at(
                     ("group_persistent", index, call, first), _group_bwd_persistent_kernel,
                     (min(items, _persistent_programs(q.device, launch.group_persistent_programs)),),
-                    (*descriptors, lse2, delta, dq, dk, dv, n, heads, launch.segment.num_groups, items, *scalars[2:]),
+                    (lse2, delta, dq, dk, dv, *descriptors, n, heads, launch.segment.num_groups, items, *scalars[2:]),
                     functools.partial(
                         _options, band, options, _pdl(plan, first), BLOCK=t.block_m, STAGES=t.num_stages,
                         COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq", TMA=tma,
