@@ -32,9 +32,14 @@ def mma(a, b, DOT_MODE: tl.constexpr):
 
 @triton.jit
 def band_positions(group, index, n, group_len, step, group_stride):
-    """Sequence positions of in-group indices `index` of group `group`, and whether they exist."""
-    pos = group * group_stride + index * step
-    return pos, (index < group_len) & (pos < n)
+    """Sequence positions of in-group indices `index` of group `group`, and whether they exist.
+
+    Existence is one compare per index against the group's count of rows before n (a scalar per program), not the two
+    compares (index < group_len, position < n) per index that the compiler otherwise repeats for every key column of
+    every key tile (benchmarks/KERNEL_NOTES.md, session of 13:10)."""
+    first = group * group_stride
+    rows = tl.minimum(group_len, tl.where(first < n, (n - 1 - first) // step + 1, 0))
+    return first + index * step, index < rows
 
 
 @triton.jit
@@ -297,11 +302,14 @@ def tile_allowed(
         allowed &= k_valid[None, :] & q_valid[:, None]
     else:
         far = 1 << 29
-        q_at = tl.where(q_valid, q_index, far)
-        k_at = tl.where(k_valid, k_index, -far)
-        gap = (q_at[:, None] - k_at[None, :] - EXCLUDE_SELF).to(tl.uint32, bitcast=True)
         if HAS_WINDOW:
+            q_at = tl.where(q_valid, q_index, far)
+            k_at = tl.where(k_valid, k_index, -far)
+            gap = (q_at[:, None] - k_at[None, :] - EXCLUDE_SELF).to(tl.uint32, bitcast=True)
             allowed = gap < (window - EXCLUDE_SELF).to(tl.uint32)
         else:
-            allowed = gap < tl.full(gap.shape, 1 << 28, tl.uint32)
+            # Causal alone: one signed compare per pair, against a per-query bound (no key below -far's bound exists).
+            q_bound = tl.where(q_valid, q_index + 1 - EXCLUDE_SELF, -far)
+            k_at = tl.where(k_valid, k_index, far)
+            allowed = k_at[None, :] < q_bound[:, None]
     return allowed
