@@ -680,3 +680,82 @@ def _group_bwd_kernel(
     if HAS_PREV:
         dq += tl.load(DQ + out_off, mask=rows_valid, other=0.0).to(tl.float32)
     tl.store(DQ + out_off, dq.to(DQ.dtype.element_ty), mask=rows_valid)
+
+
+@triton.jit
+def _group_query_step(
+    start, dk, dv, k, v, k_index, k_pos, k_valid, LSE, DELTA, DQ, Q_DESC, DO_DESC, O_DESC, row_base, batch, head, n,
+    group, group_len, step, group_stride, window, scale_log2, scale,
+    HEAD_DIM: tl.constexpr, BLOCK_M: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr,
+    HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, COMPUTE_DELTA: tl.constexpr, TMA: tl.constexpr,
+):  # fmt: skip
+    """Query rows [start, start + BLOCK_M) of a group whose every key the program holds: their dq is complete and stored
+    here; their shares of dk and dv are added to `dk`, `dv`. Scores are [keys, queries], so P^T and dS^T, the A operands
+    of the dv and dk products, stay in registers; only dS goes through shared memory (for dq)."""
+    q_index = start + tl.arange(0, BLOCK_M)
+    q_pos, q_valid = band_positions(group, q_index, n, group_len, step, group_stride)
+    q = tma_rows(Q_DESC, batch, head, group, group_stride, start, TMA)
+    do = tma_rows(DO_DESC, batch, head, group, group_stride, start, TMA)
+    lse2 = tl.load(LSE + row_base + q_pos, mask=q_valid, other=0.0)
+    if COMPUTE_DELTA:
+        o = tma_rows(O_DESC, batch, head, group, group_stride, start, TMA)
+        delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+        tl.store(DELTA + row_base + q_pos, delta, mask=q_valid)
+    else:
+        delta = tl.load(DELTA + row_base + q_pos, mask=q_valid, other=0.0)
+    allowed = tile_allowed(
+        q_index, q_pos, q_valid, k_index, k_pos, k_index, k_valid, window, 1, False, HAS_WINDOW, EXCLUDE_SELF, False
+    )  # fmt: skip
+    p_t = tl.math.exp2(mma(k, tl.trans(q), DOT_MODE) * scale_log2 - lse2[None, :])
+    p_t = tl.where(tl.trans(allowed), p_t, 0.0)
+    dv += mma(p_t.to(do.dtype), do, DOT_MODE)
+    ds_t = (p_t * (mma(v, tl.trans(do), DOT_MODE) - delta[None, :])).to(q.dtype)
+    dk += mma(ds_t, q, DOT_MODE)
+    dq = mma(tl.trans(ds_t), k, DOT_MODE) * scale
+    dq_ptrs = DQ + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
+    if HAS_PREV:
+        dq += tl.load(dq_ptrs, mask=q_valid[:, None], other=0.0).to(tl.float32)
+    tl.store(dq_ptrs, dq.to(DQ.dtype.element_ty), mask=q_valid[:, None])
+    return dk, dv
+
+
+@triton.jit
+def _group_keys_bwd_kernel(
+    LSE, DELTA, DQ, DK, DV, Q_DESC, K_DESC, V_DESC, DO_DESC, O_DESC,
+    n, H, group_len, scale_log2, scale,
+    step, group_stride, window,
+    HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, BLOCK_M: tl.constexpr,
+    HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
+    COMPUTE_DELTA: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr, HEADS_REVERSED: tl.constexpr = False,
+):  # fmt: skip
+    """`_group_bwd_kernel`'s work with the roles of queries and keys swapped (plan.GROUP_KEYS_HELD): program g holds
+    all of group g's keys (k, v by descriptor, TMA a band layout) and streams its queries BLOCK_M at a time (q, dO and O
+    by descriptor, software-pipelined), so that two of the three products that need a transposed operand take it from
+    registers (see `_group_query_step`); dk and dv are stored after the last step."""
+    tl.static_assert(BLOCK >= 16 and BLOCK_M >= 16, "tl.dot needs tiles of at least 16")
+    tl.static_assert(not (COMPUTE_DELTA and HAS_PREV), "D is computed by the first segment's programs")
+    let_next_launch_start(PDL)
+    group, bh = tile_and_head(0, HEADS_REVERSED)
+    batch = bh // H
+    head = bh % H
+    k_index = tl.arange(0, BLOCK)
+    k_pos, k_valid = band_positions(group, k_index, n, group_len, step, group_stride)
+    k = tma_rows(K_DESC, batch, head, group, group_stride, 0, TMA)
+    v = tma_rows(V_DESC, batch, head, group, group_stride, 0, TMA)
+    row_base = bh.to(tl.int64) * n
+    wait_for_previous_launch(PDL)  # k, v, q and dO are inputs; LSE, O and the earlier segments' sums are not
+    dk = tl.zeros([BLOCK, HEAD_DIM], tl.float32)
+    dv = tl.zeros([BLOCK, HEAD_DIM], tl.float32)
+    for start in range(0, group_len, BLOCK_M):
+        dk, dv = _group_query_step(
+            start, dk, dv, k, v, k_index, k_pos, k_valid, LSE, DELTA, DQ, Q_DESC, DO_DESC, O_DESC, row_base, batch,
+            head, n, group, group_len, step, group_stride, window, scale_log2, scale, HEAD_DIM, BLOCK_M, HAS_WINDOW,
+            EXCLUDE_SELF, HAS_PREV, DOT_MODE, COMPUTE_DELTA, TMA,
+        )  # fmt: skip
+    dk *= scale
+    kv_off = row_base * HEAD_DIM + k_pos.to(tl.int64)[:, None] * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
+    if HAS_PREV:
+        dk += tl.load(DK + kv_off, mask=k_valid[:, None], other=0.0).to(tl.float32)
+        dv += tl.load(DV + kv_off, mask=k_valid[:, None], other=0.0).to(tl.float32)
+    tl.store(DK + kv_off, dk.to(DK.dtype.element_ty), mask=k_valid[:, None])
+    tl.store(DV + kv_off, dv.to(DV.dtype.element_ty), mask=k_valid[:, None])
