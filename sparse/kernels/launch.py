@@ -22,7 +22,6 @@ from sparse.kernels.backward import (
     _delta_kernel,
     _dq_dkdv_kernel,
     _group_bwd_kernel,
-    _group_keys_bwd_kernel,
     _sparse_dkdv_kernel,
     _sparse_dq_kernel,
 )
@@ -299,23 +298,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
         scalars = (n, heads, launch.group_len, scale * LOG2_E, scale)
         if launch.group_bwd is not None or launch.bwd is not None:
             band = dict(HEAD_DIM=head_dim, HAS_PREV=index > 0, DOT_MODE=dot_mode, **_band_geometry(geometry))
-            # 16-bit inputs only (not yet tried in float32).
-            if launch.group_keys is not None and addressable and width == 2:
-                t = launch.group_keys
-                rows = (t.block_n, t.block_m, t.block_m, t.block_n, t.block_n)
-                descriptors, tma = _row_tiles(launch.group_bwd_tma, launch.segment, rows, (q, k, v, do, out), True)
-                _launch_at(
-                    ("group_keys", index, call, first), _group_keys_bwd_kernel,
-                    (launch.segment.num_groups, batch * heads),
-                    (lse2, delta, dq, dk, dv, *descriptors, *scalars),
-                    functools.partial(
-                        _options, band, t.options_for(width), _pdl(plan, first), BLOCK=t.block_m, BLOCK_M=t.block_n,
-                        COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq", TMA=tma,
-                        HEADS_REVERSED=reversed_heads(),
-                    ),
-                )  # fmt: skip
-                first = False
-            elif launch.group_bwd is not None:
+            if launch.group_bwd is not None:
                 t = launch.group_bwd
                 rows = (t.block_n, t.block_n)
                 descriptors, tma = _row_tiles(launch.group_bwd_tma, launch.segment, rows, (k, v), addressable)
