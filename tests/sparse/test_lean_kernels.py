@@ -16,7 +16,7 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 
 import sparse
 from sparse.kernels import plan
-from sparse.kernels.geometry import band_interior, band_interior_queries
+from sparse.kernels.geometry import band_interior, band_interior_queries, band_positions, tile_allowed
 from tests.sparse.test_kernels import PATTERNS, check_against_reference
 
 # The helper kernels below take CPU tensors: they run under the interpreter (the kernels' own tests cover the GPU).
@@ -82,6 +82,45 @@ def test_interior_tiles_allow_every_pair_and_miss_none_of_the_window(block_m, bl
                     assert s + block_n <= existing, (first_key, s)
                     assert all(_allowed(t, u, window, x) for t in range(s, s + block_n)
                                for u in range(first_key, first_key + block_m) for x in (0, 1))  # fmt: skip
+
+
+@triton.jit
+def _mask_kernel(OUT, q_first, k_first, n, group, group_len, step, group_stride, window, BLOCK: tl.constexpr,
+                 HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr):  # fmt: skip
+    q_index = q_first + tl.arange(0, BLOCK)
+    k_index = k_first + tl.arange(0, BLOCK)
+    q_pos, q_valid = band_positions(group, q_index, n, group_len, step, group_stride)
+    k_pos, k_valid = band_positions(group, k_index, n, group_len, step, group_stride)
+    allowed = tile_allowed(
+        q_index, q_pos, q_valid, k_index, k_pos, k_index, k_valid, window, 1, False, HAS_WINDOW, EXCLUDE_SELF, False
+    )  # fmt: skip
+    rows = tl.arange(0, BLOCK)
+    tl.store(OUT + rows[:, None] * BLOCK + rows[None, :], allowed.to(tl.int32))
+
+
+@interpreter_only
+@pytest.mark.parametrize("window, exclude_self", [(0, 0), (0, 1), (5, 0), (5, 1), (40, 1)])
+def test_band_mask_is_the_rule_where_both_rows_exist(window, exclude_self):
+    """A band segment's mask (geometry.tile_allowed over band_positions' existence) against the rule by brute force:
+    query t attends key u of its group where both rows exist (in-group index below group_len, position below n) and
+    u <= t - exclude_self, u > t - window with a window; for a whole group, a group cut by n, a group that starts at or
+    past n, and tiles that hang over the group's end."""
+    block = 16
+    for n, group, group_len, step, group_stride in (
+        (700, 0, 700, 1, 0),  # one band of step 1
+        (700, 2, 234, 3, 1),  # a stride part's group whose last row is past n
+        (700, 5, 100, 3, 150),  # groups of 100 rows every 150 positions, step 3: group 5 starts past n
+        (700, 5, 100, 3, 140),  # group 5 starts at n: (n - 1 - first) // step rounds toward zero in Triton
+        (64, 1, 40, 1, 40),  # contiguous groups of 40 rows: group 1 is cut by n at 24 rows
+    ):
+        exists = [t < group_len and group * group_stride + t * step < n for t in range(256)]
+        for q_first, k_first in ((0, 0), (16, 0), (16, 16), (32, 16), (224, 208), (96, 80)):
+            out = torch.zeros(block, block, dtype=torch.int32)
+            _mask_kernel[(1,)](out, q_first, k_first, n, group, group_len, step, group_stride, window, BLOCK=block,
+                               HAS_WINDOW=window > 0, EXCLUDE_SELF=exclude_self)  # fmt: skip
+            want = [[int(exists[t] and exists[u] and _allowed(t, u, window, exclude_self))
+                     for u in range(k_first, k_first + block)] for t in range(q_first, q_first + block)]  # fmt: skip
+            assert out.tolist() == want, (n, group, group_len, step, group_stride, q_first, k_first)
 
 
 @triton.jit
