@@ -36,7 +36,8 @@ def band_positions(group, index, n, group_len, step, group_stride):
 
     Existence is one compare per index against the group's count of rows before n (a scalar per program), not the two
     compares (index < group_len, position < n) per index that the compiler otherwise repeats for every key column of
-    every key tile (benchmarks/KERNEL_NOTES.md, session of 13:10)."""
+    every key tile (benchmarks/KERNEL_NOTES.md, session of 13:10). Triton's integer division rounds toward zero, so a
+    group that starts at or past n is given no rows explicitly."""
     first = group * group_stride
     rows = tl.minimum(group_len, tl.where(first < n, (n - 1 - first) // step + 1, 0))
     return first + index * step, index < rows
@@ -292,11 +293,14 @@ def tile_allowed(
 ):  # fmt: skip
     """[queries, keys] mask of one tile: the segment's rule, where both the query and the key exist.
 
-    A band segment's mask is one unsigned compare per pair: t - u - EXCLUDE_SELF in [0, window - EXCLUDE_SELF), with
+    A windowed band's mask is one unsigned compare per pair: t - u - EXCLUDE_SELF in [0, window - EXCLUDE_SELF), with
     a query that does not exist moved to index 2^29 and a key that does not exist to -2^29 (both then fall outside),
     so each pair costs a subtraction, a compare and the caller's select. Written as the four conditions joined, the
     compiler selected once per condition (four FSEL and two ISETP per score in the forward's and the band backward's
-    masked tiles: Nsight Compute's SASS, counters-strided12288-2a0e2be6f48f.txt). Needs n < 2^28."""
+    masked tiles: Nsight Compute's SASS, counters-strided12288-2a0e2be6f48f.txt). A band without a window needs only
+    u < t + 1 - EXCLUDE_SELF: one signed compare per pair against a per-query bound, with a query that does not exist
+    bounded at -2^29 and a key that does not exist moved to 2^29 (no subtraction per pair: 318c72fc5a30). Needs
+    n < 2^28."""
     if IS_SUMMARY:
         allowed = summary_allowed(q_pos, k_pos, k_block, l_block, SAME_BLOCK)
         allowed &= k_valid[None, :] & q_valid[:, None]
@@ -308,7 +312,6 @@ def tile_allowed(
             gap = (q_at[:, None] - k_at[None, :] - EXCLUDE_SELF).to(tl.uint32, bitcast=True)
             allowed = gap < (window - EXCLUDE_SELF).to(tl.uint32)
         else:
-            # Causal alone: one signed compare per pair, against a per-query bound (no key below -far's bound exists).
             q_bound = tl.where(q_valid, q_index + 1 - EXCLUDE_SELF, -far)
             k_at = tl.where(k_valid, k_index, far)
             allowed = k_at[None, :] < q_bound[:, None]
