@@ -22,7 +22,6 @@ from sparse.kernels.backward import (
     _delta_kernel,
     _dq_dkdv_kernel,
     _group_bwd_kernel,
-    _group_bwd_persistent_kernel,
     _sparse_dkdv_kernel,
     _sparse_dq_kernel,
 )
@@ -207,20 +206,6 @@ def _handoff_pdl(plan: Plan, first: bool) -> tuple[dict, dict]:
     return head, dict(PDL=PDL_TAIL, launch_pdl=True)
 
 
-def _persistent_programs(device: torch.device, per_sm: int) -> int:
-    """Programs of a persistent launch: `per_sm` on each of the GPU's SMs; off a GPU, `per_sm` is the count itself (the
-    interpreter's few programs, so that each loops over several items), and on the meta device (benchmarks/
-    kernel_resources.py's recorded launches) 132 SMs, an H100's or H200's."""
-    if device.type == "cuda":
-        return per_sm * _sm_count(device.index if device.index is not None else torch.cuda.current_device())
-    return per_sm * 132 if device.type == "meta" else per_sm
-
-
-@functools.cache
-def _sm_count(index: int) -> int:
-    return torch.cuda.get_device_properties(index).multi_processor_count
-
-
 def plan_for(q: torch.Tensor, pattern: Pattern) -> Plan:
     return build_plan(pattern, q.shape[2], q.shape[3])
 
@@ -313,25 +298,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
         scalars = (n, heads, launch.group_len, scale * LOG2_E, scale)
         if launch.group_bwd is not None or launch.bwd is not None:
             band = dict(HEAD_DIM=head_dim, HAS_PREV=index > 0, DOT_MODE=dot_mode, **_band_geometry(geometry))
-            # 16-bit inputs only: two stages of five float32 tiles would take 320 KB of shared memory.
-            if launch.group_persistent is not None and addressable and width == 2:
-                t = launch.group_persistent
-                rows = (t.block_m,) * 5
-                descriptors, tma = _row_tiles(launch.group_bwd_tma, launch.segment, rows, (q, k, v, do, out), True)
-                items = launch.segment.num_groups * batch * heads
-                options = {**t.launch_options, "num_stages": 1}  # STAGES is the loop's own depth
-                _launch_at(
-                    ("group_persistent", index, call, first), _group_bwd_persistent_kernel,
-                    (min(items, _persistent_programs(q.device, launch.group_persistent_programs)),),
-                    (lse2, delta, dq, dk, dv, *descriptors, n, heads, launch.segment.num_groups, items, *scalars[2:]),
-                    functools.partial(
-                        _options, band, options, _pdl(plan, first), BLOCK=t.block_m, STAGES=t.num_stages,
-                        COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq", TMA=tma,
-                        HEADS_REVERSED=reversed_heads(),
-                    ),
-                )  # fmt: skip
-                first = False
-            elif launch.group_bwd is not None:
+            if launch.group_bwd is not None:
                 t = launch.group_bwd
                 rows = (t.block_n, t.block_n)
                 descriptors, tma = _row_tiles(launch.group_bwd_tma, launch.segment, rows, (k, v), addressable)

@@ -151,9 +151,6 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     ("group_bwd", 32): (64, 64, 4, 1),
     ("group_bwd", 64): (128, 64, 8, 3, 128),
     ("group_bwd", 128): (64, 64, 4, 1),
-    # The same work in persistent, software-pipelined programs (GROUP_PERSISTENT): (BLOCK, BLOCK, num_warps, STAGES,
-    # programs per SM); BLOCK is the group tile's, each group one [BLOCK, BLOCK] step. Not yet measured on a GPU.
-    ("group_persistent", 64): (128, 128, 8, 2, 1),
 }
 # A tile shrunk to a short group (32 x 32 for the stride part at n = 3,072, l = 96) runs with fewer warps: its
 # programs each make a few dependent loads and little math, so more programs per SM hide more latency, and two warps
@@ -165,8 +162,6 @@ INTERPRETER_BWD_TILE = (32, 16, 1, 1)
 # Under the interpreter groups of up to 32 rows run whole, so the tests' short groups take this kernel (those of
 # 17-32 rows in two key tiles of 16) and their longer ones (and every window of more than 32 rows) the split kernels.
 INTERPRETER_GROUP_TILE = (32, 16, 1, 1)
-# Under the interpreter the persistent whole-group backward runs this many programs, so each loops over several groups.
-INTERPRETER_PERSISTENT = (1, 2, 3)  # (num_warps, STAGES, programs)
 # Groups of up to this many rows run the whole-group backward in one key tile whatever the table's key tile: straight-
 # line code with the fewest registers (a 32-row group: 100 per thread against 148 in two steps of 16). Longer groups
 # stream the table's key tiles, so that their scores do not take a whole SM's registers. The interpreter's 16 makes
@@ -175,10 +170,6 @@ ONE_STEP_ROWS = 64
 INTERPRETER_ONE_STEP_ROWS = 16
 FUSED_BAND_BACKWARD = False
 GROUP_BACKWARD = True
-# The whole-group backward of groups longer than ONE_STEP_ROWS in persistent programs whose loop over groups is
-# software-pipelined (backward.py's `_group_bwd_persistent_kernel`), where its tiles can come by descriptor and the
-# table has a "group_persistent" entry for the head dim. Not yet measured on a GPU.
-GROUP_PERSISTENT = False
 # Band segments of step 1 (strided's local band, fixed's local blocks) load their q, k, v and dO tiles in the forward,
 # dq and dk/dv kernels through tensor descriptors (Hopper's TMA; geometry.tma_rows): their rows are contiguous in
 # the sequence, so a tile is one asynchronous bulk copy with no per-row address registers or masks. The launcher uses
@@ -344,10 +335,6 @@ class SegmentLaunch:
     # where a tensor is not 16-byte addressable.
     tma: int = TMA_OFF
     group_bwd_tma: int = TMA_OFF  # the whole-group backward's k and v loads (TMA_GROUP_KEYS)
-    # The whole-group backward in persistent programs (GROUP_PERSISTENT): (BLOCK, BLOCK, warps, STAGES), programs per SM
-    # (the interpreter: programs in all); the launcher takes it where the tensors allow descriptors.
-    group_persistent: Tiles | None = None
-    group_persistent_programs: int = 0
     one_grid: bool = False  # dq and dk/dv in one launch (ONE_GRID_BACKWARD)
     summary_keys_tma: int = TMA_OFF  # a summary segment's forward and dq key tiles (TMA_SUMMARY_KEY_LOADS)
     # The split dk/dv kernel's lse2 and D rows by [B * H, n] descriptor (TMA_ROW_STATS): where its query tiles come by
@@ -458,21 +445,6 @@ def _group_tiles(head_dim: int, group_len: int, interpret: bool) -> Tiles | None
     return Tiles(block, key_tile, max(1, min(warps, block // 16)), stages, *cap)
 
 
-def _persistent_tiles(head_dim: int, group_bwd: Tiles | None, interpret: bool) -> dict:
-    """SegmentLaunch's group_persistent fields for a segment whose whole-group backward streams key tiles (groups longer
-    than ONE_STEP_ROWS) and whose head dim has a "group_persistent" entry; else none (the plain whole-group kernel)."""
-    if group_bwd is None or group_bwd.block_n == group_bwd.block_m:
-        return {}
-    if interpret:
-        warps, stages, programs, *cap = INTERPRETER_PERSISTENT
-    elif ("group_persistent", head_dim) in TILE_TABLE:
-        _, _, warps, stages, programs, *cap = TILE_TABLE[("group_persistent", head_dim)]
-    else:
-        return {}
-    tiles = Tiles(group_bwd.block_m, group_bwd.block_m, warps, stages, *cap)
-    return dict(group_persistent=tiles, group_persistent_programs=programs)
-
-
 def _band_fwd_tiles(seg: BandSegment, n: int, group_len: int, t: Tiles) -> int:
     """Count the (query tile, key tile) products the band forward kernel visits, mirroring its loops."""
     total = 0
@@ -524,13 +496,12 @@ def build_plan(
     alternate_head_order: bool | None = None,
     lean_masks: bool | None = None,
     reduce_read_back: bool | None = None,
-    group_persistent: bool | None = None,
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
     environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, TMA_STRIDE_LOADS, TMA_GROUP_KEYS,
     PROGRAMMATIC_LAUNCH, TMA_SUMMARY_QUERIES, TMA_SUMMARY_KEY_LOADS, ONE_GRID_BACKWARD, SUMMARY_BACKWARD_LAST,
     SUMMARY_LONGEST_FIRST, FUSED_LOCAL_FORWARD, SUMMARY_DKDV_QUERY_ROWS, TMA_ROW_STATS, SUMMARY_DKDV_FIRST,
-    ALTERNATE_HEAD_ORDER, LEAN_MASKS, REDUCE_READ_BACK, GROUP_PERSISTENT, SMALL_TILE_WARPS), resolved before the cache lookup so that
+    ALTERNATE_HEAD_ORDER, LEAN_MASKS, REDUCE_READ_BACK, SMALL_TILE_WARPS), resolved before the cache lookup so that
     changing them counts. The one-kernel band backward, when on, takes every band segment, short groups too."""
     interpret = interpreting() if interpret is None else interpret
     fused = FUSED_BAND_BACKWARD if fused_band_backward is None else fused_band_backward
@@ -551,11 +522,10 @@ def build_plan(
     alternate = ALTERNATE_HEAD_ORDER if alternate_head_order is None else alternate_head_order
     lean = LEAN_MASKS if lean_masks is None else lean_masks
     reduce = REDUCE_READ_BACK if reduce_read_back is None else reduce_read_back
-    persistent = GROUP_PERSISTENT if group_persistent is None else group_persistent
     return _cached_plan(
         pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS, tma_band, tma_stride,
         tma_group, pdl and not interpret, tma_summary, one_grid and not fused, summary_keys, summary_last,
-        longest_first, local_forward, query_rows, row_stats, dkdv_first, alternate, lean, reduce, persistent,
+        longest_first, local_forward, query_rows, row_stats, dkdv_first, alternate, lean, reduce,
     )  # fmt: skip
 
 
@@ -584,7 +554,6 @@ def _cached_plan(
     alternate: bool = False,
     lean: bool = False,
     reduce: bool = False,
-    persistent: bool = False,
 ) -> Plan:
     launches = []
     segments = pattern.segments(n)
@@ -613,7 +582,6 @@ def _cached_plan(
                     group_bwd=group_bwd,
                     tma=layout,
                     group_bwd_tma=layout if group_bwd and tma_group else TMA_OFF,
-                    **(_persistent_tiles(head_dim, group_bwd, interpret) if persistent and layout != TMA_OFF else {}),
                 )
             )
         else:
