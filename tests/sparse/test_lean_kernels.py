@@ -1,8 +1,8 @@
 """The two ways the kernels cut work per tile (sparse/kernels/plan.py's LEAN_MASKS and REDUCE_READ_BACK): a band's
 interior tiles skip the mask, and a later band segment adds its dq, dk, dv by TMA reduction instead of reading them
-back. Here: the interior ranges against a brute-force mask, the interpreter's stand-in for the TMA reduction against
-round-to-nearest-even sums, where the plan uses each, and every pattern's output and gradients with each switch off
-(test_kernels covers them on)."""
+back. Here: the interior ranges and the band mask itself against a brute-force mask, the interpreter's stand-in for
+the TMA reduction against round-to-nearest-even sums, where the plan uses each, and every pattern's output and
+gradients with each switch off (test_kernels covers them on)."""
 
 import itertools
 import os
