@@ -140,8 +140,13 @@ def launch_site(site: tuple, kernel, grid: tuple[int, ...], args: tuple, options
 _sites: dict[tuple, tuple[object, tuple]] = {}
 
 
+_on_clear: list = []  # what else holds launches of kept kernels (call_graphs.clear registers itself)
+
+
 def clear_cache() -> None:
-    """Forget the kept kernels and encoded descriptors (tests; or after changing Triton's knobs)."""
+    """Forget the kept kernels, encoded descriptors and call graphs (tests; or after changing Triton's knobs)."""
+    for forget in _on_clear:
+        forget()
     _compiled.clear()
     _trailing_names.clear()
     _encoded.clear()

@@ -17,6 +17,7 @@ import math
 import torch
 from triton.tools.tensor_descriptor import TensorDescriptor
 
+from sparse.kernels import call_graphs
 from sparse.kernels.backward import (
     _band_bwd_kernel,
     _delta_kernel,
@@ -226,14 +227,24 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
     q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
     batch, heads, n, head_dim = q.shape
     plan = plan_for(q, pattern)
-    width = q.element_size()  # bytes per element: float32 tiles pipeline less deep (Tiles.options_for)
     out = _empty((batch, heads, n, head_dim), dtype=q.dtype, device=q.device)
     lse2 = _empty((batch * heads, n), dtype=torch.float32, device=q.device)
     strides = (*_strides(q), *_strides(k), *_strides(v))
+    # Everything the launches depend on (call_graphs.run; addresses are unique across a process's devices): on a
+    # repeat of this key they are replayed from a CUDA graph, and none of _forward_launches' Python runs.
+    key = ("fwd", plan.token, q.shape, q.dtype, k.dtype, v.dtype, strides, scale,
+           q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(), lse2.data_ptr())  # fmt: skip
+    call_graphs.run(key, functools.partial(_forward_launches, q, k, v, out, lse2, plan, scale, strides), q)
+    return out, lse2
+
+
+def _forward_launches(q, k, v, out, lse2, plan: Plan, scale: float, strides: tuple) -> None:
+    batch, heads, n, head_dim = q.shape
+    width = q.element_size()  # bytes per element: float32 tiles pipeline less deep (Tiles.options_for)
     addressable = _descriptors_usable(plan, q, k, v)
     # What a call site's kernel depends on beyond the plan (fast_launch.launch_site): the inputs' dtypes, strides and
-    # alignment, the head count (an int Triton specializes on) and whether descriptors serve. The buffers allocated
-    # here are 16-byte aligned (the caching allocator aligns to 512 bytes) in q's dtype or float32.
+    # alignment, the head count (an int Triton specializes on) and whether descriptors serve. The buffers sparse_forward
+    # allocates are 16-byte aligned (the caching allocator aligns to 512 bytes) in q's dtype or float32.
     call = (plan.token, q.dtype, k.dtype, v.dtype, strides, heads, _aligned(q, k, v), addressable)
     for index, launch in enumerate(plan.launches):
         if launch.fwd_joined:  # run by the summary segment's programs (plan.FUSED_LOCAL_FORWARD)
@@ -255,24 +266,38 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tenso
                 LEAN=plan.lean_masks,
             ),
         )  # fmt: skip
-    return out, lse2
 
 
 def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
     q, k, v, do = (_last_dim_contiguous(t) for t in (q, k, v, do))
     batch, heads, n, head_dim = q.shape
     plan = plan_for(q, pattern)
-    width = q.element_size()  # bytes per element: float32 tiles pipeline less deep (Tiles.options_for)
     out = out.contiguous()  # the forward's own output, contiguous: a no-op, and the kernels index it so
     strides = (*_strides(q), *_strides(k), *_strides(v), *_strides(do))
+    # D_i = rowsum(dO_i * O_i) of the merged output: the softmax-normalisation term every segment shares. The
+    # first segment's programs compute it when they own every row once (plan.delta_source); else its own launch.
+    delta = _empty((batch * heads, n), dtype=torch.float32, device=q.device)
+    shape, device = (batch, heads, n, head_dim), q.device
+    # A summary segment first in the backward writes only its summary keys: every other key's dk, dv start at zero.
+    alloc = _zeros if isinstance(plan.backward_launches[0].segment, SummarySegment) else _empty
+    dq = _empty(shape, dtype=q.dtype, device=device)
+    dk, dv = alloc(shape, dtype=q.dtype, device=device), alloc(shape, dtype=q.dtype, device=device)
+    # As in sparse_forward: on a repeat of this key the launches are replayed from a CUDA graph.
+    key = ("bwd", plan.token, q.shape, q.dtype, k.dtype, v.dtype, do.dtype, out.dtype, strides, scale,
+           *(t.data_ptr() for t in (do, q, k, v, out, lse2, delta, dq, dk, dv)))  # fmt: skip
+    launches = functools.partial(_backward_launches, do, q, k, v, out, lse2, delta, dq, dk, dv, plan, scale, strides)
+    call_graphs.run(key, launches, q)
+    return dq, dk, dv
+
+
+def _backward_launches(do, q, k, v, out, lse2, delta, dq, dk, dv, plan: Plan, scale: float, strides: tuple) -> None:
+    batch, heads, n, head_dim = q.shape
+    width = q.element_size()  # bytes per element: float32 tiles pipeline less deep (Tiles.options_for)
     addressable = _descriptors_usable(plan, q, k, v, do)
     # As in sparse_forward; out and lse2 come from the caller (the forward's own buffers, unless the op is called
     # directly), so their alignment is part of the key too.
     aligned = _aligned(q, k, v, do, out, lse2)
     call = (plan.token, q.dtype, k.dtype, v.dtype, do.dtype, out.dtype, strides, heads, aligned, addressable)
-    # D_i = rowsum(dO_i * O_i) of the merged output: the softmax-normalisation term every segment shares. The
-    # first segment's programs compute it when they own every row once (plan.delta_source); else its own launch.
-    delta = _empty((batch * heads, n), dtype=torch.float32, device=q.device)
     first = True  # no launch of this backward yet (the delta kernel and the fused band kernel do not take part in PDL)
     if plan.delta_source == "own_launch":
         block = 16 if interpreting() else 64
@@ -280,11 +305,6 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
             ("delta", call), _delta_kernel, (math.ceil(n / block), batch * heads),
             (out, do, delta, *_strides(do), n, heads), functools.partial(_options, HEAD_DIM=head_dim, BLOCK=block),
         )  # fmt: skip
-    shape, device = (batch, heads, n, head_dim), q.device
-    # A summary segment first in the backward writes only its summary keys: every other key's dk, dv start at zero.
-    alloc = _zeros if isinstance(plan.backward_launches[0].segment, SummarySegment) else _empty
-    dq = _empty(shape, dtype=q.dtype, device=device)
-    dk, dv = alloc(shape, dtype=q.dtype, device=device), alloc(shape, dtype=q.dtype, device=device)
     dot_mode = _dot_mode(q.dtype)
     launched = 0  # launches of segments so far (plan.ALTERNATE_HEAD_ORDER reverses every other)
 
@@ -382,4 +402,3 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
                     ),
                 )  # fmt: skip
         first = False
-    return dq, dk, dv
