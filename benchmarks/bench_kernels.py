@@ -5,6 +5,7 @@
     sparse-repro bench-kernels --cases models       the attention calls of the small presets' models
     sparse-repro bench-kernels --n 1024 --backends triton,sdpa --head-dims 64 --passes fwd
     sparse-repro bench-kernels --cases targets --autograd-thread caller   every backward on the calling thread
+    sparse-repro bench-kernels --cases targets --call-graphs off          our launches issued one by one
 
 Every cell: random bf16 inputs (never zeros), warm-up, then the median of triton.testing.do_bench (or, for a
 cell whose single run takes over a second, one warm-up and one timed run); for triton and SDPA cells under a
@@ -16,6 +17,11 @@ from the pattern's allowed elements (forward = 4 * B * H * D * nnz, backward = 2
 memory, or that fails with out-of-memory, is recorded as skipped with the reason. Rows are appended to
 results/kernels.csv through the recorder, with provenance. The device's measured ceilings (copy bandwidth,
 bf16 matmul rate) go to results/device_ceilings.csv, so the report can name each case's floor.
+
+Our kernels' eager calls replay each repeated call's launches from a CUDA graph (sparse/kernels/call_graphs.py: the
+host issues one graph launch per forward and per backward instead of each kernel); `--call-graphs off` issues every
+launch directly, as every row before schema 4 of kernels.csv did. Each triton row records which way its eager calls
+went (`call_graphs`: "on" only where they were replayed).
 
 On a CPU (tests) the same code runs with a wall-clock timer and the Triton interpreter at tiny sizes.
 """
@@ -38,7 +44,7 @@ import sparse
 from benchmarks.provenance import provenance
 from benchmarks.recorder import KERNEL_COLUMNS, append_rows
 from sparse.flex import block_mask_for
-from sparse.kernels import build_plan
+from sparse.kernels import build_plan, call_graphs
 from sparse.kernels.plan import interpreting
 
 # The paper's choice of stride near sqrt(n): CIFAR's 96 at 3,072 ([DA]), Enwik8's and ImageNet's 128 at 12,288.
@@ -285,7 +291,10 @@ def measure(case: Case, backend: str, pass_: str, dtype: torch.dtype, budget_s: 
             torch.cuda.synchronize()
             row["peak_gib"] = f"{torch.cuda.max_memory_allocated() / 2**30:.4f}"
         slow = time.perf_counter() - t0 > 1.0
+        replayed = call_graphs.state()["replayed"]
         median_ms = _timer(run, slow=slow)
+        if backend == "triton":
+            row["call_graphs"] = "on" if call_graphs.state()["replayed"] > replayed else "off"
         graph_ms, graph_note = _graph_ms(run, backend, slow=slow) if device == "cuda" else (None, "")
     except torch.OutOfMemoryError as err:
         torch.cuda.empty_cache()
@@ -347,6 +356,13 @@ def main(argv: list[str] | None = None) -> int:
         help="where every backend's backward runs: the autograd engine's device thread (PyTorch's default) or "
         "the calling thread (torch.autograd.set_multithreading_enabled(False)); recorded in each row",
     )
+    parser.add_argument(
+        "--call-graphs",
+        default="on",
+        choices=["on", "off"],
+        help="our kernels' eager calls: replayed from per-call CUDA graphs once a call repeats (sparse/kernels/"
+        "call_graphs.py), or every launch issued directly; recorded in each triton row",
+    )
     parser.add_argument("--out", default="results/kernels.csv")
     parser.add_argument("--ceilings-out", default="results/device_ceilings.csv")
     args = parser.parse_args(argv)
@@ -388,15 +404,22 @@ def main(argv: list[str] | None = None) -> int:
             f"ceilings on {prov['gpu']}: copy {ceilings['copy_gbps']} GB/s, matmul {ceilings['matmul_tflops']} TFLOP/s"
         )
 
+    saved_call_graphs, call_graphs.ENABLED = call_graphs.ENABLED, args.call_graphs == "on"
     from tqdm import tqdm
 
     work = [(c, b, p) for c in cases for p in passes for b in backends_for(c, backends)]
     rows = []
-    with torch.autograd.set_multithreading_enabled(args.autograd_thread == "engine"):
-        for case, backend, pass_ in tqdm(work, desc="bench-kernels", unit="cell", file=sys.stderr):
-            row = {**base, **measure(case, backend, pass_, dtype, args.budget_s, device)}
-            rows.append(row)
-            append_rows(args.out, [row], KERNEL_COLUMNS)  # one by one, so a crash keeps what was measured
+    try:
+        with torch.autograd.set_multithreading_enabled(args.autograd_thread == "engine"):
+            for case, backend, pass_ in tqdm(work, desc="bench-kernels", unit="cell", file=sys.stderr):
+                row = {**base, **measure(case, backend, pass_, dtype, args.budget_s, device)}
+                rows.append(row)
+                append_rows(args.out, [row], KERNEL_COLUMNS)  # one by one, so a crash keeps what was measured
+    finally:
+        call_graphs.ENABLED = saved_call_graphs
+    state = call_graphs.state()
+    if state["disabled_reason"]:
+        print(f"call graphs were switched off during the run: {state['disabled_reason']}", file=sys.stderr)
     _print_summary(rows)
     return 0
 

@@ -7,7 +7,9 @@ On the H100 host one strided forward + backward costs ~1.0 ms of CPU time agains
 off. This attributes the rest: each line is the mean host time of `calls` calls of one piece, issued without
 waiting for the GPU (a short n keeps the GPU work far below the host's, so the queue never fills and what is
 timed is the host), from a single allocation up to the whole call through autograd, beside SDPA and an
-identity autograd.Function (the engine's own floor). Inputs are bf16 [1, 16, n, 64].
+identity autograd.Function (the engine's own floor). Inputs are bf16 [1, 16, n, 64]. Each piece is timed twice, its
+launches issued directly and replayed from call graphs (sparse/kernels/call_graphs.py; pieces that launch nothing of
+ours take the same time both ways).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 import sparse
-from sparse.kernels import fast_launch
+from sparse.kernels import call_graphs, fast_launch
 from sparse.kernels.backward import _delta_kernel
 from sparse.kernels.launch import sparse_backward, sparse_forward
 from sparse.kernels.op import _pattern_fields
@@ -165,14 +167,24 @@ def main(argv: list[str] | None = None) -> int:
     if not torch.cuda.is_available():
         parser.error("needs a CUDA GPU: it times the host side of real launches")
     print(f"host time per call, mean of {args.calls} calls, n = {args.n}, {torch.cuda.get_device_name(0)}")
-    for repeat in range(args.repeats):  # this host's timings move by tens of percent between rounds
-        print(f"round {repeat + 1} of {args.repeats}")
-        for name, fn in pieces(args.n).items():
-            _BACKWARD_BODY.clear()
-            print(f"{mean_us(fn, args.calls):9.1f} us  {name}", flush=True)
-            if _BACKWARD_BODY:
-                body = sum(_BACKWARD_BODY) / len(_BACKWARD_BODY) * 1e6
-                print(f"{body:9.1f} us    of which inside its backward (sparse_backward on the engine's thread)")
+    print("   direct  call graphs")
+    saved = call_graphs.ENABLED
+    try:
+        for repeat in range(args.repeats):  # this host's timings move by tens of percent between rounds
+            print(f"round {repeat + 1} of {args.repeats}")
+            for name, fn in pieces(args.n).items():
+                times, bodies = [], []
+                for enabled in (False, True):
+                    call_graphs.ENABLED = enabled
+                    _BACKWARD_BODY.clear()
+                    times.append(mean_us(fn, args.calls))
+                    bodies.append(sum(_BACKWARD_BODY) / len(_BACKWARD_BODY) * 1e6 if _BACKWARD_BODY else None)
+                print(f"{times[0]:9.1f} {times[1]:9.1f} us  {name}", flush=True)
+                if bodies[0] is not None:
+                    where = "of which inside its backward (sparse_backward on the engine's thread)"
+                    print(f"{bodies[0]:9.1f} {bodies[1]:9.1f} us    {where}")
+    finally:
+        call_graphs.ENABLED = saved
     return 0
 
 

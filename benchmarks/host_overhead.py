@@ -5,9 +5,11 @@ with only the final launcher call stubbed; before, the interpreter's path (every
 
     python -m benchmarks.host_overhead [--n 256] [--calls 500] [--repeats 3]
 
-Prints, per pattern, the best of `repeats` means over `calls` calls of the forward alone and of forward +
-backward, in microseconds. Inputs are CPU tensors [1, n, 2, 64] viewed as [1, 2, n, 64] (the model's strided
-q, k, v views); a short n keeps the autograd engine's own tensor work (accumulating q.grad, ...) small.
+Prints, per pattern and launch path, the best of `repeats` means over `calls` calls of the forward alone and of
+forward + backward, in microseconds: `direct` (every launch issued by fast_launch) and `call graphs` (a repeated call
+replayed from its graph, sparse/kernels/call_graphs.py, with a graph whose replay does nothing). Inputs are CPU
+tensors [1, n, 2, 64] viewed as [1, 2, n, 64] (the model's strided q, k, v views); a short n keeps the autograd
+engine's own tensor work (accumulating q.grad, ...) small.
 Not a GPU timing: on a GPU the same host work overlaps kernels, and the launches themselves add to it.
 """
 
@@ -20,7 +22,7 @@ from unittest import mock
 import torch
 
 import sparse
-from sparse.kernels import fast_launch, launch
+from sparse.kernels import call_graphs, fast_launch, launch
 from sparse.kernels.plan import build_plan
 
 # Every kernel the launchers call: each name of sparse/kernels/launch.py that ends in "_kernel".
@@ -46,8 +48,14 @@ class _NoLaunch:
         return lambda *args, **kwargs: _Compiled()
 
 
-def measure(p, n: int, calls: int, repeats: int) -> tuple[float, float]:
-    """(forward us, forward + backward us), the best of `repeats` means over `calls` calls."""
+class _NoReplay:
+    def replay(self):
+        pass
+
+
+def measure(p, n: int, calls: int, repeats: int, graphs: bool = False) -> tuple[float, float]:
+    """(forward us, forward + backward us), the best of `repeats` means over `calls` calls; `graphs`: through
+    call_graphs (captures stood in for, replays doing nothing), else every launch direct."""
     q, k, v = (torch.randn(1, n, 2, 64).transpose(1, 2).requires_grad_() for _ in range(3))
     grad = torch.randn(1, 2, n, 64)
     stand_ins = {name: _NoLaunch(getattr(launch, name)) for name in KERNELS}
@@ -60,6 +68,9 @@ def measure(p, n: int, calls: int, repeats: int) -> tuple[float, float]:
         mock.patch.object(launch, "plan_for", lambda q, p: build_plan(p, q.shape[2], q.shape[3], interpret=False)),
         mock.patch.object(torch.cuda, "current_device", lambda: 0),
         mock.patch.object(torch._C, "_cuda_getCurrentRawStream", lambda device: 0, create=True),
+        mock.patch.object(call_graphs, "ENABLED", graphs),
+        mock.patch.object(call_graphs, "_capture", lambda launches, like: _NoReplay()),
+        mock.patch.object(torch.cuda, "is_current_stream_capturing", lambda: False),
     ):
         fast_launch.clear_cache()
         for _ in range(20):
@@ -88,8 +99,11 @@ def main(argv: list[str] | None = None) -> int:
         sparse.pattern("strided", local_attn_ctx=128),
         sparse.pattern("fixed", local_attn_ctx=128, summary_ctx=32),
     ):
-        fwd, both = measure(p, args.n, args.calls, args.repeats)
-        print(f"{p.attn_mode}: forward {fwd:.0f} us, forward + backward {both:.0f} us (host only, n = {args.n})")
+        for graphs in (False, True):
+            fwd, both = measure(p, args.n, args.calls, args.repeats, graphs)
+            path = "call graphs" if graphs else "direct"
+            print(f"{p.attn_mode}: forward {fwd:.0f} us, forward + backward {both:.0f} us ({path}; host only, n = "
+                  f"{args.n})")  # fmt: skip
     return 0
 
 

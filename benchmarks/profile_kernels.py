@@ -23,7 +23,9 @@ HEAD's settings), `no-pdl` (plan.PROGRAMMATIC_LAUNCH switched: every launch wait
 plan.SUMMARY_BACKWARD_LAST, plan.SUMMARY_LONGEST_FIRST, plan.FUSED_LOCAL_FORWARD, plan.SUMMARY_DKDV_QUERY_ROWS,
 plan.TMA_ROW_STATS, plan.SUMMARY_DKDV_FIRST switched), `alternate-heads` (plan.ALTERNATE_HEAD_ORDER switched),
 `lean-masks` and `reduce-read-back` (plan.LEAN_MASKS, plan.REDUCE_READ_BACK switched) and `encode-each-launch` (direct
-launches with fast_launch.KEEP_ENCODED off: the host cost of re-encoding descriptors at every launch). With
+launches with fast_launch.KEEP_ENCODED off: the host cost of re-encoding descriptors at every launch) and
+`no-call-graphs` (every launch issued directly, where HEAD replays a repeated call's launches from a CUDA graph:
+sparse/kernels/call_graphs.py; `triton` issues them directly too; before e0706c004277 every path did). With
 --head-chunks K, each case of ours is also timed as K calls over slices of the heads (direct launches): the same
 launches on 1 / K of the data each, so what one launch reads again of the launch before may still be in L2 (at the price
 of K times the launches and their tails). Files made at d424e0272e52 and b286b07c6346 also have `persistent` (windowed
@@ -53,7 +55,7 @@ import triton.testing
 import sparse
 from benchmarks.host_breakdown import mean_us
 from benchmarks.kernel_resources import parse_case
-from sparse.kernels import fast_launch, launch, plan
+from sparse.kernels import call_graphs, fast_launch, launch, plan
 
 _TOGGLE = object()  # a switch that flips a boolean setting to whichever value HEAD does not use
 # Each path but "triton" and "direct": direct launches with one setting changed (module, name, value).
@@ -78,6 +80,7 @@ SWITCHES = {
     "alternate-heads": (plan, "ALTERNATE_HEAD_ORDER", _TOGGLE),
     "lean-masks": (plan, "LEAN_MASKS", _TOGGLE),
     "reduce-read-back": (plan, "REDUCE_READ_BACK", _TOGGLE),
+    "no-call-graphs": (call_graphs, "ENABLED", False),
 }
 PATHS = ("triton", "direct", *SWITCHES)
 

@@ -34,8 +34,9 @@ import lightning.pytorch as pl
 import torch
 
 # 2: kernels.csv gained autograd_thread (older kernel rows: the engine's thread); 3: kernels.csv gained graph_ms
-# (older kernel rows: empty, not measured)
-SCHEMA_VERSION = 3
+# (older kernel rows: empty, not measured); 4: kernels.csv gained call_graphs (older kernel rows: empty, every launch
+# issued directly)
+SCHEMA_VERSION = 4
 
 # One row per finished fit / validate / test (issue 8's columns first, then what the report needs).
 RUN_COLUMNS = [
@@ -122,6 +123,7 @@ KERNEL_COLUMNS = [
     "date",
     "autograd_thread",  # where the backward ran: "engine" (PyTorch's default device thread) or "caller"
     "graph_ms",  # median of the same call replayed from a CUDA graph: the GPU's time alone (empty: not measured)
+    "call_graphs",  # our kernels' eager calls: "on" (replayed from per-call CUDA graphs), "off"; empty: other backends
 ]
 
 # One row per recorded training step (and per validation), to draw learning curves.

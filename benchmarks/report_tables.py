@@ -599,10 +599,12 @@ def table_kernel_targets(results: Results) -> str:
         "(results/device_ceilings.csv): compute = the pattern's useful FLOPs / the bf16 matmul rate; memory = "
         "q, k, v, o, dO, dq, dk, dv read or written once (8 B H n D x 2 bytes) / the copy rate. `x floor` is our "
         "time over the larger floor. Rows are in the order they were measured, so each case reads as a history "
-        "of versions (benchmarks/KERNEL_NOTES.md says what changed). `backward on`: the thread every backend's "
+        "of versions (benchmarks/KERNEL_NOTES.md says what changed). `host path`: the thread every backend's "
         "backward ran on in that process, the autograd engine's device thread (PyTorch's default) or the caller's "
-        "(`bench-kernels --autograd-thread caller`). `graph`: both calls replayed from CUDA graphs in the same "
-        "process (the GPU's time alone, without the host's; measured from schema 3 of kernels.csv on).\n\n"
+        "(`bench-kernels --autograd-thread caller`), and `call graphs` where our eager calls were replayed from "
+        "per-call CUDA graphs (sparse/kernels/call_graphs.py, schema 4 of kernels.csv on; before, and with "
+        "`--call-graphs off`, every launch was issued directly). `graph`: both calls replayed from CUDA graphs in "
+        "the same process (the GPU's time alone, without the host's; measured from schema 3 of kernels.csv on).\n\n"
         "A caveat on rows before commit 8dee3b8cb96b (2026-11-28 11:18): bench-kernels took a cell whose first call "
         "ran over a second for slow and timed it by one run after one warm-up, and a first call includes compiling "
         "the kernels, so those rows' fwd+bwd cells (ours and, at 12,288 and above, SDPA's) may be single runs, not "
@@ -611,7 +613,7 @@ def table_kernel_targets(results: Results) -> str:
     headers = ["case", "n", "B", "target", "triton ms", "sdpa ms", "speed-up", "met", "triton graph ms",
                "sdpa graph ms", "graph speed-up", "triton TFLOP/s",
                "sdpa TFLOP/s", "compute floor ms", "memory floor ms", "x floor", "triton GiB", "sdpa GiB",
-               "backward on", "gpu", "commit", "date"]  # fmt: skip
+               "host path", "gpu", "commit", "date"]  # fmt: skip
     rows = []
     ok = kernels[kernels["status"] == "ok"] if not kernels.empty else kernels
     if not ok.empty:
@@ -654,7 +656,8 @@ def table_kernel_targets(results: Results) -> str:
                 fmt(t.get("graph_ms"), 3), fmt(s.get("graph_ms"), 3), _speedup(s.get("graph_ms"), t.get("graph_ms")),
                 fmt(t["useful_tflops"], 1), fmt(s["useful_tflops"], 1), fmt(compute_ms, 3), fmt(memory_ms, 3),
                 f"{t['median_ms'] / floor:.1f}" if floor else "", fmt(t["peak_gib"], 2), fmt(s["peak_gib"], 2),
-                f"{t['thread']} thread", t["gpu"], t["commit"], t["date"],
+                f"{t['thread']} thread" + (", call graphs" if t.get("call_graphs") == "on" else ""), t["gpu"],
+                t["commit"], t["date"],
             ])  # fmt: skip
     out.append(markdown(headers, rows))
     return "\n".join(out)
@@ -695,7 +698,9 @@ def table_kernel_profiles(results: Results) -> str:
         "forward's and dq's key tiles by descriptor, a later segment's dq and dk/dv in one grid, fixed's summary "
         "segment last in the backward, the summary kernels' programs longest first across heads, fixed's local blocks "
         "inside the summary forward "
-        "(each on in HEAD from the commit that added it; the file's third line lists HEAD's settings). "
+        "(each on in HEAD from the commit that added it; the file's third line lists HEAD's settings); "
+        "`no-call-graphs` = every launch issued directly, where `direct` replays a repeated call's launches from a "
+        "CUDA graph (sparse/kernels/call_graphs.py, from e0706c004277 on; before it `direct` issued each launch). "
         "The card is the file's `# gpu:` line, or for files "
         "made before that line existed, results/profiles/README.md.\n"
     )

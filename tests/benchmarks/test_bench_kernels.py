@@ -68,11 +68,13 @@ def test_the_gpu_branch_writes_ceilings_and_the_backward_thread(tmp_path, monkey
     import torch
 
     import benchmarks.bench_kernels as bench
+    from sparse.kernels import call_graphs
 
-    seen = []
+    seen, graphs_on = [], []
 
     def fake_measure(case, backend, pass_, dtype, budget_s, device):
         seen.append(torch._C._is_multithreading_enabled())
+        graphs_on.append(call_graphs.ENABLED)
         return {"pattern": case.attn_mode, "backend": backend, "n": case.n, "batch": case.batch, "heads": 16,
                 "head_dim": 64, "pass": pass_, "status": "ok", "median_ms": 1.0, "useful_tflops": 1.0,
                 "peak_gib": 0.1}  # fmt: skip
@@ -83,7 +85,8 @@ def test_the_gpu_branch_writes_ceilings_and_the_backward_thread(tmp_path, monkey
     monkeypatch.setattr(bench, "provenance", lambda: dict(gpu="H100", torch="2", triton="3", commit="abc", date="d"))
     out, ceilings = tmp_path / "kernels.csv", tmp_path / "ceilings.csv"
     args = ["--cases", "targets", "--n", "3072", "--backends", "triton,sdpa", "--passes", "fwd+bwd",
-            "--autograd-thread", "caller", "--out", str(out), "--ceilings-out", str(ceilings)]  # fmt: skip
+            "--autograd-thread", "caller", "--call-graphs", "off", "--out", str(out),
+            "--ceilings-out", str(ceilings)]  # fmt: skip
     assert main(args) == 0
     assert read_rows(ceilings) == [
         {"gpu": "H100", "copy_gbps": "3000", "matmul_tflops": "700", "torch": "2", "triton": "3", "commit": "abc",
@@ -93,6 +96,7 @@ def test_the_gpu_branch_writes_ceilings_and_the_backward_thread(tmp_path, monkey
     assert {r["n"] for r in rows} == {"3072"} and {r["autograd_thread"] for r in rows} == {"caller"}
     assert seen and not any(seen)  # every backward of the run on the caller's thread
     assert torch._C._is_multithreading_enabled()  # and the setting restored afterwards
+    assert graphs_on and not any(graphs_on) and call_graphs.ENABLED  # --call-graphs off for the run, then restored
 
 
 def test_graph_time_is_measured_for_triton_and_sdpa_and_its_failure_is_recorded(monkeypatch):

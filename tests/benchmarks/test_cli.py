@@ -157,6 +157,7 @@ def test_host_overhead_tool_runs(capsys):
     assert main(["--n", "32", "--calls", "2", "--repeats", "1"]) == 0
     out = capsys.readouterr().out
     assert "strided: forward" in out and "fixed: forward" in out
+    assert out.count("(direct;") == 2 and out.count("(call graphs;") == 2
 
 
 def test_host_breakdown_refuses_without_a_gpu(capsys):

@@ -265,22 +265,22 @@ def test_kernel_targets_pair_rows_by_the_backward_thread(results):
     """Within one process every backend's backward runs on one thread; a row is paired with SDPA of that thread."""
     date = "2025-01-02T00:00:00Z"
 
-    def cell(backend, pattern, ms, thread, graph=""):
+    def cell(backend, pattern, ms, thread, graph="", call_graphs=""):
         return {"pattern": pattern, "local_attn_ctx": 128 if pattern == "strided" else "", "summary_ctx": "",
                 "backend": backend, "n": 12288, "batch": 1, "heads": 16, "head_dim": 64, "dtype": "bfloat16",
                 "pass": "fwd+bwd", "median_ms": ms, "useful_tflops": 40.0, "peak_gib": 0.2, "status": "ok",
                 "gpu": "H100", "commit": "abc", "date": date, "autograd_thread": thread,
-                "graph_ms": graph}  # fmt: skip
+                "graph_ms": graph, "call_graphs": call_graphs}  # fmt: skip
 
     append_rows(results / "kernels.csv", [
-        cell("sdpa", "all", 2.0, "engine"), cell("triton", "strided", 1.0, "engine"),
-        cell("sdpa", "all", 2.4, "caller", 2.3), cell("triton", "strided", 0.4, "caller", 0.46),
+        cell("sdpa", "all", 2.0, "engine"), cell("triton", "strided", 1.0, "engine", call_graphs="off"),
+        cell("sdpa", "all", 2.4, "caller", 2.3), cell("triton", "strided", 0.4, "caller", 0.46, call_graphs="on"),
     ], KERNEL_COLUMNS)  # fmt: skip
     report(results, patterns=False)
     table = (results / "tables" / "kernel_targets.md").read_text()
     lines = [line for line in table.splitlines() if line.startswith("| strided")]
     rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
-    assert [(r[6], r[18]) for r in rows] == [("2.00x", "engine thread"), ("6.00x", "caller thread")]
+    assert [(r[6], r[18]) for r in rows] == [("2.00x", "engine thread"), ("6.00x", "caller thread, call graphs")]
     assert [r[8:11] for r in rows] == [["", "", ""], ["0.460", "2.300", "5.00x"]]  # graph times, same process
 
 

@@ -172,12 +172,17 @@ def test_gpu_replays_are_bitwise_the_direct_launches(attn_mode, extra):
             got = step()
             for a, b in zip(got, expected):
                 assert torch.equal(a, b)
+            # Each call must start from the same allocator state to get the same addresses (and so the same key):
+            # results kept across calls would move the next call's buffers.
+            del got, a, b
         state = call_graphs.state()
         assert state["captured"] >= 2 and state["replayed"] >= 2, state  # the forward's and the backward's
         with torch.no_grad():
             for t in (q, k, v):
                 t.mul_(0.5)
+        replayed = state["replayed"]
         changed = step()
+        assert call_graphs.state()["replayed"] == replayed + 2  # the same addresses: both passes replayed
         call_graphs.ENABLED = False
         direct = step()
         for a, b in zip(changed, direct):
