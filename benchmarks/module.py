@@ -11,6 +11,8 @@ Logged:
   states (total nats and total scored tokens), so the epoch value is exact and correct under DDP;
 - "lr" per step; "perf/peak_gib": peak CUDA memory allocated during the step (forward, backward and
   optimizer step: reset at batch start, read at batch end), only when the module runs on CUDA.
+At the end of training on CUDA with the triton backend, one line (rank zero) says how many of the process's attention
+calls were replayed from call graphs (sparse/kernels/call_graphs.py) and how many were launched directly.
 Throughput: `flops_per_batch` is the model's exact FLOP count for the last batch's shape (forward and
 backward while training, forward only in evaluation), with sparse attention counted by its allowed
 elements, for Lightning's ThroughputMonitor; `throughput_monitor()` returns one configured for these
@@ -38,8 +40,10 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import ThroughputMonitor
+from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import Metric
 
+from sparse.kernels import call_graphs
 from sparse.model import SparseTransformer, SparseTransformerConfig
 
 LN2 = math.log(2.0)
@@ -254,6 +258,18 @@ class SparseTransformerModule(L.LightningModule):
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self.device.type == "cuda":
             self.log("perf/peak_gib", torch.cuda.max_memory_allocated(self.device) / 2**30)
+
+    def on_train_end(self) -> None:
+        # How often this process's eager calls of our kernels were replayed from call graphs: a call replays only when
+        # its tensors sit at the addresses of an earlier call (sparse/kernels/call_graphs.py), which the caching
+        # allocator gives step after step to large tensors, less reliably to small ones.
+        if self.device.type == "cuda" and self.hparams.backend == "triton":
+            state = call_graphs.state()
+            off = f"; switched off: {state['disabled_reason']}" if state["disabled_reason"] else ""
+            rank_zero_info(
+                f"sparse attention call graphs: {state['replayed']} calls replayed, {state['direct']} launched "
+                f"directly, {state['captured']} captured{off} (this process so far)"
+            )
 
     def parameter_groups(self) -> list[dict]:
         """AdamW groups: matrices (ndim >= 2) decayed, vectors (biases, LayerNorm) not."""

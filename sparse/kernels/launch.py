@@ -4,6 +4,9 @@ Shapes: q, k, v, do [B, H, n, D] with any strides whose last one is 1 (others ar
 o and the gradients are returned contiguous [B, H, n, D] in q's dtype; lse2 is float32 [B * H, n], the
 base-2 log-sum-exp of each row (-inf for a row with no allowed key).
 
+With `packed` (the eager autograd path, op.py) out and lse2 are views of one allocation, and so are dq, dk, dv and the
+backward's D (`_with_row_stats`); the registered ops (torch.compile's path) return separate allocations.
+
 Segments accumulate in place: each later segment's program reads back the rows it owns from the output (or
 gradient) buffer, merges, and writes them again, so the memory is that of dense flash attention (no
 float32 intermediates; in bf16/fp16 a partial result is rounded once more to the output dtype).
@@ -223,12 +226,34 @@ def _aligned(*tensors: torch.Tensor) -> tuple[bool, ...]:
     return tuple(t.data_ptr() % 16 == 0 for t in tensors)
 
 
-def sparse_forward(q, k, v, pattern: Pattern, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _with_row_stats(tensors: int, shape: tuple, dtype: torch.dtype, device, zero_from: int | None = None) -> tuple:
+    """`tensors` tensors of `shape` [B, H, n, D] in `dtype` and a float32 [B * H, n] after them, as views of one
+    allocation: one allocator call instead of several, and the row statistics at a fixed offset from the large
+    tensors, so that a call's addresses repeat when theirs do (call_graphs: on their own, tensors below 1 MB come from
+    the caching allocator's small pool, whose addresses moved between a training loop's steps and kept most calls of
+    CIFAR-10's small model from replaying). Every offset is a multiple of 64 bytes (D >= 32): each view is 16-byte
+    aligned.
+    `zero_from`: the tensors from this index on start at zero."""
+    batch, heads, n, head_dim = shape
+    numel = batch * heads * n * head_dim
+    row_elements = batch * heads * n * 4 // torch.empty((), dtype=dtype).element_size()
+    buffer = _empty(tensors * numel + row_elements, dtype=dtype, device=device)
+    if zero_from is not None:
+        buffer[zero_from * numel : tensors * numel].zero_()
+    views = tuple(buffer[i * numel : (i + 1) * numel].view(shape) for i in range(tensors))
+    return *views, buffer[tensors * numel :].view(torch.float32).view(batch * heads, n)
+
+
+def sparse_forward(q, k, v, pattern: Pattern, scale: float, packed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """`packed`: out and lse2 as views of one allocation (_with_row_stats; the eager autograd path, op.py), else two."""
     q, k, v = (_last_dim_contiguous(t) for t in (q, k, v))
     batch, heads, n, head_dim = q.shape
     plan = plan_for(q, pattern)
-    out = _empty((batch, heads, n, head_dim), dtype=q.dtype, device=q.device)
-    lse2 = _empty((batch * heads, n), dtype=torch.float32, device=q.device)
+    if packed:
+        out, lse2 = _with_row_stats(1, (batch, heads, n, head_dim), q.dtype, q.device)
+    else:
+        out = _empty((batch, heads, n, head_dim), dtype=q.dtype, device=q.device)
+        lse2 = _empty((batch * heads, n), dtype=torch.float32, device=q.device)
     strides = (*_strides(q), *_strides(k), *_strides(v))
     # Everything the launches depend on (call_graphs.run; addresses are unique across a process's devices): on a
     # repeat of this key they are replayed from a CUDA graph, and none of _forward_launches' Python runs.
@@ -268,7 +293,9 @@ def _forward_launches(q, k, v, out, lse2, plan: Plan, scale: float, strides: tup
         )  # fmt: skip
 
 
-def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
+def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float, packed: bool = False):
+    """`packed`: dq, dk, dv and the scratch D as views of one allocation (_with_row_stats; the eager autograd path),
+    else four."""
     q, k, v, do = (_last_dim_contiguous(t) for t in (q, k, v, do))
     batch, heads, n, head_dim = q.shape
     plan = plan_for(q, pattern)
@@ -276,12 +303,16 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float):
     strides = (*_strides(q), *_strides(k), *_strides(v), *_strides(do))
     # D_i = rowsum(dO_i * O_i) of the merged output: the softmax-normalisation term every segment shares. The
     # first segment's programs compute it when they own every row once (plan.delta_source); else its own launch.
-    delta = _empty((batch * heads, n), dtype=torch.float32, device=q.device)
     shape, device = (batch, heads, n, head_dim), q.device
     # A summary segment first in the backward writes only its summary keys: every other key's dk, dv start at zero.
-    alloc = _zeros if isinstance(plan.backward_launches[0].segment, SummarySegment) else _empty
-    dq = _empty(shape, dtype=q.dtype, device=device)
-    dk, dv = alloc(shape, dtype=q.dtype, device=device), alloc(shape, dtype=q.dtype, device=device)
+    summary_first = isinstance(plan.backward_launches[0].segment, SummarySegment)
+    if packed:
+        dq, dk, dv, delta = _with_row_stats(3, shape, q.dtype, device, zero_from=1 if summary_first else None)
+    else:
+        delta = _empty((batch * heads, n), dtype=torch.float32, device=q.device)
+        alloc = _zeros if summary_first else _empty
+        dq = _empty(shape, dtype=q.dtype, device=device)
+        dk, dv = alloc(shape, dtype=q.dtype, device=device), alloc(shape, dtype=q.dtype, device=device)
     # As in sparse_forward: on a repeat of this key the launches are replayed from a CUDA graph.
     key = ("bwd", plan.token, q.shape, q.dtype, k.dtype, v.dtype, do.dtype, out.dtype, strides, scale,
            *(t.data_ptr() for t in (do, q, k, v, out, lse2, delta, dq, dk, dv)))  # fmt: skip

@@ -91,13 +91,15 @@ class _SparseAttention(torch.autograd.Function):
     # Eager calls go to the launchers directly; only torch.compile's tracing needs the registered ops (their
     # fake implementations give it shapes). The dispatcher's hop into a Python kernel cost ~0.2 ms of host
     # time per forward + backward on the H100 host, about as much as SDPA's whole call there
-    # (results/profiles/host_breakdown-7801a21a7813.txt).
+    # (results/profiles/host_breakdown-7801a21a7813.txt). Eager outputs are packed (launch._with_row_stats: out with
+    # lse2, the gradients with D), views of one allocation each; the ops return separate tensors, as their schemas
+    # promise.
     @staticmethod
     def forward(ctx, q, k, v, fields, scale):
         if torch.compiler.is_compiling():
             out, lse2 = torch.ops.sparse.attention_forward(q, k, v, *fields, scale)
         else:
-            out, lse2 = sparse_forward(q, k, v, _pattern_from_fields(*fields), scale)
+            out, lse2 = sparse_forward(q, k, v, _pattern_from_fields(*fields), scale, packed=True)
         ctx.save_for_backward(q, k, v, out, lse2)
         ctx.fields, ctx.scale = fields, scale
         return out
@@ -108,7 +110,9 @@ class _SparseAttention(torch.autograd.Function):
         if torch.compiler.is_compiling():
             dq, dk, dv = torch.ops.sparse.attention_backward(grad_out, q, k, v, out, lse2, *ctx.fields, ctx.scale)
         else:
-            dq, dk, dv = sparse_backward(grad_out, q, k, v, out, lse2, _pattern_from_fields(*ctx.fields), ctx.scale)
+            dq, dk, dv = sparse_backward(
+                grad_out, q, k, v, out, lse2, _pattern_from_fields(*ctx.fields), ctx.scale, packed=True
+            )
         return dq, dk, dv, None, None
 
 

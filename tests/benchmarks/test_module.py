@@ -255,3 +255,29 @@ def test_backward_runs_with_the_chosen_thread_setting_and_leaves_none_behind():
         module.backward(Probe.apply(x).sum())
         assert seen[-1] is expected and x.grad is not None
         assert torch._C._is_multithreading_enabled()  # the default again after the call
+
+
+def test_training_end_says_how_often_call_graphs_replayed(monkeypatch):
+    """On CUDA with the triton backend, the end of training reports the process's call-graph counts (stand-ins here:
+    this machine has no GPU); on the CPU, or with another backend, it says nothing."""
+    from sparse.kernels import call_graphs
+
+    said = []
+    monkeypatch.setattr("benchmarks.module.rank_zero_info", said.append)
+    monkeypatch.setattr(
+        call_graphs,
+        "state",
+        lambda: dict(enabled=True, disabled_reason=None, graphs=2, direct=3, captured=2, replayed=40),
+    )
+    module = SparseTransformerModule(**{**TINY, "backend": "triton", "d_model": 64})  # head width 32
+    module.on_train_end()
+    assert said == []  # on the CPU
+    module._device = torch.device("cuda", 0)
+    module.on_train_end()
+    assert said == [
+        "sparse attention call graphs: 40 calls replayed, 3 launched directly, 2 captured (this process so far)"
+    ]
+    reference = SparseTransformerModule(**TINY)
+    reference._device = torch.device("cuda", 0)
+    reference.on_train_end()
+    assert len(said) == 1

@@ -475,3 +475,35 @@ def test_row_statistics_by_pointer_for_an_unaligned_lse2(monkeypatch):
     unaligned, unaligned_sites = backward(1)
     assert (aligned, unaligned) == ([True], [False])
     assert not set(aligned_sites) & set(unaligned_sites)
+
+
+@pytest.mark.parametrize("name", ["strided", "fixed", "fixed-summary"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_packed_outputs_are_views_of_one_allocation_and_equal_separate_ones(name, dtype, device):
+    """launch._with_row_stats: with `packed` (the eager autograd path) out and lse2 share one allocation, as do dq, dk,
+    dv (and the backward's D), each view 16-byte aligned; every value equals the separate allocations' bitwise,
+    including a backward whose summary segment comes first (its dk, dv start at zero). Every buffer starts as NaN."""
+    p = sparse.pattern(**PATTERNS[name])
+    q, k, v, do = make_inputs((2, 3, 37, 32), dtype, device, seed=3)
+    for t in (q, k, v, do):  # NaN-filled buffers: an element the kernels leave unwritten cannot pass
+        assert t.isfinite().all()
+
+    def run(packed):
+        empty = launch._empty
+        launch._empty = lambda *a, **kw: torch.empty(*a, **kw).fill_(float("nan"))
+        try:
+            out, lse2 = launch.sparse_forward(q, k, v, p, 0.2, packed=packed)
+            grads = launch.sparse_backward(do, q, k, v, out, lse2, p, 0.2, packed=packed)
+        finally:
+            launch._empty = empty
+        return out, lse2, *grads
+
+    separate, packed = run(False), run(True)
+    for a, b in zip(packed, separate):
+        assert a.shape == b.shape and a.dtype == b.dtype and a.is_contiguous()
+        assert torch.equal(a, b) or (a.isnan() == b.isnan()).all() and torch.equal(a.nan_to_num(), b.nan_to_num())
+    out, lse2, dq, dk, dv = packed
+    assert out.untyped_storage().data_ptr() == lse2.untyped_storage().data_ptr()
+    assert len({t.untyped_storage().data_ptr() for t in (dq, dk, dv)}) == 1
+    assert all(t.data_ptr() % 16 == 0 for t in packed)
+    assert all(t.isfinite().all() for t in (out, dq, dk, dv))
