@@ -242,9 +242,10 @@ def test_gpu_training_steps_are_bitwise_the_same_with_and_without_call_graphs():
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            # A float, not the tensor: q, k, v here are 512 KB, from the caching allocator's small pool, where one small
-            # tensor kept from each step moves the next step's addresses, and every call stays direct (as it did
-            # when this test kept loss.detach()).
+            # A float, not the tensor: q, k, v here are 512 KB, from the caching allocator's small pool, whose
+            # addresses move between steps more than the large pool's; keeping loss.detach() per step, this test's
+            # first GPU run (f43bdee50553) replayed no call (results/profiles/replay_diag-5167665ea04c.txt counts
+            # replays in such loops).
             losses.append(loss.item())
         return losses, [p.detach().clone() for p in model.parameters()], call_graphs.state()
 
