@@ -88,7 +88,7 @@ def _dot_mode(dtype: torch.dtype) -> int:
 
 
 def _strides(t: torch.Tensor) -> tuple[int, int, int]:
-    return t.stride(0), t.stride(1), t.stride(2)
+    return t.stride()[:3]  # one call, not three: this runs on every call (benchmarks/host_overhead.py)
 
 
 def _descriptor(base: torch.Tensor, shape: list, strides: list, block_shape: list) -> TensorDescriptor:
@@ -236,12 +236,13 @@ def _with_row_stats(tensors: int, shape: tuple, dtype: torch.dtype, device, zero
     `zero_from`: the tensors from this index on start at zero."""
     batch, heads, n, head_dim = shape
     numel = batch * heads * n * head_dim
-    row_elements = batch * heads * n * 4 // torch.empty((), dtype=dtype).element_size()
+    row_elements = batch * heads * n * 4 // dtype.itemsize
     buffer = _empty(tensors * numel + row_elements, dtype=dtype, device=device)
     if zero_from is not None:
         buffer[zero_from * numel : tensors * numel].zero_()
-    views = tuple(buffer[i * numel : (i + 1) * numel].view(shape) for i in range(tensors))
-    return *views, buffer[tensors * numel :].view(torch.float32).view(batch * heads, n)
+    # Few tensor ops: each costs host time on every call (benchmarks/host_overhead.py).
+    *parts, rows = buffer.split_with_sizes((*(numel,) * tensors, row_elements))
+    return *(part.view(shape) for part in parts), rows.view(torch.float32).view(batch * heads, n)
 
 
 def sparse_forward(q, k, v, pattern: Pattern, scale: float, packed: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
