@@ -252,6 +252,10 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float, packed: bool = False
     plan = plan_for(q, pattern)
     if packed:
         out, lse2 = _with_row_stats(1, (batch, heads, n, head_dim), q.dtype, q.device)
+        # Not a view, for autograd: a custom Function's output that is a view may not be modified in place (PyTorch
+        # raises "Output 0 of _SparseAttentionBackward is a view and is being modified inplace"); detach() shares
+        # the memory without the view's record.
+        out = out.detach()
     else:
         out = _empty((batch, heads, n, head_dim), dtype=q.dtype, device=q.device)
         lse2 = _empty((batch * heads, n), dtype=torch.float32, device=q.device)

@@ -507,3 +507,17 @@ def test_packed_outputs_are_views_of_one_allocation_and_equal_separate_ones(name
     assert len({t.untyped_storage().data_ptr() for t in (dq, dk, dv)}) == 1
     assert all(t.data_ptr() % 16 == 0 for t in packed)
     assert all(t.isfinite().all() for t in (out, dq, dk, dv))
+
+
+def test_the_eager_output_is_not_a_view(device):
+    """The packed output is a view of one allocation inside the op, but the attention's result must not look like one
+    to autograd: a custom Function's output that is a view may not be modified in place at all, with an error that
+    blames the view ("... is a view and is being modified inplace"). Returned detached, it behaves as before packing:
+    modifying it in place trips autograd's version check (it is saved for the backward), as any saved output does."""
+    p = sparse.pattern("strided", local_attn_ctx=4)
+    q, k, v, _ = (t.requires_grad_() for t in make_inputs((1, 2, 16, 32), torch.float32, device))
+    out = sparse.attention(q, k, v, p)
+    assert not out._is_view()
+    out.mul_(2)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        out.sum().backward()
