@@ -69,34 +69,34 @@ def run(key: tuple, launches, like: torch.Tensor) -> None:
     if not active(like):
         launches()
         return
-    with _lock:
+    with _lock:  # the counts too: state() is read while other threads call
         graph = _graphs.get(key)
-        if graph is None:
-            if key not in _seen:
-                if len(_seen) >= MAX_SEEN:
-                    _seen.clear()
-                _seen.add(key)
-                graph = False
-        else:
+        if graph is not None:
             _graphs.move_to_end(key)
-    if graph is False:  # first sighting
-        _counts["direct"] += 1
+            _counts["replayed"] += 1
+        elif key not in _seen:  # first sighting
+            if len(_seen) >= MAX_SEEN:
+                _seen.clear()
+            _seen.add(key)
+            _counts["direct"] += 1
+            graph = False
+    if graph is False:
         launches()
         return
     if graph is None:  # second sighting: capture
         graph = _capture_or_disable(launches, like)
+        with _lock:
+            if graph is None:
+                _counts["direct"] += 1
+            else:
+                _seen.discard(key)
+                _graphs[key] = graph
+                while len(_graphs) > MAX_GRAPHS:
+                    _graphs.popitem(last=False)
+                _counts["captured"] += 1
         if graph is None:
-            _counts["direct"] += 1
             launches()
             return
-        with _lock:
-            _seen.discard(key)
-            _graphs[key] = graph
-            while len(_graphs) > MAX_GRAPHS:
-                _graphs.popitem(last=False)
-        _counts["captured"] += 1
-    else:
-        _counts["replayed"] += 1
     graph.replay()
 
 
