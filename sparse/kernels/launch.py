@@ -314,7 +314,7 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float, pack
     if packed:
         dq, dk, dv, delta = _with_row_stats(3, shape, q.dtype, device, zero_from=1 if summary_first else None)
     else:
-        delta = _empty((batch * heads, n), dtype=torch.float32, device=q.device)
+        delta = _empty((batch * heads, n), dtype=torch.float32, device=device)
         alloc = _zeros if summary_first else _empty
         dq = _empty(shape, dtype=q.dtype, device=device)
         dk, dv = alloc(shape, dtype=q.dtype, device=device), alloc(shape, dtype=q.dtype, device=device)

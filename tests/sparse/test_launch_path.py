@@ -479,24 +479,19 @@ def test_row_statistics_by_pointer_for_an_unaligned_lse2(monkeypatch):
 
 @pytest.mark.parametrize("name", ["strided", "fixed", "fixed-summary"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_packed_outputs_are_views_of_one_allocation_and_equal_separate_ones(name, dtype, device):
+def test_packed_outputs_are_views_of_one_allocation_and_equal_separate_ones(name, dtype, device, monkeypatch):
     """launch._with_row_stats: with `packed` (the eager autograd path) out and lse2 share one allocation, as do dq, dk,
     dv (and the backward's D), each view 16-byte aligned; every value equals the separate allocations' bitwise,
     including a backward whose summary segment comes first (its dk, dv start at zero). Every buffer starts as NaN."""
     p = sparse.pattern(**PATTERNS[name])
     q, k, v, do = make_inputs((2, 3, 37, 32), dtype, device, seed=3)
-    for t in (q, k, v, do):  # NaN-filled buffers: an element the kernels leave unwritten cannot pass
+    for t in (q, k, v, do):  # finite inputs: a NaN in a result can only be an element left unwritten
         assert t.isfinite().all()
+    monkeypatch.setattr(launch, "_empty", lambda *a, **kw: torch.empty(*a, **kw).fill_(float("nan")))
 
     def run(packed):
-        empty = launch._empty
-        launch._empty = lambda *a, **kw: torch.empty(*a, **kw).fill_(float("nan"))
-        try:
-            out, lse2 = launch.sparse_forward(q, k, v, p, 0.2, packed=packed)
-            grads = launch.sparse_backward(do, q, k, v, out, lse2, p, 0.2, packed=packed)
-        finally:
-            launch._empty = empty
-        return out, lse2, *grads
+        out, lse2 = launch.sparse_forward(q, k, v, p, 0.2, packed=packed)
+        return out, lse2, *launch.sparse_backward(do, q, k, v, out, lse2, p, 0.2, packed=packed)
 
     separate, packed = run(False), run(True)
     for a, b in zip(packed, separate):
