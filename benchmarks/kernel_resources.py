@@ -15,8 +15,9 @@ A case is mode:n:batch[:local_attn_ctx[:summary_ctx]], in bf16 unless --dtype sa
 rows are bf16). Per launch it prints the kernel, its tiles,
 registers per thread (`cuobjdump --dump-resource-usage`), spill bytes (STACK + LOCAL), shared memory per program,
 the programs per SM each limit allows (registers, shared memory, warps) and their minimum, and the launch's waves:
-programs / (SMs x programs per SM), and whether ptxas serialized its wgmma instructions (`serial`: each matrix
-product waits for the one before; `async`: they overlap; printed only, the CSV's columns predate it). A kernel whose
+programs / (SMs x programs per SM), and whether ptxas serialized its wgmma instructions, read from the machine code
+(`serial`: each matrix product waits for the one before; `async`: they overlap; `none`: no wgmma, as in tiles of fewer
+than 64 rows; printed only, the CSV's columns predate it). A kernel whose
 programs each make a few dependent loads runs at the latency of those loads times its waves; fewer programs per SM
 means less latency hidden (benchmarks/KERNEL_NOTES.md).
 """
@@ -151,20 +152,21 @@ def sass_digest(compiled) -> str:
     return hashlib.sha256("\n".join(instructions).encode()).hexdigest()[:16]
 
 
-def wgmma_serialized(compiled, arch: int) -> bool:
-    """Whether ptxas serializes the kernel's wgmma instructions (its note C7515, "Potential Performance Loss:
-    wgmma.mma_async instructions are serialized"): each matrix product then waits for the one before, and a kernel
-    bound by their latency loses most of its tensor-core overlap. Triton does not show ptxas's notes, so the kernel's
-    PTX is assembled again here, with -v."""
-    from triton.backends.nvidia.compiler import get_ptxas, sm_arch_from_capability
+def wgmma_state(sass: str) -> str:
+    """'serial', 'async' or 'none' (no wgmma) for a kernel's SASS. A matrix product of K > 16 is a chain of HGMMA
+    instructions on one accumulator; issued asynchronously, only the chain's last carries `gsb0` (the group the
+    following WARPGROUP.DEPBAR waits on). Serialized, every HGMMA carries it and is waited on before the next issues, so
+    each product waits for the one before. 'async' says at least one chain overlaps, not that every one does.
 
-    with tempfile.TemporaryDirectory() as folder:
-        ptx = os.path.join(folder, "kernel.ptx")
-        with open(ptx, "w") as f:
-            f.write(compiled.asm["ptx"])
-        command = [get_ptxas(arch).path, "-v", f"--gpu-name={sm_arch_from_capability(arch)}", ptx, "-o", ptx + ".o"]
-        log = subprocess.run(command, capture_output=True, text=True, check=True).stderr
-    return "C7515" in log
+    Why the machine code and not ptxas's notes: ptxas notes serialization for some causes (C7515, "non wgmma
+    instructions defining accumulator registers"; C7512, "insufficient register resources") but not all: the head dim 64
+    forward under its 76-register cap (TILE_TABLE) is serialized with no note, where at 78 or 80 registers ptxas says
+    C7512 and uncapped (82) it issues the chain asynchronously. This column read only C7515 before, and called that
+    forward async."""
+    products = re.findall(r"HGMMA\.[^;]*;", sass)
+    if not products:
+        return "none"
+    return "serial" if all("gsb0" in product for product in products) else "async"
 
 
 def resource_usage(compiled) -> dict[str, int]:
@@ -199,7 +201,7 @@ def launch_rows(
             "num_warps": warps, "num_stages": options.get("num_stages", 3), "max_registers": options.get("maxnreg", ""),
             **usage, "programs_per_sm": per_sm, "limited_by": limit, "programs": programs,
             "waves": round(programs / (sms * per_sm), 2) if per_sm else "does not fit", "target": f"sm_{arch}",
-            "sms": sms, "wgmma_serialized": wgmma_serialized(compiled, arch) if arch >= 90 else False,
+            "sms": sms, "wgmma": wgmma_state(cuobjdump(compiled, "--dump-sass")) if arch >= 90 else "none",
         })  # fmt: skip
         if digest:
             rows[-1]["sass"] = sass_digest(compiled)
@@ -247,12 +249,11 @@ def main(argv: list[str] | None = None) -> None:
             print(
                 f"{spec:<22} {r['launch']:>2} {r['kernel']:<20} {tiles:>12} {r['registers']:>4} {r['spill_bytes']:>5} "
                 f"{r['shared_bytes']:>6} {r['programs_per_sm']:>6} {r['limited_by']:<13} {r['programs']:>8} "
-                f"{r['waves']:>6} {'serial' if r['wgmma_serialized'] else 'async':<6}"
-                + (f" {r['sass']}" if args.sass_digest else ""),
+                f"{r['waves']:>6} {r['wgmma']:<6}" + (f" {r['sass']}" if args.sass_digest else ""),
                 flush=True,
             )
         if args.out:
-            printed_only = ("sass", "wgmma_serialized")  # kernel_resources.csv's columns predate them
+            printed_only = ("sass", "wgmma")  # kernel_resources.csv's columns predate them
             append_rows(
                 args.out, [{**{k: v for k, v in r.items() if k not in printed_only}, **stamp} for r in rows], COLUMNS
             )

@@ -72,7 +72,9 @@ TILE_TABLE: dict[tuple[str, int], tuple[int, ...]] = {
     # against 0.1004 / 0.3125 / 0.1486 with two (results/profiles/tune_tiles-pdl-714d009df299.txt). Then capped at 76
     # registers (82 uncapped since the fused band mask; no spill): six programs per SM instead of five, the forward
     # alone (CUDA graphs) 0.0811 against 0.0819 ms at strided 12,288, 0.1333 against 0.1348 at 3,072 x 8; 72 spills
-    # and lost 50% (results/profiles/tune_tiles-fwd-caps-02757c4b5f86.txt).
+    # and lost 50% (results/profiles/tune_tiles-fwd-caps-02757c4b5f86.txt). Under the cap ptxas serializes the
+    # forward's wgmma (each product waits for the one before; silently at 76, note C7512 at 78 and 80), uncapped they
+    # overlap: six programs per SM won over the overlap (`python -m benchmarks.kernel_resources`, its wgmma column).
     ("fwd", 64): (64, 32, 4, 3, 76),
     ("fwd", 128): (64, 32, 4, 2),  # strided CUDA-graph fwd 0.042 ms vs 0.067 for (128, 64, 8, 3)
     ("dq", 32): (64, 32, 4, 2),

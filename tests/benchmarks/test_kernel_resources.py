@@ -43,7 +43,9 @@ def test_every_launch_of_a_call_is_compiled_and_measured(tmp_path):
     expected = ["_sparse_fwd_kernel"] * 2 + ["_group_bwd_kernel", *band]
     assert len(launch_lines) == len(expected)
     assert all(re.fullmatch(r"[0-9a-f]{16}", line.split()[-1]) for line in launch_lines)
-    assert all(line.split()[-2] == "async" for line in launch_lines)  # ptxas serialized no wgmma here
+    # From the machine code (kr.wgmma_state): the 16-row tiles use no wgmma; the band forward, under its register cap,
+    # waits on every product (ptxas says nothing about it); the band backward's products overlap.
+    assert [line.split()[-2] for line in launch_lines] == ["none", "serial", "none", *["async"] * len(band)]
     rows = list(csv.DictReader(out.open()))
     kernels = [r["kernel"] for r in rows]
     assert kernels == expected
@@ -56,6 +58,24 @@ def test_every_launch_of_a_call_is_compiled_and_measured(tmp_path):
     assert all(r["max_registers"] == str(cap) and int(r["registers"]) <= cap for r in capped)
     # the stride part's groups (13 rows) shrink the tiles to 16; the band keeps the table's
     assert (rows[0]["block_m"], rows[0]["block_n"]) == ("16", "16")
+
+
+def test_wgmma_state_reads_the_hgmma_waits():
+    """Issued asynchronously, a chain has `gsb0` on its last HGMMA only; serialized, on every one, each waited on."""
+    chained = """
+        /*1b40*/                   HGMMA.64x32x16.F32.BF16 R56, gdesc[UR8], RZ, !UPT ;
+        /*1b90*/                   HGMMA.64x32x16.F32.BF16 R56, gdesc[UR28], R56 ;
+        /*1bb0*/                   HGMMA.64x32x16.F32.BF16 R56, gdesc[UR36], R56, gsb0 ;
+        /*1bc0*/                   WARPGROUP.DEPBAR.LE gsb0, 0x0 ;"""
+    serialized = """
+        /*1bd0*/                   HGMMA.64x32x16.F32.BF16 R56, gdesc[UR8], RZ, !UPT, gsb0 ;
+        /*1c50*/                   WARPGROUP.DEPBAR.LE gsb0, 0x0 ;
+        /*1c60*/                   WARPGROUP.ARRIVE ;
+        /*1c70*/                   HGMMA.64x32x16.F32.BF16 R56, gdesc[UR28], R56, gsb0 ;
+        /*1c80*/                   WARPGROUP.DEPBAR.LE gsb0, 0x0 ;"""
+    assert kr.wgmma_state(chained) == "async"
+    assert kr.wgmma_state(serialized) == "serial"
+    assert kr.wgmma_state("        /*0100*/                   HMMA.16816.F32.BF16 R4, R8, R12, R4 ;") == "none"
 
 
 def test_float32_calls_fit_in_shared_memory(tmp_path):
