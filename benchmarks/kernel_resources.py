@@ -145,10 +145,10 @@ def cuobjdump(compiled, flag: str) -> str:
         return subprocess.run([tool, flag, cubin.name], capture_output=True, text=True, check=True).stdout
 
 
-def sass_digest(compiled) -> str:
-    """A digest of the kernel's machine instructions alone: the cubin's bytes also hold source line numbers, which
-    any edit above a kernel moves."""
-    instructions = re.findall(r"/\*[0-9a-f]{4,}\*/\s+([^;]*);", cuobjdump(compiled, "--dump-sass"))
+def sass_digest(sass: str) -> str:
+    """A digest of the kernel's machine instructions alone (`sass`: cuobjdump --dump-sass): the cubin's bytes also hold
+    source line numbers, which any edit above a kernel moves."""
+    instructions = re.findall(r"/\*[0-9a-f]{4,}\*/\s+([^;]*);", sass)
     return hashlib.sha256("\n".join(instructions).encode()).hexdigest()[:16]
 
 
@@ -188,6 +188,7 @@ def launch_rows(
     rows = []
     for index, record in enumerate(record_call(spec, heads, head_dim, dtype)):
         compiled = compile_launch(record, target)
+        sass = cuobjdump(compiled, "--dump-sass")
         usage = resource_usage(compiled)
         options = record.options
         warps = options.get("num_warps", 4)
@@ -201,10 +202,10 @@ def launch_rows(
             "num_warps": warps, "num_stages": options.get("num_stages", 3), "max_registers": options.get("maxnreg", ""),
             **usage, "programs_per_sm": per_sm, "limited_by": limit, "programs": programs,
             "waves": round(programs / (sms * per_sm), 2) if per_sm else "does not fit", "target": f"sm_{arch}",
-            "sms": sms, "wgmma": wgmma_state(cuobjdump(compiled, "--dump-sass")) if arch >= 90 else "none",
+            "sms": sms, "wgmma": wgmma_state(sass) if arch >= 90 else "none",
         })  # fmt: skip
         if digest:
-            rows[-1]["sass"] = sass_digest(compiled)
+            rows[-1]["sass"] = sass_digest(sass)
     return rows
 
 
