@@ -680,3 +680,145 @@ def _group_bwd_kernel(
     if HAS_PREV:
         dq += tl.load(DQ + out_off, mask=rows_valid, other=0.0).to(tl.float32)
     tl.store(DQ + out_off, dq.to(DQ.dtype.element_ty), mask=rows_valid)
+
+
+@triton.jit
+def _pair_rows(
+    Q, DO, O, LSE, DELTA, q_base, do_base, stride_qn, stride_dn, row_base, pos, valid,
+    HEAD_DIM: tl.constexpr, COMPUTE_DELTA: tl.constexpr, STORE_DELTA: tl.constexpr,
+):  # fmt: skip
+    """q, dO, lse2 and D of one half of a group's rows (D from O and dO where COMPUTE_DELTA, stored if STORE_DELTA)."""
+    cols = tl.arange(0, HEAD_DIM)[None, :]
+    off = pos.to(tl.int64)[:, None]
+    q = tl.load(Q + q_base + off * stride_qn + cols, mask=valid[:, None], other=0.0)
+    do = tl.load(DO + do_base + off * stride_dn + cols, mask=valid[:, None], other=0.0)
+    lse2 = tl.load(LSE + row_base + pos, mask=valid, other=0.0)
+    if COMPUTE_DELTA:
+        o = tl.load(O + row_base * HEAD_DIM + off * HEAD_DIM + cols, mask=valid[:, None], other=0.0)
+        delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
+        if STORE_DELTA:
+            tl.store(DELTA + row_base + pos, delta, mask=valid)
+    else:
+        delta = tl.load(DELTA + row_base + pos, mask=valid, other=0.0)
+    return q, do, lse2, delta
+
+
+@triton.jit
+def _pair_scores(q, do, lse2, delta, k, v, index, pos, valid, k_index, k_pos, k_valid, window, scale_log2,
+                 HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DOT_MODE: tl.constexpr):  # fmt: skip
+    """P and dS of a [HALF queries, HALF keys] block of a group (zero where the pair is not allowed)."""
+    allowed = tile_allowed(
+        index, pos, valid, k_index, k_pos, k_index, k_valid, window, 1, False, HAS_WINDOW, EXCLUDE_SELF, False
+    )  # fmt: skip
+    p = tl.where(allowed, tl.math.exp2(mma(q, tl.trans(k), DOT_MODE) * scale_log2 - lse2[:, None]), 0.0)
+    ds = p * (mma(do, tl.trans(v), DOT_MODE) - delta[:, None])
+    return p, ds.to(q.dtype)
+
+
+@triton.jit
+def _store_rows(PTR, row_base, pos, valid, value, HEAD_DIM: tl.constexpr, HAS_PREV: tl.constexpr):
+    """Store (HAS_PREV: add to what is there) an fp32 [rows, D] tile at the rows' positions of one (batch, head)."""
+    off = row_base * HEAD_DIM + pos.to(tl.int64)[:, None] * HEAD_DIM + tl.arange(0, HEAD_DIM)[None, :]
+    if HAS_PREV:
+        value += tl.load(PTR + off, mask=valid[:, None], other=0.0).to(tl.float32)
+    tl.store(PTR + off, value.to(PTR.dtype.element_ty), mask=valid[:, None])
+
+
+@triton.jit
+def _group_pair_bwd_kernel(
+    Q, K, V, DO, O, LSE, DELTA, DQ, DK, DV, K_DESC, V_DESC,
+    stride_qz, stride_qh, stride_qn,
+    stride_kz, stride_kh, stride_kn,
+    stride_vz, stride_vh, stride_vn,
+    stride_dz, stride_dh, stride_dn,
+    n, H, group_len, scale_log2, scale,
+    step, group_stride, window,
+    HEAD_DIM: tl.constexpr, HALF: tl.constexpr,
+    HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
+    COMPUTE_DELTA: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr, HEADS_REVERSED: tl.constexpr = False,
+):  # fmt: skip
+    """Two programs per group of HALF < rows <= 2 * HALF (grid: 2 * groups, batch x head), in [HALF, HALF] blocks:
+    the lower half's keys (index < HALF) against each half's queries, and the upper half's queries against each half's
+    keys. A group's rows attend only keys at or before them, so the upper queries x lower keys block is the only one
+    both need, and the lower queries x upper keys block is empty (never computed):
+    - even program: the lower keys' dk, dv (every query that attends them: both halves) and the lower queries' dq
+      (only lower keys reach them);
+    - odd program: the upper queries' dq (both halves of keys) and the upper keys' dk, dv (only upper queries reach
+      them).
+    Each gradient row is written by one program, so the backward stays deterministic. Why: the whole-group kernel holds
+    a [2 * HALF, HALF] tile at 8 warps, two programs per SM with each product waiting on the one before; here each
+    program is a short straight-line chain of [HALF, HALF] blocks at 4 warps."""
+    tl.static_assert(HALF >= 16, "tl.dot needs tiles of at least 16")
+    let_next_launch_start(PDL)
+    pid, bh = tile_and_head(0, HEADS_REVERSED)
+    group = pid // 2
+    upper = pid % 2
+    batch = (bh // H).to(tl.int64)
+    head = bh % H
+    batch32 = bh // H
+    row_base = bh.to(tl.int64) * n
+    q_base = batch * stride_qz + head * stride_qh
+    do_base = batch * stride_dz + head * stride_dh
+    k_base = K + batch * stride_kz + head * stride_kh
+    v_base = V + batch * stride_vz + head * stride_vh
+    lower_index = tl.arange(0, HALF)
+    upper_index = HALF + lower_index
+    lower_pos, lower_valid = band_positions(group, lower_index, n, group_len, step, group_stride)
+    upper_pos, upper_valid = band_positions(group, upper_index, n, group_len, step, group_stride)
+    if upper == 0:
+        k, v, _, _, _ = key_tile(
+            k_base, v_base, stride_kn, stride_vn, 0, lower_index, 0, group_len, n, group, group_len, step,
+            group_stride, 1, 1, K_DESC, V_DESC, batch32, head, HEAD_DIM, False, TMA,
+        )  # fmt: skip
+        wait_for_previous_launch(PDL)
+        q, do, lse2, delta = _pair_rows(
+            Q, DO, O, LSE, DELTA, q_base, do_base, stride_qn, stride_dn, row_base, lower_pos, lower_valid,
+            HEAD_DIM, COMPUTE_DELTA, True,
+        )  # fmt: skip
+        p, ds = _pair_scores(
+            q, do, lse2, delta, k, v, lower_index, lower_pos, lower_valid, lower_index, lower_pos, lower_valid,
+            window, scale_log2, HAS_WINDOW, EXCLUDE_SELF, DOT_MODE,
+        )  # fmt: skip
+        _store_rows(DQ, row_base, lower_pos, lower_valid, mma(ds, k, DOT_MODE) * scale, HEAD_DIM, HAS_PREV)
+        dv = mma(tl.trans(p.to(do.dtype)), do, DOT_MODE)
+        dk = mma(tl.trans(ds), q, DOT_MODE)
+        q, do, lse2, delta = _pair_rows(
+            Q, DO, O, LSE, DELTA, q_base, do_base, stride_qn, stride_dn, row_base, upper_pos, upper_valid,
+            HEAD_DIM, COMPUTE_DELTA, False,
+        )  # fmt: skip
+        p, ds = _pair_scores(
+            q, do, lse2, delta, k, v, upper_index, upper_pos, upper_valid, lower_index, lower_pos, lower_valid,
+            window, scale_log2, HAS_WINDOW, EXCLUDE_SELF, DOT_MODE,
+        )  # fmt: skip
+        dv += mma(tl.trans(p.to(do.dtype)), do, DOT_MODE)
+        dk += mma(tl.trans(ds), q, DOT_MODE)
+        _store_rows(DV, row_base, lower_pos, lower_valid, dv, HEAD_DIM, HAS_PREV)
+        _store_rows(DK, row_base, lower_pos, lower_valid, dk * scale, HEAD_DIM, HAS_PREV)
+    else:
+        k, v, _, _, _ = key_tile(
+            k_base, v_base, stride_kn, stride_vn, 0, lower_index, 0, group_len, n, group, group_len, step,
+            group_stride, 1, 1, K_DESC, V_DESC, batch32, head, HEAD_DIM, False, TMA,
+        )  # fmt: skip
+        wait_for_previous_launch(PDL)
+        q, do, lse2, delta = _pair_rows(
+            Q, DO, O, LSE, DELTA, q_base, do_base, stride_qn, stride_dn, row_base, upper_pos, upper_valid,
+            HEAD_DIM, COMPUTE_DELTA, True,
+        )  # fmt: skip
+        _, ds = _pair_scores(
+            q, do, lse2, delta, k, v, upper_index, upper_pos, upper_valid, lower_index, lower_pos, lower_valid,
+            window, scale_log2, HAS_WINDOW, EXCLUDE_SELF, DOT_MODE,
+        )  # fmt: skip
+        dq = mma(ds, k, DOT_MODE)
+        k, v, _, _, _ = key_tile(
+            k_base, v_base, stride_kn, stride_vn, HALF, upper_index, 0, group_len, n, group, group_len, step,
+            group_stride, 1, 1, K_DESC, V_DESC, batch32, head, HEAD_DIM, False, TMA,
+        )  # fmt: skip
+        p, ds = _pair_scores(
+            q, do, lse2, delta, k, v, upper_index, upper_pos, upper_valid, upper_index, upper_pos, upper_valid,
+            window, scale_log2, HAS_WINDOW, EXCLUDE_SELF, DOT_MODE,
+        )  # fmt: skip
+        dq += mma(ds, k, DOT_MODE)
+        _store_rows(DV, row_base, upper_pos, upper_valid, mma(tl.trans(p.to(do.dtype)), do, DOT_MODE), HEAD_DIM,
+                    HAS_PREV)  # fmt: skip
+        _store_rows(DK, row_base, upper_pos, upper_valid, mma(tl.trans(ds), q, DOT_MODE) * scale, HEAD_DIM, HAS_PREV)
+        _store_rows(DQ, row_base, upper_pos, upper_valid, dq * scale, HEAD_DIM, HAS_PREV)
