@@ -21,13 +21,11 @@ import torch
 from triton.tools.tensor_descriptor import TensorDescriptor
 
 from sparse.kernels import call_graphs
-from sparse.kernels import plan as plan_module
 from sparse.kernels.backward import (
     _band_bwd_kernel,
     _delta_kernel,
     _dq_dkdv_kernel,
     _group_bwd_kernel,
-    _group_pair_bwd_kernel,
     _sparse_dkdv_kernel,
     _sparse_dq_kernel,
 )
@@ -361,19 +359,6 @@ def _backward_launches(do, q, k, v, out, lse2, delta, dq, dk, dv, plan: Plan, sc
                 rows = (t.block_n, t.block_n)
                 descriptors, tma = _row_tiles(launch.group_bwd_tma, launch.segment, rows, (k, v), addressable)
                 pdl = _pdl(plan, first)
-                if plan_module.GROUP_PAIRS and t.block_m == 2 * t.block_n:
-                    _launch_at(
-                        ("group_pair", index, call, first), _group_pair_bwd_kernel,
-                        (2 * launch.segment.num_groups, batch * heads),
-                        (q, k, v, do, out, lse2, delta, dq, dk, dv, *descriptors, *strides, *scalars),
-                        functools.partial(
-                            _options, band, plan_module.GROUP_PAIR_OPTIONS, pdl, HALF=t.block_n,
-                            COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq", TMA=tma,
-                            HEADS_REVERSED=reversed_heads(),
-                        ),
-                    )  # fmt: skip
-                    first = False
-                    continue
                 _launch_at(
                     ("group", index, call, first), _group_bwd_kernel, (launch.segment.num_groups, batch * heads),
                     (q, k, v, do, out, lse2, delta, dq, dk, dv, *descriptors, *strides, *scalars),

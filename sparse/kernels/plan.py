@@ -172,8 +172,6 @@ ONE_STEP_ROWS = 64
 INTERPRETER_ONE_STEP_ROWS = 16
 FUSED_BAND_BACKWARD = False
 GROUP_BACKWARD = True
-GROUP_PAIRS = False  # scratch A/B
-GROUP_PAIR_OPTIONS = {"num_warps": 4, "num_stages": 1}
 # Band segments of step 1 (strided's local band, fixed's local blocks) load their q, k, v and dO tiles in the forward,
 # dq and dk/dv kernels through tensor descriptors (Hopper's TMA; geometry.tma_rows): their rows are contiguous in
 # the sequence, so a tile is one asynchronous bulk copy with no per-row address registers or masks. The launcher uses
