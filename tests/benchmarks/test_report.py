@@ -427,3 +427,78 @@ def test_speedups_pair_our_rows_with_sdpa_of_the_same_process():
     assert points.loc[1024, "speedup"] == 3.0 and points.loc[1024, "same_process"]
     assert points.loc[4096, "speedup"] == 4.0 and not points.loc[4096, "same_process"]
     assert 16384 not in points.index
+
+
+def _target_cell(backend, pattern, ms, date, gpu="NVIDIA H200", n=12288, graph="", peak=0.2, **extra):
+    return {"pattern": pattern, "local_attn_ctx": 128 if pattern == "strided" else "", "summary_ctx": "",
+            "backend": backend, "n": n, "batch": 1, "heads": 16, "head_dim": 64, "dtype": "bfloat16",
+            "pass": "fwd+bwd", "median_ms": ms, "useful_tflops": 40.0, "peak_gib": peak, "status": "ok", "gpu": gpu,
+            "commit": date[:10], "date": date, "autograd_thread": "caller", "graph_ms": graph, **extra}  # fmt: skip
+
+
+def test_kernel_target_status_gives_the_newest_and_the_best_measurement_per_card(results):
+    """One row per target case and card: the newest same-process pair, whether it meets the target eager and in
+    CUDA graphs, and the best of that card's measurements; a case never measured says so."""
+    d1, d2, d3 = "2025-01-01T00:00:00Z", "2025-01-02T00:00:00Z", "2025-01-03T00:00:00Z"
+    append_rows(results / "kernels.csv", [
+        _target_cell("sdpa", "all", 2.6, d1, gpu="NVIDIA H100 80GB HBM3"),
+        _target_cell("triton", "strided", 0.5, d1, gpu="NVIDIA H100 80GB HBM3"),
+        _target_cell("sdpa", "all", 2.6, d2, graph=2.6), _target_cell("triton", "strided", 0.25, d2, graph=0.25),
+        _target_cell("sdpa", "all", 2.6, d3, graph=2.6), _target_cell("triton", "strided", 0.3, d3, graph=0.26),
+        _target_cell("triton", "strided", 0.1, "2025-01-04T00:00:00Z"),  # no SDPA row of its process: left out
+    ], KERNEL_COLUMNS)  # fmt: skip
+    report(results, patterns=False)
+    table = (results / "tables" / "kernel_target_status.md").read_text()
+    rows = {
+        tuple(c.strip() for c in line.strip("|").split("|"))[4]: [c.strip() for c in line.strip("|").split("|")]
+        for line in table.splitlines() if line.startswith("| strided l=128 | 12,288")
+    }  # fmt: skip
+    h100, h200 = rows["H100 80GB HBM3"], rows["H200"]
+    assert h100[5:10] == ["1", "0.500", "2.600", "5.20x", "no (52% of it)"] and h100[10:12] == ["", ""]
+    assert h200[5:12] == ["2", "0.300", "2.600", "8.67x", "no (87% of it)", "10.00x", "yes"]
+    assert h200[13:16] == ["10.40x (2025-01-02)", "10.40x (2025-01-02)", "2025-01-03"]
+    fixed = next(line for line in table.splitlines() if line.startswith("| fixed l=128 c=32"))
+    assert "not run yet" in fixed
+
+
+def test_kernel_target_status_checks_peak_memory_in_the_targets_scope_and_names_the_rest(results):
+    """The memory target holds for fwd+bwd at head dim 64; outside that scope a forward above SDPA's by its
+    log-sum-exp rows is counted as such, and a larger excess is listed by name."""
+    date = "2025-01-02T00:00:00Z"
+
+    def fwd(backend, pattern, peak, n=262144):
+        return _target_cell(backend, pattern, 1.0, date, n=n, peak=peak, **{"pass": "fwd"})
+
+    append_rows(results / "kernels.csv", [
+        _target_cell("sdpa", "all", 2.6, date, peak=0.27), _target_cell("triton", "strided", 0.3, date, peak=0.22),
+        # 16 heads x 262,144 rows x 4 bytes = 16 MiB = 0.015625 GiB of log-sum-exp
+        fwd("sdpa", "all", 2.5310), fwd("triton", "strided", 2.5466),
+        fwd("sdpa", "all", 0.0510, n=1024), fwd("triton", "fixed", 0.0820, n=1024),
+    ], KERNEL_COLUMNS)  # fmt: skip
+    report(results, patterns=False)
+    text = (results / "tables" / "kernel_target_status.md").read_text()
+    assert "**met** in all 1 cases" in text
+    assert "ours is higher in 2. In 1 the excess is no more than the forward's log-sum-exp rows" in text
+    assert "The other 1: fixed n = 1,024 D = 64 fwd on H200: 0.082 against 0.051 GiB" in text
+
+    append_rows(results / "kernels.csv", [
+        _target_cell("sdpa", "all", 2.6, "2025-01-03T00:00:00Z", peak=0.27),
+        _target_cell("triton", "strided", 0.3, "2025-01-03T00:00:00Z", peak=0.28),
+    ], KERNEL_COLUMNS)  # fmt: skip
+    report(results, patterns=False)
+    text = (results / "tables" / "kernel_target_status.md").read_text()
+    assert "**not met** in 1 of 1 cases: strided n = 12,288 D = 64 fwd+bwd on H200: 0.280 against 0.270 GiB" in text
+
+
+def test_readme_block_shows_the_target_status_and_report_md_keeps_the_history(results, tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_BEGIN}\nold\n{README_END}\n")
+    append_rows(results / "kernels.csv", [
+        _target_cell("sdpa", "all", 2.6, "2025-01-02T00:00:00Z"),
+        _target_cell("triton", "strided", 0.3, "2025-01-02T00:00:00Z"),
+    ], KERNEL_COLUMNS)  # fmt: skip
+    report(results, readme=readme, patterns=False)
+    block = readme.read_text()
+    assert "### Kernel targets (issue 7): where each stands" in block
+    assert "every measurement, per commit" not in block
+    assert "## Kernel targets (issue 7): every measurement, per commit" in (results / "REPORT.md").read_text()
