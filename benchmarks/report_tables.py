@@ -650,6 +650,15 @@ def _card(gpu) -> str:
     return str(gpu).replace("NVIDIA ", "")
 
 
+def _larger_floor(measurement: dict) -> list[str]:
+    """The larger of a measurement's two floors, named, and our time over it; blanks without device ceilings."""
+    compute_ms, memory_ms = measurement["compute_ms"], measurement["memory_ms"]
+    if compute_ms is None or memory_ms is None:
+        return ["", ""]
+    name, floor = ("compute", compute_ms) if compute_ms >= memory_ms else ("memory", memory_ms)
+    return [f"{name} {fmt(floor, 3)} ms", f"{measurement['ours']['median_ms'] / floor:.1f}"]
+
+
 def table_kernel_target_status(results: Results) -> str:
     """Issue 7's targets as they stand: per case and card, the newest measurement (ours and SDPA from one process)
     and the best one, eager and in CUDA graphs; then the memory target over every case of the sweep."""
@@ -658,11 +667,16 @@ def table_kernel_target_status(results: Results) -> str:
         "Forward + backward, H = 16, D = 64, bf16, causal, batch B; our kernel against dense SDPA from one "
         "process on one card (do_bench medians). Per case and card: the newest measurement and the best "
         "speed-up of any measurement on that card, eager and with both calls replayed from CUDA graphs (`graphs`: "
-        "the GPU's time alone). The issue's targets are stated for an H100 and its \"done when\" asks for an "
-        "H100's CSV. Every measurement, with its floors and host path: results/tables/kernel_targets.md.\n"
+        "the GPU's time alone). TFLOP/s count each backend's useful FLOPs (ours the pattern's allowed elements, SDPA's "
+        "the dense causal ones): the efficiency per useful FLOP. The larger floor is the larger of the pattern's "
+        "useful FLOPs at the card's bf16 matmul rate and the bytes of q, k, v, o, dO, dq, dk, dv at its copy rate, "
+        "both measured in the same run; `x floor` is the newest time over it. The issue's targets are stated for an "
+        'H100 and its "done when" asks for an H100\'s CSV. Every measurement, with its floors and host path: '
+        "results/tables/kernel_targets.md.\n"
     )
     headers = ["case", "n", "B", "target", "card", "measurements", "newest: ours ms", "SDPA ms", "speed-up", "met",
-               "graphs speed-up", "met in graphs", "ours / SDPA GiB", "best speed-up (commit)",
+               "graphs speed-up", "met in graphs", "ours / SDPA GiB", "ours / SDPA TFLOP/s", "larger floor",
+               "x floor", "best speed-up (commit)",
                "best in graphs (commit)", "newest commit", "date"]  # fmt: skip
     rows = []
     measured = target_measurements(results)
@@ -686,6 +700,7 @@ def table_kernel_target_status(results: Results) -> str:
                 f"{newest['graph_speedup']:.2f}x" if newest["graph_speedup"] is not None else "",
                 _met(newest["graph_speedup"], target),
                 f"{fmt(t['peak_gib'], 2)} / {fmt(s['peak_gib'], 2)}",
+                f"{fmt(t['useful_tflops'], 1)} / {fmt(s['useful_tflops'], 1)}", *_larger_floor(newest),
                 f"{best['speedup']:.2f}x ({best['ours']['commit']})",
                 f"{best_graph['graph_speedup']:.2f}x ({best_graph['ours']['commit']})" if best_graph else "",
                 t["commit"], t["date"],

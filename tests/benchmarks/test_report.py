@@ -456,7 +456,8 @@ def test_kernel_target_status_gives_the_newest_and_the_best_measurement_per_card
     h100, h200 = rows["H100 80GB HBM3"], rows["H200"]
     assert h100[5:10] == ["1", "0.500", "2.600", "5.20x", "no (52% of it)"] and h100[10:12] == ["", ""]
     assert h200[5:12] == ["2", "0.300", "2.600", "8.67x", "no (87% of it)", "10.00x", "yes"]
-    assert h200[13:16] == ["10.40x (2025-01-02)", "10.40x (2025-01-02)", "2025-01-03"]
+    assert h200[12:16] == ["0.20 / 0.20", "40.0 / 40.0", "", ""]  # no device ceilings recorded: no floors
+    assert h200[16:19] == ["10.40x (2025-01-02)", "10.40x (2025-01-02)", "2025-01-03"]
     fixed = next(line for line in table.splitlines() if line.startswith("| fixed l=128 c=32"))
     assert "not run yet" in fixed
 
@@ -502,3 +503,21 @@ def test_readme_block_shows_the_target_status_and_report_md_keeps_the_history(re
     assert "### Kernel targets (issue 7): where each stands" in block
     assert "every measurement, per commit" not in block
     assert "## Kernel targets (issue 7): every measurement, per commit" in (results / "REPORT.md").read_text()
+
+
+def test_kernel_target_status_names_the_larger_floor(results):
+    from benchmarks.bench_kernels import CEILING_COLUMNS
+
+    date = "2025-01-02T00:00:00Z"
+    append_rows(results / "kernels.csv", [
+        _target_cell("sdpa", "all", 2.6, date), _target_cell("triton", "strided", 0.5, date),
+    ], KERNEL_COLUMNS)  # fmt: skip
+    append_rows(results / "device_ceilings.csv", [
+        {"gpu": "NVIDIA H200", "copy_gbps": 3000, "matmul_tflops": 800, "commit": date[:10], "date": date},
+    ], CEILING_COLUMNS)  # fmt: skip
+    report(results, patterns=False)
+    table = (results / "tables" / "kernel_target_status.md").read_text()
+    line = next(line for line in table.splitlines() if line.startswith("| strided l=128 | 12,288"))
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    # memory: 8 x 16 x 12,288 x 64 x 2 B at 3 TB/s = 0.067 ms, above compute's 40 TFLOP/s x 0.5 ms / 800 = 0.025
+    assert cells[14:16] == ["memory 0.067 ms", "7.5"]
