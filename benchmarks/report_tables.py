@@ -484,9 +484,9 @@ def table_blog_memory(results: Results) -> str:
 KERNEL_CASE = ["pattern", "local_attn_ctx", "summary_ctx", "n", "head_dim", "pass", "batch", "heads", "dtype"]
 
 
-def latest_kernel_rows(kernels: pd.DataFrame) -> pd.DataFrame:
-    """The newest row of every (case, backend), skipped cells included."""
-    keys = [*KERNEL_CASE, "backend"]
+def latest_kernel_rows(kernels: pd.DataFrame, per_card: bool = False) -> pd.DataFrame:
+    """The newest row of every (case, backend), skipped cells included; of every (case, backend, card) if per_card."""
+    keys = [*KERNEL_CASE, "backend", *(["gpu"] if per_card else [])]
     return kernels.sort_values("date", kind="stable").groupby(keys, dropna=False).tail(1)
 
 
@@ -583,11 +583,6 @@ def _same(frame: pd.DataFrame, column: str, value) -> pd.Series:
     return frame[column].isna() if value is None else pd.to_numeric(frame[column], errors="coerce") == value
 
 
-def _speedup(base, ours) -> str:
-    ratio = _ratio(base, ours)
-    return f"{ratio}x" if ratio else ""
-
-
 def target_measurements(results: Results) -> list[dict]:
     """Every measurement of one of issue 7's target cases, in the order measured: our kernel's fwd+bwd row (H = 16,
     D = 64, bf16) paired with dense SDPA's row of the same process (commit, card, start date and backward thread),
@@ -633,17 +628,25 @@ def target_measurements(results: Results) -> list[dict]:
             except (TypeError, ValueError, ZeroDivisionError):
                 pass
             found.append({
-                "label": f"{pattern} l={l}" + (f" c={c}" if c else ""), "n": n, "batch": batch, "target": target,
+                "label": _target_label(pattern, l, c), "n": n, "batch": batch, "target": target,
                 "ours": t, "sdpa": s, "speedup": s["median_ms"] / t["median_ms"], "graph_speedup": graph,
                 "compute_ms": compute_ms, "memory_ms": memory_ms,
             })  # fmt: skip
     return found
 
 
+def _target_label(pattern: str, l: int, c: int | None) -> str:
+    return f"{pattern} l={l}" + (f" c={c}" if c else "")
+
+
 def _met(speedup: float | None, target: float) -> str:
     if speedup is None:
         return ""
     return "yes" if speedup >= target else f"no ({speedup / target:.0%} of it)"
+
+
+def _times(speedup: float | None) -> str:
+    return f"{speedup:.2f}x" if speedup is not None else ""
 
 
 def _card(gpu) -> str:
@@ -681,7 +684,7 @@ def table_kernel_target_status(results: Results) -> str:
     rows = []
     measured = target_measurements(results)
     for pattern, l, c, n, batch, target in KERNEL_TARGETS:
-        label = f"{pattern} l={l}" + (f" c={c}" if c else "")
+        label = _target_label(pattern, l, c)
         mine = [m for m in measured if m["label"] == label and m["n"] == n and m["batch"] == batch]
         cards = list(dict.fromkeys(str(m["ours"]["gpu"]) for m in mine))
         if not cards:
@@ -697,7 +700,7 @@ def table_kernel_target_status(results: Results) -> str:
                 label, f"{n:,}", str(batch), f">= {target:g}x", _card(card), str(len(on_card)),
                 fmt(t["median_ms"], 3), fmt(s["median_ms"], 3), f"{newest['speedup']:.2f}x",
                 _met(newest["speedup"], target),
-                f"{newest['graph_speedup']:.2f}x" if newest["graph_speedup"] is not None else "",
+                _times(newest["graph_speedup"]),
                 _met(newest["graph_speedup"], target),
                 f"{fmt(t['peak_gib'], 2)} / {fmt(s['peak_gib'], 2)}",
                 f"{fmt(t['useful_tflops'], 1)} / {fmt(s['useful_tflops'], 1)}", *_larger_floor(newest),
@@ -717,7 +720,7 @@ def _memory_pairs(results: Results) -> list[tuple[pd.Series, pd.Series]]:
     if kernels.empty:
         return []
     ok = kernels[kernels["status"] == "ok"]
-    latest = ok.sort_values("date", kind="stable").groupby([*KERNEL_CASE, "backend", "gpu"], dropna=False).tail(1)
+    latest = latest_kernel_rows(ok, per_card=True)
     sdpa = latest[latest["backend"] == "sdpa"].set_index(["n", "head_dim", "pass", "batch", "heads", "dtype", "gpu"])
     pairs = []
     for _, t in latest[latest["backend"] == "triton"].iterrows():
@@ -743,10 +746,11 @@ def _memory_target(results: Results) -> str:
     pairs = _memory_pairs(results)
     if not pairs:
         return f"Peak memory against SDPA's: {NOT_RUN} (no case with both in one process).\n"
-    in_scope = [
-        (t, s) for t, s in pairs
-        if t["pass"] == "fwd+bwd" and t["head_dim"] == 64 and t["heads"] == 16 and t["dtype"] == "bfloat16"
-    ]  # fmt: skip
+
+    def targeted(t: pd.Series) -> bool:
+        return t["pass"] == "fwd+bwd" and t["head_dim"] == 64 and t["heads"] == 16 and t["dtype"] == "bfloat16"
+
+    in_scope = [(t, s) for t, s in pairs if targeted(t)]
     above = [(t, s) for t, s in in_scope if float(t["peak_gib"]) > float(s["peak_gib"])]
     cards = ", ".join(sorted({_card(t["gpu"]) for t, _ in in_scope}))
     if not in_scope:
@@ -762,7 +766,7 @@ def _memory_target(results: Results) -> str:
             f"Peak memory against SDPA's (target: no higher at every n; forward + backward, D = 64, bf16): **not "
             f"met** in {len(above)} of {len(in_scope)} cases: " + "; ".join(_memory_cell(t, s) for t, s in above) + "."
         )
-    outside = [(t, s) for t, s in pairs if all(t is not u for u, _ in in_scope)]
+    outside = [(t, s) for t, s in pairs if not targeted(t)]
     higher = [(t, s) for t, s in outside if float(t["peak_gib"]) > float(s["peak_gib"])]
     if higher:
         # The forward keeps each row's log-sum-exp (fp32, B x H x n): the backward and the next segment read it;
@@ -819,14 +823,12 @@ def table_kernel_targets(results: Results) -> str:
     rows = []
     for m in target_measurements(results):
         t, s, target = m["ours"], m["sdpa"], m["target"]
-        compute_ms, memory_ms = m["compute_ms"], m["memory_ms"]
-        floor = max(compute_ms, memory_ms) if compute_ms is not None else None
         rows.append([
             m["label"], f"{m['n']:,}", str(m["batch"]), f">= {target:g}x", fmt(t["median_ms"], 3),
             fmt(s["median_ms"], 3), f"{m['speedup']:.2f}x", _met(m["speedup"], target),
-            fmt(t.get("graph_ms"), 3), fmt(s.get("graph_ms"), 3), _speedup(s.get("graph_ms"), t.get("graph_ms")),
-            fmt(t["useful_tflops"], 1), fmt(s["useful_tflops"], 1), fmt(compute_ms, 3), fmt(memory_ms, 3),
-            f"{t['median_ms'] / floor:.1f}" if floor else "", fmt(t["peak_gib"], 2), fmt(s["peak_gib"], 2),
+            fmt(t.get("graph_ms"), 3), fmt(s.get("graph_ms"), 3), _times(m["graph_speedup"]),
+            fmt(t["useful_tflops"], 1), fmt(s["useful_tflops"], 1), fmt(m["compute_ms"], 3), fmt(m["memory_ms"], 3),
+            _larger_floor(m)[1], fmt(t["peak_gib"], 2), fmt(s["peak_gib"], 2),
             f"{t['thread']} thread" + (", call graphs" if t.get("call_graphs") == "on" else ""), t["gpu"],
             t["commit"], t["date"],
         ])  # fmt: skip
