@@ -45,8 +45,7 @@ def band_launch_swapped(variant: str, scale: float):
     def launch_at(site, kernel, grid, args, options):
         if variant != "triton" and _is_band_launch(kernel, options):
             q, k, v, out, lse2 = args[:5]
-            overlap, cap = GLUON_VARIANTS[variant]
-            band_forward(q, k, v, out, lse2, scale, overlap=overlap, max_registers=cap)
+            band_forward(q, k, v, out, lse2, scale, **GLUON_VARIANTS[variant])
             return
         original(site, kernel, grid, args, options)
 
@@ -93,10 +92,10 @@ def run_ab(out_csv: str | None, rounds: int = 3) -> list[dict]:
     reference_out, reference_lse2 = out.clone(), lse2.clone()
     gluon_out, gluon_lse2 = stride_out.clone(), stride_lse2.clone()
 
-    def gluon_band(overlap, cap):
-        return lambda: band_forward(q, k, v, gluon_out, gluon_lse2, scale, overlap=overlap, max_registers=cap)
+    def gluon_band(form):
+        return lambda: band_forward(q, k, v, gluon_out, gluon_lse2, scale, **form)
 
-    calls = {"triton": triton_band, **{name: gluon_band(*form) for name, form in GLUON_VARIANTS.items()}}
+    calls = {"triton": triton_band, **{name: gluon_band(form) for name, form in GLUON_VARIANTS.items()}}
     for variant in VARIANTS[1:]:
         gluon_out.copy_(stride_out)
         gluon_lse2.copy_(stride_lse2)
@@ -128,6 +127,9 @@ def run_ab(out_csv: str | None, rounds: int = 3) -> list[dict]:
             torch.autograd.backward(o, do)
             grads[variant] = (o.detach().clone(), q.grad.clone(), k.grad.clone(), v.grad.clone())
             q.grad = k.grad = v.grad = None
+            # The autograd graph kept alive by `o` would put the captured backward's gradient accumulation on
+            # another stream (CUDA graph capture then fails: the first run of this script).
+            del o
     for variant in VARIANTS[1:]:
         for name, ours, theirs in zip(("out", "dq", "dk", "dv"), grads[variant], grads["triton"]):
             row(variant, f"call_max_abs_diff_{name}_vs_triton", (ours.float() - theirs.float()).abs().max().item(), "")

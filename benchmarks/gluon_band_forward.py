@@ -40,10 +40,18 @@ from triton.experimental.gluon.language.nvidia.hopper import (
 from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
 
 LOG2_E = 1.4426950408889634
-BLOCK = 64  # query and key tile rows; the window (l = 128) is two key tiles, so a query tile meets three
-WINDOW = 2 * BLOCK
-# The A/B's Gluon forms: (OVERLAP, max_registers).
-VARIANTS = {"gluon_overlap": (True, None), "gluon_overlap_r168": (True, 168), "gluon_serial": (False, None)}
+BLOCK_M = 64  # query tile rows
+WINDOW = gl.constexpr(128)  # the band's window, l = 128: a query tile meets the keys of three 64-row tiles
+# The A/B's Gluon forms: key tile rows, ring stages, overlapped products, ptxas's register cap (None: its choice).
+VARIANTS = {
+    "gluon_n64_s3_overlap": dict(block_n=64, stages=3, overlap=True),  # 184 registers: 2 programs per SM
+    "gluon_n64_s3_serial": dict(block_n=64, stages=3, overlap=False),  # 143: 3 per SM
+    "gluon_n32_s3_overlap": dict(block_n=32, stages=3, overlap=True),  # 142: 3 per SM
+    "gluon_n32_s3_overlap_r128": dict(block_n=32, stages=3, overlap=True, max_registers=128),  # no spill: 4 per SM
+    "gluon_n32_s3_serial": dict(block_n=32, stages=3, overlap=False),  # 124: 4 per SM
+    "gluon_n32_s3_serial_r96": dict(block_n=32, stages=3, overlap=False, max_registers=96),  # 56 bytes spilled: 5
+    "gluon_n32_s6_overlap": dict(block_n=32, stages=6, overlap=True),  # 128, but 57 KB of shared memory: 3 per SM
+}
 
 
 @gluon.jit
@@ -59,108 +67,130 @@ def _online_softmax(s, m_i, l_i, scale_log2):
 
 
 @gluon.jit
+def _load_key_tile(k_desc, v_desc, k_s, v_s, bars, bh, n, first_key, j: gl.constexpr, BLOCK_N: gl.constexpr,
+                   STAGES: gl.constexpr):  # fmt: skip
+    # Key tiles before the sequence's first (query tiles 0 and 1) load rows 0.. again and are masked out entirely.
+    stage: gl.constexpr = j % STAGES
+    key_row = bh * n + gl.maximum(first_key + j * BLOCK_N, 0)
+    mbarrier.expect(bars.index(stage), 2 * k_desc.block_type.nbytes)
+    tma.async_copy_global_to_shared(k_desc, [key_row, 0], bars.index(stage), k_s.index(stage))
+    tma.async_copy_global_to_shared(v_desc, [key_row, 0], bars.index(stage), v_s.index(stage))
+
+
+@gluon.jit
+def _mask_tile(s, rows, cols, first_key, j: gl.constexpr, BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr):
+    # Keys first_key + j * BLOCK_N + c against queries first_key + WINDOW + a: the span's first BLOCK_M keys are at
+    # the window's edge (allowed where j * BLOCK_N + c > a), its last BLOCK_M on the diagonal (allowed where
+    # j * BLOCK_N + c - WINDOW <= a), those between are all allowed; a tile before the sequence's start is not.
+    if j * BLOCK_N < BLOCK_M:
+        allowed = (j * BLOCK_N + cols[None, :] > rows[:, None]) & (first_key + j * BLOCK_N >= 0)
+        s = gl.where(allowed, s, float("-inf"))
+    elif j * BLOCK_N < WINDOW:
+        s = gl.where(first_key + j * BLOCK_N >= 0, s, float("-inf"))
+    else:
+        s = gl.where(j * BLOCK_N - WINDOW + cols[None, :] <= rows[:, None], s, float("-inf"))
+    return s
+
+
+@gluon.jit
 def band_forward_kernel(
     q_desc, k_desc, v_desc, O, LSE, n, scale_log2,
-    BLOCK: gl.constexpr, HEAD_DIM: gl.constexpr, OVERLAP: gl.constexpr, HEADS_REVERSED: gl.constexpr,
+    BLOCK_M: gl.constexpr, BLOCK_N: gl.constexpr, HEAD_DIM: gl.constexpr, STAGES: gl.constexpr,
+    OVERLAP: gl.constexpr, HEADS_REVERSED: gl.constexpr,
 ):  # fmt: skip
-    """Program (tile, bh): queries [tile * BLOCK, tile * BLOCK + BLOCK) of head bh attend keys i - 2 * BLOCK < j <= i,
-    i.e. key tiles tile - 2 (strictly above the diagonal), tile - 1 (all) and tile (on and below it). OVERLAP: q k^T
-    of the next key tile is in flight during this tile's softmax, and p v during the next softmax; else each product
-    is waited for at once (the order Triton's code has)."""
-    gl.static_assert(BLOCK == 64 and HEAD_DIM == 64, "one warpgroup, 64 x 64 tiles")
+    """Program (tile, bh): queries [tile * BLOCK_M, tile * BLOCK_M + BLOCK_M) of head bh attend keys
+    i - WINDOW < j <= i: the WINDOW + BLOCK_M keys from (tile - 2) * BLOCK_M on, in TILES key tiles of BLOCK_N, through
+    a ring of STAGES shared-memory stages (STAGES = TILES: every load issued at the program's start). OVERLAP: q k^T of
+    the next key tile is issued before this tile's softmax and runs beside it, as does p v of the tile before
+    (FlashAttention-3's intra-warpgroup overlap); else each product is waited for at once (Triton's order)."""
+    gl.static_assert(BLOCK_M == 64 and HEAD_DIM == 64, "one warpgroup, 64-row query tiles, head dim 64")
+    gl.static_assert(BLOCK_N == 32 or BLOCK_N == 64, "key tiles of 32 or 64")
+    TILES: gl.constexpr = (WINDOW + BLOCK_M) // BLOCK_N
+    gl.static_assert(STAGES >= 2 and STAGES <= TILES, "a ring of 2 to TILES stages")
     tile = gl.program_id(0)
     bh = gl.program_id(1)
     if HEADS_REVERSED:
         bh = gl.num_programs(1) - 1 - bh
-    row0 = bh * n + tile * BLOCK
+    row0 = bh * n + tile * BLOCK_M
+    first_key = tile * BLOCK_M - WINDOW
     dtype: gl.constexpr = q_desc.dtype
-    smem: gl.constexpr = q_desc.layout
-    mma: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK, 16])
-    p_operand: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma, k_width=2)
-    row_layout: gl.constexpr = gl.SliceLayout(1, mma)
-    col_layout: gl.constexpr = gl.SliceLayout(0, mma)
+    mma_s: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BLOCK_N, 16])
+    mma_o: gl.constexpr = gl.NVMMADistributedLayout(
+        version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, HEAD_DIM, 16]
+    )
+    p_operand: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma_o, k_width=2)
+    rows_s: gl.constexpr = gl.SliceLayout(1, mma_s)
+    rows_o: gl.constexpr = gl.SliceLayout(1, mma_o)
 
-    # Every tile this program reads is requested now: q, then the three key tiles' k and v, one barrier each, so the
-    # loads of all four are in flight at once and the first product waits only for q and the first k.
-    q_s = gl.allocate_shared_memory(dtype, [BLOCK, HEAD_DIM], smem)
-    k_s = gl.allocate_shared_memory(dtype, [3, BLOCK, HEAD_DIM], smem)
-    v_s = gl.allocate_shared_memory(dtype, [3, BLOCK, HEAD_DIM], smem)
-    bars = gl.allocate_shared_memory(gl.int64, [4, 1], mbarrier.MBarrierLayout())
-    for i in gl.static_range(4):
+    q_s = gl.allocate_shared_memory(dtype, [BLOCK_M, HEAD_DIM], q_desc.layout)
+    k_s = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], k_desc.layout)
+    v_s = gl.allocate_shared_memory(dtype, [STAGES, BLOCK_N, HEAD_DIM], v_desc.layout)
+    bars = gl.allocate_shared_memory(gl.int64, [STAGES + 1, 1], mbarrier.MBarrierLayout())
+    for i in gl.static_range(STAGES + 1):
         mbarrier.init(bars.index(i), count=1)
     fence_async_shared()
-    tile_bytes: gl.constexpr = BLOCK * HEAD_DIM * 2
-    mbarrier.expect(bars.index(0), tile_bytes)
-    tma.async_copy_global_to_shared(q_desc, [row0, 0], bars.index(0), q_s)
-    for j in gl.static_range(3):
-        # Tiles before the sequence's first (query tiles 0 and 1) load tile 0 again and are masked out entirely.
-        key_row = bh * n + gl.maximum(tile - 2 + j, 0) * BLOCK
-        mbarrier.expect(bars.index(1 + j), 2 * tile_bytes)
-        tma.async_copy_global_to_shared(k_desc, [key_row, 0], bars.index(1 + j), k_s.index(j))
-        tma.async_copy_global_to_shared(v_desc, [key_row, 0], bars.index(1 + j), v_s.index(j))
+    mbarrier.expect(bars.index(STAGES), q_desc.block_type.nbytes)
+    tma.async_copy_global_to_shared(q_desc, [row0, 0], bars.index(STAGES), q_s)
+    for j in gl.static_range(STAGES):
+        _load_key_tile(k_desc, v_desc, k_s, v_s, bars, bh, n, first_key, j, BLOCK_N, STAGES)
 
     # The stride part's result for these rows: a normalised output is (m = lse2, l = 1, acc = o).
-    rows = gl.arange(0, BLOCK, layout=row_layout)
-    cols = gl.arange(0, BLOCK, layout=col_layout)
+    rows = gl.arange(0, BLOCK_M, layout=rows_s)
+    cols = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(0, mma_s))
     row_index = (row0 + rows).to(gl.int64)
-    offsets = row_index[:, None] * HEAD_DIM + cols[None, :]
+    row_index_o = (row0 + gl.arange(0, BLOCK_M, layout=rows_o)).to(gl.int64)
+    offsets = row_index_o[:, None] * HEAD_DIM + gl.arange(0, HEAD_DIM, layout=gl.SliceLayout(0, mma_o))[None, :]
     m_i = gl.load(LSE + row_index)
     l_i = gl.where(m_i == float("-inf"), 0.0, 1.0)
     acc = gl.load(O + offsets).to(gl.float32)
-    zero = gl.zeros([BLOCK, BLOCK], gl.float32, mma)
-    above = cols[None, :] > rows[:, None]  # tile - 2: key inside the window (i - j < 2 * BLOCK)
-    on_or_below = cols[None, :] <= rows[:, None]  # tile: causal
+    zero = gl.zeros([BLOCK_M, BLOCK_N], gl.float32, mma_s)
 
+    mbarrier.wait(bars.index(STAGES), 0)
     mbarrier.wait(bars.index(0), 0)
-    mbarrier.wait(bars.index(1), 0)
-    s0 = warpgroup_mma(q_s, k_s.index(0).permute((1, 0)), zero, use_acc=False, is_async=True)
+    s_token = warpgroup_mma(q_s, k_s.index(0).permute((1, 0)), zero, use_acc=False, is_async=True)
+    for j in gl.static_range(TILES):
+        stage = j % STAGES
+        if OVERLAP:
+            # In flight, in issue order: q k^T of this tile, p v of the one before, then q k^T of the next (issued
+            # now); waiting until one is left completes the first two.
+            if j + 1 < TILES:
+                mbarrier.wait(bars.index((j + 1) % STAGES), ((j + 1) // STAGES) % 2)
+                s_next = warpgroup_mma(
+                    q_s, k_s.index((j + 1) % STAGES).permute((1, 0)), zero, use_acc=False, is_async=True
+                )
+                if j == 0:
+                    s = warpgroup_mma_wait(1, deps=[s_token])
+                else:
+                    s, acc = warpgroup_mma_wait(1, deps=[s_token, acc_token])  # noqa: F821 (tile j - 1's p v)
+            else:
+                s, acc = warpgroup_mma_wait(0, deps=[s_token, acc_token])  # noqa: F821
+            if j >= 1 and j - 1 + STAGES < TILES:  # the stage of tile j - 1 is free: both its products are done
+                _load_key_tile(k_desc, v_desc, k_s, v_s, bars, bh, n, first_key, j - 1 + STAGES, BLOCK_N, STAGES)
+        else:
+            if j > 0:
+                mbarrier.wait(bars.index(stage), (j // STAGES) % 2)
+                s_token = warpgroup_mma(q_s, k_s.index(stage).permute((1, 0)), zero, use_acc=False, is_async=True)
+            s = warpgroup_mma_wait(0, deps=[s_token])
+        s = _mask_tile(s, rows, cols, first_key, j, BLOCK_M, BLOCK_N)
+        m_i, l_i, p, alpha = _online_softmax(s, m_i, l_i, scale_log2)
+        acc = acc * gl.convert_layout(alpha, rows_o)[:, None]
+        p = gl.convert_layout(p.to(dtype), p_operand)
+        acc_token = warpgroup_mma(p, v_s.index(stage), acc, is_async=True)
+        if OVERLAP:
+            if j + 1 < TILES:
+                s_token = s_next
+        else:
+            acc = warpgroup_mma_wait(0, deps=[acc_token])
+            if j + STAGES < TILES:
+                _load_key_tile(k_desc, v_desc, k_s, v_s, bars, bh, n, first_key, j + STAGES, BLOCK_N, STAGES)
     if OVERLAP:
-        mbarrier.wait(bars.index(2), 0)
-        s1 = warpgroup_mma(q_s, k_s.index(1).permute((1, 0)), zero, use_acc=False, is_async=True)
-        s0 = warpgroup_mma_wait(1, deps=[s0])
-    else:
-        s0 = warpgroup_mma_wait(0, deps=[s0])
-    s0 = gl.where(above & (tile >= 2), s0, float("-inf"))
-    m_i, l_i, p, alpha = _online_softmax(s0, m_i, l_i, scale_log2)
-    acc = acc * alpha[:, None]
-    p = gl.convert_layout(p.to(dtype), p_operand)
-    acc_t = warpgroup_mma(p, v_s.index(0), acc, is_async=True)
-    if OVERLAP:
-        mbarrier.wait(bars.index(3), 0)
-        s2 = warpgroup_mma(q_s, k_s.index(2).permute((1, 0)), zero, use_acc=False, is_async=True)
-        s1 = warpgroup_mma_wait(2, deps=[s1])
-    else:
-        acc = warpgroup_mma_wait(0, deps=[acc_t])
-        mbarrier.wait(bars.index(2), 0)
-        s1 = warpgroup_mma(q_s, k_s.index(1).permute((1, 0)), zero, use_acc=False, is_async=True)
-        s1 = warpgroup_mma_wait(0, deps=[s1])
-    s1 = gl.where(tile >= 1, s1, float("-inf"))
-    m_i, l_i, p, alpha = _online_softmax(s1, m_i, l_i, scale_log2)
-    if OVERLAP:
-        acc = warpgroup_mma_wait(1, deps=[acc_t])  # p v of tile - 2 done; q k^T of tile still in flight
-    acc = acc * alpha[:, None]
-    p = gl.convert_layout(p.to(dtype), p_operand)
-    acc_t = warpgroup_mma(p, v_s.index(1), acc, is_async=True)
-    if OVERLAP:
-        s2 = warpgroup_mma_wait(1, deps=[s2])
-    else:
-        acc = warpgroup_mma_wait(0, deps=[acc_t])
-        mbarrier.wait(bars.index(3), 0)
-        s2 = warpgroup_mma(q_s, k_s.index(2).permute((1, 0)), zero, use_acc=False, is_async=True)
-        s2 = warpgroup_mma_wait(0, deps=[s2])
-    s2 = gl.where(on_or_below, s2, float("-inf"))
-    m_i, l_i, p, alpha = _online_softmax(s2, m_i, l_i, scale_log2)
-    if OVERLAP:
-        acc = warpgroup_mma_wait(0, deps=[acc_t])
-    acc = acc * alpha[:, None]
-    p = gl.convert_layout(p.to(dtype), p_operand)
-    acc = warpgroup_mma(p, v_s.index(2), acc)
-    for i in gl.static_range(4):
+        acc = warpgroup_mma_wait(0, deps=[acc_token])
+    for i in gl.static_range(STAGES + 1):
         mbarrier.invalidate(bars.index(i))
 
     empty = l_i == 0.0
     l_safe = gl.where(empty, 1.0, l_i)
-    out = acc / l_safe[:, None]
+    out = acc / gl.convert_layout(l_safe, rows_o)[:, None]
     gl.store(LSE + row_index, gl.where(empty, float("-inf"), m_i + gl.log2(l_safe)))
     gl.store(O + offsets, out.to(dtype))
 
@@ -173,44 +203,48 @@ def check_inputs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: torch.T
         raise ValueError("q, k, v and out must have one shape")
     if q.dtype not in (torch.bfloat16, torch.float16) or any(t.dtype != q.dtype for t in (k, v, out)):
         raise ValueError(f"q, k, v and out must share a dtype of bf16 or fp16, got {q.dtype}")
-    if q.shape[2] % BLOCK:
-        raise ValueError(f"n must be a multiple of {BLOCK}, got {q.shape[2]}")
+    if q.shape[2] % BLOCK_M:
+        raise ValueError(f"n must be a multiple of {BLOCK_M}, got {q.shape[2]}")
     if not all(t.is_contiguous() for t in (q, k, v, out, lse2)):
         raise ValueError("q, k, v, out and lse2 must be contiguous")
     if lse2.dtype != torch.float32 or lse2.numel() != q.shape[0] * q.shape[1] * q.shape[2]:
         raise ValueError("lse2 must hold B * H * n float32 values")
 
 
-def descriptors(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> list[TensorDescriptor]:
+def _descriptors(q, k, v, block_n: int) -> list[TensorDescriptor]:
+    """[B * H * n, 64] views: q in BLOCK_M-row boxes, k and v in block_n-row boxes."""
     rows = q.shape[0] * q.shape[1] * q.shape[2]
-    layout = gl.NVMMASharedLayout.get_default_for([BLOCK, 64], gl.bfloat16 if q.dtype == torch.bfloat16 else gl.float16)
-    return [TensorDescriptor.from_tensor(t.view(rows, 64), [BLOCK, 64], layout) for t in (q, k, v)]
+    element = gl.bfloat16 if q.dtype == torch.bfloat16 else gl.float16
+    boxes = (BLOCK_M, block_n, block_n)
+    return [
+        TensorDescriptor(t, [rows, 64], [64, 1], [box, 64], gl.NVMMASharedLayout.get_default_for([box, 64], element))
+        for t, box in zip((q, k, v), boxes)
+    ]
+
+
+def _options(block_n: int, stages: int, overlap: bool, max_registers: int | None, heads_reversed: bool) -> dict:
+    options = dict(BLOCK_M=BLOCK_M, BLOCK_N=block_n, HEAD_DIM=64, STAGES=stages, OVERLAP=overlap, num_warps=4)
+    options["HEADS_REVERSED"] = heads_reversed
+    if max_registers is not None:
+        options["maxnreg"] = max_registers
+    return options
 
 
 def band_forward(
-    q,
-    k,
-    v,
-    out,
-    lse2,
-    scale: float,
-    overlap: bool = True,
-    max_registers: int | None = None,
-    heads_reversed: bool = True,
+    q, k, v, out, lse2, scale: float, block_n=64, stages=3, overlap=True, max_registers=None, heads_reversed=True
 ) -> None:
-    """Continue the stride part's (out, lse2) with the band of window 128, in place. max_registers: ptxas's cap per
-    thread (OVERLAP takes 201 uncapped, two programs per SM; 168 gives three, with 24 bytes spilled)."""
+    """Continue the stride part's (out, lse2) with the band of window 128, in place, in the form VARIANTS names."""
     check_inputs(q, k, v, out, lse2)
-    batch, heads, n, head_dim = q.shape
-    cap = {} if max_registers is None else {"maxnreg": max_registers}
-    band_forward_kernel[(n // BLOCK, batch * heads)](
-        *descriptors(q, k, v), out, lse2, n, scale * LOG2_E,
-        BLOCK=BLOCK, HEAD_DIM=head_dim, OVERLAP=overlap, HEADS_REVERSED=heads_reversed, num_warps=4, **cap,
+    batch, heads, n, _ = q.shape
+    band_forward_kernel[(n // BLOCK_M, batch * heads)](
+        *_descriptors(q, k, v, block_n), out, lse2, n, scale * LOG2_E,
+        **_options(block_n, stages, overlap, max_registers, heads_reversed),
     )  # fmt: skip
 
 
-def compile_for_sm90(overlap: bool = True, max_registers: int | None = None, n: int = 12288, heads: int = 16):
-    """Compile the kernel for sm_90 without a GPU (tensors on the meta device stand in for the arguments' types)."""
+def compile_for_sm90(block_n=64, stages=3, overlap=True, max_registers=None, n: int = 12288, heads: int = 16):
+    """Compile the kernel for sm_90 without a GPU: tensors on the meta device (data_ptr 0, so aligned, as the binder's
+    specialization needs) stand in for the arguments."""
     from triton.backends.compiler import GPUTarget
     from triton.compiler.compiler import make_backend
     from triton.experimental.gluon._runtime import GluonASTSource
@@ -220,16 +254,10 @@ def compile_for_sm90(overlap: bool = True, max_registers: int | None = None, n: 
     backend = make_backend(target)
     kernel = band_forward_kernel
     q = torch.empty(1, heads, n, 64, dtype=torch.bfloat16, device="meta")
-    layout = gl.NVMMASharedLayout.get_default_for([BLOCK, 64], gl.bfloat16)
-
-    # Meta tensors (data_ptr 0) stand in for the arguments: aligned, as the binder's specialization needs.
-    descs = [TensorDescriptor(q, [heads * n, 64], [64, 1], [BLOCK, 64], layout) for _ in range(3)]
     lse2 = torch.empty(heads * n, dtype=torch.float32, device="meta")
-    options = dict(BLOCK=BLOCK, HEAD_DIM=64, OVERLAP=overlap, HEADS_REVERSED=True, num_warps=4)
-    if max_registers is not None:
-        options["maxnreg"] = max_registers
+    options = _options(block_n, stages, overlap, max_registers, heads_reversed=True)
     binder = create_function_from_signature(kernel.signature, kernel.params, backend)
-    bound_args, specialization, _ = binder(*descs, q, lse2, n, 0.18, **options)
+    bound_args, specialization, _ = binder(*_descriptors(q, q, q, block_n), q, lse2, n, 0.18, **options)
     parsed, signature, constexprs, attrs = kernel._pack_args(backend, options, bound_args, specialization, None)
     return triton.compile(GluonASTSource(kernel, signature, constexprs, attrs), target=target, options=parsed.__dict__)
 
@@ -242,9 +270,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.compile_only:
         from benchmarks.kernel_resources import resource_usage
 
-        for overlap, cap in VARIANTS.values():
-            compiled = compile_for_sm90(overlap, cap)
-            print(f"OVERLAP={overlap} max_registers={cap}: {resource_usage(compiled)}")
+        for name, form in VARIANTS.items():
+            print(f"{name}: {resource_usage(compile_for_sm90(**form))}")
         return
     from benchmarks.gluon_band_ab import run_ab
 
