@@ -245,15 +245,13 @@ def _dq_program(
     # q and dO are inputs; D and the earlier segments' dq are not (under PDL_TAIL, D is: see geometry.PDL_HANDOFF)
     wait_for_previous_launch(PDL)
     lse2 = tl.load(LSE + row_base + q_pos, mask=q_valid, other=0.0)
-    if COMPUTE_DELTA or PDL == 5:
+    if COMPUTE_DELTA:
         # These programs own every row once (plan.delta_source), and dO is in registers already: D = rowsum(dO * O)
-        # here saves a launch and a second read of dO. Later launches read it back, except a PDL_LATE one, which
-        # recomputes it rather than wait for the launch that stores it.
+        # here saves a launch and a second read of dO. Later launches read it back.
         o_ptrs = O + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
         o = tl.load(o_ptrs, mask=q_valid[:, None], other=0.0)
         delta = tl.sum(o.to(tl.float32) * do.to(tl.float32), 1)
-        if COMPUTE_DELTA:
-            tl.store(DELTA + row_base + q_pos, delta, mask=q_valid)
+        tl.store(DELTA + row_base + q_pos, delta, mask=q_valid)
     else:
         delta = tl.load(DELTA + row_base + q_pos, mask=q_valid, other=0.0)
     k_base = K + batch * stride_kz + head * stride_kh
@@ -317,7 +315,7 @@ def _dkdv_program(
     """dk, dv of the BLOCK_N keys program `pid` owns, streaming the query tiles that attend them BLOCK_M at a time (TMA:
     every tile by tensor descriptor, band segments of step 1 only; STATS_TMA: the query tiles' lse2 and D rows too).
     REDUCE (with HAS_PREV): added to the earlier segments' dk, dv by TMA reduction (DK_DESC, DV_DESC), no read-back."""
-    tl.static_assert(not STATS_TMA or TMA == 1, "row statistics by descriptor need TMA_ROWS")
+    tl.static_assert(not STATS_TMA or (TMA == 1 and not DELTA_FROM_O), "row statistics by descriptor need TMA_ROWS")
     batch = (bh // H).to(tl.int64)
     head = bh % H
     dims = tl.arange(0, HEAD_DIM)
@@ -410,7 +408,6 @@ def _dkdv_program(
             )  # fmt: skip
 
     dk *= scale
-    wait_before_read_back(PDL)
     if HAS_PREV and REDUCE:
         add_rows(DK_DESC, batch32, head, group * group_stride + tile * BLOCK_N, dk.to(DK.dtype.element_ty))
         add_rows(DV_DESC, batch32, head, group * group_stride + tile * BLOCK_N, dv.to(DV.dtype.element_ty))
@@ -519,7 +516,7 @@ def _dq_dkdv_kernel(
             stride_vz, stride_vh, stride_vn, stride_dz, stride_dh, stride_dn,
             n, H, group_len, scale_log2, scale, step, group_stride, window, l_block, c_sum,
             HEAD_DIM, KV_BLOCK_M, KV_BLOCK_N, IS_SUMMARY, HAS_WINDOW, EXCLUDE_SELF, DISTINCT, SAME_BLOCK, HAS_PREV,
-            DOT_MODE, PDL == 5, KV_TMA, STATS_TMA, PDL, KV_QUERY_ROWS, LEAN, REDUCE,
+            DOT_MODE, False, KV_TMA, STATS_TMA, PDL, KV_QUERY_ROWS, LEAN, REDUCE,
         )  # fmt: skip
     else:
         _dq_program(

@@ -144,10 +144,7 @@ TMA_OFF, TMA_ROWS, TMA_GROUP_ROWS, TMA_SUMMARY_KEYS = 0, 1, 2, 3
 # the handoff wrote (D) without waiting, and waits only before it reads back the earlier segments' sums and writes
 # (`wait_before_read_back`), so it never finishes before the handoff launch and what comes after it in the stream
 # still sees both finished.
-# PDL_LATE: a later band segment's dq + dk/dv grid whose programs compute D from O and dO themselves and add their
-# share by TMA reduction (launch.BAND_EARLY_START): it reads nothing the launch before it writes, so it waits only
-# before its reduction, and its loops run beside that launch's last wave.
-PDL_OFF, PDL_FIRST, PDL_EARLY, PDL_HANDOFF, PDL_TAIL, PDL_LATE = 0, 1, 2, 3, 4, 5
+PDL_OFF, PDL_FIRST, PDL_EARLY, PDL_HANDOFF, PDL_TAIL = 0, 1, 2, 3, 4
 
 
 # Which program takes which tile (the forward's, dq's and dk/dv's ORDER constexpr; plan.SUMMARY_LONGEST_FIRST). CUDA
@@ -182,7 +179,7 @@ def tile_and_head(ORDER: tl.constexpr, HEADS_REVERSED: tl.constexpr = False):
 
 @triton.jit
 def let_next_launch_start(PDL: tl.constexpr):
-    if PDL == 1 or PDL == 2 or PDL == 4 or PDL == 5:  # all but HANDOFF (kernels read constexpr globals alone)
+    if PDL == 1 or PDL == 2 or PDL == 4:  # PDL_FIRST, PDL_EARLY, PDL_TAIL (kernels read constexpr globals alone)
         gdc_launch_dependents()
 
 
@@ -196,7 +193,7 @@ def wait_for_previous_launch(PDL: tl.constexpr):
 
 @triton.jit
 def wait_before_read_back(PDL: tl.constexpr):
-    if PDL == 4 or PDL == 5:  # PDL_TAIL, PDL_LATE: the launch before it must finish before this one may
+    if PDL == 4:  # PDL_TAIL: the handoff launch before it must finish before this one may
         gdc_wait()
 
 

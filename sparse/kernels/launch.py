@@ -38,7 +38,6 @@ from sparse.kernels.geometry import (
     PDL_EARLY,
     PDL_FIRST,
     PDL_HANDOFF,
-    PDL_LATE,
     PDL_OFF,
     PDL_TAIL,
     TILES_BY_HEAD,
@@ -50,10 +49,6 @@ from sparse.kernels.plan import Plan, SegmentLaunch, build_plan, interpreting
 from sparse.patterns import Pattern, Segment, SummarySegment
 
 LOG2_E = 1.4426950408889634
-# Experiment (off): a band segment's one-grid dq + dk/dv that adds by TMA reduction, after the backward's first
-# launch, computes D from O and dO itself and waits for the launch before it only before its reduction
-# (geometry.PDL_LATE), so its loops can fill that launch's last wave. Read per launch (the call site's key holds it).
-BAND_EARLY_START = False
 
 # Allocation goes through these two names so that tests can poison every buffer (fill it with NaN) and
 # catch any element a kernel forgot to write.
@@ -393,15 +388,13 @@ def _backward_launches(do, q, k, v, out, lse2, delta, dq, dk, dv, plan: Plan, sc
             kv_descriptors, kv_tma = _split_descriptors(launch, "dkdv", tensors, addressable)
             stats, stats_tma = _row_stats(launch, kv_tma, lse2, delta)
             order = launch.order_of("dkdv")  # TILES_BY_HEAD, or LONGEST_FIRST: dk/dv from the first, dq from the last
-            late = BAND_EARLY_START and reduce and plan.pdl and not first
-            pdl = dict(PDL=PDL_LATE, launch_pdl=True) if late else _pdl(plan, first)
             _launch_at(
-                ("dq+dkdv", index, call, first, late), _dq_dkdv_kernel,
+                ("dq+dkdv", index, call, first), _dq_dkdv_kernel,
                 _grid(launch, "dkdv", launch.dkdv_programs + launch.dq_programs, batch * heads),
                 (q, k, v, do, out, lse2, delta, dq, dk, dv, *dq_descriptors, *kv_descriptors, *stats, dq_desc, dk_desc,
                  dv_desc, *strides, *scalars, launch.dkdv_programs),
                 functools.partial(
-                    _options, tkv.options_for(width), geometry, pdl, HEAD_DIM=head_dim,
+                    _options, tkv.options_for(width), geometry, _pdl(plan, first), HEAD_DIM=head_dim,
                     DQ_BLOCK_M=tq.block_m, DQ_BLOCK_N=tq.block_n, KV_BLOCK_M=tkv.block_m, KV_BLOCK_N=tkv.block_n,
                     HAS_PREV=index > 0, DOT_MODE=dot_mode, DQ_TMA=dq_tma, KV_TMA=kv_tma, STATS_TMA=stats_tma,
                     ORDER=order, KV_QUERY_ROWS=launch.dkdv_query_rows, HEADS_REVERSED=reversed_heads(),
