@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call: any of the steps below, in order; everything lands under $OUT.
-# Usage on the GPU machine: SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_session.sh [targets|targets-caller|models|sweep|flexsweep|flexlarge|tests|cudatests|profile|tune|counters|host]...
+# Usage on the GPU machine: SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_session.sh [targets|targets-caller|models|sweep|flexsweep|flexlarge|tests|cudatests|oldergpus|profile|tune|counters|host]...
 set -uo pipefail
 export PYTHONPATH=.
 OUT="${OUT:-out}"; mkdir -p "$OUT"
@@ -26,6 +26,15 @@ for step in "$@"; do
     cudatests) timeout 300 python3 -m pytest tests/sparse -m cuda -p no:cacheprovider \
                  -p no:warnings -n 12 -rA --tb=short --durations=8 > "$OUT/gpu_cuda_tests.txt" 2>&1
                grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/gpu_cuda_tests.txt" | tail -12 ;;
+    # The older GPUs' plan (no descriptors, no programmatic launch; sparse/kernels/plan.py's HOPPER_ARCH) compiled on
+    # this GPU against the reference, then timed beside Hopper's in one process (profile_kernels' `older-gpus` path).
+    oldergpus) python3 -m benchmarks.cli env | tee "$OUT/env.txt" | grep kernels
+               timeout 300 python3 -m pytest tests/sparse/test_gpu_targets.py -m cuda -p no:cacheprovider \
+                 -p no:warnings -n 12 -rA --tb=short --durations=8 > "$OUT/gpu_older_gpus_tests.txt" 2>&1
+               grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/gpu_older_gpus_tests.txt" | tail -12
+               timeout 240 python3 -m benchmarks.profile_kernels --paths=direct,older-gpus strided:12288:1:128 \
+                 fixed:12288:1:128:32 strided:3072:8:96 > "$OUT/profile_kernels_older_gpus.txt" 2>&1
+               grep -E "eager|Error" "$OUT/profile_kernels_older_gpus.txt" ;;
     # Where the time of the missed target cases goes: eager vs CUDA graph vs host, host functions, GPU kernels.
     profile)   timeout 240 python3 -m benchmarks.profile_kernels strided:12288:1:128 fixed:12288:1:128:32 \
                  strided:3072:8:96 strided:3072:1:96 all:12288:1 all:3072:8 > "$OUT/profile_kernels.txt" 2>&1

@@ -65,12 +65,23 @@ class SM:
     warps: int = 64
     programs: int = 32
     register_unit: int = 256  # registers are allocated per warp in units of 256
+    shared_per_block: int = 232448  # the most one program may ask for (227 KB): what build_plan's shared_bytes is
+
+
+# The same table's other columns, for `--arch`: Ampere's A100 (8.0), its GeForce and workstation parts (8.6), Ada (8.9).
+SMS = {
+    90: SM(),
+    80: SM(shared_bytes=167936, shared_per_block=166912),
+    86: SM(shared_bytes=102400, warps=48, programs=16, shared_per_block=101376),
+    89: SM(shared_bytes=102400, warps=48, programs=24, shared_per_block=101376),
+}
 
 
 def programs_per_sm(registers: int, shared_bytes: int, num_warps: int, sm: SM = SM()) -> tuple[int, str]:
     """How many programs of this kernel one SM can hold, and which limit decides it."""
     per_warp = math.ceil(registers * 32 / sm.register_unit) * sm.register_unit
     limits = {
+        "shared memory per program": 0 if shared_bytes > sm.shared_per_block else math.inf,  # first: named on a tie
         "registers": sm.registers // (per_warp * num_warps),
         "shared memory": sm.shared_bytes // (shared_bytes + 1024),
         "warps": sm.warps // num_warps,
@@ -89,13 +100,15 @@ class RecordedLaunch:
 
 
 @contextmanager
-def recorded_launches(records: list[RecordedLaunch]):
-    """The launchers, compiled-kernel plans and dot mode of a GPU run, with launches recorded instead of made."""
+def recorded_launches(records: list[RecordedLaunch], arch: int = 90):
+    """The launchers, compiled-kernel plans and dot mode of a run on a GPU of compute capability `arch` (x 10), with
+    launches recorded instead of made."""
     saved = launch_module._launch_at, launch_module.plan_for, launch_module.interpreting
     launch_module._launch_at = lambda site, kernel, grid, args, options: records.append(
         RecordedLaunch(kernel, grid, args, options())
     )
-    launch_module.plan_for = lambda q, p: plan_module.build_plan(p, q.shape[2], q.shape[3], interpret=False)
+    target = dict(arch=arch, shared_bytes=SMS[arch].shared_per_block)
+    launch_module.plan_for = lambda q, p: plan_module.build_plan(p, q.shape[2], q.shape[3], interpret=False, **target)
     launch_module.interpreting = lambda: False
     try:
         yield
@@ -113,12 +126,15 @@ def parse_case(spec: str) -> tuple[sparse.patterns.Pattern, int, int]:
     return sparse.pattern(mode, local_attn_ctx=l, summary_ctx=c), int(n), int(batch)
 
 
-def record_call(spec: str, heads: int, head_dim: int, dtype: torch.dtype = torch.bfloat16) -> list[RecordedLaunch]:
-    """Every launch of one forward + backward of the case, in order (tensors on the meta device: no memory)."""
+def record_call(
+    spec: str, heads: int, head_dim: int, dtype: torch.dtype = torch.bfloat16, arch: int = 90
+) -> list[RecordedLaunch]:
+    """Every launch of one forward + backward of the case on a GPU of compute capability `arch`, in order (tensors on
+    the meta device: no memory)."""
     p, n, batch = parse_case(spec)
     q, k, v, do = (torch.empty(batch, heads, n, head_dim, dtype=dtype, device="meta") for _ in range(4))
     records: list[RecordedLaunch] = []
-    with recorded_launches(records):
+    with recorded_launches(records, arch):
         out, lse2 = launch_module.sparse_forward(q, k, v, p, head_dim**-0.5)
         launch_module.sparse_backward(do, q, k, v, out, lse2, p, head_dim**-0.5)
     return records
@@ -186,13 +202,13 @@ def launch_rows(
 ) -> list[dict]:
     target = GPUTarget("cuda", arch, 32)
     rows = []
-    for index, record in enumerate(record_call(spec, heads, head_dim, dtype)):
+    for index, record in enumerate(record_call(spec, heads, head_dim, dtype, arch)):
         compiled = compile_launch(record, target)
         sass = cuobjdump(compiled, "--dump-sass")
         usage = resource_usage(compiled)
         options = record.options
         warps = options.get("num_warps", 4)
-        per_sm, limit = programs_per_sm(usage["registers"], usage["shared_bytes"], warps)
+        per_sm, limit = programs_per_sm(usage["registers"], usage["shared_bytes"], warps, SMS[arch])
         programs = math.prod(record.grid)
         rows.append({
             "case": spec, "head_dim": head_dim, "launch": index, "kernel": record.kernel.__name__,
@@ -214,7 +230,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("cases", nargs="*", default=list(DEFAULT_CASES), help="mode:n:batch[:l[:c]] (bf16)")
     parser.add_argument("--heads", type=int, default=16)
     parser.add_argument("--head-dim", type=int, default=64, choices=(32, 64, 128))
-    parser.add_argument("--arch", type=int, default=90, help="compute capability x 10 to compile for (90: H100/H200)")
+    parser.add_argument(
+        "--arch", type=int, default=90, choices=sorted(SMS), help="compute capability x 10 to plan and compile for "
+        "(90: H100/H200; 80: A100; 86: RTX 30xx, A10, A40; 89: RTX 40xx, L4, L40)",
+    )  # fmt: skip
     parser.add_argument(
         "--sms", type=int, default=132, help="SMs of the card the waves are counted on (H100/H200 SXM: 132)"
     )

@@ -24,8 +24,10 @@ plan.SUMMARY_BACKWARD_LAST, plan.SUMMARY_LONGEST_FIRST, plan.FUSED_LOCAL_FORWARD
 plan.TMA_ROW_STATS, plan.SUMMARY_DKDV_FIRST switched), `alternate-heads` (plan.ALTERNATE_HEAD_ORDER switched),
 `lean-masks` and `reduce-read-back` (plan.LEAN_MASKS, plan.REDUCE_READ_BACK switched) and `encode-each-launch` (direct
 launches with fast_launch.KEEP_ENCODED off: the host cost of re-encoding descriptors at every launch) and
-`no-call-graphs` (every launch issued directly, where HEAD replays a repeated call's launches from a CUDA graph:
-sparse/kernels/call_graphs.py; `triton` issues them directly too; before e0706c004277 every path did). With
+`older-gpus` (the plan an older GPU than Hopper gets, SPARSE_HOPPER_FEATURES=0: every tile by pointer, no
+programmatic launch, sparse/kernels/plan.py's HOPPER_ARCH) and `no-call-graphs` (every launch issued directly, where
+HEAD replays a repeated call's launches from a CUDA graph: sparse/kernels/call_graphs.py; `triton` issues them
+directly too; before e0706c004277 every path did). With
 --head-chunks K, each case of ours is also timed as K calls over slices of the heads (direct launches): the same
 launches on 1 / K of the data each, so what one launch reads again of the launch before may still be in L2 (at the price
 of K times the launches and their tails). Files made at d424e0272e52 and b286b07c6346 also have `persistent` (windowed
@@ -47,6 +49,7 @@ import contextlib
 import cProfile
 import dataclasses
 import io
+import os
 import pstats
 
 import torch
@@ -82,7 +85,7 @@ SWITCHES = {
     "reduce-read-back": (plan, "REDUCE_READ_BACK", _TOGGLE),
     "no-call-graphs": (call_graphs, "ENABLED", False),
 }
-PATHS = ("triton", "direct", *SWITCHES)
+PATHS = ("triton", "direct", "older-gpus", *SWITCHES)
 
 
 @contextlib.contextmanager
@@ -92,6 +95,17 @@ def launch_path(name: str):
     (a boolean setting flipped, whichever way HEAD has it), restored afterwards; for same-process comparisons."""
     if name == "direct":
         yield
+        return
+    if name == "older-gpus":
+        saved = os.environ.get("SPARSE_HOPPER_FEATURES")
+        os.environ["SPARSE_HOPPER_FEATURES"] = "0"
+        try:
+            yield
+        finally:
+            if saved is None:
+                del os.environ["SPARSE_HOPPER_FEATURES"]
+            else:
+                os.environ["SPARSE_HOPPER_FEATURES"] = saved
         return
     if name == "triton":
         original = launch.plan_for

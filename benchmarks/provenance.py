@@ -68,7 +68,21 @@ def kernel_mode() -> str:
     if os.environ.get("TRITON_INTERPRET") == "1":
         return "interpreter (TRITON_INTERPRET=1)"
     if torch.cuda.is_available():
-        return "compiled (CUDA)"
+        from sparse.attention import check_gpu
+        from sparse.kernels.launch import gpu_target
+        from sparse.kernels.plan import HOPPER_ARCH
+
+        device, planned = gpu_target(0, hopper_features=True), gpu_target(0)
+        try:
+            check_gpu(torch.empty(0, device="cuda", dtype=torch.bfloat16))
+        except ValueError as refused:
+            return f"unavailable on this GPU: {refused}"
+        if planned["arch"] >= HOPPER_ARCH:
+            path = "Hopper's path: tiles by tensor descriptor, programmatic dependent launch"
+        else:
+            forced = " (SPARSE_HOPPER_FEATURES=0)" if device["arch"] >= HOPPER_ARCH else ""
+            path = f"the older GPUs' path{forced}: tiles by pointer, launches in sequence; tiles tuned on sm_90"
+        return f"compiled (CUDA, sm_{device['arch']}, {device['shared_bytes'] // 1024} KB shared per block; {path})"
     return "unavailable: no CUDA device; set TRITON_INTERPRET=1 to run kernels on the CPU (slow)"
 
 

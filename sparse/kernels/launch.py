@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 
 import torch
 from triton.tools.tensor_descriptor import TensorDescriptor
@@ -45,7 +46,7 @@ from sparse.kernels.geometry import (
     TMA_ROWS,
     TMA_SUMMARY_KEYS,
 )
-from sparse.kernels.plan import Plan, SegmentLaunch, build_plan, interpreting
+from sparse.kernels.plan import HOPPER_ARCH, Plan, SegmentLaunch, build_plan, interpreting
 from sparse.patterns import Pattern, Segment, SummarySegment
 
 LOG2_E = 1.4426950408889634
@@ -211,7 +212,33 @@ def _handoff_pdl(plan: Plan, first: bool) -> tuple[dict, dict]:
 
 
 def plan_for(q: torch.Tensor, pattern: Pattern) -> Plan:
-    return build_plan(pattern, q.shape[2], q.shape[3])
+    """The plan for q's shape on q's GPU (plan.HOPPER_ARCH: Hopper's features only where it has them)."""
+    if not q.is_cuda:  # the interpreter's tensors, or the meta tensors of benchmarks/kernel_resources.py
+        return build_plan(pattern, q.shape[2], q.shape[3])
+    return build_plan(pattern, q.shape[2], q.shape[3], **gpu_target(q.device.index))
+
+
+@functools.lru_cache(maxsize=64)
+def _device_target(index: int | None) -> tuple[int, int]:
+    major, minor = torch.cuda.get_device_capability(index)
+    return major * 10 + minor, torch.cuda.get_device_properties(index).shared_memory_per_block_optin
+
+
+def device_arch(index: int | None = None) -> int:
+    """Compute capability x 10 of CUDA device `index` (90: H100, H200; 80: A100)."""
+    return _device_target(index)[0]
+
+
+def gpu_target(index: int | None = None, hopper_features: bool | None = None) -> dict[str, int]:
+    """build_plan's `arch` and `shared_bytes` for CUDA device `index`; with `hopper_features` False (by default the
+    environment's SPARSE_HOPPER_FEATURES=0) a Hopper GPU is described as the last arch before it, so that its plan
+    takes the older GPUs' path (plan.HOPPER_ARCH)."""
+    arch, shared_bytes = _device_target(index)
+    if hopper_features is None:
+        hopper_features = os.environ.get("SPARSE_HOPPER_FEATURES", "1") != "0"
+    if not hopper_features:
+        arch = min(arch, HOPPER_ARCH - 1)
+    return dict(arch=arch, shared_bytes=shared_bytes)
 
 
 def _options(*parts: dict, **named) -> dict:
@@ -270,7 +297,8 @@ def sparse_forward(q, k, v, pattern: Pattern, scale: float, packed: bool = False
 
 def _forward_launches(q, k, v, out, lse2, plan: Plan, scale: float, strides: tuple) -> None:
     batch, heads, n, head_dim = q.shape
-    width = q.element_size()  # bytes per element: float32 tiles pipeline less deep (Tiles.options_for)
+    # float32 inputs, and GPUs with less shared memory than sm_90, pipeline less deep (Tiles.options_for)
+    fit = q.element_size(), plan.shared_bytes
     addressable = _descriptors_usable(plan, q, k, v)
     # What a call site's kernel depends on beyond the plan (fast_launch.launch_site): the inputs' dtypes, strides and
     # alignment, the head count (an int Triton specializes on) and whether descriptors serve. The buffers sparse_forward
@@ -289,7 +317,7 @@ def _forward_launches(q, k, v, out, lse2, plan: Plan, scale: float, strides: tup
             (q, k, v, out, lse2, out, lse2, *descriptors, *strides, n, heads, launch.group_len,
              math.ceil(launch.group_len / t.block_m), scale * LOG2_E),
             functools.partial(
-                _options, t.options_for(width), _geometry(launch), _pdl(plan, first=index == 0),
+                _options, t.options_for(*fit), _geometry(launch), _pdl(plan, first=index == 0),
                 HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
                 DOT_MODE=_dot_mode(q.dtype), TMA=tma, ORDER=launch.order_of("fwd"), LOCAL_BLOCK=launch.fwd_local,
                 HEADS_REVERSED=plan.alternate_heads and index % 2 == 1,  # only a last segment is ever joined
@@ -328,7 +356,8 @@ def sparse_backward(do, q, k, v, out, lse2, pattern: Pattern, scale: float, pack
 
 def _backward_launches(do, q, k, v, out, lse2, delta, dq, dk, dv, plan: Plan, scale: float, strides: tuple) -> None:
     batch, heads, n, head_dim = q.shape
-    width = q.element_size()  # bytes per element: float32 tiles pipeline less deep (Tiles.options_for)
+    # float32 inputs, and GPUs with less shared memory than sm_90, pipeline less deep (Tiles.options_for)
+    fit = q.element_size(), plan.shared_bytes
     addressable = _descriptors_usable(plan, q, k, v, do)
     # As in sparse_forward; out and lse2 come from the caller (the forward's own buffers, unless the op is called
     # directly), so their alignment is part of the key too.
@@ -363,7 +392,7 @@ def _backward_launches(do, q, k, v, out, lse2, delta, dq, dk, dv, plan: Plan, sc
                     ("group", index, call, first), _group_bwd_kernel, (launch.segment.num_groups, batch * heads),
                     (q, k, v, do, out, lse2, delta, dq, dk, dv, *descriptors, *strides, *scalars),
                     functools.partial(
-                        _options, band, t.options_for(width), pdl, BLOCK=t.block_m, BLOCK_N=t.block_n,
+                        _options, band, t.options_for(*fit), pdl, BLOCK=t.block_m, BLOCK_N=t.block_n,
                         COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq", TMA=tma,
                         HEADS_REVERSED=reversed_heads(),
                     ),
@@ -375,7 +404,7 @@ def _backward_launches(do, q, k, v, out, lse2, delta, dq, dk, dv, plan: Plan, sc
                     ("fused", index, call), _band_bwd_kernel, (launch.bwd_programs, batch * heads),
                     (q, k, v, do, out, lse2, delta, dq, dk, dv, *strides, *scalars),
                     functools.partial(
-                        _options, band, t.options_for(width), BLOCK=t.block_m, CHUNK=t.block_n,
+                        _options, band, t.options_for(*fit), BLOCK=t.block_m, CHUNK=t.block_n,
                         DELTA_ON_THE_FLY=index == 0 and plan.delta_source == "on_the_fly",
                     ),
                 )  # fmt: skip
@@ -394,7 +423,7 @@ def _backward_launches(do, q, k, v, out, lse2, delta, dq, dk, dv, plan: Plan, sc
                 (q, k, v, do, out, lse2, delta, dq, dk, dv, *dq_descriptors, *kv_descriptors, *stats, dq_desc, dk_desc,
                  dv_desc, *strides, *scalars, launch.dkdv_programs),
                 functools.partial(
-                    _options, tkv.options_for(width), geometry, _pdl(plan, first), HEAD_DIM=head_dim,
+                    _options, tkv.options_for(*fit), geometry, _pdl(plan, first), HEAD_DIM=head_dim,
                     DQ_BLOCK_M=tq.block_m, DQ_BLOCK_N=tq.block_n, KV_BLOCK_M=tkv.block_m, KV_BLOCK_N=tkv.block_n,
                     HAS_PREV=index > 0, DOT_MODE=dot_mode, DQ_TMA=dq_tma, KV_TMA=kv_tma, STATS_TMA=stats_tma,
                     ORDER=order, KV_QUERY_ROWS=launch.dkdv_query_rows, HEADS_REVERSED=reversed_heads(),
@@ -418,7 +447,7 @@ def _backward_launches(do, q, k, v, out, lse2, delta, dq, dk, dv, plan: Plan, sc
                     _grid(launch, "dq", launch.dq_programs, batch * heads),
                     (q, k, v, do, out, lse2, delta, dq, *descriptors, dq_desc, *strides, *scalars),
                     functools.partial(
-                        _options, t.options_for(width), geometry, dq_pdl, HEAD_DIM=head_dim, BLOCK_M=t.block_m,
+                        _options, t.options_for(*fit), geometry, dq_pdl, HEAD_DIM=head_dim, BLOCK_M=t.block_m,
                         BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode, TMA=tma, ORDER=launch.order_of("dq"),
                         COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq",
                         HEADS_REVERSED=reversed_heads(), LEAN=plan.lean_masks, REDUCE=reduce,
@@ -431,7 +460,7 @@ def _backward_launches(do, q, k, v, out, lse2, delta, dq, dk, dv, plan: Plan, sc
                     _grid(launch, "dkdv", launch.dkdv_programs, batch * heads),
                     (q, k, v, do, out, lse2, delta, dk, dv, *descriptors, *stats, dk_desc, dv_desc, *strides, *scalars),
                     functools.partial(
-                        _options, t.options_for(width), geometry, dkdv_pdl, HEAD_DIM=head_dim, BLOCK_M=t.block_m,
+                        _options, t.options_for(*fit), geometry, dkdv_pdl, HEAD_DIM=head_dim, BLOCK_M=t.block_m,
                         BLOCK_N=t.block_n, HAS_PREV=index > 0, DOT_MODE=dot_mode, TMA=tma, STATS_TMA=stats_tma,
                         ORDER=launch.order_of("dkdv"), QUERY_ROWS=launch.dkdv_query_rows,
                         HEADS_REVERSED=reversed_heads(), LEAN=plan.lean_masks, REDUCE=reduce,

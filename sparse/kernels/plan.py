@@ -282,6 +282,27 @@ REDUCE_READ_BACK = True
 DELTA_ON_THE_FLY_MAX_ROWS = 256
 MIN_TILE = 16
 FLOAT32_MAX_STAGES = 2  # Tiles.options_for
+# The GPU a plan is for. The settings above were measured on Hopper (compute capability 9.0: H100, H200), and several
+# are Hopper's own: tensor descriptors (the TMA_* loads and REDUCE_READ_BACK's reductions are TMA copies) and
+# programmatic dependent launch (PROGRAMMATIC_LAUNCH; its griddepcontrol instruction does not exist before sm_90, where
+# ptxas refuses the kernels: "Instruction 'griddepcontrol' requires .target sm_90 or higher"). For a GPU of compute
+# capability 8.x (A100, A10, RTX 30xx and 40xx, L4, L40) a plan loads every tile by pointer and launches its kernels one
+# after the other: the paths the GPU tests run with those settings off (`benchmarks/kernel_resources.py --arch 80`
+# compiles them). Below 8.0 the Triton backend refuses (sparse.attention.check_inputs: its bf16 products need sm_80).
+# SPARSE_HOPPER_FEATURES=0 asks for the older GPUs' plan on a Hopper GPU too (launch.plan_for): to compare the two
+# in one process, or to run that path's GPU tests on the GPU at hand.
+HOPPER_ARCH = 90
+MIN_ARCH = 80
+# Shared memory per block: sm_90's 227 KB, against which TILE_TABLE's stages were chosen. sm_80's 163 KB holds every
+# launch as tuned; below SMALL_SHARED_BYTES (sm_86, sm_89, sm_120: 99 KB) 16-bit tiles pipeline at most
+# SMALL_SHARED_MAX_STAGES deep (Tiles.options_for; at three, fixed attention's summary dk/dv at head dim 128 asks for
+# 107,520 bytes), and float32 inputs are refused (sparse.attention.check_inputs: the whole-group backward's 128 x 64
+# tile needs 131,072 bytes even at one stage). From the compiler's reports, `python -m benchmarks.kernel_resources
+# --arch 86` (and --arch 80) over strided, fixed and dense cases at head dims 32, 64 and 128
+# (results/profiles/kernel_resources_arch-*.txt).
+SM90_SHARED_BYTES = 232448
+SMALL_SHARED_BYTES = 160 * 1024
+SMALL_SHARED_MAX_STAGES = 2
 
 
 def interpreting() -> bool:
@@ -303,14 +324,18 @@ class Tiles:
             options["maxnreg"] = self.max_registers
         return options
 
-    def options_for(self, element_size: int) -> dict[str, int]:
-        """The launch options for inputs of `element_size` bytes: TILE_TABLE's stages are tuned for 16-bit inputs, and
-        a float32 tile takes twice their shared memory, so 4-byte inputs pipeline at most FLOAT32_MAX_STAGES deep (fixed
-        attention's summary dk/dv at head dim 128, 64 x 64 at three stages with its query tiles by descriptor, asked for
-        263,184 bytes of shared memory in float32, over sm_90's 232,448: GPU tests of 33519d4a89cb)."""
+    def options_for(self, element_size: int, shared_bytes: int = SM90_SHARED_BYTES) -> dict[str, int]:
+        """The launch options for inputs of `element_size` bytes on a GPU with `shared_bytes` of shared memory per
+        block: TILE_TABLE's stages are tuned for 16-bit inputs on sm_90, and a float32 tile takes twice their shared
+        memory, so 4-byte inputs pipeline at most FLOAT32_MAX_STAGES deep (fixed attention's summary dk/dv at head dim
+        128, 64 x 64 at three stages with its query tiles by descriptor, asked for 263,184 bytes of shared memory in
+        float32, over sm_90's 232,448: GPU tests of 33519d4a89cb); on a GPU with less shared memory than
+        SMALL_SHARED_BYTES at most SMALL_SHARED_MAX_STAGES deep."""
         options = self.launch_options
         if element_size >= 4:
-            options["num_stages"] = min(self.num_stages, FLOAT32_MAX_STAGES)
+            options["num_stages"] = min(options["num_stages"], FLOAT32_MAX_STAGES)
+        if shared_bytes < SMALL_SHARED_BYTES:
+            options["num_stages"] = min(options["num_stages"], SMALL_SHARED_MAX_STAGES)
         return options
 
 
@@ -380,6 +405,8 @@ class Plan:
     alternate_heads: bool = False  # odd launches of a forward or backward take heads from the last
     lean_masks: bool = False  # a band's interior tiles skip their mask (LEAN_MASKS)
     backward_order: tuple[int, ...] = ()  # the backward's segments, as indices into `launches` (empty: theirs)
+    arch: int = HOPPER_ARCH  # compute capability x 10 of the GPU it is for (< HOPPER_ARCH: no descriptors, no PDL)
+    shared_bytes: int = SM90_SHARED_BYTES  # that GPU's shared memory per block (Tiles.options_for)
     # This plan object's own number: the launchers' call sites key their kept kernels on it (fast_launch.launch_site),
     # so a plan rebuilt after the cache dropped it, or changed by dataclasses.replace, never reuses another's.
     token: int = field(init=False, compare=False, default_factory=itertools.count().__next__)
@@ -498,13 +525,17 @@ def build_plan(
     alternate_head_order: bool | None = None,
     lean_masks: bool | None = None,
     reduce_read_back: bool | None = None,
+    arch: int = HOPPER_ARCH,
+    shared_bytes: int = SM90_SHARED_BYTES,
 ) -> Plan:
     """The plan for this pattern at this n and head dim; None means the present setting (the interpreter's
     environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, TMA_STRIDE_LOADS, TMA_GROUP_KEYS,
     PROGRAMMATIC_LAUNCH, TMA_SUMMARY_QUERIES, TMA_SUMMARY_KEY_LOADS, ONE_GRID_BACKWARD, SUMMARY_BACKWARD_LAST,
     SUMMARY_LONGEST_FIRST, FUSED_LOCAL_FORWARD, SUMMARY_DKDV_QUERY_ROWS, TMA_ROW_STATS, SUMMARY_DKDV_FIRST,
     ALTERNATE_HEAD_ORDER, LEAN_MASKS, REDUCE_READ_BACK, SMALL_TILE_WARPS), resolved before the cache lookup so that
-    changing them counts. The one-kernel band backward, when on, takes every band segment, short groups too."""
+    changing them counts. The one-kernel band backward, when on, takes every band segment, short groups too.
+    `arch` and `shared_bytes` describe the GPU (launch.plan_for passes the device's): below HOPPER_ARCH every
+    descriptor and programmatic launch is off, whatever the settings say."""
     interpret = interpreting() if interpret is None else interpret
     fused = FUSED_BAND_BACKWARD if fused_band_backward is None else fused_band_backward
     whole_groups = GROUP_BACKWARD if group_backward is None else group_backward
@@ -524,10 +555,12 @@ def build_plan(
     alternate = ALTERNATE_HEAD_ORDER if alternate_head_order is None else alternate_head_order
     lean = LEAN_MASKS if lean_masks is None else lean_masks
     reduce = REDUCE_READ_BACK if reduce_read_back is None else reduce_read_back
+    if arch < HOPPER_ARCH:  # Hopper's own (see HOPPER_ARCH)
+        tma_band = tma_stride = tma_group = pdl = tma_summary = summary_keys = row_stats = reduce = False
     return _cached_plan(
         pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS, tma_band, tma_stride,
         tma_group, pdl and not interpret, tma_summary, one_grid and not fused, summary_keys, summary_last,
-        longest_first, local_forward, query_rows, row_stats, dkdv_first, alternate, lean, reduce,
+        longest_first, local_forward, query_rows, row_stats, dkdv_first, alternate, lean, reduce, arch, shared_bytes,
     )  # fmt: skip
 
 
@@ -556,6 +589,8 @@ def _cached_plan(
     alternate: bool = False,
     lean: bool = False,
     reduce: bool = False,
+    arch: int = HOPPER_ARCH,
+    shared_bytes: int = SM90_SHARED_BYTES,
 ) -> Plan:
     launches = []
     segments = pattern.segments(n)
@@ -655,6 +690,8 @@ def _cached_plan(
         alternate_heads=alternate,
         lean_masks=lean,
         backward_order=order if order != tuple(range(len(launches))) else (),
+        arch=arch,
+        shared_bytes=shared_bytes,
     )
 
 

@@ -113,3 +113,34 @@ def test_under_the_interpreter_it_says_what_to_do(capsys):
     with pytest.raises(SystemExit):
         kr.main(["strided:256:1:16"])  # the test session sets TRITON_INTERPRET=1
     assert "unset it" in capsys.readouterr().err
+
+
+def test_programs_per_sm_follows_other_archs_limits():
+    """--arch 86 (RTX 30xx, A10): 99 KB per program at most, 100 KB and 48 warps per SM."""
+    assert kr.programs_per_sm(128, 107520, 4, kr.SMS[86]) == (0, "shared memory per program")
+    assert kr.programs_per_sm(64, 107520, 4) == (2, "shared memory")  # on sm_90 it fits
+    assert kr.programs_per_sm(64, 49152, 4, kr.SMS[86]) == (2, "shared memory")
+    assert kr.programs_per_sm(24, 1024, 8, kr.SMS[86]) == (6, "warps")
+
+
+@pytest.mark.parametrize(
+    "arch, case, head_dim",
+    [
+        (80, "strided:200:1:16", 64),  # A100: no descriptors, no programmatic launch (ptxas refuses griddepcontrol)
+        (86, "fixed:1000:1:128:32", 128),  # 99 KB: the summary dk/dv asks 107,520 bytes at the table's three stages
+    ],
+)
+def test_older_archs_compile_and_fit(arch, case, head_dim):
+    """The plan for an older GPU compiles for it, and every launch fits its shared memory (plan.HOPPER_ARCH,
+    SMALL_SHARED_BYTES). Compiled in a process of its own, as above."""
+    env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    args = [case, "--heads", "1", "--head-dim", str(head_dim), "--arch", str(arch), "--sms", "84"]
+    done = subprocess.run([sys.executable, "-m", "benchmarks.kernel_resources", *args], env=env, capture_output=True,
+                          text=True, timeout=600, cwd=Path(kr.__file__).parent.parent)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith(f"# target sm_{arch}")
+    launch_lines = [line for line in done.stdout.splitlines() if "_kernel " in line]
+    assert len(launch_lines) >= 4 and not any("does not fit" in line for line in launch_lines), done.stdout
+    assert all(int(line.split()[7]) >= 1 and line.split()[-1] == "none" for line in launch_lines), done.stdout
+    if arch == 86:
+        assert all("s3" not in line.split()[3] for line in launch_lines), done.stdout  # at most two stages
