@@ -22,7 +22,8 @@ for step in "$@"; do
     tests)     timeout 320 python3 -m pytest tests/sparse/test_kernels.py tests/sparse/test_patterns.py -q \
                  -p no:cacheprovider -p no:warnings --durations=5 2>&1 | tail -15 | tee "$OUT/gpu_tests.txt" ;;
     # Compile-bound (each dtype x head dim x mask shape compiles its kernels): spread over processes with xdist.
-    # 12 workers: 171 s on an H200 host of 16 cores (gpu_cuda_tests-c81dfa6386eb.txt); 6 did not finish in 240 s.
+    # 12 workers: 171 s for 83 tests, 229 s for 114 on an H200 host of 16 cores (gpu_cuda_tests-c81dfa6386eb.txt,
+    # -a98f5515647b.txt); 6 did not finish in 240 s.
     cudatests) timeout 300 python3 -m pytest tests/sparse -m cuda -p no:cacheprovider \
                  -p no:warnings -n 12 -rA --tb=short --durations=8 > "$OUT/gpu_cuda_tests.txt" 2>&1
                grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/gpu_cuda_tests.txt" | tail -12 ;;

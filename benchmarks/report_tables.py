@@ -873,7 +873,9 @@ def table_kernel_profiles(results: Results) -> str:
         "inside the summary forward "
         "(each on in HEAD from the commit that added it; the file's third line lists HEAD's settings); "
         "`no-call-graphs` = every launch issued directly, where `direct` replays a repeated call's launches from a "
-        "CUDA graph (sparse/kernels/call_graphs.py, from e0706c004277 on; before it `direct` issued each launch). "
+        "CUDA graph (sparse/kernels/call_graphs.py, from e0706c004277 on; before it `direct` issued each launch); "
+        "`older-gpus` = the plan a GPU older than Hopper gets (SPARSE_HOPPER_FEATURES=0: every tile by pointer, no "
+        "programmatic dependent launch; sparse/kernels/plan.py's HOPPER_ARCH), on the same Hopper card. "
         "The card is the file's `# gpu:` line, or for files "
         "made before that line existed, results/profiles/README.md.\n"
     )
