@@ -43,6 +43,7 @@ from lightning.pytorch.callbacks import ThroughputMonitor
 from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import Metric
 
+from sparse.attention import check_gpu
 from sparse.kernels import call_graphs
 from sparse.model import SparseTransformer, SparseTransformerConfig
 
@@ -250,6 +251,15 @@ class SparseTransformerModule(L.LightningModule):
         nats, count = self.scored_nats(batch)
         self.test_bpd.update(nats, count)
         self.log("test/bpd", self.test_bpd, on_step=False, on_epoch=True)
+
+    def on_fit_start(self) -> None:
+        # Refuse a GPU the kernels cannot serve (compute capability below 8.0, or float32 inputs on a 99 KB GPU:
+        # sparse.attention.check_gpu) before the first batch, not at the first attention call. Under mixed precision
+        # attention sees the autocast dtype; under "32-true" float32.
+        if self.device.type == "cuda" and self.hparams.backend == "triton":
+            precision = str(self.trainer.precision)
+            dtype = torch.float32 if precision.startswith(("32", "64")) else torch.bfloat16
+            check_gpu(self.device, dtype)
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:
         if self.device.type == "cuda":

@@ -74,7 +74,7 @@ def kernel_mode() -> str:
 
         device, planned = gpu_target(0, hopper_features=True), gpu_target(0)
         try:
-            check_gpu(torch.empty(0, device="cuda", dtype=torch.bfloat16))
+            check_gpu(torch.device("cuda", 0), torch.bfloat16)
         except ValueError as refused:
             return f"unavailable on this GPU: {refused}"
         if planned["arch"] >= HOPPER_ARCH:

@@ -31,23 +31,24 @@ KERNEL_HEAD_DIMS = (32, 64, 128)
 KERNEL_MAX_N = 1 << 28
 
 
-def check_gpu(q: torch.Tensor) -> None:
-    """Raise ValueError unless the Triton kernels run on q's GPU in q's dtype (plan.MIN_ARCH, SMALL_SHARED_BYTES)."""
+def check_gpu(device: torch.device, dtype: torch.dtype) -> None:
+    """Raise ValueError unless the Triton kernels run on this CUDA device for inputs of this dtype (sparse/kernels/
+    plan.py's MIN_ARCH, SMALL_SHARED_BYTES)."""
     from sparse.kernels.launch import gpu_target
     from sparse.kernels.plan import MIN_ARCH, SMALL_SHARED_BYTES
 
-    target = gpu_target(q.device.index, hopper_features=True)
+    target = gpu_target(device.index, hopper_features=True)
     arch, shared = target["arch"], target["shared_bytes"]
     if arch < MIN_ARCH:
         raise ValueError(
             f"backend 'triton' needs a GPU of compute capability {MIN_ARCH / 10:.1f} or newer (what its kernels are "
-            f"compiled and checked for); {torch.cuda.get_device_name(q.device)} is {arch / 10:.1f}: use backend 'flex' "
+            f"compiled and checked for); {torch.cuda.get_device_name(device)} is {arch / 10:.1f}: use backend 'flex' "
             f"or 'reference'"
         )
-    if q.element_size() >= 4 and shared < SMALL_SHARED_BYTES:
+    if dtype.itemsize >= 4 and shared < SMALL_SHARED_BYTES:
         raise ValueError(
             f"backend 'triton' runs float32 inputs only on GPUs with at least {SMALL_SHARED_BYTES // 1024} KB of "
-            f"shared memory per block (A100, H100, H200); {torch.cuda.get_device_name(q.device)} has {shared // 1024} "
+            f"shared memory per block (A100, H100, H200); {torch.cuda.get_device_name(device)} has {shared // 1024} "
             f"KB: use bf16 or fp16 inputs, or backend 'flex' or 'reference'"
         )
 
@@ -88,7 +89,7 @@ def check_inputs(q, k, v, pattern, backend: str, scale) -> float:
         # geometry.tile_allowed moves missing rows to +-2^29 and compares distances below 2^28.
         raise ValueError(f"backend 'triton' supports n below 2^28 ({KERNEL_MAX_N:,}), got n={q.shape[2]:,}")
     if backend == "triton" and q.is_cuda:
-        check_gpu(q)
+        check_gpu(q.device, q.dtype)
     if backend == "sdpa" and not isinstance(pattern, DensePattern):
         raise ValueError(
             f"backend 'sdpa' is dense causal attention and is valid only for attn_mode 'all', "

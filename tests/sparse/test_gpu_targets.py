@@ -96,12 +96,11 @@ def test_the_plan_target_follows_the_device_and_the_environment(fake_gpu, monkey
 )
 def test_gpus_the_kernels_cannot_serve_are_refused_by_name(fake_gpu, target, dtype, refused):
     fake_gpu(target)
-    q = torch.empty(1, 1, 8, 32, dtype=dtype)
     if refused is None:
-        check_gpu(q)
+        check_gpu(torch.device("cuda", 0), dtype)
         return
     with pytest.raises(ValueError, match=refused) as error:
-        check_gpu(q)
+        check_gpu(torch.device("cuda", 0), dtype)
     assert f"sm_{target[0]}" in str(error.value) and "backend 'flex' or 'reference'" in str(error.value)
 
 
@@ -168,3 +167,19 @@ def test_gpu_older_gpus_path(name, n, dtype, monkeypatch):
     heads = 4 if "distinct" in name else 1
     check_against_reference(sparse.pattern(**GPU_PATTERNS[name]), (1, heads, n, head_dim), dtype, "cuda", seed=n)
     assert _no_hopper_options(options)
+
+
+@pytest.mark.parametrize("precision, dtype", [("32-true", torch.float32), ("bf16-mixed", torch.bfloat16)])
+def test_training_checks_the_gpu_before_the_first_batch(precision, dtype, monkeypatch):
+    """The LightningModule asks check_gpu at fit start for the dtype attention sees under the Trainer's precision."""
+    from types import SimpleNamespace
+
+    from benchmarks import module as module_file
+
+    asked = []
+    monkeypatch.setattr(module_file, "check_gpu", lambda device, dtype: asked.append((device, dtype)))
+    model = module_file.SparseTransformerModule(seq_len=24, token_axes=(4, 6), d_model=64, local_attn_ctx=4)
+    monkeypatch.setattr(model, "_device", torch.device("cuda", 0))
+    monkeypatch.setattr(type(model), "trainer", SimpleNamespace(precision=precision))
+    model.on_fit_start()
+    assert asked == [(torch.device("cuda", 0), dtype)]
