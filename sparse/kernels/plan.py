@@ -287,8 +287,10 @@ FLOAT32_MAX_STAGES = 2  # Tiles.options_for
 # programmatic dependent launch (PROGRAMMATIC_LAUNCH; its griddepcontrol instruction does not exist before sm_90, where
 # ptxas refuses the kernels: "Instruction 'griddepcontrol' requires .target sm_90 or higher"). For a GPU of compute
 # capability 8.x (A100, A10, RTX 30xx and 40xx, L4, L40) a plan loads every tile by pointer and launches its kernels one
-# after the other: the paths the GPU tests run with those settings off (`benchmarks/kernel_resources.py --arch 80`
-# compiles them). Below 8.0 the Triton backend refuses (sparse.attention.check_inputs: its bf16 products need sm_80).
+# after the other (tests/sparse/test_gpu_targets.py runs that plan compiled on a Hopper GPU; `python -m
+# benchmarks.kernel_resources --arch 80` compiles it for sm_80). Below 8.0 the Triton backend refuses
+# (sparse.attention.check_gpu: sm_80 is the oldest GPU the kernels are compiled and checked for). GPUs newer than Hopper
+# (sm_100, sm_120) take Hopper's plan; none has been run.
 # SPARSE_HOPPER_FEATURES=0 asks for the older GPUs' plan on a Hopper GPU too (launch.plan_for): to compare the two
 # in one process, or to run that path's GPU tests on the GPU at hand.
 HOPPER_ARCH = 90
@@ -296,10 +298,10 @@ MIN_ARCH = 80
 # Shared memory per block: sm_90's 227 KB, against which TILE_TABLE's stages were chosen. sm_80's 163 KB holds every
 # launch as tuned; below SMALL_SHARED_BYTES (sm_86, sm_89, sm_120: 99 KB) 16-bit tiles pipeline at most
 # SMALL_SHARED_MAX_STAGES deep (Tiles.options_for; at three, fixed attention's summary dk/dv at head dim 128 asks for
-# 107,520 bytes), and float32 inputs are refused (sparse.attention.check_inputs: the whole-group backward's 128 x 64
+# 107,520 bytes), and float32 inputs are refused (sparse.attention.check_gpu: the whole-group backward's 128 x 64
 # tile needs 131,072 bytes even at one stage). From the compiler's reports, `python -m benchmarks.kernel_resources
 # --arch 86` (and --arch 80) over strided, fixed and dense cases at head dims 32, 64 and 128
-# (results/profiles/kernel_resources_arch-*.txt).
+# (results/profiles/kernel_resources_arch-e99a9f23b090.txt).
 SM90_SHARED_BYTES = 232448
 SMALL_SHARED_BYTES = 160 * 1024
 SMALL_SHARED_MAX_STAGES = 2
