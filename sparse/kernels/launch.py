@@ -220,13 +220,9 @@ def plan_for(q: torch.Tensor, pattern: Pattern) -> Plan:
 
 @functools.lru_cache(maxsize=64)
 def _device_target(index: int | None) -> tuple[int, int]:
+    """(compute capability x 10, shared memory per block) of CUDA device `index`: 90 for H100 and H200, 80 for A100."""
     major, minor = torch.cuda.get_device_capability(index)
     return major * 10 + minor, torch.cuda.get_device_properties(index).shared_memory_per_block_optin
-
-
-def device_arch(index: int | None = None) -> int:
-    """Compute capability x 10 of CUDA device `index` (90: H100, H200; 80: A100)."""
-    return _device_target(index)[0]
 
 
 def gpu_target(index: int | None = None, hopper_features: bool | None = None) -> dict[str, int]:

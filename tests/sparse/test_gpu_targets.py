@@ -104,21 +104,26 @@ def test_gpus_the_kernels_cannot_serve_are_refused_by_name(fake_gpu, target, dty
     assert f"sm_{target[0]}" in str(error.value) and "backend 'flex' or 'reference'" in str(error.value)
 
 
-@pytest.fixture
-def older_gpu_plans(monkeypatch):
-    """Every call plans for an A100 (under the interpreter on the CPU, compiled on a GPU) and records its launches'
-    options."""
+def record_launch_options(monkeypatch) -> list[dict]:
+    """The constexprs and launch options of every launch from here on."""
     options = []
     real_launch = launch._launch_at
-    monkeypatch.setattr(
-        launch, "plan_for", lambda q, p: build_plan(p, q.shape[2], q.shape[3], arch=A100[0], shared_bytes=A100[1])
-    )
     monkeypatch.setattr(
         launch,
         "_launch_at",
         lambda site, kernel, grid, args, make: (options.append(make()), real_launch(site, kernel, grid, args, make))[1],
     )
     return options
+
+
+@pytest.fixture
+def older_gpu_plans(monkeypatch):
+    """Every call plans for an A100 (under the interpreter on the CPU, compiled on a GPU) and records its launches'
+    options."""
+    monkeypatch.setattr(
+        launch, "plan_for", lambda q, p: build_plan(p, q.shape[2], q.shape[3], arch=A100[0], shared_bytes=A100[1])
+    )
+    return record_launch_options(monkeypatch)
 
 
 def _no_hopper_options(options: list[dict]) -> bool:
@@ -156,13 +161,7 @@ def test_gpu_older_gpus_path(name, n, dtype, monkeypatch):
     """The older GPUs' plan (no descriptors, no programmatic launch) compiled on the GPU at hand, against the
     reference: SPARSE_HOPPER_FEATURES=0 on a Hopper GPU, the plan it would get anyway on an older one."""
     monkeypatch.setenv("SPARSE_HOPPER_FEATURES", "0")
-    options = []
-    real_launch = launch._launch_at
-    monkeypatch.setattr(
-        launch,
-        "_launch_at",
-        lambda site, kernel, grid, args, make: (options.append(make()), real_launch(site, kernel, grid, args, make))[1],
-    )
+    options = record_launch_options(monkeypatch)
     head_dim = 64 if n > 4097 else 128
     heads = 4 if "distinct" in name else 1
     check_against_reference(sparse.pattern(**GPU_PATTERNS[name]), (1, heads, n, head_dim), dtype, "cuda", seed=n)
