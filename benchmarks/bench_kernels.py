@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import gc
 import math
+import os
 import statistics
 import sys
 import time
@@ -43,6 +44,7 @@ import yaml
 import sparse
 from benchmarks.provenance import provenance
 from benchmarks.recorder import KERNEL_COLUMNS, append_rows
+from sparse.attention import check_gpu
 from sparse.flex import block_mask_for
 from sparse.kernels import build_plan, call_graphs
 from sparse.kernels.plan import interpreting
@@ -390,6 +392,19 @@ def main(argv: list[str] | None = None) -> int:
         cases += model_cases()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = getattr(torch, args.dtype)
+    if device == "cuda" and "triton" in backends:
+        # Before any GPU work: a GPU the kernels cannot serve (sparse.attention.check_gpu), and rows that would carry
+        # this card's name for the older GPUs' plan (profile_kernels --paths=direct,older-gpus compares the two).
+        try:
+            check_gpu(torch.device("cuda", torch.cuda.current_device()), dtype)
+        except ValueError as refused:
+            parser.error(str(refused))
+        if os.environ.get("SPARSE_HOPPER_FEATURES") == "0":
+            parser.error(
+                "SPARSE_HOPPER_FEATURES=0 is set: kernels.csv names rows by card, so the older GPUs' plan would be "
+                "recorded as this card's; unset it, or compare the two with `python -m benchmarks.profile_kernels "
+                "--paths=direct,older-gpus`"
+            )
     prov = provenance()
     base = {key: prov[key] for key in ("gpu", "torch", "triton", "commit", "date")}
     # On the H100 host a Python backward ran twice as slowly on the engine's device thread as on the caller's

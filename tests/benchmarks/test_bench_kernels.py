@@ -80,6 +80,8 @@ def test_the_gpu_branch_writes_ceilings_and_the_backward_thread(tmp_path, monkey
                 "peak_gib": 0.1}  # fmt: skip
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(bench, "check_gpu", lambda device, dtype: None)
     monkeypatch.setattr(bench, "measure_ceilings", lambda: {"copy_gbps": 3000.0, "matmul_tflops": 700.0})
     monkeypatch.setattr(bench, "measure", fake_measure)
     monkeypatch.setattr(bench, "provenance", lambda: dict(gpu="H100", torch="2", triton="3", commit="abc", date="d"))
@@ -97,6 +99,30 @@ def test_the_gpu_branch_writes_ceilings_and_the_backward_thread(tmp_path, monkey
     assert seen and not any(seen)  # every backward of the run on the caller's thread
     assert torch._C._is_multithreading_enabled()  # and the setting restored afterwards
     assert graphs_on and not any(graphs_on) and call_graphs.ENABLED  # --call-graphs off for the run, then restored
+
+
+@pytest.mark.parametrize("refusal", ["gpu", "older-gpus plan"])
+def test_a_gpu_run_the_rows_could_not_describe_is_refused_before_any_gpu_work(refusal, monkeypatch, capsys):
+    """A GPU the kernels cannot serve (sparse.attention.check_gpu), or SPARSE_HOPPER_FEATURES=0 (rows named by the card
+    would time the older GPUs' plan): refused before the ceilings are measured."""
+    import torch
+
+    import benchmarks.bench_kernels as bench
+
+    def check_gpu(device, dtype):
+        if refusal == "gpu":
+            raise ValueError("backend 'triton' needs a GPU of compute capability 8.0 or newer")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(bench, "check_gpu", check_gpu)
+    monkeypatch.setattr(bench, "measure_ceilings", lambda: pytest.fail("GPU work before the refusal"))
+    if refusal == "older-gpus plan":
+        monkeypatch.setenv("SPARSE_HOPPER_FEATURES", "0")
+    with pytest.raises(SystemExit):
+        main(["--cases", "targets", "--n", "3072", "--backends", "triton"])
+    err = capsys.readouterr().err
+    assert ("compute capability 8.0" in err) if refusal == "gpu" else ("profile_kernels" in err)
 
 
 def test_graph_time_is_measured_for_triton_and_sdpa_and_its_failure_is_recorded(monkeypatch):
