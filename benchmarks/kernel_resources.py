@@ -58,7 +58,8 @@ COLUMNS = [
 
 @dataclass(frozen=True)
 class SM:
-    """Per-SM limits of compute capability 9.0 (CUDA C Programming Guide, table of technical specifications)."""
+    """Per-SM limits of a compute capability, by default 9.0 (CUDA C Programming Guide, table of technical
+    specifications)."""
 
     registers: int = 65536
     shared_bytes: int = 233472  # 228 KB, of which each resident program also reserves 1 KB

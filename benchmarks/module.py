@@ -258,7 +258,7 @@ class SparseTransformerModule(L.LightningModule):
         # attention sees the autocast dtype; under "32-true" float32.
         if self.device.type == "cuda" and self.hparams.backend == "triton":
             precision = str(self.trainer.precision)
-            dtype = torch.float32 if precision.startswith(("32", "64")) else torch.bfloat16
+            dtype = {"bf": torch.bfloat16, "16": torch.float16}.get(precision[:2], torch.float32)
             check_gpu(self.device, dtype)
 
     def on_train_batch_start(self, batch, batch_idx: int) -> None:

@@ -51,6 +51,7 @@ import dataclasses
 import io
 import os
 import pstats
+from unittest import mock
 
 import torch
 import triton.testing
@@ -97,15 +98,8 @@ def launch_path(name: str):
         yield
         return
     if name == "older-gpus":
-        saved = os.environ.get("SPARSE_HOPPER_FEATURES")
-        os.environ["SPARSE_HOPPER_FEATURES"] = "0"
-        try:
+        with mock.patch.dict(os.environ, SPARSE_HOPPER_FEATURES="0"):
             yield
-        finally:
-            if saved is None:
-                del os.environ["SPARSE_HOPPER_FEATURES"]
-            else:
-                os.environ["SPARSE_HOPPER_FEATURES"] = saved
         return
     if name == "triton":
         original = launch.plan_for

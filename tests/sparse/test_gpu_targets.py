@@ -168,7 +168,9 @@ def test_gpu_older_gpus_path(name, n, dtype, monkeypatch):
     assert _no_hopper_options(options)
 
 
-@pytest.mark.parametrize("precision, dtype", [("32-true", torch.float32), ("bf16-mixed", torch.bfloat16)])
+@pytest.mark.parametrize(
+    "precision, dtype", [("32-true", torch.float32), ("bf16-mixed", torch.bfloat16), ("16-mixed", torch.float16)]
+)
 def test_training_checks_the_gpu_before_the_first_batch(precision, dtype, monkeypatch):
     """The LightningModule asks check_gpu at fit start for the dtype attention sees under the Trainer's precision."""
     from types import SimpleNamespace
