@@ -300,8 +300,8 @@ MIN_ARCH = 80
 # SMALL_SHARED_MAX_STAGES deep (Tiles.options_for; at three, fixed attention's summary dk/dv at head dim 128 asks for
 # 107,520 bytes), and float32 inputs are refused (sparse.attention.check_gpu: the whole-group backward's 128 x 64
 # tile needs 131,072 bytes even at one stage). From the compiler's reports, `python -m benchmarks.kernel_resources
-# --arch 86` (and --arch 80) over strided, fixed and dense cases at head dims 32, 64 and 128
-# (results/profiles/kernel_resources_arch-e99a9f23b090.txt).
+# --arch 86` (and --arch 80, 89) over strided, fixed and dense cases at head dims 32, 64 and 128
+# (results/profiles/kernel_resources_arch-e99a9f23b090.txt, -02e777f1c03d.txt: float32 on sm_80 too).
 SM90_SHARED_BYTES = 232448
 SMALL_SHARED_BYTES = 160 * 1024
 SMALL_SHARED_MAX_STAGES = 2
