@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import gc
 import math
-import os
 import statistics
 import sys
 import time
@@ -47,6 +46,7 @@ from benchmarks.recorder import KERNEL_COLUMNS, append_rows
 from sparse.attention import check_gpu
 from sparse.flex import block_mask_for
 from sparse.kernels import build_plan, call_graphs
+from sparse.kernels.launch import hopper_features_wanted
 from sparse.kernels.plan import interpreting
 
 # The paper's choice of stride near sqrt(n): CIFAR's 96 at 3,072 ([DA]), Enwik8's and ImageNet's 128 at 12,288.
@@ -399,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
             check_gpu(torch.device("cuda", torch.cuda.current_device()), dtype)
         except ValueError as refused:
             parser.error(str(refused))
-        if os.environ.get("SPARSE_HOPPER_FEATURES") == "0":
+        if not hopper_features_wanted():
             parser.error(
                 "SPARSE_HOPPER_FEATURES=0 is set: kernels.csv names rows by card, so the older GPUs' plan would be "
                 "recorded as this card's; unset it, or compare the two with `python -m benchmarks.profile_kernels "

@@ -225,13 +225,18 @@ def _device_target(index: int | None) -> tuple[int, int]:
     return major * 10 + minor, torch.cuda.get_device_properties(index).shared_memory_per_block_optin
 
 
+def hopper_features_wanted() -> bool:
+    """False where the environment's SPARSE_HOPPER_FEATURES=0 asks for the older GPUs' plan on every GPU."""
+    return os.environ.get("SPARSE_HOPPER_FEATURES", "1") != "0"
+
+
 def gpu_target(index: int | None = None, hopper_features: bool | None = None) -> dict[str, int]:
     """build_plan's `arch` and `shared_bytes` for CUDA device `index`; with `hopper_features` False (by default the
     environment's SPARSE_HOPPER_FEATURES=0) a Hopper GPU is described as the last arch before it, so that its plan
     takes the older GPUs' path (plan.HOPPER_ARCH)."""
     arch, shared_bytes = _device_target(index)
     if hopper_features is None:
-        hopper_features = os.environ.get("SPARSE_HOPPER_FEATURES", "1") != "0"
+        hopper_features = hopper_features_wanted()
     if not hopper_features:
         arch = min(arch, HOPPER_ARCH - 1)
     return dict(arch=arch, shared_bytes=shared_bytes)
