@@ -53,6 +53,7 @@ from sparse.kernels.plan import interpreting
 STRIDE_FOR_N = {1024: 32, 3072: 96, 12288: 128, 65536: 256, 262144: 512, 1048576: 1024}
 FIXED_L, FIXED_C = 128, 32  # Enwik8's fixed pattern (paper section 7.2)
 FULL_SWEEP_N = (1024, 3072, 12288, 65536, 262144, 1048576)
+PATTERNS = ("all", "strided", "fixed")
 CEILING_COLUMNS = ["gpu", "copy_gbps", "matmul_tflops", "torch", "triton", "commit", "date"]
 
 # Assumed rates used only to predict whether a cell fits the time budget (deliberately pessimistic).
@@ -334,6 +335,16 @@ def parse_list(text: str, kind=str) -> list:
     return [kind(x) for x in text.split(",") if x]
 
 
+def _positive_ints(parser: argparse.ArgumentParser, flag: str, text: str) -> list[int]:
+    try:
+        values = parse_list(text, int)
+    except ValueError:
+        parser.error(f"{flag} takes comma-separated integers, got {text!r}")
+    if not values or min(values) < 1:
+        parser.error(f"{flag} takes comma-separated integers >= 1, got {text!r}")
+    return values
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="sparse-repro bench-kernels", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -342,13 +353,19 @@ def main(argv: list[str] | None = None) -> int:
         default="both",
         help="both = sweep + targets; models = the attention calls of the small presets' models (model_cases)",
     )
-    parser.add_argument("--n", default=",".join(map(str, FULL_SWEEP_N)), help="sequence lengths of the sweep")
-    parser.add_argument("--patterns", default="all,strided,fixed")
-    parser.add_argument("--backends", default="triton,flex,sdpa")
-    parser.add_argument("--head-dims", default="64,128")
-    parser.add_argument("--passes", default="fwd,fwd+bwd")
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--heads", type=int, default=16)
+    parser.add_argument(
+        "--n",
+        default=",".join(map(str, FULL_SWEEP_N)),
+        help="comma-separated sequence lengths: the sweep's, and a filter on the targets' (default: every target's n)",
+    )
+    parser.add_argument("--patterns", default=",".join(PATTERNS), help="comma-separated, of: " + ", ".join(PATTERNS))
+    parser.add_argument(
+        "--backends", default="triton,flex,sdpa", help="comma-separated, of: " + ", ".join(sparse.BACKENDS)
+    )
+    parser.add_argument("--head-dims", default="64,128", help="comma-separated, of: 32, 64, 128")
+    parser.add_argument("--passes", default="fwd,fwd+bwd", help="comma-separated, of: fwd, fwd+bwd")
+    parser.add_argument("--batch", type=int, default=1, help="batch of the sweep's cases (targets fix their own)")
+    parser.add_argument("--heads", type=int, default=16, help="heads of the sweep's cases (targets fix their own)")
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
     parser.add_argument("--budget-s", type=float, default=90.0, help="skip cells predicted to take longer")
     parser.add_argument(
@@ -365,31 +382,55 @@ def main(argv: list[str] | None = None) -> int:
         help="our kernels' eager calls: replayed from per-call CUDA graphs once a call repeats (sparse/kernels/"
         "call_graphs.py), or every launch issued directly; recorded in each triton row",
     )
-    parser.add_argument("--out", default="results/kernels.csv")
-    parser.add_argument("--ceilings-out", default="results/device_ceilings.csv")
+    parser.add_argument("--out", default="results/kernels.csv", help="the CSV the rows are appended to")
+    parser.add_argument(
+        "--ceilings-out", default="results/device_ceilings.csv", help="the CSV the card's measured ceilings go to"
+    )
     args = parser.parse_args(argv)
 
+    # Every argument is checked here, before the ceilings are measured or a row is written: a typo found after
+    # minutes of GPU work, or a run that measures nothing, would leave a ceilings row and no answer.
     backends = parse_list(args.backends)
     for b in backends:
         if b not in sparse.BACKENDS:
             parser.error(f"unknown backend {b!r}; valid: {', '.join(sparse.BACKENDS)}")
-    for d in parse_list(args.head_dims, int):
+    head_dims = _positive_ints(parser, "--head-dims", args.head_dims)
+    for d in head_dims:
         if d not in (32, 64, 128):
             parser.error(f"head dim {d} unsupported; valid: 32, 64, 128")
     passes = parse_list(args.passes)
-    if any(p not in ("fwd", "fwd+bwd") for p in passes):
+    if not passes or any(p not in ("fwd", "fwd+bwd") for p in passes):
         parser.error("--passes takes fwd and/or fwd+bwd")
     attn_modes = parse_list(args.patterns)
+    for mode in attn_modes:
+        if mode not in PATTERNS:
+            parser.error(f"unknown pattern {mode!r}; valid: {', '.join(PATTERNS)}")
+    n_list = _positive_ints(parser, "--n", args.n)
+    if args.batch < 1 or args.heads < 1:
+        parser.error(f"--batch and --heads must be >= 1, got {args.batch} and {args.heads}")
+    if args.budget_s <= 0:
+        parser.error(f"--budget-s must be > 0, got {args.budget_s}")
     cases = []
     if args.cases in ("sweep", "both"):
-        cases += sweep_cases(
-            parse_list(args.n, int), attn_modes, parse_list(args.head_dims, int), args.batch, args.heads
-        )
+        cases += sweep_cases(n_list, attn_modes, head_dims, args.batch, args.heads)
     if args.cases in ("targets", "both"):
-        n_list = parse_list(args.n, int)  # the default lists every target's n
+        # --n filters the targets (its default lists every target's n); --patterns, --head-dims, --batch and
+        # --heads do not: each target fixes its own.
         cases += [c for c in target_cases() if c not in cases and c.n in n_list]
     if args.cases == "models":
         cases += model_cases()
+    work = [(c, b, p) for c in cases for p in passes for b in backends_for(c, backends)]
+    if not work:
+        target_n = ", ".join(str(n) for n in sorted({c.n for c in target_cases()}))
+        parser.error(
+            f"nothing to measure: --cases {args.cases} with --n {args.n} and --backends {args.backends} selects no "
+            f"cell (the targets' n: {target_n}; sdpa runs only beside pattern 'all' or a target)"
+        )
+    for case in cases:
+        try:
+            case.pattern()
+        except ValueError as bad:
+            parser.error(f"{case.attn_mode} at n = {case.n}: {bad}")
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = getattr(torch, args.dtype)
     if device == "cuda" and "triton" in backends:
@@ -422,7 +463,6 @@ def main(argv: list[str] | None = None) -> int:
     saved_call_graphs, call_graphs.ENABLED = call_graphs.ENABLED, args.call_graphs == "on"
     from tqdm import tqdm
 
-    work = [(c, b, p) for c in cases for p in passes for b in backends_for(c, backends)]
     rows = []
     try:
         with torch.autograd.set_multithreading_enabled(args.autograd_thread == "engine"):

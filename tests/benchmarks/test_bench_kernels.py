@@ -39,12 +39,44 @@ def test_a_tiny_sweep_writes_rows_the_report_reads(tmp_path, capsys):
     assert "| strided |" in (results / "tables" / "kernels.md").read_text()
 
 
-def test_bad_arguments_are_refused_before_any_work(capsys):
-    for args, text in ((["--backends", "cuda"], "unknown backend"), (["--head-dims", "48"], "unsupported"),
-                       (["--passes", "bwd"], "--passes")):  # fmt: skip
-        with pytest.raises(SystemExit):
-            main(args)
-        assert text in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "args, text",
+    [
+        (["--backends", "cuda"], "unknown backend"),
+        (["--head-dims", "48"], "unsupported"),
+        (["--head-dims", "6x4"], "--head-dims takes comma-separated integers"),
+        (["--passes", "bwd"], "--passes"),
+        (["--passes", ","], "--passes"),
+        (["--patterns", "strdied"], "unknown pattern 'strdied'"),
+        (["--n", "12k"], "--n takes comma-separated integers"),
+        (["--n", "0"], "integers >= 1"),
+        (["--batch", "0"], "--batch and --heads must be >= 1"),
+        (["--budget-s", "0"], "--budget-s must be > 0"),
+        (["--cases", "targets", "--n", "1024"], "nothing to measure"),
+        (["--cases", "sweep", "--patterns", "strided", "--backends", "sdpa"], "nothing to measure"),
+    ],
+)
+def test_bad_arguments_are_refused_before_any_work(args, text, tmp_path, monkeypatch, capsys):
+    """Refused by name, with nothing measured or written: not the ceilings (a GPU run measures them first), not a row."""
+    import benchmarks.bench_kernels as bench
+
+    monkeypatch.setattr(bench, "measure_ceilings", lambda: pytest.fail("GPU work before the refusal"))
+    monkeypatch.setattr(bench, "measure", lambda *a: pytest.fail("a cell measured before the refusal"))
+    out = tmp_path / "kernels.csv"
+    with pytest.raises(SystemExit):
+        main([*args, "--out", str(out), "--ceilings-out", str(tmp_path / "ceilings.csv")])
+    assert text in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "ceilings.csv").exists()
+
+
+def test_every_option_says_what_it_takes(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    help_text = capsys.readouterr().out
+    for option in ("--n", "--patterns", "--backends", "--head-dims", "--passes", "--batch", "--heads", "--out"):
+        line = next(line for line in help_text.splitlines() if line.strip().startswith(option))
+        block = help_text[help_text.index(line) :].split("\n  -")[0]
+        assert len(block.split()) > 2, f"{option} has no help text"
 
 
 def test_case_sets():
