@@ -13,10 +13,10 @@ What it adds to Lightning's CLI:
     checkpoint: ModelCheckpoint with save_last=True, in <trainer.default_root_dir>/checkpoints unless dirpath
                 is given, so that `--ckpt_path last` finds the run's last checkpoint;
     faults:     benchmarks.faults.FaultGuard (stop on a NaN/inf loss; per-step seeds for exact resumes).
-- Bad values fail before training: unknown classes or keys (parser), heads not dividing the width (model),
-  an unknown precision (Trainer), missing data or data that cannot give the sequence length (the datamodule's
-  prepare_data / setup, which Lightning runs before the first step); a --config that is not a file lists the
-  configs that exist.
+- Bad values fail before training: unknown classes or keys and an unknown precision (parser), heads not
+  dividing the width (model) or an accelerator the machine lacks (Trainer), each in one line; missing data or
+  data that cannot give the sequence length (the datamodule's prepare_data / setup, which Lightning runs before
+  the first step); a --config that is not a file lists the configs that exist.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import os
 import sys
 from pathlib import Path
 
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -50,6 +51,16 @@ class SparseReproCLI(LightningCLI):
         root = config["trainer"].get("default_root_dir") or os.getcwd()
         if not config["checkpoint"].get("dirpath"):
             config["checkpoint"]["dirpath"] = str(Path(root) / "checkpoints")
+
+    def instantiate_classes(self) -> None:
+        # The model's, datamodule's and Trainer's own checks (heads not dividing the width, an accelerator this
+        # machine lacks) raise here, before any data is read or device touched: say it in one line, as the parser
+        # does for unknown keys, instead of a page of jsonargparse frames. Errors after this point (training) keep
+        # their traceback.
+        try:
+            super().instantiate_classes()
+        except (ValueError, TypeError, MisconfigurationException) as bad:
+            raise SystemExit(f"sparse-repro {self.subcommand or ''}: bad configuration: {bad}".replace("  ", " "))
 
     # Lightning reads the data (prepare_data, on one process per node) before any training step, so missing
     # or malformed data fails with the datamodule's message before training starts.

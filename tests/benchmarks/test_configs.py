@@ -97,6 +97,25 @@ def test_config_parses_against_the_signatures(path):
     assert cli.config["data"]["class_path"].startswith("datamodules.")
 
 
+@needs_harness
+@pytest.mark.parametrize(
+    "override, text",
+    [(["--model.n_head", "7"], "divisible by n_head (7)"), (["--trainer.accelerator", "mps"], "MPSAccelerator")],
+)
+def test_a_bad_value_is_one_line_before_any_data_or_device(override, text, tmp_path, capsys):
+    """The model's or Trainer's own check, said in one line (SystemExit), not a page of jsonargparse frames."""
+    from benchmarks.lightning_cli import build_cli
+
+    args = ["fit", "--config", str(config_path("cifar10", "strided", "smoke")), *override,
+            "--data.init_args.data_dir", str(tmp_path / "no-data-here"),
+            "--trainer.default_root_dir", str(tmp_path / "run")]  # fmt: skip
+    with pytest.raises(SystemExit) as stop:
+        build_cli(args)
+    message = str(stop.value.code)
+    assert message.startswith("sparse-repro fit: bad configuration:") and text in message
+    assert "\n" not in message and not (tmp_path / "run").exists()
+
+
 @pytest.fixture(scope="module")
 def data_cache(tmp_path_factory):
     """One decoding cache for the module (ImageNet's PNGs and the audio are decoded once, not per test)."""
