@@ -60,7 +60,8 @@ class SparseReproCLI(LightningCLI):
         try:
             super().instantiate_classes()
         except (ValueError, TypeError, MisconfigurationException) as bad:
-            raise SystemExit(f"sparse-repro {self.subcommand or ''}: bad configuration: {bad}".replace("  ", " "))
+            command = f"sparse-repro {self.subcommand}" if self.subcommand else "sparse-repro"
+            raise SystemExit(f"{command}: bad configuration: {bad}") from bad
 
     # Lightning reads the data (prepare_data, on one process per node) before any training step, so missing
     # or malformed data fails with the datamodule's message before training starts.

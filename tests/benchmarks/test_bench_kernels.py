@@ -57,7 +57,7 @@ def test_a_tiny_sweep_writes_rows_the_report_reads(tmp_path, capsys):
     ],
 )
 def test_bad_arguments_are_refused_before_any_work(args, text, tmp_path, monkeypatch, capsys):
-    """Refused by name, with nothing measured or written: not the ceilings (a GPU run measures them first), not a row."""
+    """Refused by name with nothing measured or written: not the ceilings (a GPU run measures them first), no row."""
     import benchmarks.bench_kernels as bench
 
     monkeypatch.setattr(bench, "measure_ceilings", lambda: pytest.fail("GPU work before the refusal"))
