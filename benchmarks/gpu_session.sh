@@ -23,8 +23,9 @@ for step in "$@"; do
                  -p no:cacheprovider -p no:warnings --durations=5 2>&1 | tail -15 | tee "$OUT/gpu_tests.txt" ;;
     # Compile-bound (each dtype x head dim x mask shape compiles its kernels): spread over processes with xdist.
     # 12 workers: 171 s for 83 tests, 229 s for 114 on an H200 host of 16 cores (gpu_cuda_tests-c81dfa6386eb.txt,
-    # -a98f5515647b.txt); 6 did not finish in 240 s.
-    cudatests) timeout 300 python3 -m pytest tests/sparse -m cuda -p no:cacheprovider \
+    # -a98f5515647b.txt); 6 did not finish in 240 s. Twelve processes on one card ran out of its memory once
+    # (gpu_cuda_tests-3957e72d6b3c.txt): tests/conftest.py and tests/process_lock.py since.
+    cudatests) timeout 420 python3 -m pytest tests/sparse -m cuda -p no:cacheprovider \
                  -p no:warnings -n 12 -rA --tb=short --durations=8 > "$OUT/gpu_cuda_tests.txt" 2>&1
                grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/gpu_cuda_tests.txt" | tail -12 ;;
     # The older GPUs' plan (no descriptors, no programmatic launch; sparse/kernels/plan.py's HOPPER_ARCH) compiled on

@@ -2,7 +2,9 @@
 part, odd lengths, several B, H, D and dtypes. On the CPU they run under TRITON_INTERPRET=1 (tests/conftest.py)
 with 16 x 16 tiles; the `cuda` tests repeat them compiled at lengths up to 16,384."""
 
+import contextlib
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -24,6 +26,7 @@ from sparse.kernels.geometry import (
 )
 from sparse.patterns import BandSegment, SummarySegment
 from sparse.reference import reference_attention
+from tests.process_lock import one_process_at_a_time
 
 # Relative-norm tolerances: fp32 runs IEEE dots (about 1e-6 seen); bf16/fp16 round inputs and probabilities.
 TOLERANCE = {torch.float32: 2e-5, torch.float16: 5e-3, torch.bfloat16: 3e-2}
@@ -77,6 +80,27 @@ def reference_in_row_chunks(q, k, v, do, p, scale, rows):
     return torch.cat(outs, 2), torch.cat(dqs, 2), k64.grad, v64.grad
 
 
+def test_one_process_at_a_time_excludes_another_process(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    root, name = Path(__file__).resolve().parents[2], f"lock-test-{tmp_path.name}"
+    script = (
+        f"import sys, time; sys.path.insert(0, {str(root)!r})\n"
+        "from tests.process_lock import one_process_at_a_time\n"
+        f"with one_process_at_a_time({name!r}):\n"
+        "    print('in', flush=True); time.sleep(1.0)\n"
+    )
+    first = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert first.stdout.readline().strip() == "in"  # the other process holds the lock for a second
+    asked = time.monotonic()
+    with one_process_at_a_time(name):
+        waited = time.monotonic() - asked
+    first.wait()
+    assert waited > 0.5, f"granted after {waited:.2f} s, while the other process held it"
+
+
 def test_row_chunked_reference_matches_the_reference():
     p = sparse.pattern(**PATTERNS["fixed-distinct"])
     q, k, v, do = make_inputs((1, 3, 29, 16), torch.float64, "cpu", seed=3)
@@ -102,7 +126,12 @@ def check_against_reference(
     out = sparse.attention(q, k, v, p, backend=backend)
     dq, dk, dv = torch.autograd.grad(out, (q, k, v), do)
     if shape[1] * shape[2] ** 2 > 2**26:  # above ~0.5 GB per float64 [H, n, n] matrix
-        ref, rdq, rdk, rdv = reference_in_row_chunks(q, k, v, do, p, shape[-1] ** -0.5, rows=2048)
+        # Still gigabytes at once (n = 16,384, 4 heads: the mask and a few [H, 2048, n] float64 chunks): one process
+        # at a time computes it, and hands the memory back before the next starts.
+        with one_process_at_a_time("big-gpu-reference") if q.is_cuda else contextlib.nullcontext():
+            ref, rdq, rdk, rdv = reference_in_row_chunks(q, k, v, do, p, shape[-1] ** -0.5, rows=2048)
+            if q.is_cuda:
+                torch.cuda.empty_cache()
     else:
         ref_in = [t.detach().to(torch.float64).requires_grad_() for t in (q, k, v)]
         ref = reference_attention(*ref_in, p, scale=shape[-1] ** -0.5)
