@@ -102,7 +102,7 @@ def test_config_parses_against_the_signatures(path):
     "override, text",
     [(["--model.n_head", "7"], "divisible by n_head (7)"), (["--trainer.accelerator", "mps"], "MPSAccelerator")],
 )
-def test_a_bad_value_is_one_line_before_any_data_or_device(override, text, tmp_path, capsys):
+def test_a_bad_value_is_one_line_before_any_data_or_device(override, text, tmp_path):
     """The model's or Trainer's own check, said in one line (SystemExit), not a page of jsonargparse frames."""
     from benchmarks.lightning_cli import build_cli
 
