@@ -45,6 +45,7 @@ from sparse.kernels.geometry import (
     let_next_launch_start,
     mask_tile,
     mma,
+    owned_queries,
     summary_key_end,
     summary_offset,
     summary_positions,
@@ -208,28 +209,10 @@ def _dq_program(
     dims = tl.arange(0, HEAD_DIM)
     rows = tl.arange(0, BLOCK_M)
 
-    tile_first = pid * BLOCK_M
-    if IS_SUMMARY:
-        q_index = tile_first + rows
-        q_pos = q_index
-        q_valid = q_pos < n
-        last_query = tl.minimum((pid + 1) * BLOCK_M, n) - 1
-        lo = 0
-        hi = summary_key_end(last_query, l_block, c_sum, SAME_BLOCK)
-        offset = summary_offset(head, l_block, c_sum, DISTINCT)
-        group = 0
-    else:
-        tiles_per_group = tl.cdiv(group_len, BLOCK_M)
-        group = pid // tiles_per_group
-        tile = pid % tiles_per_group
-        q_index = tile * BLOCK_M + rows
-        q_pos, q_valid = band_positions(group, q_index, n, group_len, step, group_stride)
-        hi = tl.minimum((tile + 1) * BLOCK_M, group_len)
-        if HAS_WINDOW:
-            lo = tl.maximum(0, tile * BLOCK_M - window + 1) // BLOCK_N * BLOCK_N
-        else:
-            lo = 0
-        offset = 0
+    q_index, q_pos, q_valid, lo, hi, offset, group, tile = owned_queries(
+        pid, head, rows, n, group_len, step, group_stride, window, l_block, c_sum, tl.cdiv(group_len, BLOCK_M),
+        BLOCK_M, BLOCK_N, IS_SUMMARY, HAS_WINDOW, SAME_BLOCK, DISTINCT,
+    )  # fmt: skip
 
     batch32 = bh // H
     if TMA and not IS_SUMMARY:  # a summary segment's keys alone come by descriptor (TMA_SUMMARY_KEYS)
@@ -260,7 +243,7 @@ def _dq_program(
 
     if IS_SUMMARY:
         # Every query of the tile attends every summary key of the windows before its first query's: no mask there.
-        mid = tl.minimum(summary_key_end(tile_first, l_block, c_sum, False) // BLOCK_N * BLOCK_N, hi)
+        mid = tl.minimum(summary_key_end(pid * BLOCK_M, l_block, c_sum, False) // BLOCK_N * BLOCK_N, hi)
         for start in range(lo, mid, BLOCK_N):
             dq = _dq_step(
                 start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, q_index, q_pos, q_valid, group,

@@ -23,13 +23,12 @@ import triton.language as tl
 
 from sparse.kernels.geometry import (
     band_interior,
-    band_positions,
     key_tile,
     let_next_launch_start,
     mask_tile,
     mma,
+    owned_queries,
     summary_key_end,
-    summary_offset,
     tile_and_head,
     tma_rows,
     wait_for_previous_launch,
@@ -100,27 +99,10 @@ def _sparse_fwd_kernel(
     dims = tl.arange(0, HEAD_DIM)
     rows = tl.arange(0, BLOCK_M)
 
-    # Which queries this program owns, and the range of keys (in-segment indices) they can reach.
-    if IS_SUMMARY:
-        q_index = pid * BLOCK_M + rows
-        q_pos = q_index
-        q_valid = q_pos < n
-        last_query = tl.minimum((pid + 1) * BLOCK_M, n) - 1
-        lo = 0
-        hi = summary_key_end(last_query, l_block, c_sum, SAME_BLOCK)
-        offset = summary_offset(head, l_block, c_sum, DISTINCT)
-        group = 0
-    else:
-        group = pid // tiles_per_group
-        tile = pid % tiles_per_group
-        q_index = tile * BLOCK_M + rows
-        q_pos, q_valid = band_positions(group, q_index, n, group_len, step, group_stride)
-        hi = tl.minimum((tile + 1) * BLOCK_M, group_len)
-        if HAS_WINDOW:
-            lo = tl.maximum(0, tile * BLOCK_M - window + 1) // BLOCK_N * BLOCK_N
-        else:
-            lo = 0
-        offset = 0
+    q_index, q_pos, q_valid, lo, hi, offset, group, tile = owned_queries(
+        pid, head, rows, n, group_len, step, group_stride, window, l_block, c_sum, tiles_per_group, BLOCK_M, BLOCK_N,
+        IS_SUMMARY, HAS_WINDOW, SAME_BLOCK, DISTINCT,
+    )  # fmt: skip
 
     batch32 = bh // H
     if TMA and not IS_SUMMARY:

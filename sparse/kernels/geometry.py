@@ -164,6 +164,40 @@ TILES_BY_HEAD, LONGEST_FIRST, LAST_TILE_FIRST = 0, 1, 2
 
 
 @triton.jit
+def owned_queries(
+    pid, head, rows, n, group_len, step, group_stride, window, l_block, c_sum, tiles_per_group,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr,
+    SAME_BLOCK: tl.constexpr, DISTINCT: tl.constexpr,
+):  # fmt: skip
+    """The queries a forward or dq program `pid` owns and the keys they can reach, as in-segment indices: returns
+    (q_index, q_pos, q_valid, lo, hi, offset, group, tile). A summary segment's programs own sequence-order tiles and
+    reach compact summary keys [0, hi) at `offset`; a band segment's own tile `tile` of group `group` and reach its
+    keys [lo, hi), lo rounded down to a key tile."""
+    if IS_SUMMARY:
+        group = 0
+        tile = pid
+        q_index = pid * BLOCK_M + rows
+        q_pos = q_index
+        q_valid = q_pos < n
+        last_query = tl.minimum((pid + 1) * BLOCK_M, n) - 1
+        lo = 0
+        hi = summary_key_end(last_query, l_block, c_sum, SAME_BLOCK)
+        offset = summary_offset(head, l_block, c_sum, DISTINCT)
+    else:
+        group = pid // tiles_per_group
+        tile = pid % tiles_per_group
+        q_index = tile * BLOCK_M + rows
+        q_pos, q_valid = band_positions(group, q_index, n, group_len, step, group_stride)
+        hi = tl.minimum((tile + 1) * BLOCK_M, group_len)
+        if HAS_WINDOW:
+            lo = tl.maximum(0, tile * BLOCK_M - window + 1) // BLOCK_N * BLOCK_N
+        else:
+            lo = 0
+        offset = 0
+    return q_index, q_pos, q_valid, lo, hi, offset, group, tile
+
+
+@triton.jit
 def tile_and_head(ORDER: tl.constexpr, HEADS_REVERSED: tl.constexpr = False):
     """(tile, batch x head) of this program under ORDER (see TILES_BY_HEAD) and HEADS_REVERSED."""
     if ORDER == 0:
