@@ -118,13 +118,21 @@ def recorded_launches(records: list[RecordedLaunch], arch: int = 90):
 
 
 def parse_case(spec: str) -> tuple[sparse.patterns.Pattern, int, int]:
-    """mode:n:batch[:local_attn_ctx[:summary_ctx]] -> (pattern, n, batch); a bad spec raises ValueError."""
+    """mode:n:batch[:local_attn_ctx[:summary_ctx]] -> (pattern, n, batch); a bad spec raises ValueError naming it."""
     mode, n, batch, *ctx = spec.split(":") if spec.count(":") >= 2 else (None, None, None)
     if mode is None or len(ctx) > 2:
-        raise ValueError(f"case {spec!r} is not mode:n:batch[:local_attn_ctx[:summary_ctx]]")
-    l = int(ctx[0]) if ctx else None
-    c = int(ctx[1]) if len(ctx) > 1 else None
-    return sparse.pattern(mode, local_attn_ctx=l, summary_ctx=c), int(n), int(batch)
+        raise ValueError(f"bad case {spec!r}: not mode:n:batch[:local_attn_ctx[:summary_ctx]]")
+    try:
+        n, batch, *ctx = (int(x) for x in (n, batch, *ctx))
+    except ValueError:
+        raise ValueError(f"bad case {spec!r}: n, batch, local_attn_ctx and summary_ctx are integers") from None
+    if n < 1 or batch < 1:
+        raise ValueError(f"bad case {spec!r}: n and batch must be >= 1")
+    try:
+        pattern = sparse.pattern(mode, local_attn_ctx=ctx[0] if ctx else None, summary_ctx=ctx[1] if ctx[1:] else None)
+    except (ValueError, TypeError) as err:
+        raise ValueError(f"bad case {spec!r}: {err}") from None
+    return pattern, n, batch
 
 
 def record_call(
@@ -253,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
         try:
             parse_case(spec)
         except (ValueError, TypeError) as err:
-            parser.error(f"bad case {spec!r}: {err}")
+            parser.error(str(err))
     prov = provenance()
     stamp = {key: prov[key] for key in ("commit", "torch", "triton", "date")}
     print(

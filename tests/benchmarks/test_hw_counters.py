@@ -8,9 +8,9 @@ from benchmarks import hw_counters
 @pytest.mark.parametrize(
     "argv, text",
     [
-        (["strided:12"], "is not mode:n:batch"),
+        (["strided:12"], "not mode:n:batch"),
         (["bogus:12:1"], "attn_mode must be one of"),
-        (["strided:x:1:4"], "invalid literal"),
+        (["strided:x:1:4"], "bad case 'strided:x:1:4': n, batch, local_attn_ctx and summary_ctx are integers"),
         (["--heads=0", "strided:12:1:4"], "--heads and --warmup must be at least 1"),
         (["--warmup=0", "strided:12:1:4"], "--heads and --warmup must be at least 1"),
         (["--pass=bwd", "strided:12:1:4"], "invalid choice"),

@@ -30,10 +30,11 @@ def test_every_path_changes_at_most_its_setting_and_restores_all():
 @pytest.mark.parametrize(
     "argv, text",
     [
-        (["strided:12"], "is not mode:n:batch"),
+        (["strided:12"], "not mode:n:batch"),
         (["bogus:12:1"], "attn_mode must be one of"),
         (["--paths=direct,nope", "strided:12:1:4"], "unknown path"),
-        (["strided:12:1:4", "strided:x:1:4"], "invalid literal"),
+        (["strided:12:1:4", "strided:x:1:4"], "bad case 'strided:x:1:4': n, batch, local_attn_ctx and summary_ctx are"),
+        (["strided:0:1:4"], "n and batch must be >= 1"),
         (["--heads=0", "strided:12:1:4"], "--heads must be at least 1"),
         (["--head-dim=48", "strided:12:1:4"], "invalid choice"),
         (["--head-chunks=1", "strided:12:1:4"], "--head-chunks counts must lie in 2..16"),
