@@ -6,6 +6,7 @@
     sparse-repro bench-kernels --n 1024 --backends triton,sdpa --head-dims 64 --passes fwd
     sparse-repro bench-kernels --cases targets --autograd-thread caller   every backward on the calling thread
     sparse-repro bench-kernels --cases targets --call-graphs off          our launches issued one by one
+    sparse-repro bench-kernels --cases targets --backends triton,sdpa,sdpa-flash,sdpa-cudnn   each dense kernel
 
 Every cell: random bf16 inputs (never zeros), warm-up, then the median of triton.testing.do_bench (or, for a
 cell whose single run takes over a second, one warm-up and one timed run); for triton and SDPA cells under a
@@ -23,22 +24,32 @@ host issues one graph launch per forward and per backward instead of each kernel
 launch directly, as every row before schema 4 of kernels.csv did. Each triton row records which way its eager calls
 went (`call_graphs`: "on" only where they were replayed).
 
+Dense SDPA is every ratio's baseline, and torch picks its kernel per call (cuDNN's, FlashAttention-2's, the
+memory-efficient one or the math path that materialises the n^2 scores, by GPU, dtype and version): each SDPA row
+records the one that ran (`sdpa_kernel`, from torch's own dispatcher choice). `sdpa` is torch's choice, the baseline
+of issue 7's targets; `sdpa-flash`, `sdpa-cudnn`, `sdpa-efficient` and `sdpa-math` force one kernel
+(torch.nn.attention.sdpa_kernel) and are recorded as such, so a ratio can be read against each dense kernel; one the
+GPU or dtype does not offer is recorded as skipped with torch's reason.
+
 On a CPU (tests) the same code runs with a wall-clock timer and the Triton interpreter at tiny sizes.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import math
 import statistics
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import yaml
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import sparse
 from benchmarks.provenance import provenance
@@ -61,7 +72,18 @@ CEILING_COLUMNS = ["gpu", "copy_gbps", "matmul_tflops", "torch", "triton", "comm
 # TFLOP/s for flex dense at n = 65,536 fwd+bwd, so 150 is pessimistic.
 # Ours: the H200 measured 206-365 useful TFLOP/s for every n = 1,048,576 cell (8d61ca2f20c4), so 150 is
 # pessimistic too (60, set on the H100's first kernels, skipped cells that run in 15-40 s).
-PREDICT_TFLOPS = {"triton": 150.0, "flex": 150.0, "sdpa": 250.0, "reference": 1.0}
+# The math path is bound by its n^2 scores' memory traffic, not by the matmul rate.
+PREDICT_TFLOPS = {"triton": 150.0, "flex": 150.0, "sdpa": 250.0, "reference": 1.0, "sdpa-math": 10.0}
+
+# SDPA's kernels by the names rows use (the order torch.nn.attention.SDPBackend lists them in).
+SDPA_KERNELS = {
+    "math": SDPBackend.MATH,
+    "flash": SDPBackend.FLASH_ATTENTION,
+    "efficient": SDPBackend.EFFICIENT_ATTENTION,
+    "cudnn": SDPBackend.CUDNN_ATTENTION,
+}
+FORCED_SDPA = tuple(f"sdpa-{name}" for name in SDPA_KERNELS)
+BENCH_BACKENDS = (*sparse.BACKENDS, *FORCED_SDPA)
 
 
 @dataclass(frozen=True)
@@ -148,9 +170,38 @@ def model_cases(preset: str = "small") -> list[Case]:
     return cases
 
 
+def is_sdpa(backend: str) -> bool:
+    return backend == "sdpa" or backend in FORCED_SDPA
+
+
 def backends_for(case: Case, backends) -> list[str]:
     # SDPA computes dense causal attention only: it is the baseline at attn_mode "all".
-    return [b for b in backends if b != "sdpa" or case.attn_mode == "all"]
+    return [b for b in backends if not is_sdpa(b) or case.attn_mode == "all"]
+
+
+def sdpa_kernel_run(q: torch.Tensor, backend: str) -> str:
+    """The name (SDPA_KERNELS) of the kernel torch's dispatcher picks for `backend`'s causal call on q-shaped
+    inputs, under the forcing context `backend` runs in. Raises RuntimeError with torch's reason when none can run."""
+    names = {kernel: name for name, kernel in SDPA_KERNELS.items()}
+    with _sdpa_context(backend), warnings.catch_warnings(record=True) as why:
+        warnings.simplefilter("always")
+        # torch's private choice function is what F.scaled_dot_product_attention dispatches on; it raises
+        # "No viable backend" when the allowed kernels cannot take these inputs, after warning why each declined.
+        try:
+            choice = SDPBackend(torch._fused_sdp_choice(q, q, q, None, 0.0, True))
+        except RuntimeError as err:
+            declined = "; ".join(str(w.message).splitlines()[0] for w in why) or str(err).splitlines()[0]
+            raise RuntimeError(f"{backend} cannot take this call here ({declined})") from err
+    if choice not in names:
+        raise RuntimeError(f"torch chose {choice.name}, which this benchmark does not name")
+    return names[choice]
+
+
+def _sdpa_context(backend: str):
+    """torch.nn.attention.sdpa_kernel for a forced SDPA backend (`sdpa-<name>`); torch's own choice otherwise."""
+    if backend in FORCED_SDPA:
+        return sdpa_kernel([SDPA_KERNELS[backend.removeprefix("sdpa-")]])
+    return contextlib.nullcontext()
 
 
 def skip_reason(case: Case, backend: str, pass_: str, budget_s: float) -> str | None:
@@ -164,9 +215,10 @@ def skip_reason(case: Case, backend: str, pass_: str, budget_s: float) -> str | 
         mask_heads = case.heads if p.distinct_heads else 1
         elements = blocks * (case.heads // mask_heads) * 128 * 128 * case.batch
         flops = 4 * case.head_dim * elements * (3.5 if pass_ == "fwd+bwd" else 1.0)
-    predicted = flops / (PREDICT_TFLOPS[backend] * 1e12)
+    predicted = flops / (PREDICT_TFLOPS.get(backend, PREDICT_TFLOPS["sdpa"]) * 1e12)
     if torch.cuda.is_available() and predicted * 2 > budget_s:
-        return f"predicted {predicted:.0f} s per run at {PREDICT_TFLOPS[backend]:.0f} TFLOP/s exceeds the budget"
+        rate = PREDICT_TFLOPS.get(backend, PREDICT_TFLOPS["sdpa"])
+        return f"predicted {predicted:.0f} s per run at {rate:.0f} TFLOP/s exceeds the budget"
     if backend == "triton" and not torch.cuda.is_available() and not interpreting():
         return "no CUDA device (TRITON_INTERPRET=1 runs the kernels on the CPU, slowly)"
     if backend == "flex" and pass_ == "fwd+bwd" and not torch.cuda.is_available():
@@ -176,6 +228,8 @@ def skip_reason(case: Case, backend: str, pass_: str, budget_s: float) -> str | 
     if torch.cuda.is_available():
         elem = case.batch * case.heads * case.n * case.head_dim * 2
         need = elem * (10 if pass_ == "fwd+bwd" else 5)
+        if backend == "sdpa-math":  # the scores, probabilities and (backward) their gradients, n^2 each, in fp32
+            need += case.batch * case.heads * case.n**2 * 4 * (4 if pass_ == "fwd+bwd" else 2)
         # Blocks the caching allocator keeps from earlier cells are free for this one: give them back first
         # (without this the 1,048,576 cells were skipped after the 65,536 ones, "3 GiB free" on an 80 GB card).
         gc.collect()
@@ -210,7 +264,7 @@ def _timer(fn, slow: bool) -> float:
 
 
 # FlexAttention's first call compiles and its later ones run guards: not replayed from a graph here.
-GRAPH_BACKENDS = ("triton", "sdpa")
+GRAPH_BACKENDS = ("triton", "sdpa", *FORCED_SDPA)
 
 
 def _graph_ms(fn, backend: str, slow: bool) -> tuple[float | None, str]:
@@ -269,39 +323,53 @@ def measure(case: Case, backend: str, pass_: str, dtype: torch.dtype, budget_s: 
     if reason:
         return {**row, "status": "skipped", "reason": reason}
     shape = (case.batch, case.heads, case.n, case.head_dim)
+    if is_sdpa(backend):
+        try:
+            # With the gradient flag of the measured call: a kernel may take the forward but not the backward.
+            probe = torch.empty(shape, device=device, dtype=dtype, requires_grad=pass_ == "fwd+bwd")
+            row["sdpa_kernel"] = sdpa_kernel_run(probe, backend)
+            del probe
+        except RuntimeError as err:  # a forced kernel this GPU, dtype or head dim does not offer
+            return {**row, "status": "skipped", "reason": f"no SDPA kernel: {str(err)[:200]}"}
     try:
-        q, k, v, do = (torch.randn(shape, device=device, dtype=dtype) for _ in range(4))
-        backward = pass_ == "fwd+bwd"
-        if backward:
-            q, k, v = (t.requires_grad_() for t in (q, k, v))
-
-        def run():
-            out = sparse.attention(q, k, v, p, backend=backend)
-            if backward:
-                torch.autograd.backward(out, do)
-                q.grad = k.grad = v.grad = None
-            return out
-
-        run()  # compile / autotune / block-mask creation outside the measurement
-        # Whether a cell is slow (one warm-up and one timed run, no graph replay) is judged on a second, warm call:
-        # the first includes compiling the kernels, and judging on it (before 8dee3b8cb96b) timed every freshly
-        # compiled triton fwd+bwd cell by a single run and replayed none of them from a graph.
-        t0 = time.perf_counter()
-        if device == "cuda":
-            torch.cuda.reset_peak_memory_stats()
-        run()
-        if device == "cuda":
-            torch.cuda.synchronize()
-            row["peak_gib"] = f"{torch.cuda.max_memory_allocated() / 2**30:.4f}"
-        slow = time.perf_counter() - t0 > 1.0
-        replayed = call_graphs.state()["replayed"]
-        median_ms = _timer(run, slow=slow)
-        if backend == "triton":
-            row["call_graphs"] = "on" if call_graphs.state()["replayed"] > replayed else "off"
-        graph_ms, graph_note = _graph_ms(run, backend, slow=slow) if device == "cuda" else (None, "")
+        with _sdpa_context(backend):  # warm-up, timing and graph capture all run the forced kernel
+            return _measured(row, case, p, backend, pass_, shape, dtype, device)
     except torch.OutOfMemoryError as err:
         torch.cuda.empty_cache()
         return {**row, "status": "skipped", "reason": f"out of memory: {str(err).splitlines()[0][:120]}"}
+
+
+def _measured(row: dict, case: Case, p: sparse.Pattern, backend: str, pass_: str, shape, dtype, device) -> dict:
+    """`row` completed with the cell's times, memory, FLOP rate and tiles (measure's checks passed)."""
+    q, k, v, do = (torch.randn(shape, device=device, dtype=dtype) for _ in range(4))
+    backward = pass_ == "fwd+bwd"
+    if backward:
+        q, k, v = (t.requires_grad_() for t in (q, k, v))
+
+    def run():
+        out = sparse.attention(q, k, v, p, backend="sdpa" if is_sdpa(backend) else backend)
+        if backward:
+            torch.autograd.backward(out, do)
+            q.grad = k.grad = v.grad = None
+        return out
+
+    run()  # compile / autotune / block-mask creation outside the measurement
+    # Whether a cell is slow (one warm-up and one timed run, no graph replay) is judged on a second, warm call:
+    # the first includes compiling the kernels, and judging on it (before 8dee3b8cb96b) timed every freshly
+    # compiled triton fwd+bwd cell by a single run and replayed none of them from a graph.
+    t0 = time.perf_counter()
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    run()
+    if device == "cuda":
+        torch.cuda.synchronize()
+        row["peak_gib"] = f"{torch.cuda.max_memory_allocated() / 2**30:.4f}"
+    slow = time.perf_counter() - t0 > 1.0
+    replayed = call_graphs.state()["replayed"]
+    median_ms = _timer(run, slow=slow)
+    if backend == "triton":
+        row["call_graphs"] = "on" if call_graphs.state()["replayed"] > replayed else "off"
+    graph_ms, graph_note = _graph_ms(run, backend, slow=slow) if device == "cuda" else (None, "")
     flops = p.flops(case.n, case.batch, case.heads, case.head_dim)
     if backward:
         flops += p.flops(case.n, case.batch, case.heads, case.head_dim, backward=True)
@@ -360,7 +428,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--patterns", default=",".join(PATTERNS), help="comma-separated, of: " + ", ".join(PATTERNS))
     parser.add_argument(
-        "--backends", default="triton,flex,sdpa", help="comma-separated, of: " + ", ".join(sparse.BACKENDS)
+        "--backends",
+        default="triton,flex,sdpa",
+        help="comma-separated, of: " + ", ".join(BENCH_BACKENDS) + " (sdpa: torch's choice of dense kernel; "
+        "sdpa-<kernel>: that kernel forced)",
     )
     parser.add_argument("--head-dims", default="64,128", help="comma-separated, of: 32, 64, 128")
     parser.add_argument("--passes", default="fwd,fwd+bwd", help="comma-separated, of: fwd, fwd+bwd")
@@ -392,8 +463,8 @@ def main(argv: list[str] | None = None) -> int:
     # minutes of GPU work, or a run that measures nothing, would leave a ceilings row and no answer.
     backends = parse_list(args.backends)
     for b in backends:
-        if b not in sparse.BACKENDS:
-            parser.error(f"unknown backend {b!r}; valid: {', '.join(sparse.BACKENDS)}")
+        if b not in BENCH_BACKENDS:
+            parser.error(f"unknown backend {b!r}; valid: {', '.join(BENCH_BACKENDS)}")
     head_dims = _positive_ints(parser, "--head-dims", args.head_dims)
     for d in head_dims:
         if d not in (32, 64, 128):
@@ -424,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         target_n = ", ".join(str(n) for n in sorted({c.n for c in target_cases()}))
         parser.error(
             f"nothing to measure: --cases {args.cases} with --n {args.n} and --backends {args.backends} selects no "
-            f"cell (the targets' n: {target_n}; sdpa runs only beside pattern 'all' or a target)"
+            f"cell (the targets' n: {target_n}; sdpa and sdpa-<kernel> run only beside pattern 'all' or a target)"
         )
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = getattr(torch, args.dtype)
@@ -476,13 +547,13 @@ def main(argv: list[str] | None = None) -> int:
 
 def _print_summary(rows: list[dict]) -> None:
     head = (
-        f"{'pattern':8} {'backend':8} {'n':>8} {'B':>2} {'D':>4} {'pass':8} {'ms':>10} {'graph ms':>9} {'TFLOP/s':>8} "
+        f"{'pattern':8} {'backend':14} {'n':>8} {'B':>2} {'D':>4} {'pass':8} {'ms':>10} {'graph ms':>9} {'TFLOP/s':>8} "
         f"{'GiB':>7}"
     )
     print(f"\n{head}  status")
     for r in rows:
         print(
-            f"{r['pattern']:8} {r['backend']:8} {r['n']:>8} {r['batch']:>2} {r['head_dim']:>4} {r['pass']:8} "
+            f"{r['pattern']:8} {r['backend']:14} {r['n']:>8} {r['batch']:>2} {r['head_dim']:>4} {r['pass']:8} "
             f"{r.get('median_ms', ''):>10} {r.get('graph_ms', ''):>9} {r.get('useful_tflops', ''):>8} "
             f"{r.get('peak_gib', ''):>7}  "
             f"{r['status']} {r.get('reason', '')}"

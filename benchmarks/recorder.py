@@ -35,8 +35,8 @@ import torch
 
 # 2: kernels.csv gained autograd_thread (older kernel rows: the engine's thread); 3: kernels.csv gained graph_ms
 # (older kernel rows: empty, not measured); 4: kernels.csv gained call_graphs (older kernel rows: empty, every launch
-# issued directly)
-SCHEMA_VERSION = 4
+# issued directly); 5: kernels.csv gained sdpa_kernel (older rows: empty, not recorded)
+SCHEMA_VERSION = 5
 
 # One row per finished fit / validate / test (issue 8's columns first, then what the report needs).
 RUN_COLUMNS = [
@@ -124,6 +124,7 @@ KERNEL_COLUMNS = [
     "autograd_thread",  # where the backward ran: "engine" (PyTorch's default device thread) or "caller"
     "graph_ms",  # median of the same call replayed from a CUDA graph: the GPU's time alone (empty: not measured)
     "call_graphs",  # our kernels' eager calls: "on" (replayed from per-call CUDA graphs), "off"; empty: other backends
+    "sdpa_kernel",  # SDPA's rows: the kernel torch's dispatcher ran (cudnn, flash, efficient, math); empty: others
 ]
 
 # One row per recorded training step (and per validation), to draw learning curves.

@@ -17,8 +17,16 @@ from pathlib import Path
 
 from benchmarks.recorder import PRESET_SCALE, read_rows
 from benchmarks.report_data import load
+from benchmarks.report_dense import table_dense_kernels
 from benchmarks.report_plots import PLOTS, plot_patterns
-from benchmarks.report_tables import TABLES
+from benchmarks.report_tables import TABLES as KERNEL_AND_RUN_TABLES
+
+# report_tables' tables, with the dense kernels' comparison after every measurement of the kernel targets.
+TABLES = {}
+for _name, _make in KERNEL_AND_RUN_TABLES.items():
+    TABLES[_name] = _make
+    if _name == "kernel_targets":
+        TABLES["dense_kernels"] = table_dense_kernels
 
 README_BEGIN = "<!-- report:begin -->"
 README_END = "<!-- report:end -->"
@@ -33,6 +41,7 @@ README_TABLES = (
     "scaling",
     "checkpointing",
     "kernel_target_status",
+    "dense_kernels",
 )  # REPORT.md: all (kernel_targets, every measurement of the targets, is linked from kernel_target_status)
 SAMPLE_SUFFIXES = (".png", ".txt", ".wav")
 

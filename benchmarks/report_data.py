@@ -2,7 +2,9 @@
 
 Contract:
 - `load(results_dir)` reads runs.csv, curves.csv, kernels.csv and paper/*.csv into pandas DataFrames (empty
-  frames for absent files; numeric columns converted, unparseable values NaN).
+  frames for absent files; numeric columns converted, unparseable values NaN). kernels.csv's rows of a forced SDPA
+  kernel (backend `sdpa-<kernel>`, bench-kernels' comparison of dense kernels) go to `forced_sdpa`, the rest to
+  `kernels`: every other table and plot compares against torch's own choice (`sdpa`), the targets' baseline.
 - `run_view(runs)`: one row per run_id, the latest fit (or, without one, validate/test) row, with `test_bpd`
   filled from the latest test row of the same run evaluated at the default context, and the ranking columns
   `scale` (paper 3 > small 2 > smoke 1 > custom 0), `complete` (the run finished its learning-rate schedule).
@@ -73,6 +75,7 @@ class Results:
     profiles: dict[str, str] = field(default_factory=dict)  # profiles/profile_kernels-<commit>.txt: name -> text
     step_profiles: dict[str, str] = field(default_factory=dict)  # profiles/step-<bench>-<pattern>-<preset>-<commit>.txt
     resources: pd.DataFrame = field(default_factory=pd.DataFrame)  # kernel_resources.csv (compiled, no GPU)
+    forced_sdpa: pd.DataFrame = field(default_factory=pd.DataFrame)  # kernels.csv's sdpa-<kernel> rows
 
 
 def _frame(path: Path, numeric: list[str]) -> pd.DataFrame:
@@ -90,10 +93,13 @@ def load(results_dir: str | Path) -> Results:
     for name in PAPER_TABLES:
         path = root / "paper" / f"{name}.csv"
         paper[name] = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    kernels = _frame(root / "kernels.csv", NUMERIC_KERNEL_COLUMNS)
+    forced = kernels["backend"].str.startswith("sdpa-") if "backend" in kernels else pd.Series(False, kernels.index)
     return Results(
         runs=_frame(root / "runs.csv", NUMERIC_RUN_COLUMNS),
         curves=_frame(root / "curves.csv", NUMERIC_CURVE_COLUMNS),
-        kernels=_frame(root / "kernels.csv", NUMERIC_KERNEL_COLUMNS),
+        kernels=kernels[~forced],
+        forced_sdpa=kernels[forced],
         paper=paper,
         ceilings=_frame(root / "device_ceilings.csv", ["copy_gbps", "matmul_tflops"]),
         profiles={p.name: p.read_text() for p in sorted((root / "profiles").glob("profile_kernels-*.txt"))},

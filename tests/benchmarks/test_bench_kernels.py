@@ -31,6 +31,7 @@ def test_a_tiny_sweep_writes_rows_the_report_reads(tmp_path, capsys):
         assert by_cell[(pattern, "flex", "fwd")]["status"] == "ok"
         assert "needs a GPU" in by_cell[(pattern, "flex", "fwd+bwd")]["reason"]
     assert int(by_cell[("strided", "triton", "fwd")]["tiles"]) > 0
+    assert by_cell[("all", "sdpa", "fwd")]["sdpa_kernel"] and not by_cell[("all", "triton", "fwd")]["sdpa_kernel"]
     assert "strided" in capsys.readouterr().out  # the printed summary
     results = tmp_path / "results"
     results.mkdir()
@@ -43,6 +44,7 @@ def test_a_tiny_sweep_writes_rows_the_report_reads(tmp_path, capsys):
     "args, text",
     [
         (["--backends", "cuda"], "unknown backend"),
+        (["--backends", "sdpa-fast"], "unknown backend 'sdpa-fast'; valid: triton, flex, sdpa, reference, sdpa-math"),
         (["--head-dims", "48"], "unsupported"),
         (["--head-dims", "6x4"], "--head-dims takes comma-separated integers"),
         (["--passes", "bwd"], "--passes"),
@@ -67,6 +69,49 @@ def test_bad_arguments_are_refused_before_any_work(args, text, tmp_path, monkeyp
         main([*args, "--out", str(out), "--ceilings-out", str(tmp_path / "ceilings.csv")])
     assert text in capsys.readouterr().err
     assert not out.exists() and not (tmp_path / "ceilings.csv").exists()
+
+
+def test_each_sdpa_row_names_the_dense_kernel_that_ran_and_a_forced_one_missing_here_says_why(tmp_path):
+    """On the CPU torch offers its flash and math paths, not cuDNN's or the memory-efficient kernel: those cells are
+    skipped with the reason, the others record the kernel (torch's own choice for `sdpa`)."""
+    out = tmp_path / "kernels.csv"
+    args = ["--cases", "sweep", "--n", "32", "--head-dims", "32", "--heads", "2", "--patterns", "all",
+            "--backends", "sdpa,sdpa-math,sdpa-flash,sdpa-cudnn,sdpa-efficient", "--out", str(out),
+            "--ceilings-out", str(tmp_path / "ceilings.csv")]  # fmt: skip
+    assert main(args) == 0
+    rows = {(r["backend"], r["pass"]): r for r in read_rows(out)}
+    assert len(rows) == 10
+    for pass_ in ("fwd", "fwd+bwd"):
+        assert rows[("sdpa", pass_)]["sdpa_kernel"] == "flash"  # the CPU's choice for these inputs
+        for kernel in ("math", "flash"):
+            row = rows[(f"sdpa-{kernel}", pass_)]
+            assert row["status"] == "ok" and row["sdpa_kernel"] == kernel and float(row["median_ms"]) > 0
+        for kernel in ("cudnn", "efficient"):
+            row = rows[(f"sdpa-{kernel}", pass_)]
+            assert row["status"] == "skipped" and row["median_ms"] == "" and row["sdpa_kernel"] == ""
+            assert row["reason"].startswith(f"no SDPA kernel: sdpa-{kernel} cannot take this call here (")
+
+
+def test_the_forced_kernel_is_the_one_timed(monkeypatch):
+    """The forcing context holds over the whole cell (warm-up, timing, graph capture), and only for forced cells."""
+    import torch
+
+    import benchmarks.bench_kernels as bench
+
+    seen = []
+    real = torch.nn.functional.scaled_dot_product_attention
+
+    def spy(*args, **kwargs):
+        seen.append(torch.backends.cuda.math_sdp_enabled() and not torch.backends.cuda.flash_sdp_enabled())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", spy)
+    case = bench.Case("all", 32, 1, 2, 32)
+    assert bench.measure(case, "sdpa-math", "fwd", torch.bfloat16, 60.0, "cpu")["status"] == "ok"
+    assert seen and all(seen)
+    seen.clear()
+    assert bench.measure(case, "sdpa", "fwd", torch.bfloat16, 60.0, "cpu")["sdpa_kernel"] == "flash"
+    assert seen and not any(seen)
 
 
 def test_every_option_says_what_it_takes(capsys):

@@ -183,3 +183,20 @@ def test_peak_memory_is_the_max_over_steps_and_survives_the_move_to_cpu(monkeypa
     recorder._update_peak()  # step 2: 1 GiB (the module resets the peak at each batch start)
     recorder._update_peak()  # at on_fit_end, after Lightning moved the module to the CPU: 2 GiB
     assert recorder._peak_bytes == 3 * 2**30
+
+
+def test_the_committed_result_files_take_rows_of_todays_columns():
+    """A schema bump must convert the committed files: rows from a GPU run are appended to them with `tail -n +2`
+    (benchmarks/gpu_session.sh's output has today's header), which would misalign them under an older header."""
+    from pathlib import Path
+
+    from benchmarks import kernel_resources, largest_model
+    from benchmarks.bench_kernels import CEILING_COLUMNS
+
+    results = Path(__file__).resolve().parents[2] / "results"
+    for name, columns in (("kernels.csv", KERNEL_COLUMNS), ("runs.csv", RUN_COLUMNS), ("curves.csv", CURVE_COLUMNS),
+                          ("device_ceilings.csv", CEILING_COLUMNS), ("largest_model.csv", largest_model.COLUMNS),
+                          ("kernel_resources.csv", kernel_resources.COLUMNS)):  # fmt: skip
+        lines = (results / name).read_text().splitlines()
+        assert lines[0].split(",") == columns, f"results/{name}: header differs from the writer's columns"
+        assert len(read_rows(results / name)) == len(lines) - 1, f"results/{name}: a row of another width"
