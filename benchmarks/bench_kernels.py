@@ -12,7 +12,8 @@ Every cell: random bf16 inputs (never zeros), warm-up, then the median of triton
 cell whose single run takes over a second, one warm-up and one timed run); for triton and SDPA cells under a
 second also the median of the same call replayed from a CUDA graph (graph_ms: the GPU's time without the host's,
 which varies between machines); peak memory as
-max_memory_allocated over one run after a reset (inputs included, the same for every backend); useful TFLOP/s
+max_memory_allocated over one run after a reset, less what was allocated before the cell's inputs (inputs included,
+the same for every backend; what earlier cells left allocated is not counted); useful TFLOP/s
 from the pattern's allowed elements (forward = 4 * B * H * D * nnz, backward = 2.5 x forward); tiles computed
 (the plan's for triton, the block mask's for flex). A cell predicted to exceed the time budget or the card's
 memory, or that fails with out-of-memory, is recorded as skipped with the reason. Rows are appended to
@@ -341,6 +342,11 @@ def measure(case: Case, backend: str, pass_: str, dtype: torch.dtype, budget_s: 
 
 def _measured(row: dict, case: Case, p: sparse.Pattern, backend: str, pass_: str, shape, dtype, device) -> dict:
     """`row` completed with the cell's times, memory, FLOP rate and tiles (measure's checks passed)."""
+    # Memory an earlier cell left allocated (a backend's cache, a workspace) is not this cell's: the peak counts what
+    # is allocated from here on, inputs included. Without this, the cells after the forced SDPA kernels of 45130a920b7e
+    # counted 94-160 MB that those left behind (every backend alike: strided 3,072 x 8 0.50 / 0.63 GiB against 0.41 /
+    # 0.50 in every earlier process).
+    held_before = torch.cuda.memory_allocated() if device == "cuda" else 0
     q, k, v, do = (torch.randn(shape, device=device, dtype=dtype) for _ in range(4))
     backward = pass_ == "fwd+bwd"
     if backward:
@@ -363,7 +369,7 @@ def _measured(row: dict, case: Case, p: sparse.Pattern, backend: str, pass_: str
     run()
     if device == "cuda":
         torch.cuda.synchronize()
-        row["peak_gib"] = f"{torch.cuda.max_memory_allocated() / 2**30:.4f}"
+        row["peak_gib"] = f"{(torch.cuda.max_memory_allocated() - held_before) / 2**30:.4f}"
     slow = time.perf_counter() - t0 > 1.0
     replayed = call_graphs.state()["replayed"]
     median_ms = _timer(run, slow=slow)
