@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call: any of the steps below, in order; everything lands under $OUT.
-# Usage on the GPU machine: SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_session.sh [targets|targets-caller|dense-kernels|models|sweep|flexsweep|flexlarge|tests|cudatests|oldergpus|profile|tune|counters|host]...
+# Usage on the GPU machine: SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_session.sh [targets|targets-caller|dense-kernels|targets-1m|models|sweep|flexsweep|flexlarge|tests|cudatests|oldergpus|profile|tune|counters|host]...
 set -uo pipefail
 export PYTHONPATH=.
 OUT="${OUT:-out}"; mkdir -p "$OUT"
@@ -18,6 +18,9 @@ for step in "$@"; do
     # The targets with each of SDPA's dense kernels forced beside torch's choice (results/tables/dense_kernels.md).
     dense-kernels) timeout 400 "${bench[@]}" --cases targets --n 3072,12288,65536 --autograd-thread caller \
                  --backends triton,sdpa,sdpa-cudnn,sdpa-flash,sdpa-efficient,sdpa-math 2>&1 | tail -40 ;;
+    # The 1,048,576 target alone: SDPA's forward + backward there takes ~20 s a run on an H200.
+    targets-1m) timeout 400 "${bench[@]}" --cases targets --n 1048576 --backends triton,sdpa --autograd-thread caller \
+                 2>&1 | tail -8 ;;
     models)    timeout 280 "${bench[@]}" --cases models --backends triton,sdpa 2>&1 | tail -22 ;;  # Table 2's calls
     # Our kernels and SDPA; FlexAttention has the two steps below (with it this step would pass its time limit).
     sweep)     timeout 280 "${bench[@]}" --cases sweep --backends triton,sdpa --n 1024,3072,12288,65536,262144 \
