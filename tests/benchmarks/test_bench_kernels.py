@@ -114,6 +114,20 @@ def test_the_forced_kernel_is_the_one_timed(monkeypatch):
     assert seen and not any(seen)
 
 
+def test_without_torchs_private_choice_function_the_row_says_the_kernel_is_unknown(monkeypatch):
+    import torch
+
+    import benchmarks.bench_kernels as bench
+
+    monkeypatch.delattr(torch, "_fused_sdp_choice")
+    case = bench.Case("all", 32, 1, 2, 32)
+    row = bench.measure(case, "sdpa", "fwd", torch.bfloat16, 60.0, "cpu")
+    assert row["status"] == "ok" and row["sdpa_kernel"] == "unknown: this torch has no _fused_sdp_choice"
+    # A forced kernel the CPU lacks is then found by the call itself, and still skipped with torch's words.
+    row = bench.measure(case, "sdpa-cudnn", "fwd", torch.bfloat16, 60.0, "cpu")
+    assert row["status"] == "skipped" and row["reason"].startswith("no SDPA kernel: No viable backend")
+
+
 def test_every_option_says_what_it_takes(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
