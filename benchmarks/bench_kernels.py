@@ -217,9 +217,9 @@ def skip_reason(case: Case, backend: str, pass_: str, budget_s: float) -> str | 
         mask_heads = case.heads if p.distinct_heads else 1
         elements = blocks * (case.heads // mask_heads) * 128 * 128 * case.batch
         flops = 4 * case.head_dim * elements * (3.5 if pass_ == "fwd+bwd" else 1.0)
-    predicted = flops / (PREDICT_TFLOPS.get(backend, PREDICT_TFLOPS["sdpa"]) * 1e12)
+    rate = PREDICT_TFLOPS.get(backend, PREDICT_TFLOPS["sdpa"])  # a forced SDPA kernel: SDPA's, math apart
+    predicted = flops / (rate * 1e12)
     if torch.cuda.is_available() and predicted * 2 > budget_s:
-        rate = PREDICT_TFLOPS.get(backend, PREDICT_TFLOPS["sdpa"])
         return f"predicted {predicted:.0f} s per run at {rate:.0f} TFLOP/s exceeds the budget"
     if backend == "triton" and not torch.cuda.is_available() and not interpreting():
         return "no CUDA device (TRITON_INTERPRET=1 runs the kernels on the CPU, slowly)"
