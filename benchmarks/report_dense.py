@@ -5,10 +5,11 @@ one, or the math path that materialises the n^2 scores) by GPU, dtype and versio
 --backends triton,sdpa,sdpa-flash,sdpa-cudnn,...` measures each forced kernel beside torch's choice in one process;
 this table reads those rows (report_data's `forced_sdpa`) so a ratio can be read against each.
 
-Contract: `table_dense_kernels(results)` -> markdown. One row per (case, process) where one process (commit, card,
-start date, backward thread) measured our kernel and at least one forced SDPA kernel at the same n, batch, heads, head
-dim, dtype and pass: our time, then torch's choice and each forced kernel as "ms, our speed-up over it", eager and
-replayed from CUDA graphs. Timings compare only inside one process; a kernel the card did not offer shows why.
+Contract: `table_dense_kernels(results)` -> markdown. One row per case and card, from the newest process (commit, card,
+start date, backward thread) that measured our kernel and at least one forced SDPA kernel at the same n, batch, heads,
+head dim, dtype and pass (earlier ones are in kernels.csv): our time, then torch's choice and each forced kernel as
+"ms, our speed-up over it", eager and replayed from CUDA graphs. Timings compare only inside one process; a kernel the
+card did not offer shows why.
 """
 
 from __future__ import annotations
@@ -58,11 +59,13 @@ def table_dense_kernels(results: Results) -> str:
     )
     headers = ["case", "n", "B", "H", "D", "dtype", "pass", "ours ms", "torch's choice", *KERNEL_ORDER, "card",
                "commit", "date"]  # fmt: skip
-    rows = []
+    newest = {}  # (case columns, card) -> the row of the newest process that forced a kernel there
     forced, kernels = results.forced_sdpa, results.kernels
     if not forced.empty and not kernels.empty:
         ok = kernels[kernels["status"] == "ok"]
-        for process, dense_forced in forced.groupby(PROCESS, sort=False, dropna=False):
+        for process, dense_forced in forced.sort_values("date", kind="stable").groupby(
+            PROCESS, sort=False, dropna=False
+        ):
             in_process = ok
             for column, value in zip(PROCESS, process):
                 in_process = in_process[in_process[column] == value]
@@ -79,11 +82,12 @@ def table_dense_kernels(results: Results) -> str:
                     for name, column in (("l", "local_attn_ctx"), ("c", "summary_ctx"))
                     if pd.notna(t[column])
                 )
-                rows.append([
+                row = [
                     case, f"{int(t['n']):,}", fmt(t["batch"], 0), fmt(t["heads"], 0), fmt(t["head_dim"], 0),
                     t["dtype"], t["pass"], fmt(t["median_ms"], 3), choice,
                     *(_versus(t, by_kernel[k]) for k in KERNEL_ORDER),
                     _card(t["gpu"]), t["commit"], t["date"],
-                ])  # fmt: skip
-    out.append(markdown(headers, rows))
+                ]  # fmt: skip
+                newest[(*row[:7], row[-3])] = row  # a later process of the same case and card replaces an earlier
+    out.append(markdown(headers, sorted(newest.values(), key=lambda row: row[-1])))
     return "\n".join(out)

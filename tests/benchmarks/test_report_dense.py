@@ -72,3 +72,16 @@ def test_the_target_status_names_the_kernel_sdpa_ran(results):
     table = (results / "tables" / "kernel_target_status.md").read_text()
     row = next(line for line in table.splitlines() if line.startswith("| strided l=128 | 12,288"))
     assert "| 2.600 (cudnn) |" in row  # the newest pair, D2's
+
+
+def test_a_later_process_of_the_same_case_and_card_replaces_the_earlier_row(results):
+    _rows(results)
+    d3 = "2025-01-03T00:00:00Z"
+    append_rows(results / "kernels.csv", [
+        _cell("triton", "strided", 0.3, d3), _cell("sdpa", "all", 2.4, d3, kernel="cudnn"),
+        _cell("sdpa-flash", "all", 3.6, d3, kernel="flash"),
+    ], KERNEL_COLUMNS)  # fmt: skip
+    report(results, patterns=False)
+    table = (results / "tables" / "dense_kernels.md").read_text()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in table.splitlines() if line.startswith("| s")]
+    assert len(rows) == 1 and rows[0][7] == "0.300" and rows[0][10] == "3.600 ms, 12.00x" and rows[0][-1] == d3
