@@ -30,8 +30,9 @@ for step in "$@"; do
     # Compile-bound (each dtype x head dim x mask shape compiles its kernels): spread over processes with xdist.
     # 12 workers: 171 s for 83 tests, 229 s for 114 on an H200 host of 16 cores (gpu_cuda_tests-c81dfa6386eb.txt,
     # -a98f5515647b.txt); 6 did not finish in 240 s. Twelve processes on one card ran out of its memory once
-    # (gpu_cuda_tests-3957e72d6b3c.txt): tests/conftest.py and tests/process_lock.py since.
-    cudatests) timeout 420 python3 -m pytest tests/sparse -m cuda -p no:cacheprovider \
+    # (gpu_cuda_tests-3957e72d6b3c.txt): tests/conftest.py and tests/process_lock.py since. 114 tests took 264 s and
+    # 346 s on two machines (-a448c2e5a456, -4f84f0ee6d51): 540 s leaves room within a device call's 600.
+    cudatests) timeout 540 python3 -m pytest tests/sparse -m cuda -p no:cacheprovider \
                  -p no:warnings -n 12 -rA --tb=short --durations=8 > "$OUT/gpu_cuda_tests.txt" 2>&1
                grep -E "^(FAILED|ERROR)|passed|failed" "$OUT/gpu_cuda_tests.txt" | tail -12 ;;
     # The older GPUs' plan (no descriptors, no programmatic launch; sparse/kernels/plan.py's HOPPER_ARCH) compiled on
