@@ -22,8 +22,9 @@ HEAD's settings), `no-pdl` (plan.PROGRAMMATIC_LAUNCH switched: every launch wait
 `row-stats-tma` and `dkdv-first` (plan.TMA_SUMMARY_QUERIES, plan.TMA_SUMMARY_KEY_LOADS, plan.ONE_GRID_BACKWARD,
 plan.SUMMARY_BACKWARD_LAST, plan.SUMMARY_LONGEST_FIRST, plan.FUSED_LOCAL_FORWARD, plan.SUMMARY_DKDV_QUERY_ROWS,
 plan.TMA_ROW_STATS, plan.SUMMARY_DKDV_FIRST switched), `alternate-heads` (plan.ALTERNATE_HEAD_ORDER switched),
-`lean-masks` and `reduce-read-back` (plan.LEAN_MASKS, plan.REDUCE_READ_BACK switched) and `encode-each-launch` (direct
-launches with fast_launch.KEEP_ENCODED off: the host cost of re-encoding descriptors at every launch) and
+`lean-masks`, `reduce-read-back` and `tma-stores` (plan.LEAN_MASKS, plan.REDUCE_READ_BACK, plan.TMA_STORES
+switched) and `encode-each-launch` (direct launches with fast_launch.KEEP_ENCODED off: the host cost of re-encoding
+descriptors at every launch) and
 `older-gpus` (the plan an older GPU than Hopper gets, SPARSE_HOPPER_FEATURES=0: every tile by pointer, no
 programmatic launch, sparse/kernels/plan.py's HOPPER_ARCH) and `no-call-graphs` (every launch issued directly, where
 HEAD replays a repeated call's launches from a CUDA graph: sparse/kernels/call_graphs.py; `triton` issues them
@@ -84,6 +85,7 @@ SWITCHES = {
     "alternate-heads": (plan, "ALTERNATE_HEAD_ORDER", _TOGGLE),
     "lean-masks": (plan, "LEAN_MASKS", _TOGGLE),
     "reduce-read-back": (plan, "REDUCE_READ_BACK", _TOGGLE),
+    "tma-stores": (plan, "TMA_STORES", _TOGGLE),
     "no-call-graphs": (call_graphs, "ENABLED", False),
 }
 PATHS = ("triton", "direct", "older-gpus", *SWITCHES)

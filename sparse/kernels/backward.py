@@ -17,7 +17,8 @@ query tiles that attend it; `_dq_program` owns a query tile and streams its key 
   long chain of dependent loads, and these kernels are bound by that latency (benchmarks/KERNEL_NOTES.md).
 - `_group_bwd_kernel` (band segments whose groups fit one query tile, plan.GROUP_BACKWARD, on by default): one
   program owns a whole group as queries and as keys, streams its key tiles (one, for short groups) and computes each
-  score once for dq, dk and dv.
+  score once for dq, dk and dv; as the backward's first segment it stores them by descriptor where its key tiles come
+  so (STORE_TMA, plan.TMA_STORES).
 - `_sparse_dq_kernel`, `_sparse_dkdv_kernel` (every other segment; summary segments always, their query and
   key tiles do not pair up), or `_dq_dkdv_kernel`, both bodies' programs in one grid (a segment after the first in the
   backward's order, plan.ONE_GRID_BACKWARD).
@@ -46,6 +47,7 @@ from sparse.kernels.geometry import (
     mask_tile,
     mma,
     owned_queries,
+    store_rows,
     summary_key_end,
     summary_offset,
     summary_positions,
@@ -552,9 +554,9 @@ def _band_bwd_kernel(
 @triton.jit
 def _group_key_step(
     start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, DK, DV, row_base, index, pos, valid, n,
-    group, group_len, step, group_stride, window, scale_log2, scale, k_desc, v_desc, batch32, head,
+    group, group_len, step, group_stride, window, scale_log2, scale, k_desc, v_desc, dk_desc, dv_desc, batch32, head,
     HEAD_DIM: tl.constexpr, BLOCK_N: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr,
-    HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr,
+    HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr, STORE_TMA: tl.constexpr,
 ):  # fmt: skip
     """Key tile [start, start + BLOCK_N) of a group whose every query the program holds: its dk and dv are complete
     and stored here; its share of dq is added to `dq`."""
@@ -573,21 +575,27 @@ def _group_key_step(
     dv = mma(tl.trans(p.to(do.dtype)), do, DOT_MODE)
     kv_off = row_base * HEAD_DIM + k_pos.to(tl.int64)[:, None] * HEAD_DIM + cols
     keys_valid = k_valid[:, None]
-    if HAS_PREV:
-        dv += tl.load(DV + kv_off, mask=keys_valid, other=0.0).to(tl.float32)
-    tl.store(DV + kv_off, dv.to(DV.dtype.element_ty), mask=keys_valid)
+    if STORE_TMA:
+        store_rows(dv_desc, batch32, head, group, group_stride, start, dv.to(DV.dtype.element_ty), TMA)
+    else:
+        if HAS_PREV:
+            dv += tl.load(DV + kv_off, mask=keys_valid, other=0.0).to(tl.float32)
+        tl.store(DV + kv_off, dv.to(DV.dtype.element_ty), mask=keys_valid)
     ds = p * (mma(do, tl.trans(v), DOT_MODE) - delta[:, None])
     ds = ds.to(q.dtype)
     dk = mma(tl.trans(ds), q, DOT_MODE) * scale
-    if HAS_PREV:
-        dk += tl.load(DK + kv_off, mask=keys_valid, other=0.0).to(tl.float32)
-    tl.store(DK + kv_off, dk.to(DK.dtype.element_ty), mask=keys_valid)
+    if STORE_TMA:
+        store_rows(dk_desc, batch32, head, group, group_stride, start, dk.to(DK.dtype.element_ty), TMA)
+    else:
+        if HAS_PREV:
+            dk += tl.load(DK + kv_off, mask=keys_valid, other=0.0).to(tl.float32)
+        tl.store(DK + kv_off, dk.to(DK.dtype.element_ty), mask=keys_valid)
     return dq + mma(ds, k, DOT_MODE)
 
 
 @triton.jit
 def _group_bwd_kernel(
-    Q, K, V, DO, O, LSE, DELTA, DQ, DK, DV, K_DESC, V_DESC,
+    Q, K, V, DO, O, LSE, DELTA, DQ, DK, DV, K_DESC, V_DESC, DQ_DESC, DK_DESC, DV_DESC,
     stride_qz, stride_qh, stride_qn,
     stride_kz, stride_kh, stride_kn,
     stride_vz, stride_vh, stride_vn,
@@ -597,6 +605,7 @@ def _group_bwd_kernel(
     HEAD_DIM: tl.constexpr, BLOCK: tl.constexpr, BLOCK_N: tl.constexpr,
     HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr,
     COMPUTE_DELTA: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr, HEADS_REVERSED: tl.constexpr = False,
+    STORE_TMA: tl.constexpr = False,
 ):  # fmt: skip
     """Program g (grid: groups, batch x head) owns all of group g of a band segment, as queries and as keys, when the
     group fits one query tile (group_len <= BLOCK; plan.py's `group_bwd`): the stride part of strided attention
@@ -612,6 +621,7 @@ def _group_bwd_kernel(
     tl.static_assert(BLOCK >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert(BLOCK % BLOCK_N == 0, "key tiles split the group's tile evenly")
     tl.static_assert(not (COMPUTE_DELTA and HAS_PREV), "D is computed by the first segment's programs")
+    tl.static_assert(not STORE_TMA or (TMA > 0 and not HAS_PREV), "stores by descriptor: the first segment's, by TMA")
     let_next_launch_start(PDL)
     group, bh = tile_and_head(0, HEADS_REVERSED)
     batch = (bh // H).to(tl.int64)
@@ -647,19 +657,22 @@ def _group_bwd_kernel(
         # group: 196-248 per thread instead of 100, benchmarks/kernel_resources.py), halving programs per SM.
         dq = _group_key_step(
             0, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, DK, DV, row_base, index, pos, valid, n,
-            group, group_len, step, group_stride, window, scale_log2, scale, K_DESC, V_DESC, batch32, head, HEAD_DIM,
-            BLOCK_N, HAS_WINDOW, EXCLUDE_SELF, HAS_PREV, DOT_MODE, TMA,
+            group, group_len, step, group_stride, window, scale_log2, scale, K_DESC, V_DESC, DK_DESC, DV_DESC, batch32,
+            head, HEAD_DIM, BLOCK_N, HAS_WINDOW, EXCLUDE_SELF, HAS_PREV, DOT_MODE, TMA, STORE_TMA,
         )  # fmt: skip
     else:
         for start in range(0, group_len, BLOCK_N):
             dq = _group_key_step(
                 start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, DK, DV, row_base, index, pos,
-                valid, n, group, group_len, step, group_stride, window, scale_log2, scale, K_DESC, V_DESC, batch32,
-                head, HEAD_DIM, BLOCK_N, HAS_WINDOW, EXCLUDE_SELF, HAS_PREV, DOT_MODE, TMA,
+                valid, n, group, group_len, step, group_stride, window, scale_log2, scale, K_DESC, V_DESC, DK_DESC,
+                DV_DESC, batch32, head, HEAD_DIM, BLOCK_N, HAS_WINDOW, EXCLUDE_SELF, HAS_PREV, DOT_MODE, TMA, STORE_TMA,
             )  # fmt: skip
 
     dq *= scale
-    out_off = row_base * HEAD_DIM + off * HEAD_DIM + cols
-    if HAS_PREV:
-        dq += tl.load(DQ + out_off, mask=rows_valid, other=0.0).to(tl.float32)
-    tl.store(DQ + out_off, dq.to(DQ.dtype.element_ty), mask=rows_valid)
+    if STORE_TMA:
+        store_rows(DQ_DESC, batch32, head, group, group_stride, 0, dq.to(DQ.dtype.element_ty), TMA)
+    else:
+        out_off = row_base * HEAD_DIM + off * HEAD_DIM + cols
+        if HAS_PREV:
+            dq += tl.load(DQ + out_off, mask=rows_valid, other=0.0).to(tl.float32)
+        tl.store(DQ + out_off, dq.to(DQ.dtype.element_ty), mask=rows_valid)

@@ -15,7 +15,9 @@ Rows with no allowed key (possible in a segment, e.g. the first row of a stride 
 alone) carry m = -inf, l = 0; they are guarded so they never produce NaN, and the final output is 0.
 
 Band segments of step 1 (rows contiguous in the sequence) load their q, k and v tiles by tensor descriptor (TMA=True,
-plan.TMA_BAND_LOADS; geometry.tma_rows) where the launcher can build one, else by pointer.
+plan.TMA_BAND_LOADS; geometry.tma_rows) where the launcher can build one, else by pointer; where they do (and the stride
+part, TMA_GROUP_ROWS), o is stored, and a later segment's rows of it read back, by descriptor too (STORE_TMA,
+plan.TMA_STORES; geometry.store_rows), unless a tile could reach past its group's end into rows before n.
 """
 
 import triton
@@ -28,6 +30,7 @@ from sparse.kernels.geometry import (
     mask_tile,
     mma,
     owned_queries,
+    store_rows,
     summary_key_end,
     tile_and_head,
     tma_rows,
@@ -70,7 +73,7 @@ def _fwd_step(
 
 @triton.jit
 def _sparse_fwd_kernel(
-    Q, K, V, O, LSE, O_PREV, LSE_PREV, Q_DESC, K_DESC, V_DESC,
+    Q, K, V, O, LSE, O_PREV, LSE_PREV, Q_DESC, K_DESC, V_DESC, O_DESC,
     stride_qz, stride_qh, stride_qn,
     stride_kz, stride_kh, stride_kn,
     stride_vz, stride_vh, stride_vn,
@@ -80,7 +83,7 @@ def _sparse_fwd_kernel(
     IS_SUMMARY: tl.constexpr, HAS_WINDOW: tl.constexpr, EXCLUDE_SELF: tl.constexpr, DISTINCT: tl.constexpr,
     SAME_BLOCK: tl.constexpr, HAS_PREV: tl.constexpr, DOT_MODE: tl.constexpr, TMA: tl.constexpr, PDL: tl.constexpr,
     ORDER: tl.constexpr = 0, LOCAL_BLOCK: tl.constexpr = False, HEADS_REVERSED: tl.constexpr = False,
-    LEAN: tl.constexpr = False,
+    LEAN: tl.constexpr = False, STORE_TMA: tl.constexpr = False,
 ):  # fmt: skip
     """Program (pid, bh): the BLOCK_M queries of tile `pid` of batch x head `bh`, streaming the key tiles their segment
     allows. LOCAL_BLOCK (a summary segment of fixed attention, plan.FUSED_LOCAL_FORWARD): then also the keys of the
@@ -92,6 +95,7 @@ def _sparse_fwd_kernel(
     tl.static_assert(BLOCK_M >= 16 and BLOCK_N >= 16, "tl.dot needs tiles of at least 16")
     tl.static_assert(not LOCAL_BLOCK or (IS_SUMMARY and not SAME_BLOCK), "the local blocks join the merged summary")
     tl.static_assert(HEAD_DIM == 32 or HEAD_DIM == 64 or HEAD_DIM == 128, "head dim must be 32, 64 or 128")
+    tl.static_assert(not STORE_TMA or (TMA == 1 or TMA == 2), "o by descriptor: band segments whose tiles come so")
     let_next_launch_start(PDL)
     pid, bh = tile_and_head(ORDER, HEADS_REVERSED)
     batch = (bh // H).to(tl.int64)
@@ -119,8 +123,11 @@ def _sparse_fwd_kernel(
         # Continue the previous segment's softmax: a normalised output is (m = lse, l = 1, acc = o).
         m_i = tl.load(LSE_PREV + row_base + q_pos, mask=q_valid, other=float("-inf"))
         l_i = tl.where(m_i == float("-inf"), 0.0, 1.0)
-        prev_ptrs = O_PREV + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
-        acc = tl.load(prev_ptrs, mask=q_valid[:, None], other=0.0).to(tl.float32)
+        if STORE_TMA:  # O_PREV is O (plan: in place), and no tile reaches past its group into rows before n
+            acc = tma_rows(O_DESC, batch32, head, group, group_stride, tile * BLOCK_M, TMA).to(tl.float32)
+        else:
+            prev_ptrs = O_PREV + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
+            acc = tl.load(prev_ptrs, mask=q_valid[:, None], other=0.0).to(tl.float32)
     else:
         m_i = tl.full([BLOCK_M], float("-inf"), tl.float32)
         l_i = tl.zeros([BLOCK_M], tl.float32)
@@ -177,5 +184,8 @@ def _sparse_fwd_kernel(
     out = acc / tl.where(empty, 1.0, l_i)[:, None]
     lse2 = tl.where(empty, float("-inf"), m_i + tl.math.log2(tl.where(empty, 1.0, l_i)))
     tl.store(LSE + row_base + q_pos, lse2, mask=q_valid)
-    o_ptrs = O + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
-    tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=q_valid[:, None])
+    if STORE_TMA:
+        store_rows(O_DESC, batch32, head, group, group_stride, tile * BLOCK_M, out.to(O.dtype.element_ty), TMA)
+    else:
+        o_ptrs = O + row_base * HEAD_DIM + q_pos.to(tl.int64)[:, None] * HEAD_DIM + dims[None, :]
+        tl.store(o_ptrs, out.to(O.dtype.element_ty), mask=q_valid[:, None])

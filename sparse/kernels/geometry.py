@@ -246,6 +246,20 @@ def tma_rows(desc, batch, head, group, group_stride, first, TMA: tl.constexpr):
 
 
 @triton.jit
+def store_rows(desc, batch, head, group, group_stride, first, value, TMA: tl.constexpr):
+    """Store `value` ([rows, D], the output's dtype) as in-group rows [first, first + rows) of group `group` of one
+    (batch, head), by one TMA copy from shared memory (the layouts of `tma_rows`): no per-row addresses or masks, and
+    no shared-memory round trip into a layout for coalesced stores. Rows past n (TMA_ROWS) or past n / l
+    (TMA_GROUP_ROWS) are dropped by the copy engine; a caller whose tile could run past its group's end into rows
+    before n must not store so (plan.TMA_STORES)."""
+    tl.static_assert(TMA == 1 or TMA == 2, "store_rows serves the descriptor layouts alone")
+    if TMA == 1:
+        desc.store([batch, head, group * group_stride + first, 0], value.reshape(1, 1, value.shape[0], value.shape[1]))
+    else:
+        desc.store([batch, head, group, first, 0], value.reshape(1, 1, 1, value.shape[0], value.shape[1]))
+
+
+@triton.jit
 def add_rows(desc, batch, head, first, value):
     """Add `value` ([rows, D], the output's dtype) to rows [first, first + rows) of one (batch, head) of a [B, H, n, D]
     output by TMA reduction (cp.reduce.async.bulk.tensor .add): the L2 adds, the program does not wait for the rows to

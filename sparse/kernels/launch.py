@@ -42,6 +42,7 @@ from sparse.kernels.geometry import (
     PDL_OFF,
     PDL_TAIL,
     TILES_BY_HEAD,
+    TMA_GROUP_ROWS,
     TMA_OFF,
     TMA_ROWS,
     TMA_SUMMARY_KEYS,
@@ -176,6 +177,22 @@ def _reduce_descriptors(launch: SegmentLaunch, has_prev: bool, grads: tuple) -> 
     return tuple(
         _descriptor(g, [batch, heads, n, head_dim], strides, [1, 1, r, head_dim]) for g, r in zip(grads, blocks)
     ), True
+
+
+def _store_descriptors(plan: Plan, launch: SegmentLaunch, layout: int, may: bool, outputs: tuple, rows: tuple):
+    """What a kernel's output descriptor parameters get, and its STORE_TMA constexpr: where the plan stores outputs by
+    descriptor (plan.TMA_STORES), the kernel may (`may`: it need not add to what is there), its tiles come by descriptor
+    (`layout`: the loads' TMA constexpr, so the tensors were addressable) and no tile of it runs past its group's end
+    into rows before n (one group, the stride part's [l, n / l] view, or groups a whole number of tiles long),
+    descriptors of `outputs` (ours: contiguous and 16-byte aligned) in the loads' layout with blocks of `rows` rows;
+    else the outputs themselves (unused) and False."""
+    if not (plan.tma_stores and may and layout in (TMA_ROWS, TMA_GROUP_ROWS)):  # band segments alone
+        return outputs, False
+    seg = launch.segment
+    whole_tiles = layout == TMA_GROUP_ROWS or seg.num_groups == 1 or all(launch.group_len % r == 0 for r in rows)
+    if not (whole_tiles and all(t.data_ptr() % 16 == 0 for t in outputs)):
+        return outputs, False
+    return _row_tiles(layout, seg, rows, outputs, True)[0], True
 
 
 def _grid(launch: SegmentLaunch, kernel: str, tiles: int, batch_heads: int) -> tuple[int, int]:
@@ -313,16 +330,18 @@ def _forward_launches(q, k, v, out, lse2, plan: Plan, scale: float, strides: tup
         q_rows = None if isinstance(launch.segment, SummarySegment) else t.block_m
         rows = (q_rows, t.block_n, t.block_n)
         descriptors, tma = _row_tiles(launch.tma_of("fwd"), launch.segment, rows, (q, k, v), addressable)
+        # A later segment reads its rows of o back by the same descriptor it stores them with.
+        (out_desc,), store = _store_descriptors(plan, launch, tma, True, (out,), (t.block_m,))
         _launch_at(
             ("fwd", index, call), _sparse_fwd_kernel, _grid(launch, "fwd", launch.fwd_programs, batch * heads),
-            (q, k, v, out, lse2, out, lse2, *descriptors, *strides, n, heads, launch.group_len,
+            (q, k, v, out, lse2, out, lse2, *descriptors, out_desc, *strides, n, heads, launch.group_len,
              math.ceil(launch.group_len / t.block_m), scale * LOG2_E),
             functools.partial(
                 _options, t.options_for(*fit), _geometry(launch), _pdl(plan, first=index == 0),
                 HEAD_DIM=head_dim, BLOCK_M=t.block_m, BLOCK_N=t.block_n, HAS_PREV=index > 0,
                 DOT_MODE=_dot_mode(q.dtype), TMA=tma, ORDER=launch.order_of("fwd"), LOCAL_BLOCK=launch.fwd_local,
                 HEADS_REVERSED=plan.alternate_heads and index % 2 == 1,  # only a last segment is ever joined
-                LEAN=plan.lean_masks,
+                LEAN=plan.lean_masks, STORE_TMA=store,
             ),
         )  # fmt: skip
 
@@ -388,14 +407,18 @@ def _backward_launches(do, q, k, v, out, lse2, delta, dq, dk, dv, plan: Plan, sc
                 t = launch.group_bwd
                 rows = (t.block_n, t.block_n)
                 descriptors, tma = _row_tiles(launch.group_bwd_tma, launch.segment, rows, (k, v), addressable)
+                # The first segment's dq, dk, dv are stored, not added to: by descriptor where the plan says.
+                grads, store = _store_descriptors(
+                    plan, launch, tma, index == 0, (dq, dk, dv), (t.block_m, t.block_n, t.block_n)
+                )
                 pdl = _pdl(plan, first)
                 _launch_at(
                     ("group", index, call, first), _group_bwd_kernel, (launch.segment.num_groups, batch * heads),
-                    (q, k, v, do, out, lse2, delta, dq, dk, dv, *descriptors, *strides, *scalars),
+                    (q, k, v, do, out, lse2, delta, dq, dk, dv, *descriptors, *grads, *strides, *scalars),
                     functools.partial(
                         _options, band, t.options_for(*fit), pdl, BLOCK=t.block_m, BLOCK_N=t.block_n,
                         COMPUTE_DELTA=index == 0 and plan.delta_source == "first_dq", TMA=tma,
-                        HEADS_REVERSED=reversed_heads(),
+                        HEADS_REVERSED=reversed_heads(), STORE_TMA=store,
                     ),
                 )  # fmt: skip
                 first = False

@@ -277,6 +277,20 @@ LEAN_MASKS = True
 # 12,288 0.2905 against 0.3069 ms (-5.3%), strided 3,072 x 8 0.4515 against 0.4798 (-5.9%), strided 65,536 2.067
 # against 2.159 (-4.3%); fixed unchanged (none of its segments qualifies).
 REDUCE_READ_BACK = True
+# The first segment's outputs stored by descriptor (geometry.store_rows: one TMA copy from shared memory per tile)
+# instead of by pointer, where its tiles come by descriptor and no tile runs past its group's end into rows before n:
+# the whole-group backward's dq, dk and dv (TMA_GROUP_ROWS) and the forward's o. Why: a pointer store of a matrix
+# product's result goes through shared memory into a layout for coalesced stores (a convert_layout: a store, a barrier
+# and a load back) and then one masked store per thread with 64-bit addresses; by descriptor it is the store to shared
+# memory and one bulk copy (the whole-group backward's counters: barrier stalls 2.1 cycles per instruction, IMAD and
+# ISETP 17% of its instructions). The compiler's report (sm_90): the whole-group backward's 24 spilled bytes gone (126
+# registers against 128 at its cap), its PTX 1,124 lines against 1,198, the forwards' 621 / 660 against 659 / 754.
+# On an H200, same process, CUDA-graph fwd+bwd, two interleaved rounds against TMA_STORES off (profile_kernels-
+# tma-stores-78a66500337a.txt): strided 12,288 0.2792 / 0.2799 against 0.2817 / 0.2821 ms (-0.8%; the forward alone
+# 0.0797 / 0.0802 against 0.0814 / 0.0814), strided 3,072 x 8 0.4364 / 0.4366 against 0.4406 / 0.4413 (-1.0%), fixed
+# 12,288 0.8413 / 0.8439 against 0.8450 / 0.8452, strided 65,536 2.028 / 2.063 against 2.045 / 2.073; out, dq, dk and dv
+# bitwise equal either way (tests/sparse/test_kernels.py's test_tma_stores and, compiled, test_gpu_tma_stores).
+TMA_STORES = True
 # D = rowsum(dO * O) is recomputed per query tile by the one-kernel backward's dk/dv programs only where each key
 # tile sees a bounded number of query tiles: a window, or groups of at most this many rows.
 DELTA_ON_THE_FLY_MAX_ROWS = 256
@@ -406,6 +420,7 @@ class Plan:
     pdl: bool = False  # launches after the first start early (PROGRAMMATIC_LAUNCH)
     alternate_heads: bool = False  # odd launches of a forward or backward take heads from the last
     lean_masks: bool = False  # a band's interior tiles skip their mask (LEAN_MASKS)
+    tma_stores: bool = False  # the first segment's outputs stored by descriptor where its tiles allow (TMA_STORES)
     backward_order: tuple[int, ...] = ()  # the backward's segments, as indices into `launches` (empty: theirs)
     arch: int = HOPPER_ARCH  # compute capability x 10 of the GPU it is for (< HOPPER_ARCH: no descriptors, no PDL)
     shared_bytes: int = SM90_SHARED_BYTES  # that GPU's shared memory per block (Tiles.options_for)
@@ -527,6 +542,7 @@ def build_plan(
     alternate_head_order: bool | None = None,
     lean_masks: bool | None = None,
     reduce_read_back: bool | None = None,
+    tma_stores: bool | None = None,
     arch: int = HOPPER_ARCH,
     shared_bytes: int = SM90_SHARED_BYTES,
 ) -> Plan:
@@ -534,8 +550,8 @@ def build_plan(
     environment variable, FUSED_BAND_BACKWARD, GROUP_BACKWARD, TMA_BAND_LOADS, TMA_STRIDE_LOADS, TMA_GROUP_KEYS,
     PROGRAMMATIC_LAUNCH, TMA_SUMMARY_QUERIES, TMA_SUMMARY_KEY_LOADS, ONE_GRID_BACKWARD, SUMMARY_BACKWARD_LAST,
     SUMMARY_LONGEST_FIRST, FUSED_LOCAL_FORWARD, SUMMARY_DKDV_QUERY_ROWS, TMA_ROW_STATS, SUMMARY_DKDV_FIRST,
-    ALTERNATE_HEAD_ORDER, LEAN_MASKS, REDUCE_READ_BACK, SMALL_TILE_WARPS), resolved before the cache lookup so that
-    changing them counts. The one-kernel band backward, when on, takes every band segment, short groups too.
+    ALTERNATE_HEAD_ORDER, LEAN_MASKS, REDUCE_READ_BACK, TMA_STORES, SMALL_TILE_WARPS), resolved before the cache lookup
+    so that changing them counts. The one-kernel band backward, when on, takes every band segment, short groups too.
     `arch` and `shared_bytes` describe the GPU (launch.plan_for passes the device's): below HOPPER_ARCH every
     descriptor and programmatic launch is off, whatever the settings say."""
     interpret = interpreting() if interpret is None else interpret
@@ -557,12 +573,14 @@ def build_plan(
     alternate = ALTERNATE_HEAD_ORDER if alternate_head_order is None else alternate_head_order
     lean = LEAN_MASKS if lean_masks is None else lean_masks
     reduce = REDUCE_READ_BACK if reduce_read_back is None else reduce_read_back
+    stores = TMA_STORES if tma_stores is None else tma_stores
     if arch < HOPPER_ARCH:  # Hopper's own (see HOPPER_ARCH)
-        tma_band = tma_stride = tma_group = pdl = tma_summary = summary_keys = row_stats = reduce = False
+        tma_band = tma_stride = tma_group = pdl = tma_summary = summary_keys = row_stats = reduce = stores = False
     return _cached_plan(
         pattern, n, head_dim, interpret, fused, whole_groups and not fused, SMALL_TILE_WARPS, tma_band, tma_stride,
         tma_group, pdl and not interpret, tma_summary, one_grid and not fused, summary_keys, summary_last,
         longest_first, local_forward, query_rows, row_stats, dkdv_first, alternate, lean, reduce, arch, shared_bytes,
+        stores,
     )  # fmt: skip
 
 
@@ -593,6 +611,7 @@ def _cached_plan(
     reduce: bool = False,
     arch: int = HOPPER_ARCH,
     shared_bytes: int = SM90_SHARED_BYTES,
+    stores: bool = False,
 ) -> Plan:
     launches = []
     segments = pattern.segments(n)
@@ -691,6 +710,7 @@ def _cached_plan(
         pdl=pdl,
         alternate_heads=alternate,
         lean_masks=lean,
+        tma_stores=stores,
         backward_order=order if order != tuple(range(len(launches))) else (),
         arch=arch,
         shared_bytes=shared_bytes,

@@ -127,7 +127,7 @@ def older_gpu_plans(monkeypatch):
 
 
 def _no_hopper_options(options: list[dict]) -> bool:
-    tma_names = ("TMA", "DQ_TMA", "KV_TMA", "STATS_TMA", "REDUCE")
+    tma_names = ("TMA", "DQ_TMA", "KV_TMA", "STATS_TMA", "REDUCE", "STORE_TMA")
     return bool(options) and all(
         not o.get("launch_pdl") and o.get("PDL", PDL_OFF) == PDL_OFF and not any(o.get(name) for name in tma_names)
         for o in options

@@ -315,6 +315,66 @@ def test_tma_stride_loads_on_a_transposed_layout(device, monkeypatch, tma_launch
     assert TMA_GROUP_ROWS in tma_launches
 
 
+@pytest.fixture
+def store_launches(monkeypatch):
+    """(kernel name, STORE_TMA) of every launch from here on that has the constexpr."""
+    settings = []
+    real = launch._launch_at
+
+    def record(site, kernel, grid, args, options):
+        if "STORE_TMA" in kernel.arg_names:
+            settings.append((kernel.__name__, options()["STORE_TMA"]))
+        real(site, kernel, grid, args, options)
+
+    monkeypatch.setattr(launch, "_launch_at", record)
+    return settings
+
+
+def _output_and_grads(p, q, k, v, do):
+    q, k, v = (t.clone().requires_grad_() for t in (q, k, v))
+    out = sparse.attention(q, k, v, p, backend="triton")
+    return (out, *torch.autograd.grad(out, (q, k, v), do))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize(
+    "kw, n, forward, group",
+    [
+        # the stride part's forward and whole-group backward ([B, H, l, n / l, D]), then the band's forward (rows)
+        (dict(attn_mode="strided", local_attn_ctx=6), 36, [True, True], [True]),
+        # n not a multiple of l: the stride part by pointer; the band's forward (one group) by descriptor
+        (dict(attn_mode="strided", local_attn_ctx=6), 37, [False, True], [False]),
+        (dict(attn_mode="strided", local_attn_ctx=4, part="stride"), 44, [True], [True]),
+        # local blocks of 16 rows in 16-row tiles: by descriptor; of 12 rows in 16-row tiles (a tile would reach
+        # into the next group's rows): by pointer
+        (dict(attn_mode="fixed", local_attn_ctx=16, summary_ctx=4, part="local"), 40, [True], [True]),
+        (dict(attn_mode="fixed", local_attn_ctx=12, summary_ctx=4, part="local"), 40, [False], [False]),
+        (dict(attn_mode="local", local_attn_ctx=7), 37, [True], []),
+    ],
+    ids=["strided", "strided-n-not-multiple", "stride-alone", "local-blocks-whole", "local-blocks-partial", "local"],
+)  # fmt: skip
+def test_tma_stores(kw, n, forward, group, dtype, device, monkeypatch, store_launches):
+    """With TMA_STORES the forward's o (read back by a later segment by the same descriptor) and the first segment's
+    whole-group dq, dk, dv are stored by descriptor (geometry.store_rows) where the tiles come so and none reaches past
+    its group into rows before n: bitwise the results of the pointer stores, and the reference's within tolerance.
+    Rows past n / l or n are dropped by the copy engine (odd n; poisoned buffers would show an unwritten row)."""
+    for flag in ("TMA_BAND_LOADS", "TMA_STRIDE_LOADS", "TMA_GROUP_KEYS"):
+        monkeypatch.setattr(plan_module, flag, True)
+    p = sparse.pattern(**kw)
+    inputs = make_inputs((2, 3, n, 32), dtype, device, seed=n)
+    monkeypatch.setattr(plan_module, "TMA_STORES", False)
+    by_pointer = _output_and_grads(p, *inputs)
+    assert not any(store for _, store in store_launches)
+    store_launches.clear()
+    monkeypatch.setattr(plan_module, "TMA_STORES", True)
+    by_descriptor = _output_and_grads(p, *inputs)
+    for name, got, want in zip(("out", "dq", "dk", "dv"), by_descriptor, by_pointer):
+        assert torch.equal(got, want), f"{name} differs from the pointer stores'"
+    assert [store for kernel, store in store_launches if kernel == "_sparse_fwd_kernel"] == forward
+    assert [store for kernel, store in store_launches if kernel == "_group_bwd_kernel"] == group
+    check_against_reference(p, (2, 3, n, 32), dtype, device, seed=n)
+
+
 def test_which_segments_load_by_descriptor():
     """Band segments of step 1: TMA_ROWS; the stride part: TMA_GROUP_ROWS where n is a multiple of l, else pointers
     (the [n / l, l] view would end past the tensor); summary segments: TMA_ROWS for their dk/dv's query tiles alone
@@ -858,6 +918,32 @@ def test_gpu_whole_group_backward(case, dtype):
     p = sparse.pattern(mode, **kw)
     assert any(s.group_bwd is not None and s.group_bwd.block_m == block for s in build_plan(p, n, head_dim).launches)
     check_against_reference(p, (1, 2, n, head_dim), dtype, "cuda", seed=n)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize(
+    "kw, n, head_dim",
+    [
+        (dict(attn_mode="strided", local_attn_ctx=128), 12288, 64),  # issue 7's case: 96-row groups in 128-row tiles
+        (dict(attn_mode="strided", local_attn_ctx=96), 3072, 128),  # 32-row groups, one key tile, head dim 128
+        (dict(attn_mode="strided", local_attn_ctx=128), 4099, 64),  # n not a multiple of l: the band's o alone
+        (dict(attn_mode="fixed", local_attn_ctx=128, summary_ctx=32), 4096, 64),  # local blocks of 128 rows
+    ],
+    ids=["strided-12288", "strided-3072-d128", "strided-4099", "fixed-4096"],
+)
+def test_gpu_tma_stores(kw, n, head_dim, dtype, monkeypatch, store_launches):
+    """Compiled stores by descriptor (TMA_STORES) against the pointer stores, bitwise: the pointer path is the one the
+    reference tests above check at these sizes."""
+    p = sparse.pattern(**kw)
+    inputs = [t.cuda() for t in make_inputs((2, 2, n, head_dim), dtype, "cpu", seed=n)]
+    monkeypatch.setattr(plan_module, "TMA_STORES", False)
+    by_pointer = _output_and_grads(p, *inputs)
+    monkeypatch.setattr(plan_module, "TMA_STORES", True)
+    by_descriptor = _output_and_grads(p, *inputs)
+    for name, got, want in zip(("out", "dq", "dk", "dv"), by_descriptor, by_pointer):
+        assert torch.equal(got, want), f"{name} differs from the pointer stores'"
+    assert any(store for _, store in store_launches)
 
 
 @pytest.mark.cuda
