@@ -285,11 +285,14 @@ REDUCE_READ_BACK = True
 # memory and one bulk copy (the whole-group backward's counters: barrier stalls 2.1 cycles per instruction, IMAD and
 # ISETP 17% of its instructions). The compiler's report (sm_90): the whole-group backward's 24 spilled bytes gone (126
 # registers against 128 at its cap), its PTX 1,124 lines against 1,198, the forwards' 621 / 660 against 659 / 754.
-# On an H200, same process, CUDA-graph fwd+bwd, two interleaved rounds against TMA_STORES off (profile_kernels-
-# tma-stores-78a66500337a.txt): strided 12,288 0.2792 / 0.2799 against 0.2817 / 0.2821 ms (-0.8%; the forward alone
-# 0.0797 / 0.0802 against 0.0814 / 0.0814), strided 3,072 x 8 0.4364 / 0.4366 against 0.4406 / 0.4413 (-1.0%), fixed
-# 12,288 0.8413 / 0.8439 against 0.8450 / 0.8452, strided 65,536 2.028 / 2.063 against 2.045 / 2.073; out, dq, dk and dv
-# bitwise equal either way (tests/sparse/test_kernels.py's test_tma_stores and, compiled, test_gpu_tma_stores).
+# On an H200, same process, CUDA-graph fwd+bwd, interleaved rounds against TMA_STORES off: strided 12,288 0.2792 /
+# 0.2799 against 0.2817 / 0.2821 ms (-0.8%; the forward alone 0.0797 / 0.0802 against 0.0814 / 0.0814), strided
+# 3,072 x 8 0.4364 / 0.4366 against 0.4406 / 0.4413 (-1.0%), fixed 12,288 0.8413 / 0.8439 against 0.8450 / 0.8452,
+# strided 65,536 2.028 / 2.063 against 2.045 / 2.073 (results/profiles/profile_kernels-78a66500337a-tmastores.txt: this
+# change uncommitted); at af1b354e2cda on another machine, three rounds (profile_kernels-af1b354e2cda-tma-stores.txt):
+# strided 12,288 0.2802 / 0.2802 / 0.2806 against 0.2821 / 0.2821 / 0.2807 (-0.5%), 3,072 x 8 0.4309 / 0.4315 / 0.4320
+# against 0.4342 / 0.4366 / 0.4366 (-1.0%), fixed 0.834-0.840 either way. Out, dq, dk and dv bitwise equal either way
+# (tests/sparse/test_kernels.py's test_tma_stores and, compiled, test_gpu_tma_stores: gpu_cuda_tests-af1b354e2cda.txt).
 TMA_STORES = True
 # D = rowsum(dO * O) is recomputed per query tile by the one-kernel backward's dk/dv programs only where each key
 # tile sees a bounded number of query tiles: a window, or groups of at most this many rows.
