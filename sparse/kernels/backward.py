@@ -552,6 +552,22 @@ def _band_bwd_kernel(
 
 
 @triton.jit
+def _write_rows(
+    acc, OUT, offsets, valid, desc, batch32, head, group, group_stride, first,
+    HAS_PREV: tl.constexpr, STORE_TMA: tl.constexpr, TMA: tl.constexpr,
+):  # fmt: skip
+    """`acc` ([rows, D], float32) into in-group rows [first, first + rows) of OUT: by descriptor (STORE_TMA, a first
+    segment's: nothing to add to), else by pointer at `offsets` where `valid`, added to what an earlier segment stored
+    there (HAS_PREV)."""
+    if STORE_TMA:
+        store_rows(desc, batch32, head, group, group_stride, first, acc.to(OUT.dtype.element_ty), TMA)
+    else:
+        if HAS_PREV:
+            acc += tl.load(OUT + offsets, mask=valid, other=0.0).to(tl.float32)
+        tl.store(OUT + offsets, acc.to(OUT.dtype.element_ty), mask=valid)
+
+
+@triton.jit
 def _group_key_step(
     start, dq, q, do, lse2, delta, k_base, v_base, stride_kn, stride_vn, DK, DV, row_base, index, pos, valid, n,
     group, group_len, step, group_stride, window, scale_log2, scale, k_desc, v_desc, dk_desc, dv_desc, batch32, head,
@@ -574,22 +590,12 @@ def _group_key_step(
     # dv first, so that its accumulator is stored before dp and ds need registers.
     dv = mma(tl.trans(p.to(do.dtype)), do, DOT_MODE)
     kv_off = row_base * HEAD_DIM + k_pos.to(tl.int64)[:, None] * HEAD_DIM + cols
-    keys_valid = k_valid[:, None]
-    if STORE_TMA:
-        store_rows(dv_desc, batch32, head, group, group_stride, start, dv.to(DV.dtype.element_ty), TMA)
-    else:
-        if HAS_PREV:
-            dv += tl.load(DV + kv_off, mask=keys_valid, other=0.0).to(tl.float32)
-        tl.store(DV + kv_off, dv.to(DV.dtype.element_ty), mask=keys_valid)
+    kv_valid = k_valid[:, None]
+    _write_rows(dv, DV, kv_off, kv_valid, dv_desc, batch32, head, group, group_stride, start, HAS_PREV, STORE_TMA, TMA)
     ds = p * (mma(do, tl.trans(v), DOT_MODE) - delta[:, None])
     ds = ds.to(q.dtype)
     dk = mma(tl.trans(ds), q, DOT_MODE) * scale
-    if STORE_TMA:
-        store_rows(dk_desc, batch32, head, group, group_stride, start, dk.to(DK.dtype.element_ty), TMA)
-    else:
-        if HAS_PREV:
-            dk += tl.load(DK + kv_off, mask=keys_valid, other=0.0).to(tl.float32)
-        tl.store(DK + kv_off, dk.to(DK.dtype.element_ty), mask=keys_valid)
+    _write_rows(dk, DK, kv_off, kv_valid, dk_desc, batch32, head, group, group_stride, start, HAS_PREV, STORE_TMA, TMA)
     return dq + mma(ds, k, DOT_MODE)
 
 
@@ -669,10 +675,5 @@ def _group_bwd_kernel(
             )  # fmt: skip
 
     dq *= scale
-    if STORE_TMA:
-        store_rows(DQ_DESC, batch32, head, group, group_stride, 0, dq.to(DQ.dtype.element_ty), TMA)
-    else:
-        out_off = row_base * HEAD_DIM + off * HEAD_DIM + cols
-        if HAS_PREV:
-            dq += tl.load(DQ + out_off, mask=rows_valid, other=0.0).to(tl.float32)
-        tl.store(DQ + out_off, dq.to(DQ.dtype.element_ty), mask=rows_valid)
+    out_off = row_base * HEAD_DIM + off * HEAD_DIM + cols
+    _write_rows(dq, DQ, out_off, rows_valid, DQ_DESC, batch32, head, group, group_stride, 0, HAS_PREV, STORE_TMA, TMA)

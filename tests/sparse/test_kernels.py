@@ -240,20 +240,25 @@ def test_forward_rescale_with_scores_that_grow_along_the_row(name, device):
         check_against_reference(sparse.pattern(**PATTERNS[name]), (1, 2, n, 32), dtype, device, seed=11, key_scale=ramp)
 
 
+def record_launches(monkeypatch, pick, parameter: str | None = None) -> list:
+    """`pick(kernel, args, options)` of every launch from here on of a kernel that has `parameter` (None: of every
+    launch); the launches still run."""
+    recorded = []
+    real = launch._launch_at
+
+    def record(site, kernel, grid, args, options):
+        if parameter is None or parameter in kernel.arg_names:
+            recorded.append(pick(kernel, args, options()))
+        real(site, kernel, grid, args, options)
+
+    monkeypatch.setattr(launch, "_launch_at", record)
+    return recorded
+
+
 @pytest.fixture
 def tma_launches(monkeypatch):
     """The TMA setting of every launch from here on (None for kernels without descriptor loads)."""
-    settings = []
-    real = launch._launch_at
-    monkeypatch.setattr(
-        launch,
-        "_launch_at",
-        lambda site, kernel, grid, args, options: (
-            settings.append(options().get("TMA")),
-            real(site, kernel, grid, args, options),
-        )[1],
-    )
-    return settings
+    return record_launches(monkeypatch, lambda kernel, args, options: options.get("TMA"))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -318,16 +323,7 @@ def test_tma_stride_loads_on_a_transposed_layout(device, monkeypatch, tma_launch
 @pytest.fixture
 def store_launches(monkeypatch):
     """(kernel name, STORE_TMA) of every launch from here on that has the constexpr."""
-    settings = []
-    real = launch._launch_at
-
-    def record(site, kernel, grid, args, options):
-        if "STORE_TMA" in kernel.arg_names:
-            settings.append((kernel.__name__, options()["STORE_TMA"]))
-        real(site, kernel, grid, args, options)
-
-    monkeypatch.setattr(launch, "_launch_at", record)
-    return settings
+    return record_launches(monkeypatch, lambda kernel, _, options: (kernel.__name__, options["STORE_TMA"]), "STORE_TMA")
 
 
 def _output_and_grads(p, q, k, v, do):
@@ -466,19 +462,12 @@ def test_which_dkdv_kernels_load_row_statistics_by_descriptor():
 @pytest.fixture
 def row_stats_launches(monkeypatch):
     """(STATS_TMA, LSE_DESC is a descriptor, DELTA_DESC is one) of every dk/dv launch from here on."""
-    settings = []
-    real = launch._launch_at
 
-    def record(site, kernel, grid, args, options):
-        if "LSE_DESC" in kernel.arg_names:
-            lse, delta = (args[kernel.arg_names.index(name)] for name in ("LSE_DESC", "DELTA_DESC"))
-            settings.append(
-                (options()["STATS_TMA"], isinstance(lse, TensorDescriptor), isinstance(delta, TensorDescriptor))
-            )
-        real(site, kernel, grid, args, options)
+    def pick(kernel, args, options):
+        lse, delta = (args[kernel.arg_names.index(name)] for name in ("LSE_DESC", "DELTA_DESC"))
+        return options["STATS_TMA"], isinstance(lse, TensorDescriptor), isinstance(delta, TensorDescriptor)
 
-    monkeypatch.setattr(launch, "_launch_at", record)
-    return settings
+    return record_launches(monkeypatch, pick, "LSE_DESC")
 
 
 # Patterns of the row statistics tests: PATTERNS' and fixed attention with windows longer than the interpreter's whole
