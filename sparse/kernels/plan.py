@@ -277,9 +277,10 @@ LEAN_MASKS = True
 # 12,288 0.2905 against 0.3069 ms (-5.3%), strided 3,072 x 8 0.4515 against 0.4798 (-5.9%), strided 65,536 2.067
 # against 2.159 (-4.3%); fixed unchanged (none of its segments qualifies).
 REDUCE_READ_BACK = True
-# The first segment's outputs stored by descriptor (geometry.store_rows: one TMA copy from shared memory per tile)
-# instead of by pointer, where its tiles come by descriptor and no tile runs past its group's end into rows before n:
-# the whole-group backward's dq, dk and dv (TMA_GROUP_ROWS) and the forward's o. Why: a pointer store of a matrix
+# Outputs stored by descriptor (geometry.store_rows: one TMA copy from shared memory per tile) instead of by pointer,
+# where a kernel's tiles come by descriptor and no tile runs past its group's end into rows before n: the first
+# backward segment's whole-group dq, dk and dv (strided's stride part, fixed's local blocks), and each band segment's
+# forward o (a later segment reads the earlier one's rows back by the same descriptor). Why: a pointer store of a matrix
 # product's result goes through shared memory into a layout for coalesced stores (a convert_layout: a store, a barrier
 # and a load back) and then one masked store per thread with 64-bit addresses; by descriptor it is the store to shared
 # memory and one bulk copy (the whole-group backward's counters: barrier stalls 2.1 cycles per instruction, IMAD and
