@@ -4,7 +4,9 @@ occupancy, the warps' stall reasons, and the SASS instruction mix with the share
     python -m benchmarks.counter_summary out/counters-strided_12288_1_128   # reads <prefix>-raw.csv, -source.csv
 
 The inputs are `ncu --import R --page raw --csv` and `--page source --csv --print-source sass` (gpu_session.sh's
-`counters` step writes both); the output is plain text (results/profiles/counters-*.txt keep it).
+`counters` step writes both; its `dram` step only the raw page, of a few metrics: then the instruction mix is left
+out); the output is plain text (results/profiles/counters-*.txt keep it). Times and DRAM bytes are also summed over
+the call's kernels: the whole call's traffic.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ SOL = {
     "gpu__time_duration.sum": "time",
     "dram__bytes_read.sum": "DRAM read",
     "dram__bytes_write.sum": "DRAM written",
+    "lts__t_sector_hit_rate.pct": "L2 hit rate",
     "lts__throughput.avg.pct_of_peak_sustained_elapsed": "L2 of peak",
     "sm__throughput.avg.pct_of_peak_sustained_elapsed": "SM of peak",
     "sm__warps_active.avg.pct_of_peak_sustained_active": "occupancy",
@@ -29,6 +32,7 @@ SOL = {
     "smsp__sass_inst_executed_op_local_ld.sum": "spill loads (warp instr)",
     "smsp__inst_executed.sum": "warp instructions",
 }
+SUMMED = {"gpu__time_duration.sum", "dram__bytes_read.sum", "dram__bytes_write.sum"}  # per call, not per kernel
 STALL = re.compile(r"smsp__average_warps_issue_stalled_(\w+)_per_issue_active\.ratio")
 
 
@@ -43,14 +47,17 @@ def throughput_table(raw_csv: Path) -> str:
     raw = pd.read_csv(raw_csv, low_memory=False)
     units, raw = raw.iloc[0], raw.iloc[1:]  # ncu's second row names each metric's unit
     names = [f"{i} {n}" for i, n in enumerate(raw["Kernel Name"])]
-    rows = {
-        label + (f" ({units[m]})" if isinstance(units[m], str) else ""): [_number(v) for v in raw[m]]
-        for m, label in SOL.items()
-        if m in raw
-    }
-    stalls = {STALL.match(c).group(1): [_number(v) for v in raw[c]] for c in raw.columns if STALL.match(c)}
     lines = ["kernel: " + " | ".join(names)]
-    lines += [f"{label}: " + " | ".join(f"{v:.4g}" for v in values) for label, values in rows.items()]
+    for m, label in SOL.items():
+        if m not in raw:
+            continue
+        values = [_number(v) for v in raw[m]]
+        unit = units[m] if isinstance(units[m], str) else ""
+        line = f"{label}{f' ({unit})' if unit else ''}: " + " | ".join(f"{v:.4g}" for v in values)
+        lines.append(line + (f" | sum {sum(values):.4g}" if m in SUMMED else ""))
+    stalls = {STALL.match(c).group(1): [_number(v) for v in raw[c]] for c in raw.columns if STALL.match(c)}
+    if not stalls:
+        return "\n".join(lines)
     lines.append("stall reasons, cycles per issued instruction (largest first by the sum over kernels):")
     for reason, values in sorted(stalls.items(), key=lambda kv: -sum(kv[1])):
         if max(values) >= 0.05:
@@ -93,12 +100,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("prefix", help="path prefix of the -raw.csv and -source.csv files")
     args = parser.parse_args(argv)
     raw, source = Path(f"{args.prefix}-raw.csv"), Path(f"{args.prefix}-source.csv")
-    missing = [str(p) for p in (raw, source) if not p.is_file()]
-    if missing:
-        parser.error(f"missing {', '.join(missing)}")
+    if not raw.is_file():
+        parser.error(f"missing {raw}")
     print(throughput_table(raw))
     print()
-    print(instruction_mix(source))
+    if source.is_file():
+        print(instruction_mix(source))
+    else:
+        print(f"(no {source.name}: the instruction mix is left out)")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call: any of the steps below, in order; everything lands under $OUT.
-# Usage on the GPU machine: SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_session.sh [targets|targets-caller|dense-kernels|targets-1m|models|sweep|flexsweep|flexlarge|tests|cudatests|oldergpus|profile|tune|counters|host]...
+# Usage on the GPU machine: SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_session.sh [targets|targets-caller|dense-kernels|targets-1m|models|sweep|flexsweep|flexlarge|tests|cudatests|oldergpus|profile|tune|counters|dram|host]...
 set -uo pipefail
 export PYTHONPATH=.
 OUT="${OUT:-out}"; mkdir -p "$OUT"
@@ -60,6 +60,25 @@ for step in "$@"; do
                    > "$OUT/$name-source.csv" 2>&1
                  rm -f "$OUT/$name.ncu-rep"; python3 -m benchmarks.counter_summary "$OUT/$name" > "$OUT/$name-summary.txt"
                  head -24 "$OUT/$name-summary.txt"  # not through tee: head's early exit would cut the file short
+               done ;;
+    # DRAM bytes of one call with the kernels back to back, L2 kept between them (--cache-control none: what a
+    # training step or a graph replay moves), beside the same call with L2 flushed before each kernel (the counters
+    # step's setting, an upper bound). One pass of four metrics: no kernel replay, so no replay sees a warmed L2.
+    dram)      ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+               metrics=dram__bytes_read.sum,dram__bytes_write.sum,gpu__time_duration.sum,lts__t_sector_hit_rate.pct
+               for case in ${COUNTER_CASES:-strided:12288:1:128 strided:3072:8:96 all:12288:1}; do
+                 for cache in none all; do
+                   name="dram-${case//:/_}-l2-$cache"
+                   timeout 200 "$ncu_bin" --clock-control none --cache-control "$cache" --profile-from-start off \
+                     --metrics "$metrics" -f -o "$OUT/$name" python3 -m benchmarks.hw_counters "$case" \
+                     > "$OUT/$name-log.txt" 2>&1
+                   "$ncu_bin" --import "$OUT/$name.ncu-rep" --page raw --csv > "$OUT/$name-raw.csv" 2>&1
+                   rm -f "$OUT/$name.ncu-rep"
+                   python3 -m benchmarks.counter_summary "$OUT/$name" > "$OUT/$name-summary.txt" 2>&1
+                   echo "== $case, L2 $cache: $(grep -c '==PROF== Profiling' "$OUT/$name-log.txt") kernels, passes:" \
+                     "$(grep -o '[0-9]* pass[es]*$' "$OUT/$name-log.txt" | sort | uniq -c | tr -s ' ' | tr '\n' ';')"
+                   head -8 "$OUT/$name-summary.txt"
+                 done
                done ;;
     host)      timeout 150 python3 -m benchmarks.host_breakdown 2>&1 | tee "$OUT/host_breakdown.txt" | tail -18 ;;
     tune)      timeout 240 python3 -m benchmarks.tune_tiles --kinds "${TUNE_KINDS:-dkdv_summary}" \

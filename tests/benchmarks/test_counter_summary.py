@@ -36,3 +36,17 @@ def test_missing_pages_are_named(tmp_path, capsys):
     with pytest.raises(SystemExit):
         counter_summary.main([str(tmp_path / "nothing")])
     assert "missing" in capsys.readouterr().err
+
+
+def test_raw_page_alone_sums_time_and_dram_over_the_call(tmp_path, capsys):
+    """gpu_session.sh's `dram` step writes only a raw page of four metrics: no stalls, no instruction mix."""
+    (tmp_path / "d-raw.csv").write_text(
+        '"ID","Kernel Name","gpu__time_duration.sum","dram__bytes_read.sum","lts__t_sector_hit_rate.pct"\n'
+        '"","","usecond","Mbyte","%"\n"0","_fwd","36.5","75.5","40.1"\n"1","_bwd","98.7","126.6","55.0"\n'
+    )
+    counter_summary.main([str(tmp_path / "d")])
+    text = capsys.readouterr().out
+    assert "time (usecond): 36.5 | 98.7 | sum 135.2" in text
+    assert "DRAM read (Mbyte): 75.5 | 126.6 | sum 202.1" in text
+    assert "L2 hit rate (%): 40.1 | 55 |" not in text and "L2 hit rate (%): 40.1 | 55" in text  # rates are not summed
+    assert "stall reasons" not in text and "instruction mix is left out" in text
