@@ -63,22 +63,24 @@ for step in "$@"; do
                done ;;
     # DRAM bytes of one call with the kernels back to back, L2 kept between them (--cache-control none: what a
     # training step or a graph replay moves), beside the same call with L2 flushed before each kernel (the counters
-    # step's setting, an upper bound). One pass of four metrics: no kernel replay, so no replay sees a warmed L2.
+    # step's setting). Application replay: ncu needs three passes for these metrics, and each pass reruns the whole
+    # process, so that no pass sees an L2 that an earlier pass of the same kernel warmed (kernel replay would).
     dram)      ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
                metrics=dram__bytes_read.sum,dram__bytes_write.sum,gpu__time_duration.sum,lts__t_sector_hit_rate.pct
                for case in ${COUNTER_CASES:-strided:12288:1:128 strided:3072:8:96 all:12288:1}; do
+                 file="$OUT/dram-${case//:/_}.txt"; : > "$file"
                  for cache in none all; do
-                   name="dram-${case//:/_}-l2-$cache"
-                   timeout 200 "$ncu_bin" --clock-control none --cache-control "$cache" --profile-from-start off \
-                     --metrics "$metrics" -f -o "$OUT/$name" python3 -m benchmarks.hw_counters "$case" \
-                     > "$OUT/$name-log.txt" 2>&1
-                   "$ncu_bin" --import "$OUT/$name.ncu-rep" --page raw --csv > "$OUT/$name-raw.csv" 2>&1
-                   rm -f "$OUT/$name.ncu-rep"
-                   python3 -m benchmarks.counter_summary "$OUT/$name" > "$OUT/$name-summary.txt" 2>&1
-                   echo "== $case, L2 $cache: $(grep -c '==PROF== Profiling' "$OUT/$name-log.txt") kernels, passes:" \
-                     "$(grep -o '[0-9]* pass[es]*$' "$OUT/$name-log.txt" | sort | uniq -c | tr -s ' ' | tr '\n' ';')"
-                   head -8 "$OUT/$name-summary.txt"
+                   name="$OUT/dram-${case//:/_}-l2-$cache"
+                   timeout 200 "$ncu_bin" --clock-control none --cache-control "$cache" --replay-mode application \
+                     --profile-from-start off --metrics "$metrics" -f -o "$name" \
+                     python3 -m benchmarks.hw_counters "$case" > "$name-log.txt" 2>&1
+                   "$ncu_bin" --import "$name.ncu-rep" --page raw --csv > "$name-raw.csv" 2>&1
+                   { echo "== $case, ncu --cache-control $cache --replay-mode application --metrics $metrics"
+                     grep -E "^==(PROF|ERROR)==.*(Profiling|pass|rror)" "$name-log.txt" | head -8
+                     python3 -m benchmarks.counter_summary "$name" 2>&1; echo; } >> "$file"
+                   rm -f "$name.ncu-rep" "$name-log.txt" "$name-raw.csv"
                  done
+                 grep -E "^==|sum" "$file"
                done ;;
     host)      timeout 150 python3 -m benchmarks.host_breakdown 2>&1 | tee "$OUT/host_breakdown.txt" | tail -18 ;;
     tune)      timeout 240 python3 -m benchmarks.tune_tiles --kinds "${TUNE_KINDS:-dkdv_summary}" \
