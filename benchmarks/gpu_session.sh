@@ -68,7 +68,8 @@ for step in "$@"; do
     dram)      ncu_bin=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
                metrics=dram__bytes_read.sum,dram__bytes_write.sum,gpu__time_duration.sum,lts__t_sector_hit_rate.pct
                for case in ${COUNTER_CASES:-strided:12288:1:128 strided:3072:8:96 all:12288:1}; do
-                 file="$OUT/dram-${case//:/_}.txt"; : > "$file"
+                 file="$OUT/dram-${case//:/_}.txt"
+                 echo "# $(tail -1 "$OUT/gpu.txt"); commit ${SPARSE_REPRO_COMMIT:-unknown}; $(date -u +%FT%TZ)" > "$file"
                  for cache in none all; do
                    name="$OUT/dram-${case//:/_}-l2-$cache"
                    timeout 200 "$ncu_bin" --clock-control none --cache-control "$cache" --replay-mode application \
