@@ -186,6 +186,14 @@ def plot_kernels(results: Results, out: Path) -> list[Path]:
                     fit = f"slope {slope:.2f}" if np.isfinite(slope) else "one n, no slope"
                     label = f"{backend}{' (dense)' if backend == 'sdpa' and pattern != 'all' else ''}, {fit}"
                     ax.plot(rows["n"], rows[metric], color=colour, marker=marker, label=label)
+                    if metric == "median_ms" and backend == "triton" and _graph_ms(rows).notna().any():
+                        # The GPU's time alone: where the eager call waits for the host (small n), only this line
+                        # shows how the kernels scale.
+                        graph = rows.assign(graph_ms=_graph_ms(rows)).dropna(subset=["graph_ms"])
+                        slope = fitted_slope(graph["n"], graph["graph_ms"])
+                        fit = f"slope {slope:.2f}" if np.isfinite(slope) else "one n, no slope"
+                        ax.plot(graph["n"], graph["graph_ms"], color=colour, marker=marker, ls=":", mfc="white",
+                                label=f"{backend}, CUDA graphs, {fit}")  # fmt: skip
                 ax.set_xscale("log", base=2)
                 ax.set_yscale("log")
                 ax.set_title(pattern)
@@ -204,12 +212,21 @@ def plot_kernels(results: Results, out: Path) -> list[Path]:
     return paths
 
 
-def speedups_over_sdpa(rows: pd.DataFrame, pattern: str, backend: str) -> pd.DataFrame:
+def _graph_ms(rows: pd.DataFrame) -> pd.Series:
+    """The rows' CUDA-graph times (kernels.csv schema 3 on; NaN where none was measured), as numbers."""
+    if "graph_ms" not in rows:
+        return pd.Series(np.nan, index=rows.index)
+    return pd.to_numeric(rows["graph_ms"], errors="coerce")
+
+
+def speedups_over_sdpa(rows: pd.DataFrame, pattern: str, backend: str, column: str = "median_ms") -> pd.DataFrame:
     """SDPA's time over `backend`'s for `pattern` at each n of `rows` (one card, one pass and head dim): from the newest
     process (rows of one benchmark process share their date) that measured both at that n, else (same_process False)
-    from the newest row of each. Columns n, speedup, same_process."""
-    ours = rows[(rows["pattern"] == pattern) & (rows["backend"] == backend)]
-    sdpa = rows[(rows["pattern"] == "all") & (rows["backend"] == "sdpa")]
+    from the newest row of each. Columns n, speedup, same_process. column="graph_ms": the CUDA-graph times (the GPU's
+    time alone), from processes that replayed both; no unpaired points."""
+    rows = rows.assign(graph_ms=_graph_ms(rows))
+    ours = rows[(rows["pattern"] == pattern) & (rows["backend"] == backend) & rows[column].notna()]
+    sdpa = rows[(rows["pattern"] == "all") & (rows["backend"] == "sdpa") & rows[column].notna()]
     points = []
     for n, mine in ours.groupby("n"):
         theirs = sdpa[sdpa["n"] == n]
@@ -218,7 +235,9 @@ def speedups_over_sdpa(rows: pd.DataFrame, pattern: str, backend: str) -> pd.Dat
         both = mine.merge(theirs, on="date", suffixes=("", "_sdpa")).sort_values("date", kind="stable")
         if len(both):
             pair, same = both.iloc[-1], True
-            ratio = pair["median_ms_sdpa"] / pair["median_ms"]
+            ratio = pair[f"{column}_sdpa"] / pair[column]
+        elif column == "graph_ms":
+            continue
         else:
             pair, same = None, False
             newest = mine.sort_values("date", kind="stable").iloc[-1]
@@ -229,10 +248,11 @@ def speedups_over_sdpa(rows: pd.DataFrame, pattern: str, backend: str) -> pd.Dat
 
 def _plot_speedup(rows: pd.DataFrame, pass_: str, head_dim: int):
     """Speed-up over dense SDPA against n, per pattern and backend; a hollow marker where no one process measured both
-    (then SDPA's newest row on the same card)."""
+    (then SDPA's newest row on the same card). Dotted: ours over SDPA with both calls replayed from CUDA graphs, the
+    GPU's time alone, where the eager ratio at small n is the host's (autograd's engine thread in the sweep)."""
     if not ((rows["backend"] == "sdpa") & (rows["pattern"] == "all")).any():
         return None
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig, ax = plt.subplots(figsize=(8.2, 3.8))
     drawn = hollow = False
     for pattern in sorted(set(rows["pattern"])):
         for backend in ("triton", "flex"):
@@ -246,6 +266,10 @@ def _plot_speedup(rows: pd.DataFrame, pass_: str, head_dim: int):
             ax.scatter(points["n"][same], points["speedup"][same], color=colour, marker="o", zorder=3)
             ax.scatter(points["n"][~same], points["speedup"][~same], facecolors="white", edgecolors=colour, zorder=3)
             drawn, hollow = True, hollow or bool((~same).any())
+            graph = speedups_over_sdpa(rows, pattern, backend, "graph_ms") if backend == "triton" else points[:0]
+            if len(graph):
+                ax.plot(graph["n"], graph["speedup"], color=colour, ls=":", marker="s", ms=3,
+                        label=f"{pattern}, {backend}, CUDA graphs")  # fmt: skip
     if not drawn:
         plt.close(fig)
         return None
@@ -257,7 +281,7 @@ def _plot_speedup(rows: pd.DataFrame, pass_: str, head_dim: int):
     ax.set_xlabel("n")
     ax.set_ylabel("speed-up over dense SDPA")
     ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the lines fill the axes
     ax.set_title(f"Speed-up over SDPA, {pass_}, head dim {head_dim}{_on_card(rows)}", fontsize=9)
     return fig
 

@@ -429,6 +429,25 @@ def test_speedups_pair_our_rows_with_sdpa_of_the_same_process():
     assert 16384 not in points.index
 
 
+def test_graph_speedups_pair_only_processes_that_replayed_both():
+    """The dotted GPU-time line: graph_ms of ours and SDPA's from one process; a cell without graph_ms (slow cells are
+    not replayed) or without a same-process SDPA replay has no point, and no newest-of-each fallback either."""
+    from benchmarks.report_plots import speedups_over_sdpa
+
+    def row(pattern, backend, n, date, ms, graph):
+        return {"pattern": pattern, "backend": backend, "n": n, "date": date, "median_ms": ms, "graph_ms": graph}
+
+    rows = pd.DataFrame([
+        row("strided", "triton", 1024, "A", 0.6, 0.02), row("all", "sdpa", 1024, "A", 0.15, 0.05),
+        row("strided", "triton", 4096, "C", 0.4, 0.06), row("all", "sdpa", 4096, "D", 0.25, 0.24),  # two processes
+        row("strided", "triton", 16384, "E", 80.0, ""), row("all", "sdpa", 16384, "E", 900.0, ""),  # not replayed
+    ])  # fmt: skip
+    eager = speedups_over_sdpa(rows, "strided", "triton").set_index("n")
+    graphs = speedups_over_sdpa(rows, "strided", "triton", "graph_ms").set_index("n")
+    assert eager.loc[1024, "speedup"] == pytest.approx(0.25) and graphs.loc[1024, "speedup"] == pytest.approx(2.5)
+    assert list(graphs.index) == [1024] and list(eager.index) == [1024, 4096, 16384]
+
+
 def _target_cell(backend, pattern, ms, date, gpu="NVIDIA H200", n=12288, graph="", peak=0.2, **extra):
     return {"pattern": pattern, "local_attn_ctx": 128 if pattern == "strided" else "", "summary_ctx": "",
             "backend": backend, "n": n, "batch": 1, "heads": 16, "head_dim": 64, "dtype": "bfloat16",
