@@ -76,7 +76,8 @@ def read_traffic(path: Path, cache: str = "none") -> CallTraffic:
     raise ValueError(f"{path}: no section of ncu --cache-control {cache}")
 
 
-def _case_rows(kernels: pd.DataFrame, case: str) -> pd.DataFrame:
+def _case_rows(kernels: pd.DataFrame, case: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Our kernel's and SDPA's fwd+bwd rows of the case (head dim 64, 16 heads, bf16, measured)."""
     pattern, n, batch = parse_case(case)
     rows = kernels[
         (kernels["pass"] == "fwd+bwd") & (kernels.n == n) & (kernels.batch == batch) & (kernels.head_dim == 64)
@@ -98,7 +99,7 @@ def predict(traffic: CallTraffic, kernels: pd.DataFrame, ceilings: pd.DataFrame,
     sdpa_there = sdpa[sdpa.gpu == there].median_ms
     if ours_here.empty or sdpa_there.empty:
         raise ValueError(f"kernels.csv lacks {traffic.case}: ours with graph_ms on {here}, or SDPA on {there}")
-    newest = ours_here.iloc[-1]
+    newest = ours_here.sort_values("date", kind="stable").iloc[-1]
     overlap = newest.graph_ms * 1e3 / sum(traffic.time_us)
     total_mb = sum(traffic.bytes_mb)
     lines = [

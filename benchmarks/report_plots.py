@@ -186,10 +186,10 @@ def plot_kernels(results: Results, out: Path) -> list[Path]:
                     fit = f"slope {slope:.2f}" if np.isfinite(slope) else "one n, no slope"
                     label = f"{backend}{' (dense)' if backend == 'sdpa' and pattern != 'all' else ''}, {fit}"
                     ax.plot(rows["n"], rows[metric], color=colour, marker=marker, label=label)
-                    if metric == "median_ms" and backend == "triton" and _graph_ms(rows).notna().any():
+                    graph = rows.assign(graph_ms=_graph_ms(rows)).dropna(subset=["graph_ms"])
+                    if metric == "median_ms" and backend == "triton" and len(graph):
                         # The GPU's time alone: where the eager call waits for the host (small n), only this line
                         # shows how the kernels scale.
-                        graph = rows.assign(graph_ms=_graph_ms(rows)).dropna(subset=["graph_ms"])
                         slope = fitted_slope(graph["n"], graph["graph_ms"])
                         fit = f"slope {slope:.2f}" if np.isfinite(slope) else "one n, no slope"
                         ax.plot(graph["n"], graph["graph_ms"], color=colour, marker=marker, ls=":", mfc="white",
