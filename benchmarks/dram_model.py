@@ -9,13 +9,16 @@ run back to back), results/kernels.csv and results/device_ceilings.csv.
 
 The model, per kernel: on the other card it takes max(its time here, its bytes / (f x the other card's copy rate)),
 for f = 0.8, 0.9 and 1.0 of the copy rate (device_ceilings.csv's median). A kernel that was not bound by bandwidth
-here keeps its time: the H100 and the H200 have the same SMs, clocks and matmul rate, and differ in memory (the
-copy rate measured here: 2.96 against 4.16 TB/s). A kernel that becomes bandwidth-bound runs at f of the copy rate.
-The call's time is the sum of the kernels', scaled by this card's CUDA-graph time over the ncu sum (ncu runs kernels
-one by one; in a call, programmatic launches overlap them). The speed-up divides SDPA's forward + backward on the
-other card (every measured row of kernels.csv: the least and the greatest) by that time. Also printed: bytes over the
-copy rate, the bound that no kernels moving these bytes can pass. A prediction, not a measurement, and only between
-cards of one SM design; kernels whose time here was set by something the other card has less of are not modelled.
+here keeps its time: the H100 and the H200 have the same SMs, clocks and matmul rate, and differ in memory (the copy
+rate measured here: 2.96 against 4.16 TB/s). A kernel that becomes bandwidth-bound runs at f of the copy rate. The
+call's time is the sum of the kernels', scaled by this card's CUDA-graph time over the ncu sum (ncu runs kernels one
+by one; in a call, programmatic launches overlap them, and a sustained call runs at the clock its power limit
+allows, lower than ncu's kernel at a time (KERNEL_NOTES, "Clocks and power"): the factor is below 1 where the
+overlap weighs more, above 1 where, likely, the clock does). The speed-up divides SDPA's forward + backward on the
+other card (every measured row of kernels.csv: the least and the greatest) by that time. Also printed: bytes over
+the copy rate, the bound that no kernels moving these bytes can pass. A prediction, not a measurement, and only
+between cards of one SM design; kernels whose time here was set by something the other card has less of are not
+modelled.
 """
 
 from __future__ import annotations
@@ -100,12 +103,12 @@ def predict(traffic: CallTraffic, kernels: pd.DataFrame, ceilings: pd.DataFrame,
     if ours_here.empty or sdpa_there.empty:
         raise ValueError(f"kernels.csv lacks {traffic.case}: ours with graph_ms on {here}, or SDPA on {there}")
     newest = ours_here.sort_values("date", kind="stable").iloc[-1]
-    overlap = newest.graph_ms * 1e3 / sum(traffic.time_us)
+    graph_over_ncu = newest.graph_ms * 1e3 / sum(traffic.time_us)
     total_mb = sum(traffic.bytes_mb)
     lines = [
         f"{traffic.case}: {total_mb:.0f} MB per call ({sum(traffic.read_mb):.0f} read, {sum(traffic.written_mb):.0f} "
         f"written), ncu's kernel times {sum(traffic.time_us):.1f} us, CUDA graphs {newest.graph_ms * 1e3:.1f} us on "
-        f"{here} ({newest.commit}, {newest.date}): overlap factor {overlap:.3f}",
+        f"{here} ({newest.commit}, {newest.date}): graph over ncu {graph_over_ncu:.3f}",
         f"SDPA fwd+bwd on {there}: {sdpa_there.min():.3f}-{sdpa_there.max():.3f} ms ({len(sdpa_there)} rows)",
         "per kernel: time here us, MB, share of this card's copy rate",
     ]
@@ -118,7 +121,7 @@ def predict(traffic: CallTraffic, kernels: pd.DataFrame, ceilings: pd.DataFrame,
     )
     for f in FRACTIONS:
         rate = f * copy[there] / 1e3  # MB per us
-        t_there = overlap * sum(max(t, mb / rate) for t, mb in zip(traffic.time_us, traffic.bytes_mb))
+        t_there = graph_over_ncu * sum(max(t, mb / rate) for t, mb in zip(traffic.time_us, traffic.bytes_mb))
         lines.append(
             f"kernels at up to {f:.0%} of its copy rate: {t_there:.1f} us, "
             f"{sdpa_there.min() * 1e3 / t_there:.2f}-{sdpa_there.max() * 1e3 / t_there:.2f}x SDPA"

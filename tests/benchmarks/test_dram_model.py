@@ -52,7 +52,7 @@ def test_each_kernel_keeps_its_time_unless_its_bytes_take_longer_on_the_other_ca
     text = dram_model.predict(dram_model.read_traffic(tmp_path / "d.txt"), kernels, ceilings, "A", "B")
     # 40 MB at 2 MB/us (B's copy rate) is 20 us > the forward's 10; the backward's 1 MB stays at its 20 us. The graph
     # time over ncu's sum (15 / 30) scales the call: (20 + 20) * 0.5 = 20 us at 100%, and 300 / 20 = 15x SDPA.
-    assert "41 MB per call" in text and "overlap factor 0.500" in text
+    assert "41 MB per call" in text and "graph over ncu 0.500" in text
     assert "at most 14.6-14.6x SDPA" in text  # 41 MB / 2 MB/us = 20.5 us
     assert "up to 100% of its copy rate: 20.0 us, 15.00-15.00x SDPA" in text
     assert "up to 80% of its copy rate: 22.5 us" in text  # forward 40 / 1.6 = 25 us
