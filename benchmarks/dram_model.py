@@ -87,8 +87,9 @@ def _case_rows(kernels: pd.DataFrame, case: str) -> tuple[pd.DataFrame, pd.DataF
         & (kernels.heads == 16) & (kernels.dtype.astype(str).str.contains("bfloat16|bf16")) & (kernels.status == "ok")
     ]  # fmt: skip
     ours = rows[(rows.backend == "triton") & (rows.pattern == pattern.attn_mode)]
-    if pattern.local_attn_ctx is not None:
-        ours = ours[ours.local_attn_ctx == pattern.local_attn_ctx]
+    for column in ("local_attn_ctx", "summary_ctx"):  # a fixed pattern has both, a strided one the first
+        if getattr(pattern, column, None) is not None:
+            ours = ours[ours[column] == getattr(pattern, column)]
     return ours, rows[rows.backend == "sdpa"]
 
 
