@@ -6,9 +6,10 @@ pattern's allowed keys, with scale = 1/sqrt(D) by default; a row with no allowed
 
 Backends:
 - "triton":    ours (sparse/kernels); forward and backward; bf16, fp16, fp32; D in {32, 64, 128}; n below 2^28.
-               On a GPU: compute capability 8.0 or newer, and float32 only with 160 KB of shared memory per
-               block (A100, H100, H200). Tuned on Hopper (sm_90); older GPUs take plain loads and launches
-               (sparse/kernels/plan.py's HOPPER_ARCH).
+               CUDA tensors, or CPU tensors under Triton's interpreter (TRITON_INTERPRET=1 before the first import
+               of sparse; slow, for tests). On a GPU: compute capability 8.0 or newer, and float32 only with 160 KB
+               of shared memory per block (A100, H100, H200). Tuned on Hopper (sm_90); older GPUs take plain loads
+               and launches (sparse/kernels/plan.py's HOPPER_ARCH).
 - "flex":      FlexAttention with the exact element mask (compiled on a GPU; forward-only on a CPU).
 - "sdpa":      torch's dense causal scaled_dot_product_attention; only for attn_mode "all".
 - "reference": the materialised dense masked softmax; any dtype including float64; for tests.
@@ -19,6 +20,7 @@ Every argument is checked before any kernel launch: a bad one raises ValueError 
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -51,6 +53,29 @@ def check_gpu(device: torch.device, dtype: torch.dtype) -> None:
             f"shared memory per block (A100, H100, H200); {torch.cuda.get_device_name(device)} has {shared // 1024} "
             f"KB: use bf16 or fp16 inputs, or backend 'flex' or 'reference'"
         )
+
+
+def check_off_gpu(device: torch.device) -> None:
+    """Raise ValueError unless the Triton kernels run on tensors off the GPU: only under Triton's CPU interpreter, which
+    Triton picks when it defines the kernels (TRITON_INTERPRET=1 when sparse.kernels is first imported), not per call.
+    Without it Triton would fail inside its launcher with "0 active drivers"."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    from sparse.kernels.forward import _sparse_fwd_kernel
+
+    if isinstance(_sparse_fwd_kernel, InterpretedFunction):
+        return
+    late = (
+        " TRITON_INTERPRET=1 is set, but only after sparse.kernels was imported: Triton reads it when it defines the "
+        "kernels, so set it before the first import."
+        if os.environ.get("TRITON_INTERPRET") == "1"
+        else ""
+    )
+    raise ValueError(
+        f"backend 'triton' runs its kernels on CUDA tensors, got tensors on {device}.{late} On a CPU, use backend "
+        f"'reference' (exact, forward and backward) or 'flex' (forward only), or Triton's interpreter, which runs the "
+        f"same kernels slowly (TRITON_INTERPRET=1 in the environment before sparse is imported; what the tests do)"
+    )
 
 
 def check_inputs(q, k, v, pattern, backend: str, scale) -> float:
@@ -90,6 +115,8 @@ def check_inputs(q, k, v, pattern, backend: str, scale) -> float:
         raise ValueError(f"backend 'triton' supports n below 2^28 ({KERNEL_MAX_N:,}), got n={q.shape[2]:,}")
     if backend == "triton" and q.is_cuda:
         check_gpu(q.device, q.dtype)
+    elif backend == "triton":
+        check_off_gpu(q.device)
     if backend == "sdpa" and not isinstance(pattern, DensePattern):
         raise ValueError(
             f"backend 'sdpa' is dense causal attention and is valid only for attn_mode 'all', "
