@@ -137,11 +137,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--to", dest="there", default="NVIDIA H100 80GB HBM3", help="the card to predict")
     parser.add_argument("--results", type=Path, default=Path("results"))
     args = parser.parse_args(argv)
-    missing = [str(p) for p in (*args.dram_files, args.results / "kernels.csv") if not p.is_file()]
+    tables = args.results / "kernels.csv", args.results / "device_ceilings.csv"
+    missing = [str(p) for p in (*args.dram_files, *tables) if not p.is_file()]
     if missing:
         parser.error(f"missing {', '.join(missing)}")
-    kernels = pd.read_csv(args.results / "kernels.csv", low_memory=False)
-    ceilings = pd.read_csv(args.results / "device_ceilings.csv")
+    kernels = pd.read_csv(tables[0], low_memory=False)
+    ceilings = pd.read_csv(tables[1])
     for path in args.dram_files:
         try:
             print(predict(read_traffic(path), kernels, ceilings, args.here, args.there))

@@ -182,16 +182,14 @@ def plot_kernels(results: Results, out: Path) -> list[Path]:
                     if rows[metric].notna().sum() == 0:
                         continue
                     colour, marker = BACKEND_STYLE.get(backend, ("#888888", "x"))
-                    slope = fitted_slope(rows["n"], rows[metric])
-                    fit = f"slope {slope:.2f}" if np.isfinite(slope) else "one n, no slope"
+                    fit = _slope_label(rows["n"], rows[metric])
                     label = f"{backend}{' (dense)' if backend == 'sdpa' and pattern != 'all' else ''}, {fit}"
                     ax.plot(rows["n"], rows[metric], color=colour, marker=marker, label=label)
                     graph = rows.assign(graph_ms=_graph_ms(rows)).dropna(subset=["graph_ms"])
                     if metric == "median_ms" and backend == "triton" and len(graph):
                         # The GPU's time alone: where the eager call waits for the host (small n), only this line
                         # shows how the kernels scale.
-                        slope = fitted_slope(graph["n"], graph["graph_ms"])
-                        fit = f"slope {slope:.2f}" if np.isfinite(slope) else "one n, no slope"
+                        fit = _slope_label(graph["n"], graph["graph_ms"])
                         ax.plot(graph["n"], graph["graph_ms"], color=colour, marker=marker, ls=":", mfc="white",
                                 label=f"{backend}, CUDA graphs, {fit}")  # fmt: skip
                 ax.set_xscale("log", base=2)
@@ -210,6 +208,12 @@ def plot_kernels(results: Results, out: Path) -> list[Path]:
         if speedup is not None:
             paths.append(_save(speedup, out / f"kernels_speedup_{tag}.png"))
     return paths
+
+
+def _slope_label(n: pd.Series, values: pd.Series) -> str:
+    """The legend's fitted log-log slope, or why there is none."""
+    slope = fitted_slope(n, values)
+    return f"slope {slope:.2f}" if np.isfinite(slope) else "one n, no slope"
 
 
 def _graph_ms(rows: pd.DataFrame) -> pd.Series:
