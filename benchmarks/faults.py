@@ -11,15 +11,25 @@ Contract:
   and every rank of a DDP run draws its own. The data order is the datamodule's: its EpochSampler draws from
   (seed, epoch). Lightning replays a partly done epoch from its start unless the DataLoader is stateful, so a
   resume is exact from a checkpoint at an epoch end (README: "Faults and resuming").
+- A fresh run (no ckpt_path) whose checkpoint folder already holds a `last.ckpt` says so at its start: the entry
+  points build ModelCheckpoint with `enable_version_counter=False` (CHECKPOINT_DEFAULTS), so this run's first
+  save replaces that file. Lightning's default would write `last-v1.ckpt` beside it instead, and every command
+  naming `last.ckpt` (test, sample, gpu_train.sh's table2) would read the earlier run's model.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
+
+# ModelCheckpoint's settings in both entry points (benchmarks/lightning_cli.py, benchmarks/fit_config.py); a config's
+# checkpoint section may override them (save_last=false for a model too large to write).
+CHECKPOINT_DEFAULTS = {"save_last": True, "save_top_k": 0, "enable_version_counter": False}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -50,6 +60,18 @@ class FaultGuard(pl.Callback):
         self.check_finite = check_finite
         self.seed_every_step = seed_every_step
         self.stop_reason = ""
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        callback = trainer.checkpoint_callback
+        dirpath = getattr(callback, "dirpath", None)
+        if trainer.ckpt_path is None and dirpath and getattr(callback, "save_last", False):
+            earlier = Path(dirpath) / "last.ckpt"
+            if earlier.is_file():
+                rank_zero_warn(
+                    f"{earlier} holds an earlier run's checkpoint and this run starts fresh (no ckpt_path): its first "
+                    "save replaces that file. To keep it, move it or give this run another trainer.default_root_dir; "
+                    "to continue that run instead, pass ckpt_path=last."
+                )
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx) -> None:
         if self.seed_every_step:

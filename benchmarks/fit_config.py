@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import ModelCheckpoint
 
-    from benchmarks.faults import FaultGuard
+    from benchmarks.faults import CHECKPOINT_DEFAULTS, FaultGuard
     from benchmarks.module import SparseTransformerModule
     from benchmarks.recorder import ResultsRecorder
     from benchmarks.step_profiler import StepProfiler
@@ -66,7 +66,7 @@ def main(argv: list[str]) -> int:
     trainer_args = dict(config["trainer"])
     root = trainer_args.get("default_root_dir", ".")
     # The config's checkpoint section may override these (checkpoint.save_last=false for a model too large to write).
-    defaults = {"dirpath": str(Path(root) / "checkpoints"), "save_last": True, "save_top_k": 0}
+    defaults = {"dirpath": str(Path(root) / "checkpoints"), **CHECKPOINT_DEFAULTS}
     checkpoint = ModelCheckpoint(**{**defaults, **config.get("checkpoint", {})})
     callbacks = [recorder, checkpoint, FaultGuard(**config.get("faults", {}))]
     if (

@@ -11,7 +11,8 @@ What it adds to Lightning's CLI:
 - Always-on callbacks, each with its own config section:
     recorder:   benchmarks.recorder.ResultsRecorder (results/runs.csv and results/curves.csv);
     checkpoint: ModelCheckpoint with save_last=True, in <trainer.default_root_dir>/checkpoints unless dirpath
-                is given, so that `--ckpt_path last` finds the run's last checkpoint;
+                is given, so that `--ckpt_path last` finds the run's last checkpoint; a fresh run replaces an
+                earlier run's last.ckpt there, and says so (benchmarks/faults.py);
     faults:     benchmarks.faults.FaultGuard (stop on a NaN/inf loss; per-step seeds for exact resumes).
 - Bad values fail before training: unknown classes or keys and an unknown precision (parser), heads not
   dividing the width (model) or an accelerator the machine lacks (Trainer), each in one line; missing data or
@@ -29,7 +30,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from benchmarks.faults import FaultGuard
+from benchmarks.faults import CHECKPOINT_DEFAULTS, FaultGuard
 from benchmarks.recorder import ResultsRecorder
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -43,7 +44,7 @@ class SparseReproCLI(LightningCLI):
         parser.link_arguments("data.token_axes", "model.token_axes", apply_on="instantiate")
         parser.add_lightning_class_args(ResultsRecorder, "recorder")
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
-        parser.set_defaults({"checkpoint.save_last": True, "checkpoint.save_top_k": 0})
+        parser.set_defaults({f"checkpoint.{key}": value for key, value in CHECKPOINT_DEFAULTS.items()})
         parser.add_lightning_class_args(FaultGuard, "faults")
 
     def before_instantiate_classes(self) -> None:

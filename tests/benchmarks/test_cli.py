@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -133,6 +134,26 @@ def test_test_subcommand_reads_the_last_checkpoint(tmp_path, data_root):
     assert main(["test", "--config", str(config), "--ckpt_path", "last"]) == 0
     fit, test = read_rows(tmp_path / "results" / "runs.csv")
     assert test["stage"] == "test" and test["run_id"] == fit["run_id"] and float(test["test_bpd"]) > 0
+
+
+@needs_harness
+def test_a_second_fresh_run_replaces_last_ckpt_and_says_so(tmp_path, data_root):
+    # Lightning's default would write last-v1.ckpt beside the first run's last.ckpt, and a test naming last.ckpt
+    # would have scored the first run's model under the first run's id (gpu_train.sh table2 on a reused machine).
+    config = tiny_config(tmp_path, data_root, trainer={"max_steps": 2})
+    assert main(["fit", "--config", str(config)]) == 0
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    with pytest.warns(UserWarning, match="holds an earlier run's checkpoint"):
+        assert main(["fit", "--config", str(config)]) == 0
+    assert sorted(p.name for p in last.parent.iterdir()) == ["last.ckpt"]
+    assert main(["test", "--config", str(config), "--ckpt_path", str(last)]) == 0
+    first, second, test = read_rows(tmp_path / "results" / "runs.csv")
+    assert first["run_id"] != second["run_id"] and test["run_id"] == second["run_id"]
+    with warnings.catch_warnings(record=True) as caught:  # continuing the run replaces nothing of another run's
+        warnings.simplefilter("always")
+        resume = tiny_config(tmp_path, data_root, trainer={"max_steps": 3})
+        assert main(["fit", "--config", str(resume), "--ckpt_path", "last"]) == 0
+    assert not [w for w in caught if "earlier run's checkpoint" in str(w.message)]
 
 
 @needs_harness
