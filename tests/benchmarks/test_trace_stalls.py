@@ -158,6 +158,7 @@ def test_restate_counts_every_kernel_of_ours_once_and_keeps_the_traces_line(tmp_
     assert lines[index] == f"# step-gpu: {expected}"
     assert "restated 2026-12-01T00:00Z" in lines[index + 1] and old[2:] in lines[index + 1]
     assert text.count("# step-gpu: ") == 1
+    assert restate_step_gpu(text, when="later") == text  # a confirmed line is left as it is
 
     path = tmp_path / "step.txt"
     path.write_text(_profile(old, rows))
