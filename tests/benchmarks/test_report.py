@@ -459,12 +459,16 @@ def test_kernel_target_status_gives_the_newest_and_the_best_measurement_per_card
     """One row per target case and card: the newest same-process pair, whether it meets the target eager and in
     CUDA graphs, and the best of that card's measurements; a case never measured says so."""
     d1, d2, d3 = "2025-01-01T00:00:00Z", "2025-01-02T00:00:00Z", "2025-01-03T00:00:00Z"
+    d4 = "2025-01-05T00:00:00Z"
     append_rows(results / "kernels.csv", [
         _target_cell("sdpa", "all", 2.6, d1, gpu="NVIDIA H100 80GB HBM3"),
         _target_cell("triton", "strided", 0.5, d1, gpu="NVIDIA H100 80GB HBM3"),
         _target_cell("sdpa", "all", 2.6, d2, graph=2.6), _target_cell("triton", "strided", 0.25, d2, graph=0.25),
         _target_cell("sdpa", "all", 2.6, d3, graph=2.6), _target_cell("triton", "strided", 0.3, d3, graph=0.26),
         _target_cell("triton", "strided", 0.1, "2025-01-04T00:00:00Z"),  # no SDPA row of its process: left out
+        # a sweep's process, backward on autograd's engine thread: counted and in the best, not the newest
+        _target_cell("sdpa", "all", 2.6, d4, autograd_thread="engine"),
+        _target_cell("triton", "strided", 0.65, d4, autograd_thread="engine"),
     ], KERNEL_COLUMNS)  # fmt: skip
     report(results, patterns=False)
     table = (results / "tables" / "kernel_target_status.md").read_text()
@@ -474,7 +478,7 @@ def test_kernel_target_status_gives_the_newest_and_the_best_measurement_per_card
     }  # fmt: skip
     h100, h200 = rows["H100 80GB HBM3"], rows["H200"]
     assert h100[5:10] == ["1", "0.500", "2.600", "5.20x", "no (52% of it)"] and h100[10:12] == ["", ""]
-    assert h200[5:12] == ["2", "0.300", "2.600", "8.67x", "no (87% of it)", "10.00x", "yes"]
+    assert h200[5:12] == ["3", "0.300", "2.600", "8.67x", "no (87% of it)", "10.00x", "yes"]
     assert h200[12:16] == ["0.20 / 0.20", "40.0 / 40.0", "", ""]  # no device ceilings recorded: no floors
     assert h200[16:19] == ["10.40x (2025-01-02)", "10.40x (2025-01-02)", "2025-01-03"]
     fixed = next(line for line in table.splitlines() if line.startswith("| fixed l=128 c=32"))
