@@ -14,6 +14,7 @@ import pandas as pd
 
 from benchmarks.recorder import PRESET_SCALE
 from benchmarks.report_data import Results, pick, rank, run_view
+from benchmarks.trace_stalls import read_step_gpu
 
 NOT_RUN = "not run yet"
 PATTERNS = ("dense", "fixed", "strided")
@@ -931,10 +932,10 @@ def step_gpu_rows(results: Results) -> pd.DataFrame:
     rows = []
     for name, text in results.step_profiles.items():
         match = _STEP_FILE.match(name)
-        line = next((ln for ln in text.splitlines() if ln.startswith("# step-gpu: ")), None)
-        if not match or line is None:
+        found = read_step_gpu(text)
+        if not match or found is None:
             continue
-        fields = dict(item.split("=", 1) for item in line[len("# step-gpu: ") :].split())
+        fields = found[1]
         head = _STEP_HEAD.match(text.splitlines()[0]) if text else None
         rows.append({
             **match.groupdict(),

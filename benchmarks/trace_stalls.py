@@ -134,6 +134,15 @@ def _format_step_gpu(fields: dict, kinds: str) -> str:
     return f"{STEP_GPU_PREFIX}{text} attention_kernels={kinds}"
 
 
+def read_step_gpu(text: str) -> tuple[int, dict[str, str]] | None:
+    """(line index, fields) of the first step-gpu line in a step profile's text, None if it has none: the reader of
+    what step_gpu_line writes (the report's step table and restate_step_gpu)."""
+    for index, line in enumerate(text.splitlines()):
+        if line.startswith(STEP_GPU_PREFIX):
+            return index, dict(item.split("=", 1) for item in line[len(STEP_GPU_PREFIX) :].split())
+    return None
+
+
 _TIME_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
 
 
@@ -177,12 +186,12 @@ def restate_step_gpu(text: str, when: str) -> str:
     kept in a comment below the new one; a file whose line the table confirms (read with today's kernel list, or
     restated before) comes back unchanged. Raises if the table gives less attention than the trace's line did: a
     kernel that the trace counted is then missing from the table's rows, and so may others be."""
-    lines = text.splitlines(keepends=True)
-    index = next((i for i, line in enumerate(lines) if line.startswith(STEP_GPU_PREFIX)), None)
-    if index is None:
+    found = read_step_gpu(text)
+    if found is None:
         raise ValueError("no step-gpu line")
+    index, fields = found
+    lines = text.splitlines(keepends=True)
     old_line = lines[index].rstrip("\n")
-    fields = dict(item.split("=", 1) for item in old_line[len(STEP_GPU_PREFIX) :].split())
     steps = int(fields["steps"])
     attention: dict[str, float] = defaultdict(float)
     for name, ms in kernel_table_ms(text).items():
