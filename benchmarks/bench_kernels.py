@@ -9,14 +9,16 @@
     sparse-repro bench-kernels --cases targets --backends triton,sdpa,sdpa-flash,sdpa-cudnn   each dense kernel
 
 Every cell: random bf16 inputs (never zeros), warm-up, then the median of triton.testing.do_bench (or, for a
-cell whose single run takes over a second, one warm-up and one timed run); for triton and SDPA cells under a
-second also the median of the same call replayed from a CUDA graph (graph_ms: the GPU's time without the host's,
+cell whose warm run takes over a second, that run alone: one warm-up and one timed run); for triton and SDPA cells
+under a second also the median of the same call replayed from a CUDA graph (graph_ms: the GPU's time without the host's,
 which varies between machines); peak memory as
 max_memory_allocated over one run after a reset, less what was allocated before the cell's inputs (inputs included,
 the same for every backend; what earlier cells left allocated is not counted); useful TFLOP/s
 from the pattern's allowed elements (forward = 4 * B * H * D * nnz, backward = 2.5 x forward); tiles computed
 (the plan's for triton, the block mask's for flex). A cell predicted to exceed the time budget or the card's
-memory, or that fails with out-of-memory, is recorded as skipped with the reason. Rows are appended to
+memory, or that fails with out-of-memory, is recorded as skipped with the reason. A forward + backward cell's time is
+predicted from the same backend's forward of that case in this process where one ran (FWD_BWD_OVER_FWD times it), else
+from an assumed FLOP rate. Rows are appended to
 results/kernels.csv through the recorder, with provenance. The device's measured ceilings (copy bandwidth,
 bf16 matmul rate) go to results/device_ceilings.csv, so the report can name each case's floor.
 
@@ -75,6 +77,12 @@ CEILING_COLUMNS = ["gpu", "copy_gbps", "matmul_tflops", "torch", "triton", "comm
 # pessimistic too (60, set on the H100's first kernels, skipped cells that run in 15-40 s).
 # The math path is bound by its n^2 scores' memory traffic, not by the matmul rate.
 PREDICT_TFLOPS = {"triton": 150.0, "flex": 150.0, "sdpa": 250.0, "reference": 1.0, "sdpa-math": 10.0}
+# A forward + backward cell over the same backend's forward of one case, to predict the first from the second, measured
+# where a process ran both: 3.25-4.20 over the 52 pairs of results/kernels.csv whose forward took over 0.1 s (triton,
+# flex and SDPA, head dims 64 and 128; the FLOP count's ratio is 3.5). The rates above, the only predictor before
+# 2026-12-01, had SDPA's head dim 128 forward + backward at n = 1,048,576 at 63 s a run and skipped it, where its
+# forward took 8.8 s in the same process (so ~31 s at that process's ratio).
+FWD_BWD_OVER_FWD = 4.5
 
 # SDPA's kernels by the names rows use (the order torch.nn.attention.SDPBackend lists them in).
 SDPA_KERNELS = {
@@ -206,7 +214,9 @@ def _sdpa_context(backend: str):
     return contextlib.nullcontext()
 
 
-def skip_reason(case: Case, backend: str, pass_: str, budget_s: float) -> str | None:
+def skip_reason(case: Case, backend: str, pass_: str, budget_s: float, forward_ms: float | None = None) -> str | None:
+    """Why the cell cannot or should not run here, or None. forward_ms: this process's measurement of the same case and
+    backend's forward, which predicts a forward + backward cell's time better than an assumed rate."""
     p = case.pattern()
     flops = p.flops(case.n, case.batch, case.heads, case.head_dim, backward=pass_ == "fwd+bwd")
     flops = flops + (p.flops(case.n, case.batch, case.heads, case.head_dim) if pass_ == "fwd+bwd" else 0)
@@ -218,9 +228,13 @@ def skip_reason(case: Case, backend: str, pass_: str, budget_s: float) -> str | 
         elements = blocks * (case.heads // mask_heads) * 128 * 128 * case.batch
         flops = 4 * case.head_dim * elements * (3.5 if pass_ == "fwd+bwd" else 1.0)
     rate = PREDICT_TFLOPS.get(backend, PREDICT_TFLOPS["sdpa"])  # a forced SDPA kernel: SDPA's, math apart
-    predicted = flops / (rate * 1e12)
+    predicted, basis = flops / (rate * 1e12), f"at {rate:.0f} TFLOP/s"
+    if pass_ == "fwd+bwd" and forward_ms is not None:
+        predicted = FWD_BWD_OVER_FWD * forward_ms / 1e3
+        basis = f"({FWD_BWD_OVER_FWD}x this process's forward, {forward_ms / 1e3:.1f} s)"
+    # A slow cell costs two runs (a warm-up, which also compiles, and the timed run): the budget is for both.
     if torch.cuda.is_available() and predicted * 2 > budget_s:
-        return f"predicted {predicted:.0f} s per run at {rate:.0f} TFLOP/s exceeds the budget"
+        return f"predicted {predicted:.0f} s per run {basis} exceeds the budget"
     if backend == "triton" and not torch.cuda.is_available() and not interpreting():
         return "no CUDA device (TRITON_INTERPRET=1 runs the kernels on the CPU, slowly)"
     if backend == "flex" and pass_ == "fwd+bwd" and not torch.cuda.is_available():
@@ -242,17 +256,25 @@ def skip_reason(case: Case, backend: str, pass_: str, budget_s: float) -> str | 
     return None
 
 
-def _timer(fn, slow: bool) -> float:
-    """Median milliseconds of fn(); `slow`: one timed run (the caller's warm call was the warm-up), enough for
-    multi-second cells such as SDPA at n = 1,048,576."""
+def _timed_once(fn) -> tuple[float, float]:
+    """(ms of one call of fn() by CUDA events on a GPU, else by the wall clock; the wall clock's seconds, which include
+    the host's launches and so tell a slow cell from a host-bound one)."""
+    t0 = time.perf_counter()
     if torch.cuda.is_available():
-        if slow:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            torch.cuda.synchronize()
-            return start.elapsed_time(end)
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        torch.cuda.synchronize()
+        return start.elapsed_time(end), time.perf_counter() - t0
+    fn()
+    wall = time.perf_counter() - t0
+    return wall * 1e3, wall
+
+
+def _timer(fn) -> float:
+    """Median milliseconds of fn() over many calls (do_bench on a GPU, after its own warm-up)."""
+    if torch.cuda.is_available():
         import triton.testing
 
         return triton.testing.do_bench(fn, warmup=25, rep=100, return_mode="median")
@@ -300,7 +322,16 @@ def _tiles(case: Case, backend: str, device: str) -> int | None:
     return None
 
 
-def measure(case: Case, backend: str, pass_: str, dtype: torch.dtype, budget_s: float, device: str) -> dict:
+def measure(
+    case: Case,
+    backend: str,
+    pass_: str,
+    dtype: torch.dtype,
+    budget_s: float,
+    device: str,
+    forward_ms: float | None = None,
+) -> dict:
+    """One cell's row: measured, or skipped with the reason. forward_ms: see skip_reason."""
     p = case.pattern()
     row = dict(
         pattern=case.attn_mode,
@@ -321,7 +352,7 @@ def measure(case: Case, backend: str, pass_: str, dtype: torch.dtype, budget_s: 
     # at n = 1,048,576; the flex rows of 8d61ca2f20c4 carry up to 2 GiB of other patterns' masks): drop them, so a flex
     # cell counts its own mask and no other, and no other backend's cell counts any.
     block_mask_for.cache_clear()
-    reason = skip_reason(case, backend, pass_, budget_s)
+    reason = skip_reason(case, backend, pass_, budget_s, forward_ms)
     if reason:
         return {**row, "status": "skipped", "reason": reason}
     shape = (case.batch, case.heads, case.n, case.head_dim)
@@ -365,19 +396,21 @@ def _measured(row: dict, case: Case, p: sparse.Pattern, backend: str, pass_: str
         return out
 
     run()  # compile / autotune / block-mask creation outside the measurement
-    # Whether a cell is slow (one warm-up and one timed run, no graph replay) is judged on a second, warm call:
-    # the first includes compiling the kernels, and judging on it (before 8dee3b8cb96b) timed every freshly
-    # compiled triton fwd+bwd cell by a single run and replayed none of them from a graph.
-    t0 = time.perf_counter()
+    # Whether a cell is slow (no graph replay, and its warm call is its one timed run) is judged on this second, warm
+    # call: the first includes compiling the kernels, and judging on it (before 8dee3b8cb96b) timed every freshly
+    # compiled triton fwd+bwd cell by a single run and replayed none of them from a graph. A slow cell takes this call
+    # as its measurement rather than running a third time (the issue's "one warm-up and one timed run"): at n =
+    # 1,048,576 a third run cost up to 40 s a cell.
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    run()
-    if device == "cuda":
-        torch.cuda.synchronize()
-        row["peak_gib"] = f"{(torch.cuda.max_memory_allocated() - held_before) / 2**30:.4f}"
-    slow = time.perf_counter() - t0 > 1.0
     replayed = call_graphs.state()["replayed"]
-    median_ms = _timer(run, slow=slow)
+    warm_ms, warm_wall_s = _timed_once(run)
+    if device == "cuda":
+        row["peak_gib"] = f"{(torch.cuda.max_memory_allocated() - held_before) / 2**30:.4f}"
+    slow = warm_wall_s > 1.0
+    if not slow:
+        replayed = call_graphs.state()["replayed"]  # the row's call_graphs says how the timed calls went
+    median_ms = warm_ms if slow else _timer(run)
     if backend == "triton":
         row["call_graphs"] = "on" if call_graphs.state()["replayed"] > replayed else "off"
     graph_ms, graph_note = _graph_ms(run, backend, slow=slow) if device == "cuda" else (None, "")
@@ -483,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     passes = parse_list(args.passes)
     if not passes or any(p not in ("fwd", "fwd+bwd") for p in passes):
         parser.error("--passes takes fwd and/or fwd+bwd")
+    passes = [p for p in ("fwd", "fwd+bwd") if p in passes]  # each forward first: it predicts its fwd+bwd's time
     attn_modes = parse_list(args.patterns)
     for mode in attn_modes:
         if mode not in PATTERNS:
@@ -543,8 +577,16 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     try:
         with torch.autograd.set_multithreading_enabled(args.autograd_thread == "engine"):
+            forward_ms: dict[
+                tuple[Case, str], float
+            ] = {}  # each (case, backend)'s forward, measured before its fwd+bwd
             for case, backend, pass_ in tqdm(work, desc="bench-kernels", unit="cell", file=sys.stderr):
-                row = {**base, **measure(case, backend, pass_, dtype, args.budget_s, device)}
+                row = {
+                    **base,
+                    **measure(case, backend, pass_, dtype, args.budget_s, device, forward_ms.get((case, backend))),
+                }
+                if pass_ == "fwd" and row["status"] == "ok":
+                    forward_ms[(case, backend)] = float(row["median_ms"])
                 rows.append(row)
                 append_rows(args.out, [row], KERNEL_COLUMNS)  # one by one, so a crash keeps what was measured
     finally:

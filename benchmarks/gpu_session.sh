@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call: any of the steps below, in order; everything lands under $OUT.
-# Usage on the GPU machine: SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_session.sh [targets|targets-caller|dense-kernels|targets-1m|models|sweep|flexsweep|flexlarge|tests|cudatests|oldergpus|profile|tune|counters|dram|host]...
+# Usage on the GPU machine: SPARSE_REPRO_COMMIT=<sha> bash benchmarks/gpu_session.sh [targets|targets-caller|dense-kernels|targets-1m|models|sweep|sweep-1m|flexsweep|flexlarge|tests|cudatests|oldergpus|profile|tune|counters|dram|host]...
 set -uo pipefail
 export PYTHONPATH=.
 OUT="${OUT:-out}"; mkdir -p "$OUT"
@@ -25,6 +25,10 @@ for step in "$@"; do
     # Our kernels and SDPA; FlexAttention has the two steps below (with it this step would pass its time limit).
     sweep)     timeout 280 "${bench[@]}" --cases sweep --backends triton,sdpa --n 1024,3072,12288,65536,262144 \
                  --head-dims 64,128 2>&1 | tail -5 ;;
+    # The sweep's 1,048,576 cells, all three backends in one process (so every speed-up there is same-process), one
+    # head dim a device call: SWEEP_HEAD_DIM=64 (default; ~6 min on an H200) or 128 (~5 min).
+    sweep-1m)  timeout 560 "${bench[@]}" --cases sweep --backends triton,flex,sdpa --n 1048576 \
+                 --head-dims "${SWEEP_HEAD_DIM:-64}" 2>&1 | grep -v Warning | tee "$OUT/sweep_1m.txt" | tail -16 ;;
     tests)     timeout 320 python3 -m pytest tests/sparse/test_kernels.py tests/sparse/test_patterns.py -q \
                  -p no:cacheprovider -p no:warnings --durations=5 2>&1 | tail -15 | tee "$OUT/gpu_tests.txt" ;;
     # Compile-bound (each dtype x head dim x mask shape compiles its kernels): spread over processes with xdist.
