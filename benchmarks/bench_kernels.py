@@ -272,6 +272,14 @@ def _timed_once(fn) -> tuple[float, float]:
     return wall * 1e3, wall
 
 
+def _from_graphs() -> int:
+    """Our calls so far whose launches ran from a call graph: replayed, or captured then replayed (a slow cell's timed
+    call is the second of its key, the one captured; with replays alone counted, those rows said "off" at
+    510e5ddd0d94)."""
+    counts = call_graphs.state()
+    return counts["replayed"] + counts["captured"]
+
+
 def _timer(fn) -> float:
     """Median milliseconds of fn() over many calls (do_bench on a GPU, after its own warm-up)."""
     if torch.cuda.is_available():
@@ -403,16 +411,16 @@ def _measured(row: dict, case: Case, p: sparse.Pattern, backend: str, pass_: str
     # 1,048,576 a third run cost up to 40 s a cell.
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    replayed = call_graphs.state()["replayed"]
+    replayed = _from_graphs()
     warm_ms, warm_wall_s = _timed_once(run)
     if device == "cuda":
         row["peak_gib"] = f"{(torch.cuda.max_memory_allocated() - held_before) / 2**30:.4f}"
     slow = warm_wall_s > 1.0
     if not slow:
-        replayed = call_graphs.state()["replayed"]  # the row's call_graphs says how the timed calls went
+        replayed = _from_graphs()  # the row's call_graphs says how the timed calls went
     median_ms = warm_ms if slow else _timer(run)
     if backend == "triton":
-        row["call_graphs"] = "on" if call_graphs.state()["replayed"] > replayed else "off"
+        row["call_graphs"] = "on" if _from_graphs() > replayed else "off"
     graph_ms, graph_note = _graph_ms(run, backend, slow=slow) if device == "cuda" else (None, "")
     flops = p.flops(case.n, case.batch, case.heads, case.head_dim)
     if backward:

@@ -366,3 +366,15 @@ def test_each_cell_starts_with_no_block_mask_of_an_earlier_cell():
         row = bench.measure(case, "flex", "fwd", torch.float32, budget_s=60.0, device="cpu")
         assert row["status"] == "ok"
         assert block_mask_for.cache_info().currsize == 1  # this cell's mask alone
+
+
+def test_a_call_captured_then_replayed_counts_as_run_from_a_graph(monkeypatch):
+    """A slow cell's timed call is the second of its key: captured, then replayed (sparse/kernels/call_graphs.run).
+    Counting replays alone, the 1,048,576 rows of 510e5ddd0d94 said call_graphs "off" for those cells."""
+    import benchmarks.bench_kernels as bench
+
+    counts = {"direct": 1, "captured": 0, "replayed": 0, "disabled_reason": None}
+    monkeypatch.setattr(bench.call_graphs, "state", lambda: dict(counts))
+    before = bench._from_graphs()
+    counts["captured"] += 1  # the warm call of a slow cell
+    assert bench._from_graphs() > before
