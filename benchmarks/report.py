@@ -1,7 +1,8 @@
 """`sparse-repro report`: regenerate the tables and plots from the result CSVs alone.
 
 Reads <results>/runs.csv, curves.csv, kernels.csv and paper/*.csv (any of them may be missing) and writes
-- <results>/tables/<name>.md for every table of benchmarks/report_tables.py (paper beside ours);
+- <results>/tables/<name>.md for every table of benchmarks/report_tables.py, report_dense.py and report_growth.py
+  (paper beside ours);
 - <results>/plots/*.png (learning curves, time and memory against n, kernels, pattern pictures, where a step's
   time goes);
 - <results>/REPORT.md: every table and plot in one page, with the sample files under <results>/samples/;
@@ -18,22 +19,29 @@ from pathlib import Path
 from benchmarks.recorder import PRESET_SCALE, read_rows
 from benchmarks.report_data import load
 from benchmarks.report_dense import table_dense_kernels
+from benchmarks.report_growth import table_kernel_growth
 from benchmarks.report_plots import PLOTS, plot_patterns
 from benchmarks.report_tables import TABLES as KERNEL_AND_RUN_TABLES
 
+# Tables in modules of their own (they use report_tables' formatting), each placed after the table it extends: how the
+# kernels' time grows with n after the kernel table, ours against each dense kernel after the targets' measurements.
+PLACED_AFTER = {
+    "kernels": ("kernel_growth", table_kernel_growth),
+    "kernel_targets": ("dense_kernels", table_dense_kernels),
+}
 
-def _with_dense_kernels(tables: dict) -> dict:
-    """report_tables' tables, with the dense kernels' comparison after every measurement of the kernel targets (it
-    lives in its own module, which uses report_tables' formatting)."""
+
+def _with_placed_tables(tables: dict) -> dict:
     out = {}
     for name, make in tables.items():
         out[name] = make
-        if name == "kernel_targets":
-            out["dense_kernels"] = table_dense_kernels
+        if name in PLACED_AFTER:
+            extra, make_extra = PLACED_AFTER[name]
+            out[extra] = make_extra
     return out
 
 
-TABLES = _with_dense_kernels(KERNEL_AND_RUN_TABLES)
+TABLES = _with_placed_tables(KERNEL_AND_RUN_TABLES)
 
 README_BEGIN = "<!-- report:begin -->"
 README_END = "<!-- report:end -->"
@@ -47,6 +55,7 @@ README_TABLES = (
     "step_gpu",
     "scaling",
     "checkpointing",
+    "kernel_growth",
     "kernel_target_status",
 )  # REPORT.md: all (kernel_targets, every measurement of the targets, and dense_kernels, ours against each dense
 #   kernel, are linked from kernel_target_status)

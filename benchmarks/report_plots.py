@@ -155,6 +155,13 @@ def _newest(rows: pd.DataFrame) -> pd.DataFrame:
     return rows.sort_values("date", kind="stable").groupby([*KERNEL_CASE, "backend", "gpu"], dropna=False).tail(1)
 
 
+def plotted_kernel_cells(kernels: pd.DataFrame) -> pd.DataFrame:
+    """The cells the kernel figures' time and memory panels draw: per pass and head dim, the newest row of each case
+    and backend of one card and the sweep's batch and heads (_card_rows)."""
+    every = _card_rows(kernels)
+    return _newest(every) if len(every) else every
+
+
 def plot_kernels(results: Results, out: Path) -> list[Path]:
     """Time and memory against n (log-log, fitted slope per backend) and speed-up over SDPA, per pattern,
     one figure per (pass, head dim)."""
@@ -162,7 +169,7 @@ def plot_kernels(results: Results, out: Path) -> list[Path]:
     if kernels.empty or "median_ms" not in kernels:
         return []
     every = _card_rows(kernels)
-    cells = _newest(every) if len(every) else every  # what the time and memory figures draw
+    cells = plotted_kernel_cells(kernels)
     paths = []
     for (pass_, head_dim), group in cells.groupby(["pass", "head_dim"]):
         patterns = [p for p in ("all", "strided", "fixed") if (group["pattern"] == p).any()]

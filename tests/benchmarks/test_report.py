@@ -389,10 +389,7 @@ def test_kernel_profiles_name_the_descriptor_setting_of_each_path(results):
 def test_kernel_plots_take_one_card_per_figure():
     """A newer row from another card does not join a sweep measured on one: the figure keeps the card with the most
     triton cells (the newest on a tie), whose newest row per cell it plots, other backends' included."""
-    from benchmarks.report_plots import _card_rows, _newest
-
-    def _kernel_cells(rows):
-        return _newest(_card_rows(rows))
+    from benchmarks.report_plots import plotted_kernel_cells as _kernel_cells
 
     def row(n, gpu, date, ms, backend="triton"):
         return {"pattern": "strided", "local_attn_ctx": 128, "summary_ctx": None, "backend": backend, "n": n,
@@ -544,3 +541,40 @@ def test_kernel_target_status_names_the_larger_floor(results):
     cells = [c.strip() for c in line.strip("|").split("|")]
     # memory: 8 x 16 x 12,288 x 64 x 2 B at 3 TB/s = 0.067 ms, above compute's 40 TFLOP/s x 0.5 ms / 800 = 0.025
     assert cells[14:16] == ["memory 0.067 ms", "7.5"]
+
+
+def test_kernel_growth_fits_time_work_and_memory_over_the_gpu_bound_n(results):
+    """The growth table's slopes: time, useful FLOPs (useful TFLOP/s x time) and memory against n, over n >= 65,536
+    only (a host-bound small n would flatten them), forward + backward only; a backend with one such n has no row."""
+    from benchmarks.report_growth import growth_rows
+
+    def cell(backend, pattern, n, ms, work, passes="fwd+bwd", date="2025-01-02T00:00:00Z"):
+        return {"pattern": pattern, "local_attn_ctx": 256 if pattern == "strided" else None, "summary_ctx": None,
+                "backend": backend, "n": n, "batch": 1, "heads": 16, "head_dim": 64, "dtype": "bfloat16",
+                "pass": passes, "median_ms": f"{ms:.6g}", "useful_tflops": f"{work / ms:.6g}", "peak_gib": n / 2**20,
+                "status": "ok", "gpu": "NVIDIA H200", "commit": "abc", "date": date}  # fmt: skip
+
+    big = (65_536, 262_144, 1_048_576)
+    rows = [cell("triton", "strided", n, 1e-6 * n**1.4, 1e-6 * n**1.5) for n in big]
+    rows += [cell("triton", "strided", 1024, 5.0, 1e-6 * 1024**1.5)]  # host-bound: would pull the slope down
+    rows += [cell("sdpa", "all", n, 1e-9 * n**2, 1e-9 * n**2) for n in big]
+    rows += [cell("triton", "strided", n, 1e-6 * n, 1e-6 * n, passes="fwd") for n in big]  # forward rows: not here
+    rows += [cell("flex", "strided", 65_536, 1.0, 1.0)]  # one n: no slope, no row
+    append_rows(results / "kernels.csv", rows, KERNEL_COLUMNS)
+    growth = growth_rows(load(results).kernels).set_index(["pattern", "backend"])
+    assert sorted(growth.index) == [("all", "sdpa"), ("strided", "triton")]
+    strided = growth.loc[("strided", "triton")]
+    assert (strided["n_from"], strided["n_to"], strided["points"]) == (65_536, 1_048_576, 3)
+    assert strided["time_slope"] == pytest.approx(1.4, abs=1e-3) and strided["work_slope"] == pytest.approx(
+        1.5, abs=1e-3
+    )
+    assert strided["memory_slope"] == pytest.approx(1.0, abs=1e-3)
+    assert growth.loc[("all", "sdpa"), "time_slope"] == pytest.approx(2.0, abs=1e-3)
+    report(results, patterns=False)
+    table = (results / "tables" / "kernel_growth.md").read_text()
+    assert "| strided | triton | 64 | 65,536 to 1,048,576 (3) | 1.40 | 1.50 | 1.00 |" in table
+
+
+def test_kernel_growth_without_kernel_rows_says_not_run_yet(results):
+    report(results, patterns=False)
+    assert "not run yet" in (results / "tables" / "kernel_growth.md").read_text()
