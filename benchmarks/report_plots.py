@@ -131,22 +131,23 @@ def plot_time_memory_vs_n(results: Results, out: Path) -> list[Path]:
 
 
 def _card_rows(kernels: pd.DataFrame) -> pd.DataFrame:
-    """Every measured (status ok) row of the sweep's batch and heads on one card: for each pass and head dim, the
-    (batch, heads) with the most cells (target cases at other batch sizes are in the kernel table), then the card with
-    the most of our kernel's (triton) cells among them, the newest on a tie. One card per figure: a line through an H100
-    cell and an H200 cell, or a speed-up of one card's kernel over another's SDPA, would compare cards."""
+    """Every measured (status ok) row of the sweep's batch, heads and dtype on one card: for each pass and head dim, the
+    (batch, heads, dtype) with the most cells (target cases at other batch sizes, or a run in another dtype, are in the
+    kernel table), then the card with the most of our kernel's (triton) cells among them, the newest on a tie. One card
+    per figure: a line through an H100 cell and an H200 cell, or a speed-up of one card's kernel over another's SDPA,
+    would compare cards; one dtype per figure, for the same reason."""
     kernels = kernels.assign(gpu=kernels["gpu"].fillna("").astype(str)) if "gpu" in kernels else kernels.assign(gpu="")
     ok = kernels[kernels["status"].fillna("ok").astype(str).isin(["ok", "", "nan"]) & kernels["median_ms"].notna()]
     keep = []
     for _, group in ok.groupby(["pass", "head_dim"]):
+        group = group.assign(dtype=group["dtype"].fillna("") if "dtype" in group else "")
         cells = _newest(group)
-        sweep = cells.groupby(["batch", "heads"]).size().idxmax()
-        cells = cells[(cells["batch"] == sweep[0]) & (cells["heads"] == sweep[1])]
+        batch, heads, dtype = cells.groupby(["batch", "heads", "dtype"]).size().idxmax()
+        sweep = (group["batch"] == batch) & (group["heads"] == heads) & (group["dtype"] == dtype)
+        cells = cells[(cells["batch"] == batch) & (cells["heads"] == heads) & (cells["dtype"] == dtype)]
         ours = cells.assign(triton=cells["backend"] == "triton")
         card = ours.groupby("gpu").agg(cells=("triton", "sum"), newest=("date", "max")).sort_values(["cells", "newest"])
-        keep.append(
-            group[(group["batch"] == sweep[0]) & (group["heads"] == sweep[1]) & (group["gpu"] == card.index[-1])]
-        )
+        keep.append(group[sweep & (group["gpu"] == card.index[-1])])
     return pd.concat(keep) if keep else ok
 
 

@@ -533,7 +533,7 @@ def table_kernels(results: Results) -> str:
         "come from a later process, on another card where the cell names it (kernels.csv has each row's commit, "
         "card and date), so read it as a magnitude, not a ratio.\n"
     )
-    headers = ["pattern", "l", "c", "n", "B", "H", "D", "pass", "triton ms", "flex ms", "sdpa ms (dense)",
+    headers = ["pattern", "l", "c", "n", "B", "H", "D", "dtype", "pass", "triton ms", "flex ms", "sdpa ms (dense)",
                "triton vs sdpa", "triton TFLOP/s", "sdpa TFLOP/s", "triton GiB", "sdpa GiB", "gpu",
                "commit"]  # fmt: skip
     rows = []
@@ -556,7 +556,7 @@ def table_kernels(results: Results) -> str:
                 s = None  # timings compare only inside one run of the benchmark
             rows.append([
                 key["pattern"], fmt(key["local_attn_ctx"], 0), fmt(key["summary_ctx"], 0), f"{int(key['n']):,}",
-                fmt(key["batch"], 0), fmt(key["heads"], 0), fmt(key["head_dim"], 0), key["pass"],
+                fmt(key["batch"], 0), fmt(key["heads"], 0), fmt(key["head_dim"], 0), key["dtype"], key["pass"],
                 _kernel_ms(t_row), _flex_ms(by_backend.get("flex"), t_row), _kernel_ms(s_row),
                 _ratio(s["median_ms"], t["median_ms"]) if t is not None and s is not None else "",
                 fmt(t["useful_tflops"], 1) if t is not None else "",

@@ -118,7 +118,7 @@ def test_plots_from_curves_runs_and_kernels(results):
     assert {"learning_curves_cifar10.png", "time_memory_vs_n.png", "kernels_time_fwd_bwd_d64.png",
             "kernels_memory_fwd_bwd_d64.png", "kernels_speedup_fwd_bwd_d64.png"} <= written  # fmt: skip
     table = (results / "tables" / "kernels.md").read_text()
-    assert "| strided |  |  | 16,384 | 1 | 16 | 64 | fwd+bwd | 16.000 |" in table and "| 16.00 |" in table  # 256 / 16
+    assert "| strided |  |  | 16,384 | 1 | 16 | 64 | bf16 | fwd+bwd | 16.000 |" in table and "| 16.00 |" in table
     assert "skipped (over the time budget)" in table
 
 
@@ -299,7 +299,7 @@ def test_kernels_table_names_the_card_of_a_flex_cell_from_another_card(results):
     table = (results / "tables" / "kernels.md").read_text()
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")] for line in
             table.splitlines() if line.startswith("| strided") or line.startswith("| local")}  # fmt: skip
-    assert rows["strided"][9] == "2.000 (on H200)" and rows["local"][9] == "9.000 †"
+    assert rows["strided"][10] == "2.000 (on H200)" and rows["local"][10] == "9.000 †"
 
 
 def test_table4_prefers_the_largest_model_that_fits(results):
@@ -404,6 +404,11 @@ def test_kernel_plots_take_one_card_per_figure():
     assert cells.set_index("n").loc[16384, "median_ms"] == 0.9  # H100's newest row of that cell
     rows += [row(n, "H200", "2026-02-01", 0.5) for n in (1024, 4096)]  # three cells each: the newest card wins
     assert set(_kernel_cells(pd.DataFrame(rows))["gpu"]) == {"H200"}
+    # a float16 run of a few cells (bench-kernels --dtype float16) does not join the bfloat16 sweep's lines
+    rows += [{**row(n, "H200", "2026-03-01", 0.4), "dtype": "float16"} for n in (4096, 16384)]
+    cells = _kernel_cells(pd.DataFrame(rows))
+    ours = cells[cells["backend"] == "triton"].set_index("n")
+    assert set(cells["dtype"]) == {"bfloat16"} and ours.loc[16384, "median_ms"] == 0.5
 
 
 def test_speedups_pair_our_rows_with_sdpa_of_the_same_process():
