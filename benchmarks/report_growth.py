@@ -20,10 +20,9 @@ import numpy as np
 import pandas as pd
 
 from benchmarks.report_data import Results
-from benchmarks.report_plots import fitted_slope, plotted_kernel_cells
+from benchmarks.report_plots import GROWTH_FROM, fitted_slope, plotted_kernel_cells
 from benchmarks.report_tables import _card, fmt, markdown
 
-GROWTH_FROM = 65_536
 PASS = "fwd+bwd"
 BACKEND_ORDER = {"triton": 0, "flex": 1, "sdpa": 2}
 PATTERN_ORDER = {"strided": 0, "fixed": 1, "all": 2}

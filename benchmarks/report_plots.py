@@ -4,7 +4,8 @@ Each `plot_*` function takes the loaded `Results` and an output folder, writes z
 returns their paths; with no data for a plot it writes nothing (the report's index then says "not run yet").
 - learning curves: bits per dim against step and against wall-clock, dense vs sparse, per benchmark;
 - time per iteration and peak memory against sequence length (training runs);
-- kernels: time and peak memory against n on log-log axes per backend with the fitted slope in the legend,
+- kernels: time and peak memory against n on log-log axes per backend with the fitted slope in the legend (over
+  n >= 65,536, where every backend is GPU-bound, when two such n were measured),
   and the speed-up over dense SDPA per pattern (one figure per pass and head dim);
 - Table 3: our test bits per byte against the minimum context, beside the paper's (each on its own axis);
 - checkpointing: time per step and peak memory without and with, per model;
@@ -218,8 +219,18 @@ def plot_kernels(results: Results, out: Path) -> list[Path]:
     return paths
 
 
+# From this n on every backend's time is the GPU's (below it an eager call at small n waits for the host, which would
+# flatten a fit over every n): the legends' slopes and report_growth's table are fitted there where two n are measured.
+GROWTH_FROM = 65_536
+
+
 def _slope_label(n: pd.Series, values: pd.Series) -> str:
-    """The legend's fitted log-log slope, or why there is none."""
+    """The legend's fitted log-log slope (over n >= GROWTH_FROM where two such n were measured, else over every n), or
+    why there is none."""
+    n, values = pd.Series(n).reset_index(drop=True), pd.Series(values).reset_index(drop=True)
+    large = (n >= GROWTH_FROM) & values.notna()
+    if large.sum() >= 2 and n[large].nunique() >= 2:
+        return f"slope {fitted_slope(n[large], values[large]):.2f} for n >= {GROWTH_FROM // 1024}K"
     slope = fitted_slope(n, values)
     return f"slope {slope:.2f}" if np.isfinite(slope) else "one n, no slope"
 

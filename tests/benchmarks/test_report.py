@@ -583,3 +583,15 @@ def test_kernel_growth_fits_time_work_and_memory_over_the_gpu_bound_n(results):
 def test_kernel_growth_without_kernel_rows_says_not_run_yet(results):
     report(results, patterns=False)
     assert "not run yet" in (results / "tables" / "kernel_growth.md").read_text()
+
+
+def test_a_legend_slope_is_fitted_where_the_gpu_sets_the_time():
+    """Time against n is flat where an eager call waits for the host (small n): the legend fits n >= 65,536 when two
+    such n were measured, and says so; otherwise every n."""
+    from benchmarks.report_plots import _slope_label
+
+    n = pd.Series([1024, 4096, 65_536, 262_144, 1_048_576])
+    ms = pd.Series([0.4, 0.4, 1.0 * 4**0, 4.0**1.4, 16.0**1.4])  # host-bound, then n^1.4
+    assert _slope_label(n, ms) == "slope 1.40 for n >= 64K"
+    assert _slope_label(n[:3], ms[:3]).startswith("slope 0.")  # one large n: every n
+    assert _slope_label(n[:1], ms[:1]) == "one n, no slope"
