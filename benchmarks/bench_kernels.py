@@ -257,11 +257,11 @@ def skip_reason(case: Case, backend: str, pass_: str, budget_s: float, forward_m
     return None
 
 
-def _timed_once(fn) -> tuple[float, float]:
+def _timed_once(fn, cuda: bool) -> tuple[float, float]:
     """(ms of one call of fn() by CUDA events on a GPU, else by the wall clock; the wall clock's seconds, which include
     the host's launches and so tell a slow cell from a host-bound one)."""
     t0 = time.perf_counter()
-    if torch.cuda.is_available():
+    if cuda:
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         fn()
@@ -413,7 +413,7 @@ def _measured(row: dict, case: Case, p: sparse.Pattern, backend: str, pass_: str
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     replayed = _from_graphs()
-    warm_ms, warm_wall_s = _timed_once(run)
+    warm_ms, warm_wall_s = _timed_once(run, cuda=device == "cuda")
     if device == "cuda":
         row["peak_gib"] = f"{(torch.cuda.max_memory_allocated() - held_before) / 2**30:.4f}"
     slow = warm_wall_s > 1.0
@@ -586,9 +586,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     try:
         with torch.autograd.set_multithreading_enabled(args.autograd_thread == "engine"):
-            forward_ms: dict[
-                tuple[Case, str], float
-            ] = {}  # each (case, backend)'s forward, measured before its fwd+bwd
+            forward_ms: dict[tuple[Case, str], float] = {}  # each case and backend's forward, before its fwd+bwd
             for case, backend, pass_ in tqdm(work, desc="bench-kernels", unit="cell", file=sys.stderr):
                 row = {
                     **base,
