@@ -159,7 +159,7 @@ def _newest(rows: pd.DataFrame) -> pd.DataFrame:
 
 def plotted_kernel_cells(kernels: pd.DataFrame) -> pd.DataFrame:
     """The cells the kernel figures' time and memory panels draw: per pass and head dim, the newest row of each case
-    and backend of one card and the sweep's batch and heads (_card_rows)."""
+    and backend of one card and the sweep's batch, heads and dtype (_card_rows)."""
     every = _card_rows(kernels)
     return _newest(every) if len(every) else every
 
@@ -170,8 +170,8 @@ def plot_kernels(results: Results, out: Path) -> list[Path]:
     kernels = results.kernels
     if kernels.empty or "median_ms" not in kernels:
         return []
-    every = _card_rows(kernels)
-    cells = plotted_kernel_cells(kernels)
+    every = _card_rows(kernels)  # the speed-up figures pair rows of one process from every measurement
+    cells = _newest(every) if len(every) else every  # plotted_kernel_cells(kernels), without selecting twice
     paths = []
     for (pass_, head_dim), group in cells.groupby(["pass", "head_dim"]):
         patterns = [p for p in ("all", "strided", "fixed") if (group["pattern"] == p).any()]
