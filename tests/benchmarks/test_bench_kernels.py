@@ -240,26 +240,35 @@ def test_graph_time_is_measured_for_triton_and_sdpa_and_its_failure_is_recorded(
     assert bench._graph_ms(lambda: None, "triton", slow=False) == (None, "")
 
 
+def _sleep_on_call(monkeypatch, which: int) -> list:
+    """sparse.attention as bench-kernels calls it, 1.1 s slower on its `which`-th call; returns the list of calls."""
+    import time
+
+    import benchmarks.bench_kernels as bench
+
+    real_attention, calls = bench.sparse.attention, []
+
+    def attention(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == which:
+            time.sleep(1.1)
+        return real_attention(*args, **kwargs)
+
+    monkeypatch.setattr(bench.sparse, "attention", attention)
+    return calls
+
+
 def test_a_compiling_first_call_does_not_make_a_cell_slow(monkeypatch):
     """Slow cells are timed by one run and get no graph time; whether a cell is slow is judged on a warm call,
     not on the first, which compiles the kernels (judged on the first, every freshly compiled fwd+bwd cell
     was a single run on the GPU until 8dee3b8cb96b)."""
-    import time
-
     import torch
 
     import benchmarks.bench_kernels as bench
     from benchmarks.bench_kernels import Case
 
-    real_attention, calls, judged = bench.sparse.attention, [], []
-
-    def compiles_on_first_call(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 1:
-            time.sleep(1.1)
-        return real_attention(*args, **kwargs)
-
-    monkeypatch.setattr(bench.sparse, "attention", compiles_on_first_call)
+    judged = []
+    _sleep_on_call(monkeypatch, 1)  # the first call compiles
     monkeypatch.setattr(bench, "_timer", lambda fn: judged.append(fn) or 1.0)
     case = Case(attn_mode="strided", n=32, batch=1, heads=1, head_dim=32, local_attn_ctx=4)
     row = bench.measure(case, "reference", "fwd", torch.float32, budget_s=60.0, device="cpu")
@@ -269,22 +278,12 @@ def test_a_compiling_first_call_does_not_make_a_cell_slow(monkeypatch):
 def test_a_slow_cell_is_one_warm_up_and_one_timed_run(monkeypatch):
     """A cell whose warm call takes over a second is measured by that call: two runs in all (the issue's "one warm-up
     and one timed run"), where until 2026-12-01 a third, timed run followed (up to 40 s more a cell at 1,048,576)."""
-    import time
-
     import torch
 
     import benchmarks.bench_kernels as bench
     from benchmarks.bench_kernels import Case
 
-    real_attention, calls = bench.sparse.attention, []
-
-    def slow_when_warm(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 2:
-            time.sleep(1.1)
-        return real_attention(*args, **kwargs)
-
-    monkeypatch.setattr(bench.sparse, "attention", slow_when_warm)
+    calls = _sleep_on_call(monkeypatch, 2)  # the warm call is slow
     monkeypatch.setattr(bench, "_timer", lambda fn: pytest.fail("a slow cell timed again"))
     case = Case(attn_mode="strided", n=32, batch=1, heads=1, head_dim=32, local_attn_ctx=4)
     row = bench.measure(case, "reference", "fwd", torch.float32, budget_s=60.0, device="cpu")
